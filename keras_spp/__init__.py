@@ -1,0 +1,6 @@
+"""keras_spp: SPP-net (He, Zhang, Ren, Sun) for TensorFlow and Keras 3."""
+
+__version__ = "0.1.0"
+
+from keras_spp import layers
+from keras_spp import ops

@@ -1,0 +1,70 @@
+"""Keras layer over ``keras_spp.ops.roi_pyramid_pool``."""
+
+import keras
+
+from keras_spp.ops import bins
+from keras_spp.ops.box_cells import COORDINATE_RULES
+from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
+from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
+
+
+@keras.saving.register_keras_serializable(package="keras_spp")
+class RoiPyramidPooling(keras.layers.Layer):
+    """Exact pyramid max pooling of each box's window of a feature map.
+
+    Called as ``layer(features, boxes, box_indices)``: ``features [B, H, W, C]``,
+    ``boxes [R, 4]`` as ``[y1, x1, y2, x2]`` in input-image pixels, ``box_indices [R]``
+    (int) the image of each box. Returns ``[R, C * sum(n * n)]`` laid out as
+    ``SpatialPyramidPooling``'s output. See ``keras_spp.ops.roi_pyramid_pool`` for
+    the coordinate rules and the treatment of degenerate and out-of-map boxes.
+
+    Args:
+      levels: bins per side of each level; (6, 3, 2, 1) in the paper.
+      spatial_scale: feature cells per input pixel, 1 / (product of the strides).
+      coordinate_rule: ``"spp"`` (the paper's appendix) or ``"roi_pool"`` (Fast
+        R-CNN, torchvision).
+
+    Example:
+
+    >>> features = np.random.rand(1, 43, 58, 8).astype("float32")
+    >>> boxes = np.array([[0, 0, 687, 916], [96, 32, 480, 400]], "float32")
+    >>> RoiPyramidPooling(levels=(2, 1))(features, boxes, np.array([0, 0])).shape
+    TensorShape([2, 40])
+    """
+
+    def __init__(
+        self, levels=(6, 3, 2, 1), spatial_scale=1.0 / 16, coordinate_rule="spp", **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.levels = bins.validate_levels(levels)
+        if not isinstance(spatial_scale, (int, float)) or not 0 < spatial_scale < float("inf"):
+            raise ValueError(
+                "`spatial_scale` must be a positive finite number (feature cells per "
+                f"input pixel, 1/16 for ZF-5); got {spatial_scale!r}."
+            )
+        self.spatial_scale = float(spatial_scale)
+        self.coordinate_rule = bins.validate_choice(
+            coordinate_rule, COORDINATE_RULES, "coordinate_rule"
+        )
+
+    def call(self, features, boxes, box_indices):
+        return roi_pyramid_pool(
+            features,
+            boxes,
+            box_indices,
+            self.levels,
+            self.spatial_scale,
+            self.coordinate_rule,
+        )
+
+    def compute_output_shape(self, features_shape, boxes_shape, box_indices_shape):
+        return (boxes_shape[0], pyramid_output_dim(features_shape[3], self.levels))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            levels=list(self.levels),
+            spatial_scale=self.spatial_scale,
+            coordinate_rule=self.coordinate_rule,
+        )
+        return config

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Creates .venv (Python 3.10+) and installs keras_spp with TensorFlow and the test
+# tools. TensorFlow's flavour: KERAS_SPP_TF=cpu|gpu, else gpu where nvidia-smi sees
+# a GPU and cpu (the small tensorflow-cpu wheel, no CUDA) elsewhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+  for candidate in python3.11 python3.12 python3.10 python3; do
+    if command -v "$candidate" >/dev/null 2>&1; then python=$candidate; break; fi
+  done
+fi
+[ -n "$python" ] || { echo "setup_env: no python3 found; install Python 3.11" >&2; exit 1; }
+
+flavour=${KERAS_SPP_TF:-}
+if [ -z "$flavour" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then flavour=gpu; else flavour=cpu; fi
+fi
+case "$flavour" in cpu|gpu) ;; *) echo "setup_env: KERAS_SPP_TF must be cpu or gpu, got '$flavour'" >&2; exit 1;; esac
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+# Reinstall only when the package's requirements or the flavour change.
+stamp=".venv/.keras_spp-$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-$flavour"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e ".[$flavour,test]"
+  rm -f .venv/.keras_spp-*
+  touch "$stamp"
+fi
