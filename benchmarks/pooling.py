@@ -1,0 +1,256 @@
+"""Pooling benchmarks; prints JSON (and writes it with --out).
+
+RoI pyramid pooling: one ZF-5 conv5 map of a 688x917 image (43x58x256), 2000 random
+boxes, levels (6, 3, 2, 1). keras_spp's op (under XLA and as a plain graph) against
+two baselines measured in the same run:
+  * segment_max: the straightforward exact method, every cell of every bin gathered
+    and reduced with unsorted_segment_max (in chunks of boxes to bound memory);
+  * crop_and_resize: the TF Object Detection API's approximation (bilinear crops to
+    12x12, then max pools), which is not exact and has no XLA kernel.
+Each configuration runs in a fresh subprocess so that its peak memory (max RSS less
+the RSS before the first call) is its own.
+
+Image level: ZF-5 conv1-5 at 224x224, batch 32, with the SPP head against the
+no-SPP pool5 head (3x3 max pool, stride 2, to 6x6), forward, interleaved repeats.
+
+    python -m benchmarks.pooling --out benchmarks/results/pooling-cpu.json
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+LEVELS = (6, 3, 2, 1)
+
+
+def machine():
+    import tensorflow as tf
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus],
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+        "TF_CPU_ALLOCATOR_USE_BFC": os.environ.get("TF_CPU_ALLOCATOR_USE_BFC", "unset"),
+    }
+
+
+def timed(fn, *args, repeats):
+    """Median and min milliseconds of ``fn(*args)`` after one warm-up call."""
+    out = fn(*args)
+    _ = [np.asarray(t) for t in _flatten(out)]
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn(*args)
+        _ = [np.asarray(t) for t in _flatten(out)]
+        times.append(time.perf_counter() - start)
+    return {"median_ms": round(1000 * float(np.median(times)), 1), "min_ms": round(1000 * min(times), 1)}
+
+
+def _flatten(x):
+    return x if isinstance(x, (list, tuple)) else [x]
+
+
+def roi_problem(boxes, height, width, channels, seed=0):
+    rng = np.random.default_rng(seed)
+    features = np.maximum(rng.normal(size=(1, height, width, channels)), 0).astype(np.float32)
+    h_img, w_img = height * 16, width * 16
+    ys = np.sort(rng.uniform(0, h_img, size=(boxes, 2)), axis=1)
+    xs = np.sort(rng.uniform(0, w_img, size=(boxes, 2)), axis=1)
+    b = np.stack([ys[:, 0], xs[:, 0], ys[:, 1], xs[:, 1]], axis=1).astype(np.float32)
+    return features, b, np.zeros(boxes, np.int32)
+
+
+def segment_max_baseline(features, boxes, chunk=100):
+    """Exact, straightforward: every cell of every bin gathered, then
+    unsorted_segment_max. The cell lists are built once (outside the timing); the
+    returned function pools in chunks of boxes to bound memory."""
+    import tensorflow as tf
+
+    from keras_spp.ops import boxes_to_cells
+    from tests.ops.pooling_reference import adaptive_bins
+
+    _, h, w, c = features.shape
+    cells = boxes_to_cells(boxes, 1 / 16, h, w, "spp").numpy()
+    chunks = []
+    for lo in range(0, len(cells), chunk):
+        ids, segments = [], []
+        for n in LEVELS:
+            for y1, x1, y2, x2 in cells[lo : lo + chunk]:
+                for ys, ye in adaptive_bins(y2 - y1 + 1, n):
+                    for xs, xe in adaptive_bins(x2 - x1 + 1, n):
+                        yy, xx = np.mgrid[y1 + ys : y1 + ye, x1 + xs : x1 + xe]
+                        ids.append((yy * w + xx).ravel())
+                        segments.append(np.full(yy.size, len(segments)))
+        chunks.append((len(cells[lo : lo + chunk]), np.concatenate(ids), np.concatenate(segments), len(segments)))
+
+    def pool(features):
+        flat = tf.reshape(features, [-1, c])
+        outputs = []
+        for count, ids, segments, total in chunks:
+            pooled = tf.math.unsorted_segment_max(tf.gather(flat, ids), segments, total)
+            parts, start = [], 0
+            for n in LEVELS:  # segments are level-major, then box, then bin
+                parts.append(tf.reshape(pooled[start : start + count * n * n], [count, n * n * c]))
+                start += count * n * n
+            outputs.append(tf.concat(parts, axis=1))
+        return tf.concat(outputs, axis=0)
+
+    return pool
+
+
+def crop_and_resize_baseline(features, boxes, indices):
+    """TF OD API style: bilinear 12x12 crops, then max pools; approximate."""
+    import tensorflow as tf
+
+    from keras_spp.ops.spatial_pyramid_pool import merge_bins
+
+    h_img = tf.cast(tf.shape(features)[1] * 16, tf.float32)
+    w_img = tf.cast(tf.shape(features)[2] * 16, tf.float32)
+    normalized = boxes / tf.stack([h_img, w_img, h_img, w_img])
+    crops = tf.image.crop_and_resize(features, normalized, indices, [12, 12])
+    six = tf.nn.max_pool2d(crops, 2, 2, "VALID")
+    levels = [six, merge_bins(six, 3), merge_bins(six, 2), merge_bins(six, 1)]
+    return tf.concat([tf.reshape(p, [tf.shape(boxes)[0], -1]) for p in levels], axis=1)
+
+
+def run_roi_config(name, boxes, height, width, channels, repeats):
+    """One configuration, in this process: forward and forward+backward timings."""
+    import tensorflow as tf
+
+    from keras_spp.ops import roi_pyramid_pool
+
+    features, b, idx = roi_problem(boxes, height, width, channels)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sig = [
+        tf.TensorSpec([None, None, None, channels]),
+        tf.TensorSpec([None, 4]),
+        tf.TensorSpec([None], tf.int32),
+    ]
+    if name.startswith("keras_spp"):
+        op = roi_pyramid_pool
+    elif name == "segment_max":
+        pool = segment_max_baseline(features, b)
+        op = lambda f, bx, ix: pool(f)  # noqa: E731
+    else:
+        op = crop_and_resize_baseline
+    jit = name.endswith("xla")
+    forward = op if name == "segment_max" else tf.function(op, input_signature=sig, jit_compile=jit)
+
+    def both(f, bx, ix):
+        with tf.GradientTape() as tape:
+            tape.watch(f)
+            loss = tf.reduce_sum(op(f, bx, ix))
+        return tape.gradient(loss, f)
+
+    backward = both if name == "segment_max" else tf.function(both, input_signature=sig, jit_compile=jit)
+    args = (tf.constant(features), tf.constant(b), tf.constant(idx))
+    result = {"forward": timed(forward, *args, repeats=repeats)}
+    result["forward_backward"] = timed(backward, *args, repeats=repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["peak_memory_mb"] = round((peak - rss_before) / 1024, 1)
+    if name != "segment_max":
+        exact = roi_pyramid_pool(*args).numpy()
+        if name.startswith("keras_spp"):  # exact against the independent baseline
+            exact = segment_max_baseline(features, b)(args[0]).numpy()
+        result["max_abs_diff_vs_exact"] = float(np.abs(forward(*args).numpy() - exact).max())
+    return result
+
+
+def image_level(repeats, batch=32, size=224, width=1.0):
+    import keras
+    import tensorflow as tf
+
+    from keras_spp.layers import SpatialPyramidPooling
+    from keras_spp.models import backbone
+
+    conv = backbone("zf5", width=width)
+    x = tf.constant(np.random.default_rng(0).uniform(size=(batch, size, size, 3)).astype(np.float32))
+    heads = {
+        "pool5_6x6": keras.Sequential([keras.layers.MaxPooling2D(3, 2), keras.layers.Flatten()]),
+        "spp_6_3_2_1": SpatialPyramidPooling(LEVELS),
+    }
+    results = {}
+    for jit in (False, True):
+        fns = {k: tf.function(lambda t, h=h: h(conv(t)), jit_compile=jit) for k, h in heads.items()}
+        times = {k: [] for k in fns}
+        for fn in fns.values():
+            fn(x).numpy()
+        for _ in range(repeats):  # interleaved, so drifts in machine speed hit both
+            for k, fn in fns.items():
+                start = time.perf_counter()
+                fn(x).numpy()
+                times[k].append(time.perf_counter() - start)
+        medians = {k: 1000 * float(np.median(v)) for k, v in times.items()}
+        results["xla" if jit else "graph"] = {
+            **{f"{k}_ms": round(v, 1) for k, v in medians.items()},
+            "spp_overhead": round(medians["spp_6_3_2_1"] / medians["pool5_6x6"] - 1, 4),
+        }
+    return {"batch": batch, "size": size, "zf5_width": width, **results}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--boxes", type=int, default=2000)
+    parser.add_argument("--map", default="43,58,256", help="height,width,channels of the conv5 map")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--image-batch", type=int, default=32)
+    parser.add_argument("--zf5-width", type=float, default=1.0)
+    parser.add_argument("--configs", default="keras_spp_xla,keras_spp_graph,segment_max,crop_and_resize")
+    parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--_one", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    height, width, channels = (int(v) for v in args.map.split(","))
+
+    if args._one:  # child process: one RoI configuration
+        print(json.dumps(run_roi_config(args._one, args.boxes, height, width, channels, args.repeats)))
+        return 0
+
+    report = {"machine": machine(), "roi_pyramid_pool": {}, "image_level": None}
+    report["roi_pyramid_pool"]["problem"] = {
+        "map": [height, width, channels], "boxes": args.boxes, "levels": list(LEVELS), "coordinate_rule": "spp",
+    }
+    for name in args.configs.split(","):
+        cmd = [sys.executable, "-m", "benchmarks.pooling", "--_one", name, "--boxes", str(args.boxes),
+               "--map", args.map, "--repeats", str(args.repeats if name != "segment_max" else max(1, args.repeats // 5))]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode:
+            report["roi_pyramid_pool"][name] = {"error": done.stderr.strip().splitlines()[-1:]}
+        else:
+            report["roi_pyramid_pool"][name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{name}: {report['roi_pyramid_pool'][name]}", file=sys.stderr)
+    roi = report["roi_pyramid_pool"]
+    if "forward" in roi.get("keras_spp_xla", {}):
+        ours = roi["keras_spp_xla"]
+        roi["speedup_xla_vs"] = {
+            k: {p: round(roi[k][p]["median_ms"] / ours[p]["median_ms"], 2) for p in ("forward", "forward_backward")}
+            for k in ("segment_max", "crop_and_resize", "keras_spp_graph") if "forward" in roi.get(k, {})
+        }
+    report["image_level"] = image_level(args.repeats, batch=args.image_batch, width=args.zf5_width)
+    text = json.dumps(report, indent=1)
+    print(text)
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,7 @@
+"""Table 1 backbones and classification heads."""
+
+from keras_spp.models.backbones import TABLE_1
+from keras_spp.models.backbones import backbone
+from keras_spp.models.backbones import feature_stride
+from keras_spp.models.classifier import pool5_classifier
+from keras_spp.models.classifier import spp_classifier

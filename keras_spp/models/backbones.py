@@ -1,0 +1,96 @@
+"""The convolutional backbones of the paper's Table 1 (conv1 .. conv5 / conv7).
+
+Filters x size and stride as in the table; padding chosen so that a 224 x 224 input
+gives the table's map sizes: 13 x 13 at conv5 for ZF-5 and Convnet*-5, 18 x 18 for
+Overfeat-5/7. ``width`` scales every filter count (at least 1), for small CPU runs.
+The product of strides (``feature_stride``) maps image pixels onto conv5 cells:
+16 for ZF-5 and Convnet*-5, 12 for Overfeat.
+"""
+
+import keras
+
+from keras_spp.layers import LocalResponseNormalization
+
+# name: ([layer spec], feature_stride, conv5 size at 224, (window, stride) to 6x6)
+# Layer specs: ("conv", filters, kernel, stride, pad) with pad an int or "same";
+# ("lrn",); ("pool", window, stride).
+TABLE_1 = {
+    "zf5": (
+        [
+            ("conv", 96, 7, 2, "same"), ("lrn",), ("pool", 3, 2),
+            ("pad", 1), ("conv", 256, 5, 2, 0), ("lrn",), ("pool", 3, 2),
+            ("conv", 384, 3, 1, "same"), ("conv", 384, 3, 1, "same"), ("conv", 256, 3, 1, "same"),
+        ],
+        16, 13, (3, 2),
+    ),
+    "convnet5": (
+        [
+            ("pad", 2), ("conv", 96, 11, 4, 0), ("lrn",),
+            ("conv", 256, 5, 1, "same"), ("lrn",), ("pool", 3, 2),
+            ("conv", 384, 3, 1, "same"), ("pool", 3, 2),
+            ("conv", 384, 3, 1, "same"), ("conv", 256, 3, 1, "same"),
+        ],
+        16, 13, (3, 2),
+    ),
+    "overfeat5": (
+        [
+            ("conv", 96, 7, 2, 0), ("pool", 3, 3), ("lrn",),
+            ("conv", 256, 5, 1, "same"), ("pool", 2, 2),
+            ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
+        ],
+        12, 18, (3, 3),
+    ),
+    "overfeat7": (
+        [
+            ("conv", 96, 7, 2, 0), ("pool", 3, 3), ("lrn",),
+            ("conv", 256, 5, 1, "same"), ("pool", 2, 2),
+            ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
+            ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
+        ],
+        12, 18, (3, 3),
+    ),
+}
+
+
+def backbone(name, width=1.0, input_shape=(None, None, 3)):
+    """Table 1's conv layers as a functional ``keras.Model`` (ReLU after each conv).
+
+    Example:
+
+    >>> zf = backbone("zf5", width=0.25)
+    >>> zf(np.zeros((1, 224, 224, 3), "float32")).shape
+    TensorShape([1, 13, 13, 64])
+    """
+    if name not in TABLE_1:
+        raise ValueError(f"Unknown backbone {name!r}; known: {', '.join(TABLE_1)}.")
+    if not width > 0:
+        raise ValueError(f"`width` must be positive; got {width!r}.")
+    specs = TABLE_1[name][0]
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    conv = 0
+    for spec in specs:
+        kind = spec[0]
+        if kind == "conv":
+            conv += 1
+            _, filters, size, stride, pad = spec
+            x = keras.layers.Conv2D(
+                max(1, round(filters * width)),
+                size,
+                strides=stride,
+                padding="same" if pad == "same" else "valid",
+                activation="relu",
+                name=f"conv{conv}",
+            )(x)
+        elif kind == "pad":
+            x = keras.layers.ZeroPadding2D(spec[1], name=f"pad{conv + 1}")(x)
+        elif kind == "lrn":
+            x = LocalResponseNormalization(name=f"lrn{conv}")(x)
+        else:
+            x = keras.layers.MaxPooling2D(spec[1], spec[2], name=f"pool{conv}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def feature_stride(name):
+    """Product of the strides up to the last conv layer (pixels per feature cell)."""
+    return TABLE_1[name][1]
