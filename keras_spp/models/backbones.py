@@ -11,7 +11,7 @@ import keras
 
 from keras_spp.layers import LocalResponseNormalization
 
-# name: ([layer spec], feature_stride, conv5 size at 224, (window, stride) to 6x6)
+# name: ([layer spec], feature_stride, conv5 size at 224)
 # Layer specs: ("conv", filters, kernel, stride, pad) with pad an int or "same";
 # ("lrn",); ("pool", window, stride).
 TABLE_1 = {
@@ -21,7 +21,7 @@ TABLE_1 = {
             ("pad", 1), ("conv", 256, 5, 2, 0), ("lrn",), ("pool", 3, 2),
             ("conv", 384, 3, 1, "same"), ("conv", 384, 3, 1, "same"), ("conv", 256, 3, 1, "same"),
         ],
-        16, 13, (3, 2),
+        16, 13,
     ),
     "convnet5": (
         [
@@ -30,7 +30,7 @@ TABLE_1 = {
             ("conv", 384, 3, 1, "same"), ("pool", 3, 2),
             ("conv", 384, 3, 1, "same"), ("conv", 256, 3, 1, "same"),
         ],
-        16, 13, (3, 2),
+        16, 13,
     ),
     "overfeat5": (
         [
@@ -38,7 +38,7 @@ TABLE_1 = {
             ("conv", 256, 5, 1, "same"), ("pool", 2, 2),
             ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
         ],
-        12, 18, (3, 3),
+        12, 18,
     ),
     "overfeat7": (
         [
@@ -47,7 +47,7 @@ TABLE_1 = {
             ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
             ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
         ],
-        12, 18, (3, 3),
+        12, 18,
     ),
 }
 

@@ -1,0 +1,4 @@
+"""Training callbacks that Keras does not provide."""
+
+from keras_spp.callbacks.resumable_backup import ResumableBackup
+from keras_spp.callbacks.training_curves import TrainingCurves

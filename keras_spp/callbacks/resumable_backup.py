@@ -1,0 +1,82 @@
+"""Backups that let ``model.fit`` resume mid-epoch exactly where a run stopped.
+
+Keras's ``BackupAndRestore`` saves mid-epoch weights but restarts the epoch from
+its first batch on restore. This callback also records how many batches of the
+epoch were done; the caller restores, then feeds the data from that batch on
+(``keras_spp.data.pipelines.training_dataset(start_epoch=..., skip_batches=...)``)
+and runs the rest of the epoch as a shorter ``fit``. Weights and optimizer state
+(``model.save_weights`` holds both) are written to a temporary file and renamed,
+so a kill during a save leaves the previous backup intact.
+"""
+
+import json
+import os
+
+import keras
+
+
+class ResumableBackup(keras.callbacks.Callback):
+    """Saves the training state every ``save_every`` batches and at each epoch's end.
+
+    Args:
+      backup_dir: a folder of its own.
+      save_every: batches between saves (0: only at epoch ends).
+
+    The state: ``state.json`` with ``{"epoch": e, "batches_done": b}`` meaning that
+    epoch ``e`` has its first ``b`` batches done, and ``latest.weights.h5``.
+    """
+
+    def __init__(self, backup_dir, save_every=50):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.save_every = int(save_every)
+        # Set by the caller when a fit runs the tail of an interrupted epoch, whose
+        # batch numbers then start at 0 but stand for batch `batch_offset` on.
+        self.batch_offset = 0
+        self._epoch = 0
+
+    @property
+    def weights_path(self):
+        return os.path.join(self.backup_dir, "latest.weights.h5")
+
+    @property
+    def state_path(self):
+        return os.path.join(self.backup_dir, "state.json")
+
+    def restore(self, model):
+        """Loads the backup into ``model`` (built, compiled); returns ``(epoch, batches_done)``."""
+        if not (os.path.exists(self.state_path) and os.path.exists(self.weights_path)):
+            return 0, 0
+        with open(self.state_path) as f:
+            state = json.load(f)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.weights_path)
+        return int(state["epoch"]), int(state["batches_done"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self.batch_offset + batch + 1
+        if self.save_every and done % self.save_every == 0:
+            self._save(self._epoch, done)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save(epoch + 1, 0)
+        self.batch_offset = 0
+
+    def clear(self):
+        for path in (self.weights_path, self.state_path):
+            if os.path.exists(path):
+                os.remove(path)
+
+    def _save(self, epoch, batches_done):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp = os.path.join(self.backup_dir, "partial.weights.h5")
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, self.weights_path)
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"epoch": epoch, "batches_done": batches_done}, f)
+        os.replace(tmp, self.state_path)
