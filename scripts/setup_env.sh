@@ -28,3 +28,4 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.keras_spp-*
   touch "$stamp"
 fi
+.venv/bin/python -c "from keras_spp.data.mnist import ensure_mnist; ensure_mnist()"

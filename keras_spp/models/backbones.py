@@ -3,6 +3,8 @@
 Filters x size and stride as in the table; padding chosen so that a 224 x 224 input
 gives the table's map sizes: 13 x 13 at conv5 for ZF-5 and Convnet*-5, 18 x 18 for
 Overfeat-5/7. ``width`` scales every filter count (at least 1), for small CPU runs.
+Inputs are RGB pixels in ``[0, 255]`` (what decoders give, and what a SavedModel
+client sends); the first layer maps them to ``[-1, 1]``.
 The product of strides (``feature_stride``) maps image pixels onto conv5 cells:
 16 for ZF-5 and Convnet*-5, 12 for Overfeat.
 """
@@ -67,7 +69,7 @@ def backbone(name, width=1.0, input_shape=(None, None, 3)):
         raise ValueError(f"`width` must be positive; got {width!r}.")
     specs = TABLE_1[name][0]
     inputs = keras.Input(input_shape, name="image")
-    x = inputs
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_pixels")(inputs)
     conv = 0
     for spec in specs:
         kind = spec[0]
@@ -80,6 +82,7 @@ def backbone(name, width=1.0, input_shape=(None, None, 3)):
                 strides=stride,
                 padding="same" if pad == "same" else "valid",
                 activation="relu",
+                kernel_initializer="he_normal",  # trains without the paper's careful lr warm-up
                 name=f"conv{conv}",
             )(x)
         elif kind == "pad":

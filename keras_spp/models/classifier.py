@@ -62,9 +62,9 @@ def pool5_classifier(name, num_classes, width=1.0, fc_units=4096, dropout=0.5, i
 
 
 def _fc_head(x, num_classes, fc_units, dropout):
-    x = keras.layers.Dense(fc_units, activation="relu", name="fc6")(x)
+    x = keras.layers.Dense(fc_units, activation="relu", kernel_initializer="he_normal", name="fc6")(x)
     x = keras.layers.Dropout(dropout, name="drop6")(x)
-    x = keras.layers.Dense(fc_units, activation="relu", name="fc7")(x)
+    x = keras.layers.Dense(fc_units, activation="relu", kernel_initializer="he_normal", name="fc7")(x)
     x = keras.layers.Dropout(dropout, name="drop7")(x)
     return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="fc8")(x)
 

@@ -1,0 +1,267 @@
+"""MNIST scenes: real MNIST digits rendered into RGB images of varied size and shape.
+
+The offline default classification dataset. Each image is one MNIST digit, drawn at
+a random scale and position over a textured colour background, on a canvas whose
+height and width are drawn independently: classification at arbitrary sizes and
+aspect ratios (what an SPP network is for) on real handwriting, small enough to
+train on a 2-core CPU in minutes.
+
+A scene is:
+  * a canvas of ``H x W``, each side uniform in ``[min_side, max_side]``;
+  * a background mixing smooth low-frequency colour noise with a gradient between
+    two random colours, then a few random lines and blobs in random colours;
+  * the digit's 28 x 28 box resized (bilinear) to a square of side 35%..90% of
+    ``min(H, W)``, placed fully inside the canvas, and alpha-blended with the
+    digit's intensity as alpha, in a random colour whose luminance is 90..127 away
+    from the mean luminance of the background under the digit, so that it always
+    stands out.
+
+``write_mnist_scenes`` writes them as PNG files in the layout of
+``keras.utils.image_dataset_from_directory``; ``keras_spp.data.sources`` reads them
+as the source ``"mnist-scenes"``.
+"""
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+from tqdm import tqdm
+
+from keras_spp.data import mnist
+
+VERSION = "v1"
+DEFAULT_SPLITS = {"train": 6000, "validation": 1000, "test": 1000}
+MNIST_SIZES = {"train": 50000, "validation": 10000, "test": 10000}
+CLASS_NAMES = tuple(str(d) for d in range(10))
+MARKER = "COMPLETE"
+
+# Rec. 601 luma weights: "contrast" means distance in perceived brightness.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+# Speed over size: level 1 writes several times faster than the default 6, and the
+# smooth backgrounds still compress to about 20 kB an image.
+_PNG_COMPRESS_LEVEL = 1
+
+
+def render_scene(digit, rng, min_side=64, max_side=256):
+    """Renders one MNIST digit into an RGB scene (see the module docstring).
+
+    Args:
+      digit: uint8 ``[28, 28]`` (any 2-D uint8 array works), 0 background, 255 ink.
+      rng: a ``numpy.random.Generator``; the only source of randomness, so equal
+        generator states give identical pixels.
+      min_side, max_side: bounds of the canvas's height and width, drawn
+        independently and uniformly in ``[min_side, max_side]``; ``min_side >= 8``.
+
+    Returns:
+      uint8 ``[H, W, 3]``.
+    """
+    min_side, max_side = _validate_sides(min_side, max_side)
+    digit = np.asarray(digit)
+    if digit.ndim != 2 or digit.dtype != np.uint8 or 0 in digit.shape:
+        raise ValueError(
+            "`digit` must be a non-empty 2-D uint8 array (an MNIST image, [28, 28]); "
+            f"got dtype {digit.dtype} and shape {digit.shape}."
+        )
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"`rng` must be a numpy.random.Generator (np.random.default_rng(seed)); got {rng!r}."
+        )
+
+    height, width = (int(s) for s in rng.integers(min_side, max_side + 1, size=2))
+    canvas = _background(rng, height, width)
+
+    side = max(1, int(round(rng.uniform(0.35, 0.9) * min(height, width))))
+    top = int(rng.integers(0, height - side + 1))
+    left = int(rng.integers(0, width - side + 1))
+    glyph = Image.fromarray(digit).resize((side, side), Image.BILINEAR)
+    alpha = np.asarray(glyph, np.float32)[..., None] / 255.0
+    box = canvas[top : top + side, left : left + side]
+    under = box.astype(np.float32)
+    colour = _contrasting_colour(rng, under, alpha)
+    box[...] = np.clip(np.rint(under * (1.0 - alpha) + colour * alpha), 0, 255)
+    return canvas
+
+
+def write_mnist_scenes(root=None, splits=None, seed=0, min_side=64, max_side=256):
+    """Renders the first N digits of MNIST splits to PNG files; returns the folder.
+
+    The layout is ``keras.utils.image_dataset_from_directory``'s, one folder per
+    split: ``<root>/<split>/<digit>/<index:05d>.png``, ``index`` the digit's index in
+    its MNIST split; every split folder has all ten digit folders. A ``COMPLETE``
+    file is written last: when it exists nothing is done, and a folder without it
+    (an interrupted run) is rebuilt. Files are rendered into a temporary sibling
+    folder that is renamed into place, so concurrent callers cannot see or break a
+    half-written folder.
+
+    Args:
+      root: the output folder; default
+        ``data_dir()/mnist_scenes/v1-s{seed}-{min_side}-{max_side}-n{train}-{validation}-{test}``,
+        a name that differs whenever any setting does.
+      splits: ``{split: count}`` for splits among ``"train"`` (at most 50000),
+        ``"validation"`` and ``"test"`` (at most 10000 each); a missing split or a
+        count of 0 writes no folder for it. Default ``DEFAULT_SPLITS``: 6000, 1000
+        and 1000.
+      seed: image ``i`` of a split is rendered from ``np.random.default_rng([seed,
+        split number, i])``, so it does not depend on the other counts.
+      min_side, max_side: canvas side bounds, as in ``render_scene``.
+
+    Returns:
+      ``root`` as a ``pathlib.Path``.
+    """
+    counts = _validate_splits(DEFAULT_SPLITS if splits is None else splits)
+    min_side, max_side = _validate_sides(min_side, max_side)
+    seed = _validate_seed(seed)
+    if root is None:
+        root = default_root(seed, min_side, max_side, counts)
+    root = pathlib.Path(root).expanduser()
+    if (root / MARKER).is_file():
+        return root
+
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 would follow the folder into place
+        # Fetch and read MNIST first, so that its own messages do not cut into the bar.
+        data = {split: mnist.load_mnist(split) for split in counts}
+        with tqdm(total=sum(counts.values()), desc=f"mnist-scenes {root.name}", unit="img") as progress:
+            for split_number, split in enumerate(mnist.SPLITS):
+                if split in counts:
+                    digits, labels = data[split]
+                    count = counts[split]
+                    _write_split(staging / split, digits[:count], labels[:count], seed, split_number,
+                                 min_side, max_side, progress)
+        (staging / MARKER).write_text(
+            f"{VERSION} seed={seed} min_side={min_side} max_side={max_side} splits={counts}\n"
+        )
+        if root.exists():
+            if (root / MARKER).is_file():
+                # Another process finished first; its files are the same.
+                return root
+            shutil.rmtree(root, ignore_errors=True)  # an interrupted run's leftovers
+        try:
+            os.rename(staging, root)
+        except OSError:
+            # Lost a race with another writer between the check and the rename.
+            if not (root / MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def default_root(seed=0, min_side=64, max_side=256, splits=None, base=None):
+    """``write_mnist_scenes``'s default folder for these settings, under ``base``.
+
+    ``base`` defaults to ``keras_spp.data.mnist.data_dir()``.
+    """
+    counts = _validate_splits(DEFAULT_SPLITS if splits is None else splits)
+    min_side, max_side = _validate_sides(min_side, max_side)
+    seed = _validate_seed(seed)
+    sizes = "-".join(str(counts.get(split, 0)) for split in mnist.SPLITS)
+    base = mnist.data_dir() if base is None else pathlib.Path(base).expanduser()
+    return base / "mnist_scenes" / f"{VERSION}-s{seed}-{min_side}-{max_side}-n{sizes}"
+
+
+def _write_split(folder, digits, labels, seed, split_number, min_side, max_side, progress):
+    for name in CLASS_NAMES:
+        (folder / name).mkdir(parents=True)
+    for index, (digit, label) in enumerate(zip(digits, labels)):
+        rng = np.random.default_rng([seed, split_number, index])
+        image = render_scene(digit, rng, min_side, max_side)
+        Image.fromarray(image).save(folder / str(label) / f"{index:05d}.png",
+                                    compress_level=_PNG_COMPRESS_LEVEL)
+        progress.update()
+
+
+def _background(rng, height, width):
+    # Low-frequency colour noise mixed with a linear gradient, both built on a coarse
+    # grid and upsampled smoothly at once: PIL's bicubic resize is far faster than
+    # any full-size arithmetic in numpy, and smooth images make small, quick PNGs.
+    rows, cols = (int(n) for n in rng.integers(2, 7, size=2))
+    noise = rng.uniform(0.0, 255.0, size=(rows, cols, 3))
+    angle = rng.uniform(0.0, 2.0 * np.pi)
+    ramp = (np.linspace(0.0, 1.0, rows)[:, None] * np.sin(angle)
+            + np.linspace(0.0, 1.0, cols)[None, :] * np.cos(angle))
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+    start, end = rng.uniform(0.0, 255.0, size=(2, 3))
+    gradient = start + ramp[..., None] * (end - start)
+    mix = rng.uniform(0.3, 0.8)
+    grid = np.rint(mix * noise + (1.0 - mix) * gradient).astype(np.uint8)
+    canvas = Image.fromarray(grid).resize((width, height), Image.BICUBIC)
+
+    draw = ImageDraw.Draw(canvas)
+    short = min(height, width)
+    for _ in range(int(rng.integers(1, 5))):
+        (x0, x1), (y0, y1) = rng.integers(0, width, size=2), rng.integers(0, height, size=2)
+        thickness = int(rng.integers(1, max(2, short // 24) + 1))
+        draw.line([(int(x0), int(y0)), (int(x1), int(y1))], fill=_random_rgb(rng), width=thickness)
+    for _ in range(int(rng.integers(0, 4))):
+        cx, cy = rng.integers(0, width), rng.integers(0, height)
+        rx, ry = rng.integers(2, max(3, short // 5) + 1, size=2)
+        draw.ellipse([int(cx - rx), int(cy - ry), int(cx + rx), int(cy + ry)], fill=_random_rgb(rng))
+    return np.array(canvas)
+
+
+def _contrasting_colour(rng, under, alpha):
+    weight = alpha[..., 0]
+    luma = under @ _LUMA
+    # The background luminance where the ink will be (the whole box for a blank).
+    total = float(weight.sum())
+    mean = float((luma * weight).sum() / total) if total > 0 else float(luma.mean())
+    # Toward the far end of [0, 255] there is always more than 127 of room.
+    distance = rng.uniform(90.0, 127.0)
+    target = mean + distance if mean < 127.5 else mean - distance
+    colour = rng.uniform(0.0, 255.0, size=3).astype(np.float32)
+    luma_colour = float(colour @ _LUMA)
+    # Mixing toward white or scaling toward black moves luminance linearly, so the
+    # hue stays random and the luminance lands on the target without clipping.
+    if target > luma_colour:
+        colour = colour + (255.0 - colour) * np.float32((target - luma_colour) / (255.0 - luma_colour))
+    else:
+        colour = colour * np.float32(target / max(luma_colour, 1e-6))
+    return colour
+
+
+def _random_rgb(rng):
+    return tuple(int(c) for c in rng.integers(0, 256, size=3))
+
+
+def _validate_sides(min_side, max_side):
+    for name, value in (("min_side", min_side), ("max_side", max_side)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 8:
+            raise ValueError(f"`{name}` must be an integer >= 8 (pixels); got {value!r}.")
+    if min_side > max_side:
+        raise ValueError(f"`min_side` ({min_side}) must not exceed `max_side` ({max_side}).")
+    return int(min_side), int(max_side)
+
+
+def _validate_seed(seed):
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative integer; got {seed!r}.")
+    return int(seed)
+
+
+def _validate_splits(splits):
+    try:
+        items = dict(splits)
+    except (TypeError, ValueError):
+        items = None
+    if items is None or not set(items) <= set(MNIST_SIZES):
+        raise ValueError(
+            "`splits` must map split names among 'train', 'validation', 'test' to image "
+            f"counts, e.g. {DEFAULT_SPLITS}; got {splits!r}."
+        )
+    for split, count in items.items():
+        limit = MNIST_SIZES[split]
+        if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or not 0 <= count <= limit:
+            raise ValueError(
+                f"`splits[{split!r}]` must be an integer in [0, {limit}] (MNIST's {split} "
+                f"split has {limit} digits); got {count!r}."
+            )
+    if not any(items.values()):
+        raise ValueError(f"`splits` must ask for at least one image; got {splits!r}.")
+    return {split: int(items[split]) for split in mnist.SPLITS if items.get(split)}

@@ -1,0 +1,247 @@
+"""Train and evaluate an SPP-net classifier with model.fit.
+
+    python -m recipes.train_classifier --backbone zf5 --head spp --sizes 112,90 \\
+        --dataset mnist-scenes --epochs 5 --out outputs/zf5-spp
+
+Writes to --out: model.keras (final), best.keras (best val accuracy), history.csv,
+curves.png, tensorboard/, results.json (config, history, every evaluation view),
+and backup/ while training runs: a killed run started again with the same command
+resumes from the batch where its last backup was taken.
+
+Sizes: one size is single-size training; several alternate by epoch (the paper's
+224/180); --size-mode random draws each epoch's size from [min, max]. Crops are
+taken at the largest size and resized (the paper's 180 is the 224 crop resized).
+For the offline default (mnist-scenes, images of 64..256 px) the sizes scale down
+with the images: min side 128, crops 112, multi-size 112/90 (224:180).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+DATASET_DEFAULTS = {"mnist-scenes": {"min_side": 128, "sizes": "112,90"}}
+GENERIC_DEFAULTS = {"min_side": 256, "sizes": "224,180"}
+STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="zf5", choices=["zf5", "convnet5", "overfeat5", "overfeat7"])
+    p.add_argument("--head", default="spp", choices=["spp", "pool"])
+    p.add_argument("--levels", default="6,3,2,1", help="SPP levels, bins per side")
+    p.add_argument("--width", type=float, default=0.25, help="filter multiplier of the backbone (1 = the paper)")
+    p.add_argument("--fc-units", type=int, default=512, help="fc6/fc7 units (4096 in the paper)")
+    p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--dataset", default="mnist-scenes", help="mnist-scenes, folder:<path>, a TFDS name or tfds:<name>")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--manual-dir", default=None, help="TFDS manual download folder (imagenet2012)")
+    p.add_argument("--sizes", default=None, help="training sizes, e.g. 224,180 (dataset default)")
+    p.add_argument("--size-mode", default="alternate", choices=["alternate", "random"])
+    p.add_argument("--min-side", type=int, default=None, help="images resized to this min side (dataset default)")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--jitter", type=float, default=0.4)
+    p.add_argument("--max-train", type=int, default=None, help="use only the first N training examples")
+    p.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N examples")
+    p.add_argument("--views", default="center,full,ten_view,multi_scale")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="default", choices=STRATEGIES)
+    p.add_argument("--cpu-devices", type=int, default=0, help="split the CPU into N logical devices (tests of mirrored)")
+    p.add_argument("--no-jit", action="store_true", help="do not compile the train step with XLA")
+    p.add_argument("--backup-every", type=int, default=50, help="batches between backups")
+    p.add_argument("--out", default="outputs/classifier")
+    p.add_argument("--verbose", type=int, default=1)
+    args = p.parse_args(argv)
+    defaults = DATASET_DEFAULTS.get(args.dataset, GENERIC_DEFAULTS)
+    args.min_side = args.min_side or defaults["min_side"]
+    args.sizes = tuple(int(s) for s in (args.sizes or defaults["sizes"]).split(","))
+    args.levels = tuple(int(v) for v in args.levels.split(","))
+    args.views = tuple(v for v in args.views.split(",") if v)
+    if args.size_mode == "random" and len(args.sizes) != 2:
+        p.error("--size-mode random takes --sizes LOW,HIGH")
+    return args
+
+
+def make_strategy(name, cpu_devices=0):
+    import tensorflow as tf
+
+    if cpu_devices:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi-worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def build_model(args, num_classes):
+    import keras
+
+    from keras_spp.models import table1_classifier
+
+    model = table1_classifier(
+        args.backbone,
+        num_classes,
+        head=args.head,
+        levels=args.levels,
+        width=args.width,
+        fc_units=args.fc_units,
+        dropout=args.dropout,
+        image_size=max(args.sizes),
+    )
+    model.compile(
+        optimizer=keras.optimizers.SGD(args.lr, momentum=args.momentum, weight_decay=args.weight_decay),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")],
+        jit_compile=not args.no_jit,
+    )
+    return model
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.head == "pool" and len(set(args.sizes)) > 1:
+        print("--head pool takes one fixed size; use --sizes with one value", file=sys.stderr)
+        return 2
+    strategy = make_strategy(args.strategy, args.cpu_devices)
+
+    import keras
+    import tensorflow as tf
+
+    from keras_spp.callbacks import ResumableBackup
+    from keras_spp.callbacks import TrainingCurves
+    from keras_spp.data import pipelines
+    from keras_spp.data.multisize import LogInputSize
+    from keras_spp.data.multisize import SizeSchedule
+    from keras_spp.data.sources import load_classification
+    from keras_spp.data.views import evaluate
+
+    keras.utils.set_random_seed(args.seed)
+    chief = is_chief(strategy)
+    out = args.out if chief else os.path.join(args.out, f"worker-{strategy.cluster_resolver.task_id}")
+    os.makedirs(out, exist_ok=True)
+
+    options = {"manual_dir": args.manual_dir} if args.manual_dir else {}
+    train_source, info = load_classification(args.dataset, "train", data_dir=args.data_dir, seed=args.seed, **options)
+    val_source, _ = load_classification(args.dataset, "validation", data_dir=args.data_dir, seed=args.seed, **options)
+    num_train = info.num_examples
+    if args.max_train:
+        train_source = train_source.take(args.max_train)
+        num_train = min(num_train or args.max_train, args.max_train)
+    if not num_train:
+        num_train = int(train_source.reduce(0, lambda n, _: n + 1))
+    crop = max(args.sizes)
+    schedule = SizeSchedule(args.sizes, args.size_mode, seed=args.seed)
+    steps = pipelines.steps_per_epoch(num_train, args.batch_size)
+    classes = len(info.class_names)
+
+    with strategy.scope():
+        model = build_model(args, classes)
+    backup = ResumableBackup(os.path.join(out, "backup"), save_every=args.backup_every)
+    start_epoch, done = backup.restore(model)
+    history_csv = os.path.join(out, "history.csv")
+    if start_epoch == 0 and done == 0 and os.path.exists(history_csv):
+        os.remove(history_csv)  # a fresh run, not a resumed one
+    elif start_epoch or done:
+        print(f"resuming from the backup: epoch {start_epoch + 1}, after batch {done}")
+
+    def train_data(first_epoch, skip, epochs):
+        return pipelines.training_dataset(
+            train_source, args.batch_size, crop=crop, min_side=args.min_side, schedule=schedule,
+            jitter=args.jitter, seed=args.seed, cache=True, start_epoch=first_epoch, skip_batches=skip,
+            epochs=epochs,
+        )
+
+    val_data = pipelines.center_crop_dataset(val_source, args.batch_size, crop=crop, min_side=args.min_side)
+    if args.max_eval:
+        val_data = val_data.take(max(1, args.max_eval // args.batch_size))
+    callbacks = [
+        LogInputSize(schedule),
+        keras.callbacks.CSVLogger(history_csv, append=True),
+        TrainingCurves(history_csv, os.path.join(out, "curves.png"),
+                       title=f"{args.backbone} {args.head} sizes {args.sizes} on {args.dataset}"),
+        keras.callbacks.ModelCheckpoint(os.path.join(out, "best.keras"), monitor="val_accuracy", save_best_only=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2),
+        keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
+        backup,
+    ]
+    started = time.perf_counter()
+    histories = []
+    if done and start_epoch < args.epochs:
+        # The rest of the interrupted epoch, as its own shorter fit.
+        backup.batch_offset = done
+        h = model.fit(train_data(start_epoch, done, 1), epochs=start_epoch + 1, initial_epoch=start_epoch,
+                      steps_per_epoch=steps - done, validation_data=val_data, callbacks=callbacks,
+                      verbose=args.verbose)
+        histories.append(h.history)
+        start_epoch += 1
+    if start_epoch < args.epochs:
+        h = model.fit(train_data(start_epoch, 0, args.epochs - start_epoch), epochs=args.epochs,
+                      initial_epoch=start_epoch, steps_per_epoch=steps, validation_data=val_data,
+                      callbacks=callbacks, verbose=args.verbose)
+        histories.append(h.history)
+    train_seconds = time.perf_counter() - started
+    if not chief:
+        return 0
+
+    model.save(os.path.join(out, "model.keras"))
+    views = args.views if args.head == "spp" else tuple(v for v in args.views if v in ("center", "ten_view"))
+    test_source, _ = load_classification(args.dataset, "test", data_dir=args.data_dir, seed=args.seed, **options)
+    evaluation = evaluate(model, test_source, views=views, crop=crop, min_side=args.min_side,
+                          scales=_scales(args.min_side), max_examples=args.max_eval, verbose=args.verbose > 0)
+    print("\nview          top-1 err %   top-5 acc")
+    for view, r in evaluation.items():
+        print(f"{view:<13} {r['top1_error_pct']:>10.2f}   {r['top5']:.4f}   ({r['examples']} images)")
+    results = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
+        "classes": list(info.class_names),
+        "train_examples": num_train,
+        "steps_per_epoch": steps,
+        "train_seconds": round(train_seconds, 1),
+        "history": _read_csv(history_csv),
+        "evaluation": evaluation,
+    }
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    backup.clear()
+    print(f"wrote {out}/model.keras, results.json, history.csv, curves.png")
+    return 0
+
+
+def _scales(min_side):
+    # The paper's multi-scale views (224..560 for min side 256), scaled to min_side.
+    return tuple(round(min_side * s / 256) for s in (224, 256, 300, 360, 448))
+
+
+def _read_csv(path):
+    import csv
+
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

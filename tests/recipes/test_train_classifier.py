@@ -1,0 +1,120 @@
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from recipes import train_classifier
+
+SMALL = ["--width", "0.125", "--fc-units", "32", "--dropout", "0", "--levels", "2,1", "--batch-size", "4", "--min-side", "56",
+         "--jitter", "0.2", "--max-eval", "12"]
+
+
+@pytest.fixture(scope="module")
+def colour_folder(tmp_path_factory):
+    """A real image folder: three colour classes, images of many sizes, three splits."""
+    root = tmp_path_factory.mktemp("colours")
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 48), ("validation", 12), ("test", 12)):
+        for i in range(count):
+            label = ("red", "green", "blue")[i % 3]
+            h, w = int(rng.integers(40, 120)), int(rng.integers(40, 120))
+            image = rng.integers(0, 90, size=(h, w, 3)).astype(np.uint8)
+            image[..., i % 3] += 160
+            os.makedirs(root / split / label, exist_ok=True)
+            Image.fromarray(image).save(root / split / label / f"{i:03d}.png")
+    return root
+
+
+def history(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_trains_multi_size_and_writes_everything(colour_folder, tmp_path):
+    out = tmp_path / "run"
+    code = train_classifier.main(SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48,40", "--epochs", "4",
+                                          "--out", str(out), "--verbose", "0"])
+    assert code == 0
+    rows = history(out / "history.csv")
+    assert [int(float(r["input_size"])) for r in rows] == [48, 40, 48, 40]
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["evaluation"]) == {"center", "full", "ten_view", "multi_scale"}
+    assert results["classes"] == ["blue", "green", "red"]
+    assert results["steps_per_epoch"] == 12
+    # Colour is easy: the network must learn it in four short epochs.
+    assert results["evaluation"]["full"]["top1"] >= 0.75, results["evaluation"]
+    model = keras.saving.load_model(out / "model.keras")
+    assert model.predict(np.zeros((1, 77, 51, 3), "float32"), verbose=0).shape == (1, 3)
+    assert (out / "curves.png").read_bytes().startswith(b"\x89PNG")
+    assert (out / "best.keras").exists() and any((out / "tensorboard").iterdir())
+    assert not (out / "backup" / "state.json").exists()  # cleared after a finished run
+
+
+def test_pool_head_takes_one_size(colour_folder, tmp_path):
+    assert train_classifier.main(SMALL + ["--dataset", f"folder:{colour_folder}", "--head", "pool",
+                                          "--sizes", "48,40", "--out", str(tmp_path)]) == 2
+
+
+def run_recipe(args, env=None):
+    return subprocess.Popen([sys.executable, "-m", "recipes.train_classifier", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_a_killed_run_resumes_where_it_stopped(colour_folder, tmp_path):
+    args = SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48,40", "--epochs", "3", "--backup-every", "2",
+                    "--views", "center", "--verbose", "2", "--seed", "3"]
+    # Uninterrupted reference run.
+    reference = run_recipe(args + ["--out", str(tmp_path / "reference")])
+    assert reference.wait(timeout=600) == 0, reference.stdout.read()
+
+    out = tmp_path / "killed"
+    state = out / "backup" / "state.json"
+    run = run_recipe(args + ["--out", str(out)])
+    deadline = time.time() + 600
+    while time.time() < deadline:  # kill it mid-epoch, after a backup in epoch 2
+        if state.exists():
+            saved = json.loads(state.read_text())
+            if saved["epoch"] == 1 and saved["batches_done"] >= 4:
+                break
+        assert run.poll() is None, "the run finished before it could be killed: " + run.stdout.read()
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    saved = json.loads(state.read_text())
+    assert saved["batches_done"] > 0
+
+    resumed = run_recipe(args + ["--out", str(out)])
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert f"resuming from the backup: epoch {saved['epoch'] + 1}, after batch {saved['batches_done']}" in output
+    rows = history(out / "history.csv")
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    # Same data order, same augmentation, same weights: the runs end alike.
+    ref = keras.saving.load_model(tmp_path / "reference" / "model.keras")
+    got = keras.saving.load_model(out / "model.keras")
+    for a, b in zip(ref.get_weights(), got.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_mirrored_strategy_on_two_cpu_devices_matches_single_device(colour_folder, tmp_path):
+    args = SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48", "--epochs", "1", "--views", "center",
+                    "--jitter", "0", "--verbose", "0", "--no-jit"]
+    single = run_recipe(args + ["--out", str(tmp_path / "single")])
+    assert single.wait(timeout=600) == 0, single.stdout.read()
+    mirrored = run_recipe(args + ["--out", str(tmp_path / "mirrored"), "--strategy", "mirrored", "--cpu-devices", "2"])
+    output, _ = mirrored.communicate(timeout=600)
+    assert mirrored.returncode == 0, output
+    a = keras.saving.load_model(tmp_path / "single" / "model.keras").get_weights()
+    b = keras.saving.load_model(tmp_path / "mirrored" / "model.keras").get_weights()
+    # Two replicas of batch 2 average their gradients: the same step as one batch of 4
+    # up to float summation order.
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
