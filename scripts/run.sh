@@ -13,7 +13,7 @@ export TF_CPU_ALLOCATOR_USE_BFC=${TF_CPU_ALLOCATOR_USE_BFC:-true}
 job=${1:-main}
 shift || true
 case "$job" in
-  main) exec .venv/bin/python -m recipes.demo "$@" ;;
+  main) exec .venv/bin/python -m recipes.main "$@" ;;
   test) exec .venv/bin/python -m pytest -q "$@" ;;
   bench) exec .venv/bin/python -m benchmarks.pooling "$@" ;;
   *) echo "usage: bash scripts/run.sh main|test|bench [args]" >&2; exit 2 ;;

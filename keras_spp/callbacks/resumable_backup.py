@@ -21,15 +21,20 @@ class ResumableBackup(keras.callbacks.Callback):
     Args:
       backup_dir: a folder of its own.
       save_every: batches between saves (0: only at epoch ends).
+      config: a JSON-able description of the run (its command-line arguments). A
+        backup made under another config is not restored: ``restore`` raises, since
+        resuming it would silently train something else.
 
-    The state: ``state.json`` with ``{"epoch": e, "batches_done": b}`` meaning that
-    epoch ``e`` has its first ``b`` batches done, and ``latest.weights.h5``.
+    The state: ``state.json`` with ``{"epoch": e, "batches_done": b, "config": ...}``
+    meaning that epoch ``e`` has its first ``b`` batches done, and
+    ``latest.weights.h5``.
     """
 
-    def __init__(self, backup_dir, save_every=50):
+    def __init__(self, backup_dir, save_every=50, config=None):
         super().__init__()
         self.backup_dir = backup_dir
         self.save_every = int(save_every)
+        self.config = config
         # Set by the caller when a fit runs the tail of an interrupted epoch, whose
         # batch numbers then start at 0 but stand for batch `batch_offset` on.
         self.batch_offset = 0
@@ -49,6 +54,12 @@ class ResumableBackup(keras.callbacks.Callback):
             return 0, 0
         with open(self.state_path) as f:
             state = json.load(f)
+        if state.get("config") != self.config:
+            raise ValueError(
+                f"The backup in {self.backup_dir} is of a run with another configuration "
+                f"({state.get('config')}); this run is {self.config}. Use another output "
+                "folder, or delete the backup folder to start afresh."
+            )
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(self.weights_path)
@@ -78,5 +89,5 @@ class ResumableBackup(keras.callbacks.Callback):
         os.replace(tmp, self.weights_path)
         tmp = self.state_path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"epoch": epoch, "batches_done": batches_done}, f)
+            json.dump({"epoch": epoch, "batches_done": batches_done, "config": self.config}, f)
         os.replace(tmp, self.state_path)

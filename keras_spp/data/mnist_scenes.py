@@ -1,17 +1,19 @@
 """MNIST scenes: real MNIST digits rendered into RGB images of varied size and shape.
 
 The offline default classification dataset. Each image is one MNIST digit, drawn at
-a random scale and position over a textured colour background, on a canvas whose
-height and width are drawn independently: classification at arbitrary sizes and
-aspect ratios (what an SPP network is for) on real handwriting, small enough to
-train on a 2-core CPU in minutes.
+a random scale and position over a textured colour background, on a canvas of
+random size and aspect ratio: classification at arbitrary sizes (what an SPP
+network is for) on real handwriting, small enough to train on a 2-core CPU in
+minutes.
 
 A scene is:
-  * a canvas of ``H x W``, each side uniform in ``[min_side, max_side]``;
+  * a canvas of ``H x W``: H uniform in ``[min_side, max_side]``, W uniform in the
+    part of that range within ``MAX_ASPECT`` (1.6) of H;
   * a background mixing smooth low-frequency colour noise with a gradient between
     two random colours, then a few random lines and blobs in random colours;
-  * the digit's 28 x 28 box resized (bilinear) to a square of side 35%..90% of
-    ``min(H, W)``, placed fully inside the canvas, and alpha-blended with the
+  * the digit's 28 x 28 box resized (bilinear) to a square of side 45%..90% of
+    ``min(H, W)``, placed fully inside the canvas with its centre in the middle 40%
+    of each axis (so that training crops keep it in view), alpha-blended with the
     digit's intensity as alpha, in a random colour whose luminance is 90..127 away
     from the mean luminance of the background under the digit, so that it always
     stands out.
@@ -33,7 +35,10 @@ from tqdm import tqdm
 
 from keras_spp.data import mnist
 
-VERSION = "v1"
+VERSION = "v2"
+# Longest over shortest canvas side, and the share of each axis where digit centres lie.
+MAX_ASPECT = 1.6
+CENTRE_SPREAD = 0.4
 DEFAULT_SPLITS = {"train": 6000, "validation": 1000, "test": 1000}
 MNIST_SIZES = {"train": 50000, "validation": 10000, "test": 10000}
 CLASS_NAMES = tuple(str(d) for d in range(10))
@@ -53,8 +58,9 @@ def render_scene(digit, rng, min_side=64, max_side=256):
       digit: uint8 ``[28, 28]`` (any 2-D uint8 array works), 0 background, 255 ink.
       rng: a ``numpy.random.Generator``; the only source of randomness, so equal
         generator states give identical pixels.
-      min_side, max_side: bounds of the canvas's height and width, drawn
-        independently and uniformly in ``[min_side, max_side]``; ``min_side >= 8``.
+      min_side, max_side: bounds of the canvas's height and width: the height is
+        uniform in ``[min_side, max_side]``, the width uniform in the part of that
+        range within ``MAX_ASPECT`` of the height; ``min_side >= 8``.
 
     Returns:
       uint8 ``[H, W, 3]``.
@@ -71,12 +77,17 @@ def render_scene(digit, rng, min_side=64, max_side=256):
             f"`rng` must be a numpy.random.Generator (np.random.default_rng(seed)); got {rng!r}."
         )
 
-    height, width = (int(s) for s in rng.integers(min_side, max_side + 1, size=2))
+    height = int(rng.integers(min_side, max_side + 1))
+    low = max(min_side, int(np.ceil(height / MAX_ASPECT)))
+    high = min(max_side, int(height * MAX_ASPECT))
+    width = int(rng.integers(low, max(low, high) + 1))
     canvas = _background(rng, height, width)
 
-    side = max(1, int(round(rng.uniform(0.35, 0.9) * min(height, width))))
-    top = int(rng.integers(0, height - side + 1))
-    left = int(rng.integers(0, width - side + 1))
+    side = max(1, int(round(rng.uniform(0.45, 0.9) * min(height, width))))
+    # The digit's centre stays in the middle CENTRE_SPREAD of each axis, so that the
+    # paper's random crops (7/8 of the min side) still show most of it.
+    top = _place(rng, height, side)
+    left = _place(rng, width, side)
     glyph = Image.fromarray(digit).resize((side, side), Image.BILINEAR)
     alpha = np.asarray(glyph, np.float32)[..., None] / 255.0
     box = canvas[top : top + side, left : left + side]
@@ -84,6 +95,11 @@ def render_scene(digit, rng, min_side=64, max_side=256):
     colour = _contrasting_colour(rng, under, alpha)
     box[...] = np.clip(np.rint(under * (1.0 - alpha) + colour * alpha), 0, 255)
     return canvas
+
+
+def _place(rng, length, side):
+    centre = rng.uniform(0.5 - CENTRE_SPREAD / 2, 0.5 + CENTRE_SPREAD / 2) * length
+    return int(np.clip(round(centre - side / 2), 0, length - side))
 
 
 def write_mnist_scenes(root=None, splits=None, seed=0, min_side=64, max_side=256):
@@ -99,7 +115,7 @@ def write_mnist_scenes(root=None, splits=None, seed=0, min_side=64, max_side=256
 
     Args:
       root: the output folder; default
-        ``data_dir()/mnist_scenes/v1-s{seed}-{min_side}-{max_side}-n{train}-{validation}-{test}``,
+        ``data_dir()/mnist_scenes/v2-s{seed}-{min_side}-{max_side}-n{train}-{validation}-{test}``,
         a name that differs whenever any setting does.
       splits: ``{split: count}`` for splits among ``"train"`` (at most 50000),
         ``"validation"`` and ``"test"`` (at most 10000 each); a missing split or a

@@ -25,11 +25,12 @@ def training_dataset(
     start_epoch=0,
     skip_batches=0,
     epochs=1,
+    flip=True,
 ):
     """Shuffled, augmented, batched training data, a pure function of ``seed``.
 
-    Each image: min side ``min_side``, a random ``crop x crop`` crop, a random flip,
-    colour jitter. The batches of epoch ``e`` are then resized to
+    Each image: min side ``min_side``, a random ``crop x crop`` crop, a random flip
+    (unless ``flip=False``), colour jitter. The batches of epoch ``e`` are then resized to
     ``schedule.size_tensor(e)`` (the paper: 180 is the 224 crop resized, not a new
     crop); without a schedule they stay at ``crop``. Batches drop the remainder, so
     an epoch has a single shape.
@@ -49,7 +50,9 @@ def training_dataset(
         data = source.shuffle(shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
         data = data.enumerate().map(
             lambda i, pair: (
-                transforms.train_augment(pair[0], tf.stack([tf.constant(epoch_seed, tf.int64), i]), min_side, crop, jitter),
+                transforms.train_augment(
+                    pair[0], tf.stack([tf.constant(epoch_seed, tf.int64), i]), min_side, crop, jitter, flip
+                ),
                 pair[1],
             ),
             num_parallel_calls=AUTOTUNE,

@@ -1,7 +1,8 @@
 """Classification sources: one entry point from a dataset name to images and labels.
 
-``load_classification(name, split)`` returns an unbatched, unshuffled
-``tf.data.Dataset`` of ``(image, label)`` and a ``SourceInfo``, whatever the data's
+``load_classification(name, split)`` returns an unbatched ``tf.data.Dataset`` of
+``(image, label)`` in a fixed order (folders: the files in a seeded random order,
+classes mixed; TFDS: its own order) and a ``SourceInfo``, whatever the data's
 origin:
 
   * ``"mnist-scenes"``: real MNIST digits rendered into scenes of varied size
@@ -75,7 +76,9 @@ class SourceInfo:
     num_examples: int | None
 
 
-def load_classification(name, split, data_dir=None, seed=0, validation_fraction=0.1, **options):
+def load_classification(
+    name, split, data_dir=None, seed=0, validation_fraction=0.1, shuffle_files=True, **options
+):
     """An image classification source as ``(dataset, info)``.
 
     Args:
@@ -90,12 +93,16 @@ def load_classification(name, split, data_dir=None, seed=0, validation_fraction=
         the seed of the train/validation split. Unused for TFDS.
       validation_fraction: folders without split subfolders: the share of each
         class's files that goes to ``"validation"``, in ``[0, 1)``.
+      shuffle_files: folders and ``"mnist-scenes"``: list the files in a random order
+        fixed by ``seed``, classes mixed (the default), so that shuffle buffers
+        smaller than the split still see every class and ``take(n)`` is a fair
+        sample; ``False`` keeps the sorted order (class by class).
       **options: ``"mnist-scenes"``: ``min_side``, ``max_side`` (canvas side bounds)
         and ``sizes`` (``{split: count}``), see ``mnist_scenes.write_mnist_scenes``.
         TFDS: ``manual_dir``, the folder of manually downloaded archives (ImageNet).
 
     Returns:
-      ``(dataset, info)``: an unbatched, unshuffled ``tf.data.Dataset`` of ``(image
+      ``(dataset, info)``: an unbatched ``tf.data.Dataset`` in a fixed order of ``(image
       uint8 [H, W, 3], label int64 [])`` and a ``SourceInfo``.
 
     Sources:
@@ -141,12 +148,14 @@ def load_classification(name, split, data_dir=None, seed=0, validation_fraction=
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}; got {split!r}.")
 
     if kind == "mnist-scenes":
-        return _mnist_scenes_source(name, split, data_dir, seed, **options)
+        return _mnist_scenes_source(name, split, data_dir, seed, shuffle_files, **options)
     if kind == "folder":
         path = name[len("folder:"):]
         if not path:
             raise ValueError("`name` 'folder:<path>' needs a path, e.g. 'folder:~/data/flowers'.")
-        return _folder_source(name, pathlib.Path(path).expanduser(), split, seed, validation_fraction)
+        return _folder_source(
+            name, pathlib.Path(path).expanduser(), split, seed, validation_fraction, shuffle_files=shuffle_files
+        )
     tfds_name = name[len("tfds:"):] if name.startswith("tfds:") else name
     return _tfds_source(name, tfds_name, split, data_dir, options.get("manual_dir"))
 
@@ -155,16 +164,18 @@ def _known_names():
     return ", ".join(["'mnist-scenes'", "'folder:<path>'", *map(repr, TFDS_DATASETS), "'tfds:<name>'"])
 
 
-def _mnist_scenes_source(name, split, data_dir, seed, min_side=64, max_side=256, sizes=None):
+def _mnist_scenes_source(name, split, data_dir, seed, shuffle_files, min_side=64, max_side=256, sizes=None):
     root = None
     if data_dir is not None:
         root = mnist_scenes.default_root(seed, min_side, max_side, sizes, base=data_dir)
     root = mnist_scenes.write_mnist_scenes(root, sizes, seed, min_side, max_side)
     # Explicit class names: a small split may lack a digit, which must not shift labels.
-    return _folder_source(name, root, split, seed, 0.0, class_names=mnist_scenes.CLASS_NAMES)
+    return _folder_source(
+        name, root, split, seed, 0.0, class_names=mnist_scenes.CLASS_NAMES, shuffle_files=shuffle_files
+    )
 
 
-def _folder_source(name, root, split, seed, validation_fraction, class_names=None):
+def _folder_source(name, root, split, seed, validation_fraction, class_names=None, shuffle_files=True):
     if not root.is_dir():
         raise ValueError(f"Folder source {name!r}: {root} is not a directory.")
     split_dirs = [s for s in SPLITS if (root / s).is_dir()]
@@ -200,6 +211,10 @@ def _folder_source(name, root, split, seed, validation_fraction, class_names=Non
             f"Folder source {name!r}: no images for split {split!r} in {folder} (expected "
             f"<class>/<image> with extensions {', '.join(IMAGE_EXTENSIONS)})."
         )
+    if shuffle_files:
+        order = np.random.default_rng([seed, len(paths)]).permutation(len(paths))
+        paths = [paths[i] for i in order]
+        labels = [labels[i] for i in order]
     info = SourceInfo(name, split, tuple(class_names), len(paths))
     return _decode_files(paths, labels), info
 

@@ -44,8 +44,11 @@ def color_jitter(image, seed, strength=0.4):
     return tf.clip_by_value(x, 0.0, 1.0) * 255.0
 
 
-def train_augment(image, seed, min_side=256, crop=224, jitter=0.4):
+def train_augment(image, seed, min_side=256, crop=224, jitter=0.4, flip=True):
     """The paper's training view: min side ``min_side``, random ``crop``, flip, jitter.
+
+    ``flip=False`` leaves out the horizontal flip, for data where mirroring changes
+    the class (digits, text).
 
     ``seed`` is a ``[2]`` int tensor, so that a pipeline is deterministic given its
     seed however tf.data schedules the work.
@@ -53,7 +56,8 @@ def train_augment(image, seed, min_side=256, crop=224, jitter=0.4):
     seeds = tf.random.experimental.stateless_split(seed, 3)
     x = resize_min_side(image, min_side)
     x = random_crop(x, crop, seeds[0])
-    x = tf.image.stateless_random_flip_left_right(x, seeds[1])
+    if flip:
+        x = tf.image.stateless_random_flip_left_right(x, seeds[1])
     if jitter:
         x = color_jitter(x, seeds[2], jitter)
     return x

@@ -100,7 +100,7 @@ def file_times(root):
 def test_write_mnist_scenes_layout_marker_and_idempotence(scenes_cache):
     splits = {"train": 25, "validation": 8}
     root = mnist_scenes.write_mnist_scenes(splits=splits, min_side=32, max_side=64)
-    assert root == scenes_cache / "mnist_scenes" / "v1-s0-32-64-n25-8-0"
+    assert root == scenes_cache / "mnist_scenes" / "v2-s0-32-64-n25-8-0"
     assert (root / "COMPLETE").is_file()
     assert sorted(p.name for p in root.iterdir()) == ["COMPLETE", "train", "validation"]
     assert sorted(p.name for p in root.parent.iterdir()) == [root.name]  # no staging left
@@ -153,7 +153,7 @@ def test_default_folder_names_every_setting(scenes_cache):
         ]
     }
     assert len(names) == 7
-    assert mnist_scenes.default_root().name == "v1-s0-64-256-n6000-1000-1000"
+    assert mnist_scenes.default_root().name == "v2-s0-64-256-n6000-1000-1000"
 
 
 @pytest.mark.parametrize(
@@ -168,7 +168,7 @@ def test_write_mnist_scenes_validates_splits(scenes_cache, splits, match):
 
 def test_load_classification_reads_the_scenes(scenes_cache):
     dataset, info = sources.load_classification(
-        "mnist-scenes", "train", sizes={"train": 30, "test": 5}, min_side=24, max_side=80
+        "mnist-scenes", "train", sizes={"train": 30, "test": 5}, min_side=24, max_side=80, shuffle_files=False
     )
     assert info == sources.SourceInfo("mnist-scenes", "train", tuple(str(d) for d in range(10)), 30)
     assert dataset.element_spec == (
@@ -196,6 +196,6 @@ def test_mnist_scenes_data_dir_and_options(scenes_cache, tmp_path):
     _, info = sources.load_classification("mnist-scenes", "test", data_dir=tmp_path / "elsewhere",
                                           sizes={"test": 3}, min_side=16, max_side=20)
     assert info.num_examples == 3
-    assert (tmp_path / "elsewhere" / "mnist_scenes" / "v1-s0-16-20-n0-0-3" / "COMPLETE").is_file()
+    assert (tmp_path / "elsewhere" / "mnist_scenes" / "v2-s0-16-20-n0-0-3" / "COMPLETE").is_file()
     with pytest.raises(ValueError, match="manual_dir.*accepted: min_side, max_side, sizes"):
         sources.load_classification("mnist-scenes", "test", manual_dir="/x")

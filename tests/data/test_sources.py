@@ -47,7 +47,7 @@ def test_folder_reads_every_format_as_rgb(tmp_path):
     (tmp_path / "c_other" / "notes.txt").write_text("not an image")
     (tmp_path / "stray.png").write_bytes(b"outside any class folder")
 
-    examples, info = load(f"folder:{tmp_path}", "train", validation_fraction=0.0)
+    examples, info = load(f"folder:{tmp_path}", "train", validation_fraction=0.0, shuffle_files=False)
     assert info.class_names == ("a_rgba", "b_gray", "c_other")
     assert info.num_examples == 7
     assert [label for _, label in examples] == [0, 1, 1, 2, 2, 2, 2]
@@ -72,7 +72,9 @@ def test_corrupt_and_empty_files_are_skipped_and_named(tmp_path, caplog):
     empty.write_bytes(b"")
     truncated = tmp_path / "b" / "truncated.png"
     truncated.write_bytes(save(tmp_path / "full.png", rgb(30, 30, 3)).read_bytes()[:60])
-    dataset, info = sources.load_classification(f"folder:{tmp_path}", "train", validation_fraction=0.0)
+    dataset, info = sources.load_classification(
+        f"folder:{tmp_path}", "train", validation_fraction=0.0, shuffle_files=False
+    )
     assert info.num_examples == 5
     with caplog.at_level(logging.WARNING, logger="keras_spp.data.sources"):
         first = [(image.shape, int(label)) for image, label in dataset]
@@ -115,8 +117,8 @@ def test_flat_folder_splits_each_class_by_seed(tmp_path):
 def test_split_folders_select_the_split_and_share_class_names(tmp_path):
     flat_folder(tmp_path / "train", per_class=3, classes=("ant", "bee"))
     flat_folder(tmp_path / "test", per_class=2, classes=("bee", "cow"))
-    train, info = load(f"folder:{tmp_path}", "train")
-    test, test_info = load(f"folder:{tmp_path}", "test")
+    train, info = load(f"folder:{tmp_path}", "train", shuffle_files=False)
+    test, test_info = load(f"folder:{tmp_path}", "test", shuffle_files=False)
     assert info.class_names == test_info.class_names == ("ant", "bee", "cow")
     assert [label for _, label in train] == [0, 0, 0, 1, 1, 1]
     # "bee" was class 0 when written to test/, it is label 1 in both splits.
@@ -213,3 +215,16 @@ def test_tfds_validation_falls_back_to_test_and_manual_dir_is_passed(tfds, tmp_p
     assert as_dataset.call_args.kwargs["split"] == "test"
     (kwargs,) = calls
     assert str(kwargs["download_config"].manual_dir) == str(tmp_path)
+
+
+def test_default_file_order_mixes_classes_and_is_fixed_by_seed(tmp_path):
+    flat_folder(tmp_path, per_class=10, classes=("ant", "bee", "cow"))
+    sorted_labels = [label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0,
+                                                    shuffle_files=False)[0]]
+    first = [label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0, seed=1)[0]]
+    again = [label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0, seed=1)[0]]
+    other = [label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0, seed=2)[0]]
+    assert sorted_labels == [0] * 10 + [1] * 10 + [2] * 10
+    assert first == again != other
+    assert sorted(first) == sorted_labels
+    assert set(first[:6]) == {0, 1, 2}  # the first few already hold every class

@@ -118,3 +118,16 @@ def test_mirrored_strategy_on_two_cpu_devices_matches_single_device(colour_folde
     # up to float summation order.
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
+
+
+def test_a_backup_of_another_configuration_is_refused(tmp_path):
+    from keras_spp.callbacks import ResumableBackup
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    saver = ResumableBackup(str(tmp_path), config={"lr": 0.1})
+    saver.set_model(model)
+    saver._save(2, 5)
+    assert ResumableBackup(str(tmp_path), config={"lr": 0.1}).restore(model) == (2, 5)
+    with pytest.raises(ValueError, match="another configuration"):
+        ResumableBackup(str(tmp_path), config={"lr": 0.2}).restore(model)
