@@ -14,11 +14,11 @@ beyond the pixels.
 """
 
 import argparse
-import json
-import os
 import time
 
 import numpy as np
+
+from benchmarks.report import emit
 
 
 def run(sizes, width, fc_units, batch, steps, epochs, seed=0):
@@ -98,12 +98,7 @@ def main(argv=None):
             multi["steady_seconds_per_megapixel"] / single["steady_seconds_per_megapixel"], 3
         ),
     }
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
     return 0
 
 

@@ -27,6 +27,8 @@ import time
 
 import numpy as np
 
+from benchmarks.report import emit
+
 LEVELS = (6, 3, 2, 1)
 
 
@@ -243,12 +245,7 @@ def main(argv=None):
             for k in ("segment_max", "crop_and_resize", "keras_spp_graph") if "forward" in roi.get(k, {})
         }
     report["image_level"] = image_level(args.repeats, batch=args.image_batch, width=args.zf5_width)
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    emit(report, args.out)
     return 0
 
 

@@ -14,7 +14,7 @@ from recipes import train_classifier
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--out", default="outputs")
     args = p.parse_args(argv)
     print("== 1/2: one fixed-length representation for every input size\n", flush=True)

@@ -20,8 +20,11 @@ from keras_spp.data import transforms
 VIEWS = ("center", "full", "ten_view", "multi_scale")
 
 
-def ten_views(image, crop):
-    """``[10, crop, crop, 3]``: corners and centre, then the same flipped."""
+def ten_views(image, crop, flip=True):
+    """``[10, crop, crop, 3]``: corners and centre, then the same flipped.
+
+    ``flip=False`` gives the five unflipped views, for classes that mirroring changes.
+    """
     shape = tf.shape(image)
     h, w = shape[0], shape[1]
     tops = tf.stack([0, 0, h - crop, h - crop, (h - crop) // 2])
@@ -32,6 +35,8 @@ def ten_views(image, crop):
         fn_output_signature=tf.TensorSpec([None, None, 3], image.dtype),
     )
     crops = tf.ensure_shape(crops, [5, crop, crop, 3])
+    if not flip:
+        return crops
     return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
 
 
@@ -45,6 +50,7 @@ def evaluate(
     batch_size=32,
     max_examples=None,
     verbose=True,
+    flip=True,
 ):
     """Top-1 and top-5 accuracy of ``model`` on ``source`` for each view.
 
@@ -53,6 +59,7 @@ def evaluate(
       source: unbatched ``(image, label)`` pairs of any size.
       views: names from ``VIEWS``.
       max_examples: evaluate on the first N examples only.
+      flip: include the flipped crops in ``"ten_view"`` (five views without them).
 
     Returns ``{view: {"top1": ..., "top5": ..., "top1_error_pct": ..., "examples": N}}``.
     """
@@ -70,11 +77,11 @@ def evaluate(
     for view in views:
         probabilities, labels = [], []
         if view in ("center", "ten_view"):
-            count = 10 if view == "ten_view" else 1
+            count = (10 if flip else 5) if view == "ten_view" else 1
 
             def prepare(image, label, view=view):
                 x = transforms.resize_min_side(image, min_side)
-                x = ten_views(x, crop) if view == "ten_view" else transforms.center_crop(x, crop)[tf.newaxis]
+                x = ten_views(x, crop, flip) if view == "ten_view" else transforms.center_crop(x, crop)[tf.newaxis]
                 return x, label
 
             data = source.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)

@@ -9,6 +9,7 @@ from keras_spp.ops.block_max_table import levels_needed
 from keras_spp.ops.block_max_table import rectangle_max
 from keras_spp.ops.box_cells import COORDINATE_RULES
 from keras_spp.ops.box_cells import boxes_to_cells
+from keras_spp.ops.spatial_pyramid_pool import check_feature_map
 from keras_spp.ops.spatial_pyramid_pool import merge_bins
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
 
@@ -64,7 +65,7 @@ def roi_pyramid_pool(
             "`spatial_scale` must be a positive finite number (feature cells per input "
             f"pixel, 1/16 for ZF-5); got {spatial_scale!r}."
         )
-    features = tf.convert_to_tensor(features)
+    features = check_feature_map(features)
     boxes = tf.convert_to_tensor(boxes)
     box_indices = tf.convert_to_tensor(box_indices)
     _check_static(features, boxes, box_indices)
@@ -112,13 +113,6 @@ def roi_pyramid_pool(
 
 
 def _check_static(features, boxes, box_indices):
-    if features.shape.rank != 4:
-        raise ValueError(
-            "`features` must be a rank-4 tensor [batch, height, width, channels]; "
-            f"got shape {features.shape}."
-        )
-    if not features.dtype.is_floating:
-        raise ValueError(f"`features` must be floating point; got {features.dtype.name}.")
     if 0 in features.shape[1:3]:
         raise ValueError(f"`features` must have height and width >= 1; got shape {features.shape}.")
     if boxes.shape.rank != 2 or boxes.shape[1] not in (None, 4):

@@ -46,14 +46,7 @@ def spatial_pyramid_pool(features, levels=(6, 3, 2, 1), pooling="max", bin_rule=
     levels = bins.validate_levels(levels)
     bins.validate_choice(pooling, POOLINGS, "pooling")
     bins.validate_choice(bin_rule, bins.BIN_RULES, "bin_rule")
-    features = tf.convert_to_tensor(features)
-    if features.shape.rank != 4:
-        raise ValueError(
-            "`features` must be a rank-4 tensor [batch, height, width, channels] "
-            f"(channels last); got shape {features.shape}."
-        )
-    if not features.dtype.is_floating:
-        raise ValueError(f"`features` must be a floating-point tensor; got {features.dtype.name}.")
+    features = check_feature_map(features)
     static_h, static_w = features.shape[1], features.shape[2]
     for name, size in (("height", static_h), ("width", static_w)):
         if size == 0:
@@ -95,6 +88,19 @@ def spatial_pyramid_pool(features, levels=(6, 3, 2, 1), pooling="max", bin_rule=
         output = tf.where(valid, output, tf.constant(np.nan, output.dtype))
     dim = pyramid_output_dim(features.shape[3], levels)
     return tf.ensure_shape(output, [features.shape[0], dim])
+
+
+def check_feature_map(features):
+    """``features`` as a tensor, or a ValueError unless it is a float ``[B, H, W, C]``."""
+    features = tf.convert_to_tensor(features)
+    if features.shape.rank != 4:
+        raise ValueError(
+            "`features` must be a rank-4 tensor [batch, height, width, channels] "
+            f"(channels last); got shape {features.shape}."
+        )
+    if not features.dtype.is_floating:
+        raise ValueError(f"`features` must be a floating-point tensor; got {features.dtype.name}.")
+    return features
 
 
 def merge_bins(pooled, m):

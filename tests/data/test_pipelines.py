@@ -158,3 +158,8 @@ def test_fit_traces_once_across_sizes_with_xla():
     # One trace of the train step for both sizes and all 24 batches; XLA compiles
     # each concrete size once from it.
     assert TraceCounter.traces - before == 1
+
+
+def test_ten_views_without_flips_are_the_five_crops():
+    image = tf.random.uniform([9, 7, 3])
+    np.testing.assert_array_equal(ten_views(image, 5, flip=False).numpy(), ten_views(image, 5).numpy()[:5])

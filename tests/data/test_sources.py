@@ -123,7 +123,7 @@ def test_split_folders_select_the_split_and_share_class_names(tmp_path):
     assert [label for _, label in train] == [0, 0, 0, 1, 1, 1]
     # "bee" was class 0 when written to test/, it is label 1 in both splits.
     assert [label for _, label in test] == [1, 1, 2, 2]
-    with pytest.raises(ValueError, match=f"split folders train, test but no 'validation' folder"):
+    with pytest.raises(ValueError, match="split folders train, test but no 'validation' folder"):
         sources.load_classification(f"folder:{tmp_path}", "validation")
 
 
