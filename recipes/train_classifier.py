@@ -90,13 +90,55 @@ def make_strategy(name, cpu_devices=0):
         ]
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi-worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     if name == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     return tf.distribute.get_strategy()
+
+
+def _multi_worker_strategy():
+    """MultiWorkerMirroredStrategy whose ``reduce`` takes what Keras 3's trainer passes it.
+
+    Keras 3.15 on TensorFlow (keras/src/backend/tensorflow/trainer.py) fails with this
+    strategy in two places, both calls of ``strategy.reduce``:
+
+    * ``_maybe_symbolic_build``, at the start of every fit and evaluate, reduces the first
+      batch, the whole ``(x, y)`` tuple, with ``reduce("MEAN", batch, axis=None)`` to learn its
+      shapes. ``Strategy.reduce`` takes one value, not a nest ("TODO: support `value` being a
+      nest" in TensorFlow); MirroredStrategy maps over nests anyway, this strategy does not:
+      "Attempt to convert a value (PerReplica...) with an unsupported type to a Tensor".
+    * ``reduce_per_replica``, on every step's loss and metrics, takes a multi-worker branch
+      that calls ``reduce("MEAN", value, axis=0)`` on per-replica scalars, which have no axis
+      0: "Invalid reduction dimension 0 for input with 0 dimensions".
+
+    Here a nest is reduced value by value, and a scalar across the replicas only
+    (``axis=None``): the mean over all replicas of all workers, what the single-worker branch
+    of ``reduce_per_replica`` computes over its local replicas. Other calls are unchanged.
+    """
+    import tensorflow as tf
+
+    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis=None):
+            reduce_one = super().reduce
+
+            def one(v):
+                scalar = self.experimental_local_results(v)[0].shape.rank == 0
+                return reduce_one(reduce_op, v, axis=None if scalar else axis)
+
+            return tf.nest.map_structure(one, value)
+
+    return MultiWorkerMirroredStrategy()
+
+
+def _gather_from_workers(strategy, numbers):
+    """``numbers`` (ints) of every worker, in worker order: a collective, every worker calls it."""
+    import tensorflow as tf
+
+    mine = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([numbers], tf.int64))
+    return strategy.gather(mine, axis=0).numpy().tolist()
 
 
 def is_chief(strategy):
@@ -140,9 +182,17 @@ def main(argv=None):
         print("--head pool takes one fixed size; use --sizes with one value", file=sys.stderr)
         return 2
     strategy = make_strategy(args.strategy, args.cpu_devices)
+    if args.strategy == "multi-worker" and not args.no_jit:
+        import tensorflow as tf
+
+        if not tf.config.list_logical_devices("GPU"):
+            # The train step all-reduces the gradients across workers, and XLA does not compile
+            # collectives on CPU ("Collectives are not yet implemented for CPU devices when
+            # compiling with XLA"): the first step would fail.
+            print("multi-worker on CPU: the train step is not compiled with XLA (as --no-jit)", file=sys.stderr)
+            args.no_jit = True
 
     import keras
-    import tensorflow as tf
 
     from keras_spp.callbacks import ResumableBackup
     from keras_spp.callbacks import TrainingCurves
@@ -178,8 +228,28 @@ def main(argv=None):
     # Everything that shapes the training, so that a backup is resumed only by its own run.
     fingerprint = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
                    if k not in ("max_eval", "views", "verbose", "out", "backup_every")}
-    backup = ResumableBackup(os.path.join(out, "backup"), save_every=args.backup_every, config=fingerprint)
+    # One backup for all workers: the chief's (<out>/backup), which only the chief writes and every
+    # worker restores, so that all resume from the same batch with the same weights (a worker with
+    # fewer steps left would leave the others waiting in a collective). Under multi-worker, --out
+    # must then be on a file system that the workers share, as for Keras's BackupAndRestore.
+    backup = ResumableBackup(os.path.join(args.out, "backup"), save_every=args.backup_every, config=fingerprint)
+    if args.strategy != "default":
+        # restore() builds the optimizer when it finds a backup, and a distributed model's
+        # optimizer must be built in the strategy's scope. Under multi-worker, creating a variable
+        # is a collective (the chief broadcasts its initial value), so every worker builds it,
+        # backup or not. Loading stays outside the scope: there Keras's saving and loading creates
+        # variables too (a reference Optimizer in saving_lib.get_attr_skipset), which on one
+        # worker alone would be a collective that the others never join.
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
     start_epoch, done = backup.restore(model)
+    if args.strategy == "multi-worker":
+        points = _gather_from_workers(strategy, [start_epoch, done])
+        if any(point != points[0] for point in points):
+            raise RuntimeError(
+                f"The workers would resume from different points ([epoch, batch] of each: {points}); "
+                f"this worker looked for the chief's backup in {backup.backup_dir}: the workers must share --out."
+            )
     history_csv = os.path.join(out, "history.csv")
     if start_epoch == 0 and done == 0 and os.path.exists(history_csv):
         os.remove(history_csv)  # a fresh run, not a resumed one
@@ -187,15 +257,32 @@ def main(argv=None):
         print(f"resuming from the backup: epoch {start_epoch + 1}, after batch {done}")
 
     def train_data(first_epoch, skip, epochs):
-        return pipelines.training_dataset(
+        return shard_by_data(pipelines.training_dataset(
             train_source, args.batch_size, crop=crop, min_side=args.min_side, schedule=schedule,
             jitter=args.jitter, seed=args.seed, cache=True, start_epoch=first_epoch, skip_batches=skip,
             epochs=epochs, flip=args.flip,
-        )
+        ))
+
+    def shard_by_data(dataset):
+        # Multi-worker: every worker runs the whole pipeline (a pure function of the seed) and
+        # keeps its part of each global batch (tf.distribute rebatches the global batch into
+        # per-replica batches, then DATA sharding takes this worker's), so the global batches,
+        # their order and the skip of a resumed epoch are the single-device run's. AUTO would pick
+        # this for folders and mnist-scenes (no file reader in the pipeline) but FILE for TFDS
+        # (TFRecord files): each worker would read its own files, so other global batches, and
+        # files of unequal sizes would give the workers unequal numbers of batches.
+        if args.strategy != "multi-worker":
+            return dataset
+        import tensorflow as tf
+
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return dataset.with_options(options)
 
     if args.max_eval:
         val_source = val_source.take(args.max_eval)
-    val_data = pipelines.center_crop_dataset(val_source, args.batch_size, crop=crop, min_side=args.min_side)
+    val_data = shard_by_data(
+        pipelines.center_crop_dataset(val_source, args.batch_size, crop=crop, min_side=args.min_side))
     # Known steps spare Keras a first pass that ends in "ran out of data".
     val_count = min(filter(None, (val_info.num_examples, args.max_eval)), default=None)
     val_steps = -(-val_count // args.batch_size) if val_count else None
@@ -207,8 +294,9 @@ def main(argv=None):
         keras.callbacks.ModelCheckpoint(os.path.join(out, "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
-        backup,
     ]
+    if chief:
+        callbacks.append(backup)
     started = time.perf_counter()
     histories = []
     if done and start_epoch < args.epochs:
@@ -233,7 +321,8 @@ def main(argv=None):
     views = args.views if args.head == "spp" else tuple(v for v in args.views if v in ("center", "ten_view"))
     test_source, _ = load_classification(args.dataset, "test", data_dir=args.data_dir, seed=args.seed, **options)
     evaluation = evaluate(model, test_source, views=views, crop=crop, min_side=args.min_side,
-                          scales=_scales(args.min_side), max_examples=args.max_eval, verbose=args.verbose > 0)
+                          scales=_scales(args.min_side), max_examples=args.max_eval, verbose=args.verbose > 0,
+                          flip=args.flip)
     print("\nview          top-1 err %   top-5 acc")
     for view, r in evaluation.items():
         print(f"{view:<13} {r['top1_error_pct']:>10.2f}   {r['top5']:.4f}   ({r['examples']} images)")
@@ -242,6 +331,8 @@ def main(argv=None):
         "classes": list(info.class_names),
         "train_examples": num_train,
         "steps_per_epoch": steps,
+        # What fit distributed each global batch of --batch-size over (1: one device).
+        "replicas_in_sync": model.distribute_strategy.num_replicas_in_sync,
         "train_seconds": round(train_seconds, 1),
         "history": _read_csv(history_csv),
         "evaluation": evaluation,

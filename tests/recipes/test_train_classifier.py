@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import keras_spp  # noqa: F401  (registers the custom layers that load_model meets)
 from recipes import train_classifier
 
 SMALL = ["--width", "0.125", "--fc-units", "32", "--dropout", "0", "--levels", "2,1", "--batch-size", "4", "--min-side", "56",
