@@ -56,7 +56,7 @@ def main(argv=None):
                 runs.setdefault(name, []).append(json.load(f))
     table = summarise(runs)
     command = "python -m recipes.ablation " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = render(table, command, args, seeds, time.perf_counter() - started)
+    text = render(table, command, seeds, time.perf_counter() - started)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"table": table, "command": command}, f, indent=1)
@@ -82,13 +82,19 @@ def summarise(runs):
     return table
 
 
-def render(table, command, args, seeds, seconds):
+def render(table, command, seeds, seconds):
     lines = [
-        "| top-1 error % (mean ± std over seeds) | centre crop | full image | train s/run |",
+        f"Command: `{command}` (seeds {', '.join(map(str, seeds))}; {seconds / 60:.0f} min in all).",
+        "",
+        "| top-1 error %, mean ± std over seeds (each seed) | centre crop | full image | train s/run |",
         "|---|---|---|---|",
     ]
     for name, row in table.items():
-        cells = [f"{row[v]['mean']:.2f} ± {row[v]['std']:.2f}" if v in row else "n/a" for v in ("center", "full")]
+        cells = [
+            f"{row[v]['mean']:.2f} ± {row[v]['std']:.2f} ({', '.join(f'{e:.1f}' for e in row[v]['runs'])})"
+            if v in row else "n/a (fixed input size)"
+            for v in ("center", "full")
+        ]
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {row['train_seconds']:.0f} |")
     return "\n".join(lines) + "\n"
 
