@@ -14,6 +14,7 @@ with --markdown, to a docs file.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -100,7 +101,7 @@ def render(table, command, seeds, seconds):
 
 
 def _slug(name):
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-").replace("--", "-")
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 if __name__ == "__main__":
