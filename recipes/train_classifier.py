@@ -288,11 +288,12 @@ def main(argv=None):
     val_steps = -(-val_count // args.batch_size) if val_count else None
     callbacks = [
         LogInputSize(schedule),
+        # Before the CSV logger, which then records the learning rate it puts in the logs.
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2),
         keras.callbacks.CSVLogger(history_csv, append=True),
         TrainingCurves(history_csv, os.path.join(out, "curves.png"),
                        title=f"{args.backbone} {args.head} sizes {args.sizes} on {args.dataset}"),
         keras.callbacks.ModelCheckpoint(os.path.join(out, "best.keras"), monitor="val_accuracy", save_best_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
     ]
     if chief:
@@ -303,7 +304,7 @@ def main(argv=None):
         # The rest of the interrupted epoch, as its own shorter fit.
         backup.batch_offset = done
         h = model.fit(train_data(start_epoch, done, 1), epochs=start_epoch + 1, initial_epoch=start_epoch,
-                      steps_per_epoch=steps - done, validation_data=val_data, validation_steps=val_steps,
+                      steps_per_epoch=steps - done, validation_data=val_data, validation_steps=val_steps, shuffle=False,
                       callbacks=callbacks,
                       verbose=args.verbose)
         histories.append(h.history)
@@ -311,7 +312,7 @@ def main(argv=None):
     if start_epoch < args.epochs:
         h = model.fit(train_data(start_epoch, 0, args.epochs - start_epoch), epochs=args.epochs,
                       initial_epoch=start_epoch, steps_per_epoch=steps, validation_data=val_data,
-                      validation_steps=val_steps, callbacks=callbacks, verbose=args.verbose)
+                      validation_steps=val_steps, shuffle=False, callbacks=callbacks, verbose=args.verbose)
         histories.append(h.history)
     train_seconds = time.perf_counter() - started
     if not chief:

@@ -81,6 +81,8 @@ class ResumableBackup(keras.callbacks.Callback):
         for path in (self.weights_path, self.state_path):
             if os.path.exists(path):
                 os.remove(path)
+        if os.path.isdir(self.backup_dir) and not os.listdir(self.backup_dir):
+            os.rmdir(self.backup_dir)
 
     def _save(self, epoch, batches_done):
         os.makedirs(self.backup_dir, exist_ok=True)

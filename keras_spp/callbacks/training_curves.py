@@ -30,6 +30,7 @@ class TrainingCurves(keras.callbacks.Callback):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
         if not os.path.exists(self.csv_path):
             return
@@ -40,6 +41,8 @@ class TrainingCurves(keras.callbacks.Callback):
         epochs = [int(r["epoch"]) + 1 for r in rows]
         names = [k for k in rows[0] if k != "epoch" and not k.startswith("val_") and k not in ("learning_rate", "input_size")]
         fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.2 * (len(names) + 1), 3.4))
+        for ax in axes:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         for ax, name in zip(axes, names):
             for key, style in ((name, "-o"), (f"val_{name}", "--s")):
                 if key in rows[0]:
@@ -49,13 +52,17 @@ class TrainingCurves(keras.callbacks.Callback):
             ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         ax = axes[-1]
-        for key in ("learning_rate", "input_size"):
-            if key in rows[0]:
-                ax.plot(epochs, [float(r[key]) for r in rows], "-o", markersize=3, label=key)
-                ax.set_yscale("log" if key == "learning_rate" else "linear")
+        # Learning rate (log scale) and input size on axes of their own.
+        if "learning_rate" in rows[0]:
+            ax.plot(epochs, [float(r["learning_rate"]) for r in rows], "-o", markersize=3, color="tab:blue")
+            ax.set_yscale("log")
+            ax.set_ylabel("learning rate", color="tab:blue")
+        if "input_size" in rows[0]:
+            sizes = ax.twinx()
+            sizes.plot(epochs, [float(r["input_size"]) for r in rows], "-s", markersize=3, color="tab:orange")
+            sizes.set_ylabel("input size (px)", color="tab:orange")
         ax.set_title("schedule")
         ax.set_xlabel("epoch")
-        ax.legend(fontsize=8)
         if self.title:
             fig.suptitle(self.title)
         fig.tight_layout()
