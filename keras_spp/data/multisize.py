@@ -42,14 +42,6 @@ class SizeSchedule:
             )
         self.sizes, self.mode, self.seed = sizes, mode, int(seed)
 
-    @property
-    def largest(self):
-        return max(self.sizes)
-
-    @property
-    def multi_size(self):
-        return len(set(self.sizes)) > 1
-
     def size_tensor(self, epoch):
         """The size of ``epoch`` (an int64 scalar tensor) as an int32 tensor."""
         epoch = tf.cast(epoch, tf.int64)
@@ -61,9 +53,6 @@ class SizeSchedule:
 
     def size_for_epoch(self, epoch):
         return int(self.size_tensor(tf.constant(epoch, tf.int64)))
-
-    def get_config(self):
-        return {"sizes": list(self.sizes), "mode": self.mode, "seed": self.seed}
 
 
 class LogInputSize(keras.callbacks.Callback):
