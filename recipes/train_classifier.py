@@ -225,9 +225,9 @@ def main(argv=None):
 
     with strategy.scope():
         model = build_model(args, classes)
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     # Everything that shapes the training, so that a backup is resumed only by its own run.
-    fingerprint = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()
-                   if k not in ("max_eval", "views", "verbose", "out", "backup_every")}
+    fingerprint = {k: v for k, v in config.items() if k not in ("max_eval", "views", "verbose", "out", "backup_every")}
     # One backup for all workers: the chief's (<out>/backup), which only the chief writes and every
     # worker restores, so that all resume from the same batch with the same weights (a worker with
     # fewer steps left would leave the others waiting in a collective). Under multi-worker, --out
@@ -298,22 +298,20 @@ def main(argv=None):
     ]
     if chief:
         callbacks.append(backup)
+    def fit(first_epoch, last_epoch, skip):
+        # Epochs first_epoch..last_epoch-1, the first of them from batch `skip` on.
+        model.fit(train_data(first_epoch, skip, last_epoch - first_epoch), epochs=last_epoch,
+                  initial_epoch=first_epoch, steps_per_epoch=steps - skip, validation_data=val_data,
+                  validation_steps=val_steps, shuffle=False, callbacks=callbacks, verbose=args.verbose)
+
     started = time.perf_counter()
-    histories = []
     if done and start_epoch < args.epochs:
         # The rest of the interrupted epoch, as its own shorter fit.
         backup.batch_offset = done
-        h = model.fit(train_data(start_epoch, done, 1), epochs=start_epoch + 1, initial_epoch=start_epoch,
-                      steps_per_epoch=steps - done, validation_data=val_data, validation_steps=val_steps, shuffle=False,
-                      callbacks=callbacks,
-                      verbose=args.verbose)
-        histories.append(h.history)
+        fit(start_epoch, start_epoch + 1, done)
         start_epoch += 1
     if start_epoch < args.epochs:
-        h = model.fit(train_data(start_epoch, 0, args.epochs - start_epoch), epochs=args.epochs,
-                      initial_epoch=start_epoch, steps_per_epoch=steps, validation_data=val_data,
-                      validation_steps=val_steps, shuffle=False, callbacks=callbacks, verbose=args.verbose)
-        histories.append(h.history)
+        fit(start_epoch, args.epochs, 0)
     train_seconds = time.perf_counter() - started
     if not chief:
         return 0
@@ -328,7 +326,7 @@ def main(argv=None):
     for view, r in evaluation.items():
         print(f"{view:<13} {r['top1_error_pct']:>10.2f}   {r['top5']:.4f}   ({r['examples']} images)")
     results = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()},
+        "config": config,
         "classes": list(info.class_names),
         "train_examples": num_train,
         "steps_per_epoch": steps,

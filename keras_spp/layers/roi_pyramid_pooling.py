@@ -4,6 +4,7 @@ import keras
 
 from keras_spp.ops import bins
 from keras_spp.ops.box_cells import COORDINATE_RULES
+from keras_spp.ops.box_cells import validate_spatial_scale
 from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
 
@@ -37,12 +38,7 @@ class RoiPyramidPooling(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.levels = bins.validate_levels(levels)
-        if not isinstance(spatial_scale, (int, float)) or not 0 < spatial_scale < float("inf"):
-            raise ValueError(
-                "`spatial_scale` must be a positive finite number (feature cells per "
-                f"input pixel, 1/16 for ZF-5); got {spatial_scale!r}."
-            )
-        self.spatial_scale = float(spatial_scale)
+        self.spatial_scale = validate_spatial_scale(spatial_scale)
         self.coordinate_rule = bins.validate_choice(
             coordinate_rule, COORDINATE_RULES, "coordinate_rule"
         )

@@ -20,9 +20,23 @@ still covers at least one cell. (torchvision clips each bin instead and emits 0 
 bins that fall outside the map; the two agree for boxes inside the map.)
 """
 
+import numbers
+
 import tensorflow as tf
 
 COORDINATE_RULES = ("spp", "roi_pool")
+
+
+def validate_spatial_scale(spatial_scale):
+    """Returns ``spatial_scale`` as a float, or raises ValueError naming the argument."""
+    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, numbers.Real) or not (
+        0 < spatial_scale < float("inf")
+    ):
+        raise ValueError(
+            "`spatial_scale` must be a positive finite number (feature cells per input "
+            f"pixel, 1/16 for ZF-5); got {spatial_scale!r}."
+        )
+    return float(spatial_scale)
 
 
 def boxes_to_cells(boxes, spatial_scale, height, width, rule="spp"):

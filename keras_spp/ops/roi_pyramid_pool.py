@@ -9,6 +9,7 @@ from keras_spp.ops.block_max_table import levels_needed
 from keras_spp.ops.block_max_table import rectangle_max
 from keras_spp.ops.box_cells import COORDINATE_RULES
 from keras_spp.ops.box_cells import boxes_to_cells
+from keras_spp.ops.box_cells import validate_spatial_scale
 from keras_spp.ops.spatial_pyramid_pool import check_feature_map
 from keras_spp.ops.spatial_pyramid_pool import merge_bins
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
@@ -60,11 +61,7 @@ def roi_pyramid_pool(
     levels = bins.validate_levels(levels)
     if coordinate_rule not in COORDINATE_RULES:
         bins.validate_choice(coordinate_rule, COORDINATE_RULES, "coordinate_rule")
-    if not (isinstance(spatial_scale, (int, float, np.number)) and 0 < spatial_scale < np.inf):
-        raise ValueError(
-            "`spatial_scale` must be a positive finite number (feature cells per input "
-            f"pixel, 1/16 for ZF-5); got {spatial_scale!r}."
-        )
+    spatial_scale = validate_spatial_scale(spatial_scale)
     features = check_feature_map(features)
     boxes = tf.convert_to_tensor(boxes)
     box_indices = tf.convert_to_tensor(box_indices)
