@@ -21,10 +21,14 @@ case "$flavour" in cpu|gpu) ;; *) echo "setup_env: KERAS_SPP_TF must be cpu or g
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 # Reinstall only when the package's requirements or the flavour change.
-stamp=".venv/.keras_spp-$(cat setup.cfg pyproject.toml | sha1sum | cut -c1-12)-$flavour"
+stamp=".venv/.keras_spp-$(cat setup.cfg pyproject.toml scripts/setup_env.sh | sha1sum | cut -c1-12)-$flavour"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e ".[$flavour,test]"
+  # TF Serving's request protos (export/client.py). The wheel requires the
+  # `tensorflow` distribution, which would install a second TensorFlow over
+  # tensorflow-cpu; its real needs (grpcio, protobuf) come with TensorFlow.
+  .venv/bin/python -m pip install --quiet --no-deps "tensorflow-serving-api>=2.16,<2.22"
   rm -f .venv/.keras_spp-*
   touch "$stamp"
 fi
