@@ -1,0 +1,263 @@
+import doctest
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keras_spp.detection import boxes as box_ops
+from keras_spp.detection.boxes import box_area
+from keras_spp.detection.boxes import clip_boxes
+from keras_spp.detection.boxes import decode_boxes
+from keras_spp.detection.boxes import decode_boxes_tf
+from keras_spp.detection.boxes import encode_boxes
+from keras_spp.detection.boxes import expand_boxes_for_context
+from keras_spp.detection.boxes import iou_matrix
+from keras_spp.detection.boxes import remove_small_boxes
+from keras_spp.detection.boxes import unique_boxes
+
+# Corners on a small integer grid give identical, touching, nested and degenerate
+# (y2 <= y1) boxes often; the float ones give everything else.
+COORD = st.one_of(st.integers(-2, 12).map(float), st.floats(-20, 40, allow_nan=False, width=32))
+BOX = st.lists(COORD, min_size=4, max_size=4)
+
+
+def box_lists(max_size=8):
+    return st.lists(BOX, max_size=max_size).map(lambda b: np.asarray(b, np.float32).reshape(-1, 4))
+
+
+def slow_iou(a, b):
+    """One pair, straight from the definition."""
+    ih = min(a[2], b[2]) - max(a[0], b[0])
+    iw = min(a[3], b[3]) - max(a[1], b[1])
+    if ih <= 0 or iw <= 0:
+        return 0.0
+    inter = ih * iw
+    area_a = max(a[2] - a[0], 0) * max(a[3] - a[1], 0)
+    area_b = max(b[2] - b[0], 0) * max(b[3] - b[1], 0)
+    return inter / (area_a + area_b - inter)
+
+
+def devkit_iou(bb, gt):
+    """VOCevaldet.m's overlap on 1-based inclusive [xmin, ymin, xmax, ymax]."""
+    iw = min(bb[2], gt[2]) - max(bb[0], gt[0]) + 1
+    ih = min(bb[3], gt[3]) - max(bb[1], gt[1]) + 1
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    ua = (bb[2] - bb[0] + 1) * (bb[3] - bb[1] + 1) + (gt[2] - gt[0] + 1) * (gt[3] - gt[1] + 1) - iw * ih
+    return iw * ih / ua
+
+
+@given(a=box_lists(), b=box_lists())
+def test_iou_matrix_matches_definition(a, b):
+    got = iou_matrix(a, b)
+    assert got.shape == (len(a), len(b)) and got.dtype == np.float32
+    expected = np.array([[slow_iou(x, y) for y in b.astype(np.float64)] for x in a.astype(np.float64)])
+    np.testing.assert_allclose(got, expected.reshape(got.shape), rtol=1e-6, atol=1e-7)
+    assert np.isfinite(got).all() and (got >= 0).all() and (got <= 1).all()
+    np.testing.assert_array_equal(got, iou_matrix(b, a).T)
+
+
+@given(a=box_lists())
+def test_iou_of_a_box_with_itself_is_one_unless_degenerate(a):
+    diagonal = np.diag(iou_matrix(a, a))
+    positive = box_area(a) > 0
+    np.testing.assert_array_equal(diagonal, positive.astype(np.float32))
+
+
+@given(st.lists(st.tuples(*[st.integers(1, 30)] * 4), min_size=1, max_size=6), st.data())
+def test_voc_conversion_gives_the_devkits_iou(corners, data):
+    # VOC [xmin, ymin, xmax, ymax], 1-based inclusive, xmin <= xmax.
+    voc = [(min(a, c), min(b, d), max(a, c), max(b, d)) for a, b, c, d in corners]
+    other = data.draw(st.sampled_from(voc))
+    ours = np.array([[ymin - 1, xmin - 1, ymax, xmax] for xmin, ymin, xmax, ymax in voc], np.float32)
+    other_ours = np.array([[other[1] - 1, other[0] - 1, other[3], other[2]]], np.float32)
+    got = iou_matrix(ours, other_ours)[:, 0]
+    expected = [devkit_iou(v, other) for v in voc]
+    np.testing.assert_allclose(got, expected, rtol=1e-7)
+
+
+def test_degenerate_and_empty_inputs():
+    degenerate = np.array([[5, 5, 5, 9], [5, 5, 3, 9], [0, 0, 0, 0]], np.float32)
+    assert iou_matrix(degenerate, degenerate).tolist() == [[0.0] * 3] * 3
+    assert box_area(degenerate).tolist() == [0.0, 0.0, 0.0]
+    assert iou_matrix(np.zeros((0, 4)), degenerate).shape == (0, 3)
+    assert iou_matrix([], []).shape == (0, 0)
+    assert box_area([]).shape == (0,)
+    assert clip_boxes(np.zeros((0, 4)), 10, 10).shape == (0, 4)
+    assert remove_small_boxes([], 1).tolist() == []
+    assert unique_boxes([]).tolist() == []
+    assert encode_boxes([], []).shape == (0, 4)
+    assert decode_boxes(np.zeros((0, 4)), np.zeros((0, 8))).shape == (0, 2, 4)
+    assert expand_boxes_for_context([]).shape == (0, 4)
+
+
+def test_box_area_and_clip():
+    assert box_area([[1, 2, 4, 7]]).tolist() == [15.0]
+    boxes = np.array([[-3, -1, 12, 9], [2, 3, 4, 5], [20, 30, 25, 35]], np.float32)
+    got = clip_boxes(boxes, height=10, width=8)
+    assert got.dtype == np.float32
+    assert got.tolist() == [[0, 0, 10, 8], [2, 3, 4, 5], [10, 8, 10, 8]]
+
+
+@given(boxes=box_lists(12), min_size=st.sampled_from([0, 1, 2.5, 5, 16]))
+def test_remove_small_boxes_matches_definition(boxes, min_size):
+    expected = [i for i, (y1, x1, y2, x2) in enumerate(boxes) if y2 - y1 >= min_size and x2 - x1 >= min_size]
+    assert remove_small_boxes(boxes, min_size).tolist() == expected
+
+
+def test_remove_small_boxes_keeps_exactly_min_size():
+    boxes = [[0, 0, 16, 16], [0, 0, 15.9, 16], [0, 0, 16, 15.9], [0, 0, 30, 40]]
+    assert remove_small_boxes(boxes, 16).tolist() == [0, 3]
+
+
+@given(
+    boxes=st.lists(
+        st.sampled_from([[0, 0, 1, 1], [0, 0, 1, 2], [-0.0, 0, 1, 1], [3, 3, 2, 2], [0.5, 0, 1, 1]]),
+        max_size=12,
+    )
+)
+def test_unique_boxes_matches_definition(boxes):
+    seen, expected = set(), []
+    for i, box in enumerate(boxes):
+        key = tuple(float(v) for v in box)  # -0.0 == 0.0 as Python floats
+        if key not in seen:
+            seen.add(key)
+            expected.append(i)
+    assert unique_boxes(np.asarray(boxes, np.float32).reshape(-1, 4)).tolist() == expected
+
+
+# Sizes 2..100: a scale change under the 62.5 clamp, so decoding inverts encoding.
+POSITIVE_BOX = st.tuples(
+    st.floats(-50, 50, width=32), st.floats(-50, 50, width=32), st.floats(2, 100, width=32), st.floats(2, 100, width=32)
+).map(lambda t: [t[0], t[1], t[0] + t[2], t[1] + t[3]])
+WEIGHTS = st.sampled_from([(1.0, 1.0, 1.0, 1.0), (10.0, 10.0, 5.0, 5.0), (0.5, 2.0, 3.0, 1.5)])
+
+
+@given(pairs=st.lists(st.tuples(POSITIVE_BOX, POSITIVE_BOX), max_size=8), weights=WEIGHTS)
+def test_encode_matches_definition_and_decode_inverts_it(pairs, weights):
+    proposals = np.array([p for p, _ in pairs], np.float32).reshape(-1, 4)
+    targets = np.array([t for _, t in pairs], np.float32).reshape(-1, 4)
+    deltas = encode_boxes(proposals, targets, weights)
+    for row, (p, t) in enumerate(zip(proposals.astype(np.float64), targets.astype(np.float64))):
+        ph, pw, th, tw = p[2] - p[0], p[3] - p[1], t[2] - t[0], t[3] - t[1]
+        expected = [
+            weights[0] * ((t[0] + th / 2) - (p[0] + ph / 2)) / ph,
+            weights[1] * ((t[1] + tw / 2) - (p[1] + pw / 2)) / pw,
+            weights[2] * math.log(th / ph),
+            weights[3] * math.log(tw / pw),
+        ]
+        np.testing.assert_allclose(deltas[row], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(decode_boxes(proposals, deltas, weights), targets, rtol=1e-5, atol=1e-3)
+
+
+def test_zero_deltas_give_the_proposal_and_known_values():
+    proposals = np.array([[10, 20, 30, 60]], np.float32)
+    assert decode_boxes(proposals, np.zeros((1, 4))).tolist() == proposals.tolist()
+    # Shift by half a size, double both sides: centre (20, 40) -> (30, 60), size 20x40 -> 40x80.
+    got = decode_boxes(proposals, [[0.5, 0.5, math.log(2), math.log(2)]])
+    np.testing.assert_allclose(got, [[10, 20, 50, 100]], atol=1e-4)
+    expected = [[0.5, 0.5, math.log(2), math.log(2)]]
+    np.testing.assert_allclose(encode_boxes(proposals, [[10, 20, 50, 100]]), expected, rtol=1e-6)
+
+
+def test_decode_clamps_the_scale_and_never_overflows():
+    proposals = np.array([[0, 0, 16, 32], [5, 5, 5, 5]], np.float32)
+    deltas = np.array([[0, 0, 1e4, 50.0], [1e4, -1e4, 1e4, 1e4]], np.float32)
+    got = decode_boxes(proposals, deltas)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got[0, 2] - got[0, 0], 1000.0, rtol=1e-5)  # 16 * 1000 / 16
+    np.testing.assert_allclose(got[0, 3] - got[0, 1], 2000.0, rtol=1e-5)
+    assert got[1].tolist() == [5, 5, 5, 5]  # degenerate stays degenerate, no NaN
+    np.testing.assert_allclose(decode_boxes_tf(proposals, deltas).numpy(), got, rtol=1e-5)
+
+
+@given(
+    proposals=st.lists(POSITIVE_BOX, max_size=6),
+    k=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+    weights=WEIGHTS,
+)
+def test_class_specific_deltas_and_tf_version(proposals, k, seed, weights):
+    proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
+    deltas = np.random.default_rng(seed).normal(scale=2.0, size=(len(proposals), 4 * k)).astype(np.float32)
+    got = decode_boxes(proposals, deltas, weights)
+    per_class = [decode_boxes(proposals, deltas[:, 4 * c : 4 * c + 4], weights) for c in range(k)]
+    expected = np.stack(per_class, axis=1) if per_class else np.zeros((0, k, 4))
+    if k == 1:
+        assert got.shape == (len(proposals), 4)
+        expected = expected[:, 0]
+    else:
+        assert got.shape == (len(proposals), k, 4)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_array_equal(decode_boxes(proposals, deltas.reshape(-1, k, 4), weights), got.reshape(-1, k, 4))
+    tf_got = decode_boxes_tf(proposals, deltas, weights).numpy()
+    np.testing.assert_allclose(tf_got, got, rtol=1e-5, atol=1e-3)
+
+
+def test_decode_tf_with_dynamic_shapes_in_a_graph():
+    fn = tf.function(
+        lambda p, d: decode_boxes_tf(p, d, (10.0, 10.0, 5.0, 5.0)),
+        input_signature=[tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, 12], tf.float32)],
+    )
+    for n in (0, 1, 7):
+        rng = np.random.default_rng(n)
+        # Sorting along axis 1 puts (y1, x1) before (y2, x2).
+        proposals = np.sort(rng.uniform(0, 100, (n, 2, 2)), axis=1).reshape(n, 4).astype(np.float32)
+        deltas = rng.normal(size=(n, 12)).astype(np.float32)
+        got = fn(proposals, deltas)
+        assert got.shape == (n, 3, 4)
+        np.testing.assert_allclose(got.numpy(), decode_boxes(proposals, deltas, (10, 10, 5, 5)), rtol=1e-5, atol=1e-3)
+
+
+@given(box=POSITIVE_BOX, size=st.sampled_from([224, 227, 100]), context=st.sampled_from([0, 16, 8, 30]))
+def test_context_expansion_leaves_context_pixels_after_warping(box, size, context):
+    box = np.asarray([box], np.float32)
+    out = expand_boxes_for_context(box, output_size=size, context=context).astype(np.float64)[0]
+    y1, x1, y2, x2 = box[0].astype(np.float64)
+    sy, sx = size / (out[2] - out[0]), size / (out[3] - out[1])
+    # Where the original box lands in the warped size x size crop.
+    np.testing.assert_allclose([(y1 - out[0]) * sy, (x1 - out[1]) * sx], [context] * 2, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose([(y2 - out[0]) * sy, (x2 - out[1]) * sx], [size - context] * 2, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose((out[:2] + out[2:]) / 2, (box[0, :2] + box[0, 2:]) / 2, rtol=1e-5, atol=1e-3)
+
+
+def test_context_expansion_example_and_no_clipping():
+    got = expand_boxes_for_context([[0, 0, 192, 96], [5, 5, 5, 5]], output_size=224, context=16)
+    assert got.tolist() == [[-16, -8, 208, 104], [5, 5, 5, 5]]
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: box_area([[0, 0, 1]]), r"`boxes` must be \[num_boxes, 4\]"),
+        (lambda: box_area([0, 0, 1, 1]), r"got shape \(4,\)"),
+        (lambda: box_area([["a", "b", "c", "d"]]), "real numbers"),
+        (lambda: iou_matrix(np.zeros((2, 4)), np.zeros((2, 5))), "`b` must be"),
+        (lambda: clip_boxes([[0, 0, 1, 1]], 0, 5), "`height` must be a positive"),
+        (lambda: clip_boxes([[0, 0, 1, 1]], 5, float("nan")), "`width` must be a positive"),
+        (lambda: remove_small_boxes([[0, 0, 1, 1]], -1), "`min_size`"),
+        (lambda: encode_boxes([[0, 0, 1, 1]], [[0, 0, 1, 1]] * 2), "pairs them row by row"),
+        (lambda: encode_boxes([[0, 0, 0, 1]], [[0, 0, 1, 1]]), r"`proposals` must have positive height .* rows \[0\]"),
+        (lambda: encode_boxes([[0, 0, 1, 1]], [[0, 0, 1, -1]]), "`targets` must have positive"),
+        (lambda: encode_boxes([[0, 0, 1, 1]], [[0, 0, 1, 1]], (1, 1, 0, 1)), "`weights` must be 4 positive"),
+        (lambda: encode_boxes([[0, 0, 1, 1]], [[0, 0, 1, 1]], (1, 1, 1)), "`weights`"),
+        (lambda: decode_boxes([[0, 0, 1, 1]], [[0, 0, 1]]), r"`deltas` must be \[N, 4\]"),
+        (lambda: decode_boxes([[0, 0, 1, 1]], np.zeros((2, 4))), "2 rows but `proposals` has 1"),
+        (lambda: decode_boxes([[0, 0, 1, 1]], np.zeros((1, 2, 3))), "`deltas` must be"),
+        (lambda: decode_boxes_tf(tf.zeros([1, 3]), tf.zeros([1, 4])), "`proposals` must be"),
+        (lambda: decode_boxes_tf(tf.zeros([1, 4]), tf.zeros([1, 6])), "`deltas` must be"),
+        (lambda: expand_boxes_for_context([[0, 0, 1, 1]], 32, 16), "output_size > 2 \\* context"),
+        (lambda: expand_boxes_for_context([[0, 0, 1, 1]], 224, -1), "context >= 0"),
+    ],
+)
+def test_bad_input_raises_value_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_docstring_examples():
+    result = doctest.testmod(box_ops, extraglobs={"tf": tf, "np": np})
+    assert result.failed == 0 and result.attempted > 0
