@@ -1,0 +1,556 @@
+"""PASCAL VOC folders: read them into ``DetectionExample`` records and write them.
+
+The layout (VOC2007/VOC2012's, and the one ``write_voc`` produces)::
+
+    root/
+      JPEGImages/<id>.jpg        any format Pillow decodes, any extension
+      Annotations/<id>.xml       one <annotation> per image
+      ImageSets/Main/<split>.txt one image id per line
+      labels.txt                 optional: the class names, one per line, in label order
+
+Conventions:
+  * Boxes come out in ``keras_spp.data.detection_examples``' convention, ``[y1, x1,
+    y2, x2]`` in continuous pixels. The XML holds VOC's 1-based inclusive corners,
+    so ``x1 = xmin - 1, y1 = ymin - 1, x2 = xmax, y2 = ymax``; ``write_voc`` does
+    the inverse, so integer boxes survive a round trip exactly.
+  * Labels are indices into the class names: the ``class_names`` argument, else
+    ``labels.txt`` in the root, else the 20 VOC classes (``VOC_CLASSES``). Object
+    names are matched exactly (case and all).
+  * Image sizes come from the XML's ``<size>``, else from the image file's header.
+    EXIF orientation is never applied (neither by ``load_image`` nor to the size),
+    as in the VOC devkit: boxes refer to the stored pixel grid.
+
+What becomes of imperfect annotations:
+  * an image with no ``<object>``: an example with 0 boxes;
+  * a box partly outside the image: clipped to it;
+  * a box with no area (also after clipping): dropped, with a logged warning that
+    names the XML file;
+  * an object whose name is not a class name: ``ValueError`` naming the file, the
+    name and the accepted names;
+  * malformed XML (or a missing or non-numeric coordinate): ``ValueError`` naming
+    the file;
+  * a missing split file, annotation or image: ``FileNotFoundError``.
+
+Example:
+
+>>> import tempfile, numpy as np
+>>> root = tempfile.mkdtemp()
+>>> image = np.zeros([40, 60, 3], np.uint8)
+>>> _ = write_voc(root, "trainval", [("a", image, [[5, 10, 20, 30]], [1], [False])], ("cat", "dog"))
+>>> examples, names = read_voc(root, "trainval")
+>>> names, examples[0].height, examples[0].width, examples[0].boxes.tolist(), examples[0].labels.tolist()
+(('cat', 'dog'), 40, 60, [[5.0, 10.0, 20.0, 30.0]], [1])
+"""
+
+import io
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+from PIL import Image
+from PIL import UnidentifiedImageError
+
+from keras_spp.data.detection_examples import DetectionExample
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+    "train", "tvmonitor",
+)
+LABELS_FILE = "labels.txt"
+MARKER = "COMPLETE"
+
+# Pillow's format names to the extension written for encoded images.
+_EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
+# Tried first, in this order, when <id>.jpg is absent: the usual formats before any
+# stray file that shares the id's stem.
+_PREFERRED = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# Speed over size, as in mnist_scenes.
+_PNG_COMPRESS_LEVEL = 1
+
+logger = logging.getLogger(__name__)
+
+
+def read_voc(root, split, class_names=None):
+    """Reads one split of a VOC-layout folder.
+
+    Args:
+      root: the folder holding ``JPEGImages``, ``Annotations`` and ``ImageSets/Main``.
+      split: the name of a file ``ImageSets/Main/<split>.txt`` (``"trainval"``,
+        ``"test"``, ...). Only the first word of each line is read (so the
+        per-class files, ``<id> 1``, also work); blank lines are skipped.
+      class_names: the class names in label order; default ``labels.txt`` in
+        ``root`` when it exists, else ``VOC_CLASSES``.
+
+    Returns:
+      ``(examples, class_names)``: a list of ``DetectionExample`` in the split file's
+      order (``image_path`` absolute) and the class names as a tuple.
+
+    Raises:
+      FileNotFoundError: no such split file (the message lists the splits there
+        are), annotation or image.
+      ValueError: malformed XML, an unknown object name, bad ``class_names``.
+    """
+    root = pathlib.Path(root).expanduser().absolute()
+    if class_names is None:
+        class_names = read_class_names(root)
+    else:
+        class_names = _validate_class_names(class_names)
+    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not split_file.is_file():
+        if not root.is_dir():
+            raise FileNotFoundError(f"VOC folder {root} does not exist.")
+        found = sorted(p.stem for p in split_file.parent.glob("*.txt")) if split_file.parent.is_dir() else []
+        raise FileNotFoundError(
+            f"No split file {split_file} for split {split!r} in VOC folder {root}; "
+            f"splits there: {', '.join(found) or 'none'}."
+        )
+    ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+    label_of = {name: index for index, name in enumerate(class_names)}
+    images = _ImageFolder(root / "JPEGImages")
+    return [_read_example(root, image_id, label_of, class_names, images) for image_id in ids], class_names
+
+
+def read_class_names(root):
+    """The class names of a VOC folder: its ``labels.txt`` if any, else ``VOC_CLASSES``."""
+    path = pathlib.Path(root).expanduser() / LABELS_FILE
+    if not path.is_file():
+        return VOC_CLASSES
+    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        return _validate_class_names(names)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def load_image(path):
+    """An image file as uint8 ``[H, W, 3]`` RGB.
+
+    Whatever Pillow decodes: grayscale and palette images become RGB, an alpha
+    channel is dropped (not composited), 16-bit images keep their top 8 bits, and
+    of an animation only the first frame is read. EXIF orientation is not applied:
+    the pixels are in stored order, the order VOC's boxes refer to.
+
+    Raises:
+      FileNotFoundError: no file at ``path``.
+      ValueError: the file exists but cannot be read or decoded (corrupt,
+        truncated, empty, not an image); the message names it. Callers decide
+        whether to skip it or fail.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No image file {path}.")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _to_rgb(image)
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise ValueError(f"Cannot read image {path}: {_reason(path, error)}.") from error
+
+
+def image_size(path):
+    """``(height, width)`` of an image file from its header, without decoding it.
+
+    Raises ``FileNotFoundError`` or ``ValueError`` as ``load_image`` does.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No image file {path}.")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as error:
+        raise ValueError(f"Cannot read image {path}: {_reason(path, error)}.") from error
+    return height, width
+
+
+def write_voc(root, split, items, class_names):
+    """Writes images and their boxes as one split of a VOC-layout folder.
+
+    Files of other splits already in ``root`` stay (write ``"trainval"`` and
+    ``"test"`` into one folder by calling this twice); the split file is replaced.
+
+    Args:
+      root: the folder; created if missing.
+      split: the split's name: ``ImageSets/Main/<split>.txt``.
+      items: an iterable of ``(image_id, image, boxes, labels, difficult)``:
+        * ``image_id``: a non-empty string without whitespace or path separators,
+          unique within the split;
+        * ``image``: uint8 ``[H, W]`` or ``[H, W, 1 | 3 | 4]``, written as
+          ``<id>.png``; or an encoded file as ``(bytes, extension)`` (e.g.
+          ``(data, ".jpg")``) or plain ``bytes`` (the extension then follows the
+          format), written unchanged;
+        * ``boxes``: ``[N, 4]`` ``[y1, x1, y2, x2]`` in continuous pixels (``N`` may
+          be 0); written as VOC's 1-based inclusive corners, as integers where they
+          are integers;
+        * ``labels``: ``[N]`` indices into ``class_names``;
+        * ``difficult``: ``[N]`` booleans, or ``None`` for all ``False``.
+      class_names: the class names in label order, written to ``labels.txt``. A
+        ``labels.txt`` already in ``root`` must hold the same names.
+
+    Returns:
+      ``root`` as a ``pathlib.Path``.
+
+    Raises:
+      ValueError: a bad id, image, box array, label or class names (the message
+        names the image id); encoded bytes that are not an image.
+    """
+    class_names = _validate_class_names(class_names)
+    root = pathlib.Path(root).expanduser()
+    if not isinstance(split, str) or not split or _has_bad_characters(split):
+        raise ValueError(f"`split` must be a non-empty file name without whitespace or separators; got {split!r}.")
+    labels_path = root / LABELS_FILE
+    if labels_path.is_file():
+        existing = read_class_names(root)
+        if existing != class_names:
+            raise ValueError(
+                f"{labels_path} already lists the classes {existing}; writing {class_names} "
+                "into the same folder would change what the other splits' labels mean."
+            )
+    for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    labels_path.write_text("".join(f"{name}\n" for name in class_names))
+
+    ids = []
+    seen = set()
+    for item in items:
+        try:
+            image_id, image, boxes, labels, difficult = item
+        except (TypeError, ValueError):
+            raise ValueError(
+                "Each item must be (image_id, image, boxes, labels, difficult); "
+                f"got {type(item).__name__} {_short(item)}."
+            ) from None
+        if not isinstance(image_id, str) or not image_id or image_id.startswith(".") or _has_bad_characters(image_id):
+            raise ValueError(
+                "Image ids must be non-empty strings without whitespace or path separators "
+                f"that do not start with '.'; got {image_id!r}."
+            )
+        if image_id in seen:
+            raise ValueError(f"Image id {image_id!r} occurs twice in split {split!r}.")
+        seen.add(image_id)
+        filename, height, width, depth = _write_image(root / "JPEGImages", image_id, image)
+        boxes, labels, difficult = _validate_objects(image_id, boxes, labels, difficult, len(class_names))
+        annotation = _annotation_xml(filename, height, width, depth, boxes, labels, difficult, class_names)
+        ElementTree.ElementTree(annotation).write(root / "Annotations" / f"{image_id}.xml", encoding="utf-8")
+        ids.append(image_id)
+    (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    return root
+
+
+def build_voc_once(root, build, description=""):
+    """Builds a VOC folder at ``root`` once, atomically; returns ``root`` as a Path.
+
+    ``build(folder)`` writes the dataset into a temporary sibling folder, which is
+    renamed to ``root`` after a ``COMPLETE`` file (holding ``description``) is
+    written into it. When ``root/COMPLETE`` exists nothing is done; a ``root``
+    without it (left by an older, interrupted writer) is replaced. An interrupted
+    build leaves only its temporary folder behind, removed on the way out, so a
+    half-built folder is never read; concurrent builders each build, and the first
+    rename wins.
+    """
+    root = pathlib.Path(root).expanduser()
+    if (root / MARKER).is_file():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
+    try:
+        os.chmod(staging, 0o755)  # mkdtemp's 0700 would follow the folder into place
+        build(staging)
+        (staging / MARKER).write_text(description + "\n")
+        if root.exists():
+            if (root / MARKER).is_file():
+                return root  # another process finished first
+            shutil.rmtree(root, ignore_errors=True)
+        try:
+            os.rename(staging, root)
+        except OSError:
+            # Lost a race with another builder between the check and the rename.
+            if not (root / MARKER).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def describe_encoded(data):
+    """``(height, width, depth, extension)`` of encoded image bytes, from the header.
+
+    ``extension`` is the usual one of the format (``".jpg"``, ``".png"``, ...).
+
+    Raises:
+      ValueError: Pillow does not recognise the bytes as an image.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            depth = len(image.getbands())
+            kind = image.format
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as error:
+        raise ValueError(f"the bytes are not an image Pillow recognises ({error})") from None
+    return height, width, depth, _EXTENSIONS.get(kind, f".{kind.lower()}")
+
+
+class _ImageFolder:
+    """Finds ``JPEGImages/<id>.*``, listing the folder once and only if needed."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self._stems = None
+
+    def find(self, image_id, filename):
+        # VOC's <filename> names the file; a bare name only, never a path elsewhere.
+        if filename and os.path.basename(filename) == filename and (self.folder / filename).is_file():
+            return self.folder / filename
+        default = self.folder / f"{image_id}.jpg"
+        if default.is_file():
+            return default
+        if self._stems is None:
+            self._stems = {}
+            if self.folder.is_dir():
+                for entry in sorted(os.listdir(self.folder)):
+                    stem, _ = os.path.splitext(entry)
+                    self._stems.setdefault(stem, []).append(entry)
+        candidates = self._stems.get(image_id, [])
+        if not candidates:
+            raise FileNotFoundError(
+                f"No image for id {image_id!r} in {self.folder} (looked for "
+                f"{filename or image_id + '.jpg'} and {image_id}.*)."
+            )
+        rank = {extension: i for i, extension in enumerate(_PREFERRED)}
+        best = min(candidates, key=lambda n: (rank.get(os.path.splitext(n)[1].lower(), len(rank)), n))
+        return self.folder / best
+
+
+def _read_example(root, image_id, label_of, class_names, images):
+    xml_path = root / "Annotations" / f"{image_id}.xml"
+    if not xml_path.is_file():
+        raise FileNotFoundError(f"No annotation {xml_path} for image id {image_id!r} (listed in the split file).")
+    try:
+        annotation = ElementTree.parse(xml_path).getroot()
+    except ElementTree.ParseError as error:
+        raise ValueError(f"Malformed annotation XML {xml_path}: {error}.") from None
+    if annotation.tag != "annotation":
+        raise ValueError(
+            f"Malformed annotation XML {xml_path}: the root element is <{annotation.tag}>, not <annotation>."
+        )
+
+    image_path = images.find(image_id, _text(annotation, "filename"))
+    height = _size(annotation, "height", xml_path)
+    width = _size(annotation, "width", xml_path)
+    if not height or not width:
+        # No (or a zero) <size>: the header has it, without decoding the pixels.
+        height, width = image_size(image_path)
+
+    boxes, labels, difficult = [], [], []
+    for number, element in enumerate(annotation.findall("object")):
+        name = _text(element, "name")
+        if name not in label_of:
+            raise ValueError(
+                f"{xml_path}: object {number} has class {name!r}, which is not among the "
+                f"class names {class_names} (pass `class_names` or write {LABELS_FILE} to change them)."
+            )
+        box = element.find("bndbox")
+        if box is None:
+            raise ValueError(f"Malformed annotation XML {xml_path}: object {number} ({name!r}) has no <bndbox>.")
+        xmin, ymin, xmax, ymax = (_number(box, key, xml_path, number) for key in ("xmin", "ymin", "xmax", "ymax"))
+        # 1-based inclusive corners to continuous pixels, then onto the image.
+        y1, x1 = min(max(ymin - 1.0, 0.0), height), min(max(xmin - 1.0, 0.0), width)
+        y2, x2 = min(max(ymax, 0.0), height), min(max(xmax, 0.0), width)
+        if y2 <= y1 or x2 <= x1:
+            logger.warning(
+                "Dropping object %d (%r) of %s: its box xmin=%g ymin=%g xmax=%g ymax=%g has no "
+                "area inside the %dx%d image.", number, name, xml_path, xmin, ymin, xmax, ymax, width, height,
+            )
+            continue
+        flag = _text(element, "difficult")
+        try:
+            is_difficult = bool(int(float(flag))) if flag else False
+        except ValueError:
+            raise ValueError(
+                f"Malformed annotation XML {xml_path}: object {number} has <difficult>{flag}</difficult>; "
+                "accepted: 0 or 1."
+            ) from None
+        boxes.append((y1, x1, y2, x2))
+        labels.append(label_of[name])
+        difficult.append(is_difficult)
+    return DetectionExample(
+        image_id=image_id,
+        image_path=str(image_path),
+        height=height,
+        width=width,
+        boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+        labels=np.asarray(labels, np.int32),
+        difficult=np.asarray(difficult, bool),
+    )
+
+
+def _text(element, path):
+    found = element.find(path)
+    return found.text.strip() if found is not None and found.text else ""
+
+
+def _size(annotation, key, xml_path):
+    text = _text(annotation, f"size/{key}")
+    if not text:
+        return 0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if value < 0 or value != int(value):
+        raise ValueError(f"Malformed annotation XML {xml_path}: <size><{key}> is {text!r}, not a pixel count.")
+    return int(value)
+
+
+def _number(box, key, xml_path, number):
+    text = _text(box, key)
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise ValueError(f"Malformed annotation XML {xml_path}: object {number} has <{key}> {text!r}, not a number.")
+    return value
+
+
+def _to_rgb(image):
+    if image.mode.startswith("I"):
+        # 16-bit gray (PNG opens as "I;16" or "I"): Pillow's convert would clip at
+        # 255 instead of scaling. "I" data within 0..255 is already 8-bit.
+        values = np.asarray(image, np.int64)
+        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
+            values = values >> 8
+        gray = np.clip(values, 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=-1)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image, np.uint8).copy()
+
+
+def _reason(path, error):
+    if not os.access(path, os.R_OK):
+        return "no permission to read it"
+    if os.path.getsize(path) == 0:
+        return "the file is empty"
+    return f"it is corrupt, truncated or not an image ({error})"
+
+
+def _write_image(folder, image_id, image):
+    if isinstance(image, (bytes, bytearray)):
+        data, extension = bytes(image), None
+    elif isinstance(image, tuple) and len(image) == 2 and isinstance(image[0], (bytes, bytearray)):
+        data, extension = bytes(image[0]), image[1]
+        if not isinstance(extension, str) or not extension.startswith(".") or _has_bad_characters(extension[1:]) \
+                or len(extension) < 2:
+            raise ValueError(f"Image {image_id!r}: the extension must look like '.jpg'; got {extension!r}.")
+    else:
+        array = np.asarray(image)
+        channels = array.shape[2] if array.ndim == 3 else 0
+        if array.dtype != np.uint8 or not (array.ndim == 2 or channels in (1, 3, 4)) or 0 in array.shape:
+            raise ValueError(
+                f"Image {image_id!r} must be uint8 [H, W] or [H, W, 1 | 3 | 4], or encoded bytes "
+                f"(bytes or (bytes, '.jpg')); got dtype {array.dtype} and shape {array.shape}."
+            )
+        if channels == 1:
+            array = array[..., 0]
+        filename = f"{image_id}.png"
+        Image.fromarray(array).save(folder / filename, compress_level=_PNG_COMPRESS_LEVEL)
+        return filename, array.shape[0], array.shape[1], (array.shape[2] if array.ndim == 3 else 1)
+    try:
+        height, width, depth, detected = describe_encoded(data)
+    except ValueError as error:
+        raise ValueError(f"Image {image_id!r}: {error}.") from None
+    extension = extension or detected
+    filename = f"{image_id}{extension}"
+    (folder / filename).write_bytes(data)
+    return filename, height, width, depth
+
+
+def _validate_objects(image_id, boxes, labels, difficult, num_classes):
+    boxes = np.asarray(boxes, np.float64)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    labels = np.asarray(labels).reshape(-1)
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.all(np.isfinite(boxes)):
+        raise ValueError(f"Image {image_id!r}: boxes must be finite [N, 4] [y1, x1, y2, x2]; got {_short(boxes)}.")
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"Image {image_id!r}: labels must be integers in [0, {num_classes}); got {labels.tolist()}.")
+    difficult = np.zeros(len(boxes), bool) if difficult is None else np.asarray(difficult, bool).reshape(-1)
+    if not len(boxes) == len(labels) == len(difficult):
+        raise ValueError(
+            f"Image {image_id!r}: {len(boxes)} boxes, {len(labels)} labels and {len(difficult)} "
+            "difficult flags; they must have one entry per object."
+        )
+    return boxes, labels.astype(np.int64), difficult
+
+
+def _annotation_xml(filename, height, width, depth, boxes, labels, difficult, class_names):
+    annotation = ElementTree.Element("annotation")
+    _child(annotation, "folder", "JPEGImages")
+    _child(annotation, "filename", filename)
+    source = _child(annotation, "source")
+    _child(source, "database", "keras_spp")
+    size = _child(annotation, "size")
+    _child(size, "width", str(width))
+    _child(size, "height", str(height))
+    _child(size, "depth", str(depth))
+    _child(annotation, "segmented", "0")
+    for (y1, x1, y2, x2), label, hard in zip(boxes, labels, difficult):
+        element = _child(annotation, "object")
+        _child(element, "name", class_names[label])
+        _child(element, "pose", "Unspecified")
+        _child(element, "truncated", "0")
+        _child(element, "difficult", "1" if hard else "0")
+        box = _child(element, "bndbox")
+        # Continuous [x1, x2) is VOC's 1-based inclusive x1 + 1 .. x2.
+        for key, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
+            _child(box, key, _format_coordinate(value))
+    ElementTree.indent(annotation)
+    return annotation
+
+
+def _child(parent, tag, text=None):
+    element = ElementTree.SubElement(parent, tag)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _format_coordinate(value):
+    if value == int(value):
+        return str(int(value))
+    # The shortest text that reads back as the same float32.
+    return np.format_float_positional(np.float32(value), trim="-")
+
+
+def _validate_class_names(class_names):
+    if isinstance(class_names, str):
+        raise ValueError(f"`class_names` must be a sequence of strings, not one string; got {class_names!r}.")
+    try:
+        names = tuple(class_names)
+    except TypeError:
+        raise ValueError(f"`class_names` must be a sequence of strings; got {class_names!r}.") from None
+    for name in names:
+        if not isinstance(name, str) or not name or name != name.strip() or "\n" in name or "\r" in name:
+            raise ValueError(
+                "Class names must be non-empty strings without surrounding whitespace or line "
+                f"breaks; got {name!r} in {names}."
+            )
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"Class names must be unique; {duplicates} occur more than once in {names}.")
+    return names
+
+
+def _has_bad_characters(text):
+    return any(c.isspace() or c in "/\\" for c in text) or text in (".", "..")
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
