@@ -46,7 +46,7 @@ class TrainingCurves(keras.callbacks.Callback):
         for ax, name in zip(axes, names):
             for key, style in ((name, "-o"), (f"val_{name}", "--s")):
                 if key in rows[0]:
-                    ax.plot(epochs, [float(r[key]) for r in rows], style, label=key, markersize=3)
+                    ax.plot(epochs, [_number(r[key]) for r in rows], style, label=key, markersize=3)
             ax.set_xlabel("epoch")
             ax.set_title(name)
             ax.legend(fontsize=8)
@@ -54,12 +54,12 @@ class TrainingCurves(keras.callbacks.Callback):
         ax = axes[-1]
         # Learning rate (log scale) and input size on axes of their own.
         if "learning_rate" in rows[0]:
-            ax.plot(epochs, [float(r["learning_rate"]) for r in rows], "-o", markersize=3, color="tab:blue")
+            ax.plot(epochs, [_number(r["learning_rate"]) for r in rows], "-o", markersize=3, color="tab:blue")
             ax.set_yscale("log")
             ax.set_ylabel("learning rate", color="tab:blue")
         if "input_size" in rows[0]:
             sizes = ax.twinx()
-            sizes.plot(epochs, [float(r["input_size"]) for r in rows], "-s", markersize=3, color="tab:orange")
+            sizes.plot(epochs, [_number(r["input_size"]) for r in rows], "-s", markersize=3, color="tab:orange")
             sizes.set_ylabel("input size (px)", color="tab:orange")
         ax.set_title("schedule")
         ax.set_xlabel("epoch")
@@ -68,3 +68,11 @@ class TrainingCurves(keras.callbacks.Callback):
         fig.tight_layout()
         fig.savefig(self.path, dpi=90)
         plt.close(fig)
+
+
+def _number(text):
+    """CSVLogger writes "NA" for a metric an epoch did not log; plot it as a gap."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -65,7 +65,7 @@ _SRAND = None
 _SRAND_MISSING_WARNED = False
 
 
-def selective_search(image, mode="fast", min_size=20, max_proposals=2000, seed=0):
+def selective_search(image, mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None):
     """Selective search boxes of one image, best-ranked first.
 
     Args:
@@ -78,6 +78,10 @@ def selective_search(image, mode="fast", min_size=20, max_proposals=2000, seed=0
         third of OpenCV's boxes are 1-2 px wide slivers).
       max_proposals: keep at most this many, the best-ranked; ``None`` keeps all.
       seed: seeds the ranking (module docstring); an int in ``[0, 2**32)``.
+      max_side: if set, an image whose longer side exceeds it is searched at that
+        size (area-averaged downscale) and the boxes are scaled back; the search
+        costs about linearly in pixels. ``min_size`` still applies in the
+        original image's pixels. ``None`` (default) searches the image as it is.
 
     Returns:
       float32 ``[K, 4]`` boxes ``[y1, x1, y2, x2]``, no two equal, each inside the
@@ -100,12 +104,12 @@ def selective_search(image, mode="fast", min_size=20, max_proposals=2000, seed=0
     >>> selective_search(np.zeros([10, 10], np.uint8), min_size=20).shape
     (0, 4)
     """
-    params = _check_params(mode, min_size, max_proposals, seed)
+    params = _check_params(mode, min_size, max_proposals, seed, max_side)
     bgr = _as_bgr(image)
     return _selective_search_bgr(bgr, **params)
 
 
-def proposal_cache_dir(cache_dir, mode="fast", min_size=20, max_proposals=2000, seed=0):
+def proposal_cache_dir(cache_dir, mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None):
     """The subfolder of ``cache_dir`` that holds boxes for these parameters.
 
     Its name is a short hash of the parameters, this module's cache version and the
@@ -115,7 +119,7 @@ def proposal_cache_dir(cache_dir, mode="fast", min_size=20, max_proposals=2000, 
     >>> proposal_cache_dir("cache") != proposal_cache_dir("cache", min_size=10)
     True
     """
-    params = _check_params(mode, min_size, max_proposals, seed)
+    params = _check_params(mode, min_size, max_proposals, seed, max_side)
     key = dict(params, opencv=cv2.__version__, cache_version=_CACHE_VERSION)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return os.path.join(os.fspath(cache_dir), f"selective_search_{digest}")
@@ -144,7 +148,7 @@ def compute_proposals(examples, cache_dir, workers=None, progress=True, **params
         image to compute, runs in this process.
       progress: show a tqdm bar over the images being computed.
       **params: ``selective_search``'s ``mode``, ``min_size``, ``max_proposals``,
-        ``seed``.
+        ``seed``, ``max_side``.
 
     Returns:
       dict ``image_id -> float32 [K, 4]`` boxes, in the order of ``examples``.
@@ -247,7 +251,7 @@ def load_precomputed_proposals(path, image_ids=None, box_order="yxyx", one_based
 # --- selective search ---------------------------------------------------------------
 
 
-def _check_params(mode="fast", min_size=20, max_proposals=2000, seed=0):
+def _check_params(mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None):
     """The parameters, validated and normalised (so 20 and 20.0 hash alike)."""
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {tuple(MODES)}; got {mode!r}.")
@@ -261,12 +265,20 @@ def _check_params(mode="fast", min_size=20, max_proposals=2000, seed=0):
         raise ValueError(f"`max_proposals` must be an int >= 0 or None (keep all); got {max_proposals!r}.")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
         raise ValueError(f"`seed` must be an int in [0, 2**32) (it seeds C's srand); got {seed!r}.")
-    return {
+    if max_side is not None and (
+        isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1
+    ):
+        raise ValueError(f"`max_side` must be an int >= 1 or None (search at full size); got {max_side!r}.")
+    params = {
         "mode": mode,
         "min_size": float(min_size),
         "max_proposals": None if max_proposals is None else int(max_proposals),
         "seed": int(seed),
     }
+    if max_side is not None:
+        # Only when set, so caches made before the option existed keep their key.
+        params["max_side"] = int(max_side)
+    return params
 
 
 def _as_bgr(image):
@@ -288,10 +300,18 @@ def _as_bgr(image):
     )
 
 
-def _selective_search_bgr(bgr, mode, min_size, max_proposals, seed):
+def _selective_search_bgr(bgr, mode, min_size, max_proposals, seed, max_side=None):
     height, width = bgr.shape[:2]
     if min(height, width) == 0 or min(height, width) < min_size or max_proposals == 0:
         return np.zeros([0, 4], np.float32)
+    if max_side is not None and max(height, width) > max_side:
+        factor = max_side / max(height, width)
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        scale = np.array([height / size[1], width / size[0]] * 2, np.float64)
+        boxes = _selective_search_bgr(small, mode, 0, None, seed).astype(np.float64) * scale
+        boxes = np.minimum(np.round(boxes), [height, width, height, width])
+        return _finish_boxes(boxes.astype(np.int64), min_size, max_proposals)
     segmentation = _segmentation_module().createSelectiveSearchSegmentation()
     segmentation.setBaseImage(bgr)
     getattr(segmentation, MODES[mode])()
@@ -304,7 +324,11 @@ def _selective_search_bgr(bgr, mode, min_size, max_proposals, seed):
 def _finish(rects, min_size, max_proposals):
     """OpenCV rects (x, y, w, h) -> filtered, unique, top-K [y1, x1, y2, x2]."""
     x, y, w, h = rects.T
-    boxes = np.stack([y, x, y + h, x + w], axis=1)
+    return _finish_boxes(np.stack([y, x, y + h, x + w], axis=1), min_size, max_proposals)
+
+
+def _finish_boxes(boxes, min_size, max_proposals):
+    h, w = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     boxes = boxes[(h >= min_size) & (w >= min_size)]
     # OpenCV already drops repeated rects; this keeps the promise if it ever stops.
     _, first = np.unique(boxes, axis=0, return_index=True)

@@ -443,3 +443,16 @@ def test_precomputed_errors(tmp_path):
     np.savez(tmp_path / "bad.npz", a=np.zeros([3, 5]))
     with pytest.raises(ValueError, match=r"'a'.*\[K, 4\]"):
         load_precomputed_proposals(tmp_path / "bad.npz")
+
+
+def test_max_side_searches_a_smaller_copy_and_maps_boxes_back():
+    image = np.asarray(Image.fromarray(skimage.data.coffee()).resize((300, 200)))
+    small = cv2.resize(image, (150, 100), interpolation=cv2.INTER_AREA)
+    got = selective_search(image, min_size=20, max_side=150)
+    assert len(got) and np.all(got[:, 2:] <= [200, 300]) and np.all(got >= 0)
+    assert np.all(got[:, 2] - got[:, 0] >= 20) and np.all(got[:, 3] - got[:, 1] >= 20)
+    # exactly the half-size search's boxes, doubled, in the same order
+    np.testing.assert_array_equal(got, selective_search(small, min_size=10) * 2)
+    assert proposal_cache_dir("c", max_side=150) != proposal_cache_dir("c")
+    with pytest.raises(ValueError, match="max_side"):
+        selective_search(image, max_side=0)

@@ -1,0 +1,54 @@
+"""Bounding-box regression (R-CNN's parametrisation) on the windows' pooled features.
+
+For each class a ridge regression maps the pooled features of windows that overlap
+a ground truth of that class by IoU >= ``min_iou`` (0.5, as the paper) to the
+targets ``encode_boxes(window, ground_truth)``. Features are scaled to a mean L2
+norm of 20 and targets standardised before the fit; both are folded back into the
+returned weights, so ``deltas = pooled @ kernel + bias`` on raw features.
+"""
+
+import numpy as np
+
+from keras_spp.detection.boxes import encode_boxes
+
+
+def regression_targets(windows, gt_boxes, max_iou, gt_index, gt_labels, min_iou=0.5):
+    """``(rows, classes, targets)`` of the windows used for regression in one image."""
+    rows = np.flatnonzero(max_iou >= min_iou)
+    if len(rows) == 0:
+        return rows, np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
+    matched = np.asarray(gt_boxes, np.float32)[gt_index[rows]]
+    targets = encode_boxes(np.asarray(windows, np.float32)[rows], matched)
+    return rows, np.asarray(gt_labels)[gt_index[rows]], targets
+
+
+def fit_box_regressors(features, classes, targets, num_classes, l2=1000.0, feature_norm=20.0):
+    """Returns ``kernel [D, 4 K]`` and ``bias [4 K]`` (class ``k`` in columns
+    ``4k .. 4k+3``); a class without samples keeps zero weights (no correction)."""
+    features = np.asarray(features, np.float64)
+    classes = np.asarray(classes).reshape(-1)
+    targets = np.asarray(targets, np.float64).reshape(-1, 4)
+    dim = features.shape[1]
+    kernel = np.zeros((dim, 4 * num_classes), np.float32)
+    bias = np.zeros(4 * num_classes, np.float32)
+    if len(features) == 0:
+        return kernel, bias
+    scale = feature_norm / max(float(np.linalg.norm(features, axis=1).mean()), 1e-12)
+    for k in range(num_classes):
+        x = features[classes == k] * scale
+        if len(x) == 0:
+            continue
+        y = targets[classes == k]
+        x_mean, y_mean = x.mean(0), y.mean(0)
+        y_std = np.maximum(y.std(0), 1e-6)
+        xc = x - x_mean
+        yc = (y - y_mean) / y_std
+        # Normal equations in the smaller of the two spaces (samples or features).
+        if len(xc) < dim:
+            w = xc.T @ np.linalg.solve(xc @ xc.T + l2 * np.eye(len(xc)), yc)
+        else:
+            w = np.linalg.solve(xc.T @ xc + l2 * np.eye(dim), xc.T @ yc)
+        w = w * y_std
+        kernel[:, 4 * k : 4 * k + 4] = w * scale
+        bias[4 * k : 4 * k + 4] = y_mean - (x_mean @ w)
+    return kernel, bias

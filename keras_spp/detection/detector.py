@@ -1,0 +1,206 @@
+"""Detection with a trained detector model: scoring, box regression, per-class NMS.
+
+``postprocess`` is pure TensorFlow (the SavedModel export runs it in its graph);
+``Detector`` bundles the Keras model with its class names and test-time settings,
+saved as ``model.keras`` plus ``detector.json`` in one folder.
+"""
+
+import dataclasses
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from keras_spp.detection.boxes import decode_boxes_tf
+from keras_spp.detection.nms import per_class_nms
+
+SCORINGS = ("softmax", "svm")
+
+
+@dataclasses.dataclass
+class DetectionSettings:
+    """Test-time choices (the paper: SVM or softmax scores, NMS at 0.3)."""
+
+    scoring: str = "softmax"
+    box_regression: bool = True
+    nms_iou: float = 0.3
+    score_threshold: float = 0.05
+    max_detections: int = 100
+
+    def __post_init__(self):
+        if self.scoring not in SCORINGS:
+            raise ValueError(f"`scoring` must be one of {SCORINGS}; got {self.scoring!r}.")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise ValueError(f"`nms_iou` must be in (0, 1]; got {self.nms_iou}.")
+        if int(self.max_detections) < 0:
+            raise ValueError(f"`max_detections` must be >= 0; got {self.max_detections}.")
+
+
+def postprocess(outputs, boxes, image_height, image_width, settings=DetectionSettings()):
+    """Detector outputs for ``boxes [R, 4]`` -> ``(boxes [D, 4], scores [D], classes [D])``.
+
+    Scores are the softmax probabilities without background, or the SVM scores;
+    with ``box_regression`` each class's window is moved by its regressor, then
+    clipped to the image; then per-class NMS, ``score_threshold`` and the
+    ``max_detections`` best. Classes are 0-based indices into the class names.
+    """
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    if settings.scoring == "softmax":
+        scores = outputs["class_probabilities"][:, 1:]
+    else:
+        scores = outputs["svm_scores"]
+    scores = tf.cast(scores, tf.float32)
+    num_classes = tf.shape(scores)[1]
+    if settings.box_regression:
+        per_class = decode_boxes_tf(boxes, tf.cast(outputs["box_deltas"], tf.float32))
+    else:
+        per_class = tf.tile(boxes[:, None, :], [1, num_classes, 1])
+    limit = tf.cast(tf.stack([image_height, image_width, image_height, image_width]), tf.float32)
+    per_class = tf.clip_by_value(per_class, 0.0, limit)
+    return per_class_nms(
+        per_class,
+        scores,
+        iou_threshold=settings.nms_iou,
+        score_threshold=settings.score_threshold,
+        max_detections=int(settings.max_detections),
+    )
+
+
+class Detector:
+    """A trained detector: ``detect(image, proposals)`` on numpy images.
+
+    ``model``: the Keras model of ``keras_spp.detection.heads.spp_detector``;
+    ``class_names``: one per non-background class.
+    """
+
+    def __init__(self, model, class_names, settings=None, metadata=None):
+        num_classes = model.get_layer("svm").units
+        if len(class_names) != num_classes:
+            raise ValueError(f"the model has {num_classes} classes but {len(class_names)} class names were given.")
+        self.model = model
+        self.class_names = tuple(class_names)
+        self.settings = settings or DetectionSettings()
+        self.metadata = dict(metadata or {})
+        self._outputs = tf.function(
+            lambda image, boxes: model({"image": image, "boxes": boxes}, training=False),
+            input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)],
+            reduce_retracing=True,
+        )
+
+    def outputs(self, image, proposals):
+        """Raw model outputs (numpy) for an ``[H, W, 3]`` image and ``[R, 4]`` proposals."""
+        image = _as_image(image)
+        proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
+        out = self._outputs(tf.constant(image[None]), tf.constant(proposals))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def detect(self, image, proposals, settings=None):
+        """``(boxes [D, 4] y1 x1 y2 x2 px, scores [D], classes [D] 0-based)`` as numpy."""
+        settings = settings or self.settings
+        image = _as_image(image)
+        proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
+        out = self._outputs(tf.constant(image[None]), tf.constant(proposals))
+        boxes, scores, classes = postprocess(out, proposals, image.shape[0], image.shape[1], settings)
+        return boxes.numpy(), scores.numpy(), classes.numpy()
+
+    def save(self, directory):
+        os.makedirs(directory, exist_ok=True)
+        self.model.save(os.path.join(directory, "model.keras"))
+        with open(os.path.join(directory, "detector.json"), "w") as f:
+            json.dump(
+                {
+                    "class_names": list(self.class_names),
+                    "settings": dataclasses.asdict(self.settings),
+                    "metadata": self.metadata,
+                },
+                f,
+                indent=2,
+            )
+
+    @classmethod
+    def load(cls, path):
+        """From a folder written by ``save`` (or the path of its ``model.keras``)."""
+        directory = path if os.path.isdir(path) else os.path.dirname(path)
+        meta_path = os.path.join(directory, "detector.json")
+        model_path = os.path.join(directory, "model.keras")
+        for needed in (meta_path, model_path):
+            if not os.path.exists(needed):
+                raise FileNotFoundError(f"{needed} not found: a detector folder holds model.keras and detector.json.")
+        with open(meta_path) as f:
+            meta = json.load(f)
+        model = keras.saving.load_model(model_path)
+        return cls(model, meta["class_names"], DetectionSettings(**meta["settings"]), meta.get("metadata"))
+
+
+def _as_image(image):
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an image [H, W, 3] (or [H, W]); got shape {image.shape}.")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"the image is empty: shape {image.shape}.")
+    return image.astype(np.float32)
+
+
+def detect_all(detector, images, proposals, settings=None, desc="detect"):
+    """Detections for every ``(image_id, image)`` in ``images``; ``proposals`` maps
+    image ids to boxes. Returns ``{image_id: (boxes, scores, classes)}``."""
+    results = {}
+    for image_id, image in tqdm(images, desc=desc, unit="img"):
+        results[image_id] = detector.detect(image, proposals[image_id], settings)
+    return results
+
+
+def evaluate_detector(detector, examples, proposals, settings_by_name, desc="evaluate"):
+    """mAP of one trained detector under several test-time settings.
+
+    The network runs once per image; each ``DetectionSettings`` in
+    ``settings_by_name`` then post-processes the same outputs. Unreadable images
+    count as images with no detections (their objects are missed), with a warning.
+    Returns ``{name: evaluate_detections(...) result}`` and, under ``"seconds_per_image"``,
+    the mean network time.
+    """
+    from keras_spp.data.voc import load_image
+    from keras_spp.detection.evaluation import evaluate_detections
+
+    import logging
+    import time
+
+    detections = {name: [] for name in settings_by_name}
+    ground_truths = []
+    seconds = []
+    for example in tqdm(examples, desc=desc, unit="img"):
+        ground_truths.append((example.boxes, example.labels, example.difficult))
+        try:
+            image = load_image(example.image_path)
+        except ValueError as error:
+            logging.getLogger(__name__).warning("no detections for %s: %s", example.image_id, error)
+            for name in settings_by_name:
+                detections[name].append(_no_detections())
+            continue
+        start = time.perf_counter()
+        out = detector._outputs(tf.constant(_as_image(image)[None]), tf.constant(_boxes(proposals[example.image_id])))
+        seconds.append(time.perf_counter() - start)
+        for name, settings in settings_by_name.items():
+            boxes, scores, classes = postprocess(
+                out, _boxes(proposals[example.image_id]), image.shape[0], image.shape[1], settings
+            )
+            detections[name].append((boxes.numpy(), scores.numpy(), classes.numpy()))
+    results = {
+        name: evaluate_detections(dets, ground_truths, len(detector.class_names), class_names=detector.class_names)
+        for name, dets in detections.items()
+    }
+    results["seconds_per_image"] = float(np.mean(seconds)) if seconds else float("nan")
+    return results, detections
+
+
+def _boxes(boxes):
+    return np.asarray(boxes, np.float32).reshape(-1, 4)
+
+
+def _no_detections():
+    return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)

@@ -1,0 +1,174 @@
+"""Window features: conv5 computed once per image and scale, each window pooled with
+the RoI pyramid op at its own scale (the paper's section 4.1)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_spp.detection import scales as scales_lib
+from keras_spp.ops.bins import validate_levels
+from keras_spp.ops.box_cells import COORDINATE_RULES
+from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
+from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
+
+
+@keras.saving.register_keras_serializable(package="keras_spp")
+class MultiScaleRoiFeatures(keras.layers.Layer):
+    """Pyramid-pooled features of windows of one image, at one or several scales.
+
+    ``call(image, boxes)``: ``image`` float ``[1, H, W, 3]`` in the backbone's input
+    range (pixels 0..255 for ``keras_spp.models.backbone``), any size;
+    ``boxes`` float ``[R, 4]`` as ``[y1, x1, y2, x2]`` in pixels of that image.
+    Returns ``[R, C * sum(n * n)]``.
+
+    For every scale the image is resized (shorter side ``s``, longer side at most
+    ``max_side``) and the backbone runs once; each window is pooled from the single
+    scale where its scaled area is closest to ``window_size ** 2``
+    (``keras_spp.detection.scales``). Scales no window chose are skipped, since
+    their conv5 would be thrown away. ``feature_stride`` is the backbone's product
+    of strides (16 for ZF-5); boxes map to cells by ``coordinate_rule`` as in
+    ``roi_pyramid_pool``. ``jit_compile=True`` compiles each scale's conv and
+    pooling with XLA (the antialiased resize before them has no XLA kernel).
+
+    Example:
+
+    >>> from keras_spp.models import backbone
+    >>> layer = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(200, 300))
+    >>> layer(np.zeros((1, 150, 180, 3), "float32"), np.array([[0, 0, 50, 60.]], "float32")).shape
+    TensorShape([1, 600])
+    """
+
+    def __init__(
+        self,
+        backbone,
+        scales=scales_lib.SINGLE_SCALE,
+        levels=(6, 3, 2, 1),
+        feature_stride=16,
+        window_size=224,
+        max_side=scales_lib.MAX_SIDE,
+        coordinate_rule="spp",
+        jit_compile=False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(backbone, keras.Model):
+            raise ValueError(f"`backbone` must be a keras.Model mapping images to a feature map; got {backbone!r}.")
+        if coordinate_rule not in COORDINATE_RULES:
+            raise ValueError(f"`coordinate_rule` must be one of {COORDINATE_RULES}; got {coordinate_rule!r}.")
+        if not feature_stride or feature_stride <= 0:
+            raise ValueError(f"`feature_stride` must be a positive number of pixels per cell; got {feature_stride!r}.")
+        self.backbone = backbone
+        self.scales = scales_lib.validate_scales(scales)
+        self.levels = validate_levels(levels)
+        self.feature_stride = float(feature_stride)
+        self.window_size = int(window_size)
+        self.max_side = int(max_side)
+        self.coordinate_rule = coordinate_rule
+        self.jit_compile = bool(jit_compile)
+        # The antialiased resize has no XLA kernel, so only conv + pooling compile.
+        self._conv_and_pool_xla = tf.function(self._conv_and_pool, jit_compile=True, reduce_retracing=True)
+        channels = backbone.output_shape[-1]
+        if channels is None:
+            raise ValueError("the backbone's output must have a static channel count.")
+        self.output_dim = pyramid_output_dim(channels, self.levels)
+
+    def build(self, image_shape=None, boxes_shape=None):
+        if not self.backbone.built:
+            self.backbone.build((None, None, None, 3))
+        self.built = True
+
+    def call(self, image, boxes):
+        image = tf.convert_to_tensor(image, self.compute_dtype)
+        boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
+        shape = tf.shape(image)
+        height, width = shape[1], shape[2]
+        factors = scales_lib.scale_factors_tf(height, width, self.scales, self.max_side)
+        chosen = scales_lib.assign_scales_tf(boxes, factors, self.window_size)
+        positions, pieces = [], []
+        for i in range(len(self.scales)):
+            where = tf.cast(tf.where(tf.equal(chosen, i))[:, 0], tf.int32)
+            positions.append(where)
+            pieces.append(self._pool_at(image, tf.gather(boxes, where), factors[i], height, width))
+        return tf.dynamic_stitch(positions, pieces)
+
+    def _pool_at(self, image, boxes, factor, height, width):
+        def pooled():
+            resized = self.resized(image, factor, height, width)
+            run = self._conv_and_pool_xla if self.jit_compile else self._conv_and_pool
+            return run(resized, boxes * factor)
+
+        def empty():
+            return tf.zeros([0, self.output_dim], self.compute_dtype)
+
+        return tf.cond(tf.shape(boxes)[0] > 0, pooled, empty)
+
+    def _conv_and_pool(self, resized, scaled_boxes):
+        return roi_pyramid_pool(
+            self.backbone(resized),
+            scaled_boxes,
+            tf.zeros([tf.shape(scaled_boxes)[0]], tf.int32),
+            self.levels,
+            1.0 / self.feature_stride,
+            self.coordinate_rule,
+        )
+
+    def resized(self, image, factor, height=None, width=None):
+        """``image`` resized by ``factor`` (what the backbone sees at that scale)."""
+        if height is None:
+            height, width = tf.shape(image)[1], tf.shape(image)[2]
+        size = scales_lib.scaled_size_tf(height, width, factor)
+        # Antialiasing matters when a scale shrinks the image (1200 px photos at 480).
+        return tf.cast(tf.image.resize(image, size, antialias=True), self.compute_dtype)
+
+    def feature_map(self, image, factor):
+        """The backbone's map of ``image`` resized by ``factor``."""
+        return self.backbone(self.resized(image, factor))
+
+    def compute_output_shape(self, image_shape, boxes_shape):
+        return (boxes_shape[0], self.output_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            backbone=keras.saving.serialize_keras_object(self.backbone),
+            scales=list(self.scales),
+            levels=list(self.levels),
+            feature_stride=self.feature_stride,
+            window_size=self.window_size,
+            max_side=self.max_side,
+            coordinate_rule=self.coordinate_rule,
+            jit_compile=self.jit_compile,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def backbone_of(classifier):
+    """The conv part of an SPP classifier (the model feeding its ``spp`` layer).
+
+    Works for ``keras_spp.models.spp_classifier`` models and any functional model
+    whose layer named ``spp`` takes a nested backbone model's output.
+    """
+    try:
+        spp = classifier.get_layer("spp")
+    except ValueError:
+        raise ValueError(
+            f"model {classifier.name!r} has no layer named 'spp'; pass a classifier from "
+            "keras_spp.models.spp_classifier or the backbone model itself."
+        ) from None
+    source = spp._inbound_nodes[0].input_tensors[0]._keras_history.operation
+    if not isinstance(source, keras.Model):
+        raise ValueError(f"the 'spp' layer of {classifier.name!r} is not fed by a backbone model; got {source.name!r}.")
+    return source
+
+
+def pooled_features(layer, image, boxes, batch_size=None):
+    """Numpy convenience: ``layer(image[None], boxes)`` for a uint8/float ``[H, W, 3]``."""
+    image = np.asarray(image, np.float32)[None]
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return np.asarray(layer(image, boxes))

@@ -1,0 +1,72 @@
+"""Detects objects in images with a trained detector and draws them.
+
+    python -m recipes.detect --detector outputs/detector/detector IMAGE [IMAGE ...] \
+        [--scoring softmax|svm] [--min-score 0.5] [--out detections]
+
+Proposals come from selective search (fast mode) unless ``--proposals`` names
+precomputed ones. For each image, prints the detections and writes
+``<out>/<name>.png`` with the boxes, labels and scores drawn.
+"""
+
+import argparse
+import os
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+")
+    p.add_argument("--detector", default="outputs/detector/detector", help="a folder written by train_detector")
+    p.add_argument("--scoring", choices=["softmax", "svm"], default=None, help="default: the detector's own")
+    p.add_argument("--no-box-regression", action="store_true")
+    p.add_argument("--min-score", type=float, default=None, help="default: 0.5 (softmax) or 0 (svm)")
+    p.add_argument("--nms", type=float, default=0.3)
+    p.add_argument("--max-detections", type=int, default=100)
+    p.add_argument("--proposals", default=None, help=".npz or folder of <image name>.npy (y1 x1 y2 x2)")
+    p.add_argument("--max-proposals", type=int, default=2000)
+    p.add_argument("--min-proposal-size", type=int, default=20)
+    p.add_argument("--out", default="detections")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from tqdm.auto import tqdm
+
+    from keras_spp.data.voc import load_image
+    from keras_spp.detection.detector import DetectionSettings
+    from keras_spp.detection.detector import Detector
+    from keras_spp.detection.proposals import load_precomputed_proposals
+    from keras_spp.detection.proposals import selective_search
+    from keras_spp.visualization import draw_detections
+
+    detector = Detector.load(args.detector)
+    scoring = args.scoring or detector.settings.scoring
+    threshold = args.min_score if args.min_score is not None else (0.5 if scoring == "softmax" else 0.0)
+    settings = DetectionSettings(scoring, not args.no_box_regression, args.nms, threshold, args.max_detections)
+    os.makedirs(args.out, exist_ok=True)
+    names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
+    precomputed = load_precomputed_proposals(args.proposals, names) if args.proposals else None
+    failures = 0
+    for path, name in tqdm(list(zip(args.images, names)), desc="detect", unit="img"):
+        try:
+            image = load_image(path)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"{path}: skipped: {error}")
+            failures += 1
+            continue
+        proposals = precomputed[name] if precomputed else selective_search(
+            image, min_size=args.min_proposal_size, max_proposals=args.max_proposals
+        )
+        boxes, scores, classes = detector.detect(image, proposals, settings)
+        print(f"{path}: {len(proposals)} proposals, {len(boxes)} detections")
+        for box, score, cls in zip(boxes, scores, classes):
+            y1, x1, y2, x2 = box
+            print(f"  {detector.class_names[cls]:>12} {score:6.3f}  y1={y1:.0f} x1={x1:.0f} y2={y2:.0f} x2={x2:.0f}")
+        picture = draw_detections(image, boxes, scores, classes, detector.class_names)
+        picture.save(os.path.join(args.out, f"{name}.png"))
+    print(f"wrote {len(args.images) - failures} pictures to {args.out}/")
+    return 1 if failures == len(args.images) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,96 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_spp.detection import scales as scales_lib
+from keras_spp.detection.features import MultiScaleRoiFeatures
+from keras_spp.detection.features import backbone_of
+from keras_spp.models import backbone
+from keras_spp.models import zf5
+from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
+
+
+@pytest.fixture(scope="module")
+def conv():
+    keras.utils.set_random_seed(1)
+    return backbone("zf5", width=0.125)
+
+
+def reference(conv, image, boxes, scales, levels, window):
+    """Obvious version: every box on its own, at the scale the paper's rule picks."""
+    h, w = image.shape[1:3]
+    factors = scales_lib.scale_factors(h, w, scales).astype(np.float32)
+    chosen = scales_lib.assign_scales(boxes, factors, window)
+    rows = []
+    for box, i in zip(boxes, chosen):
+        size = scales_lib.scaled_size(h, w, factors[i])
+        maps = conv(tf.image.resize(image, size, antialias=True))
+        rows.append(roi_pyramid_pool(maps, box[None] * factors[i], [0], levels, 1 / 16)[0].numpy())
+    return np.stack(rows) if rows else np.zeros((0, 0))
+
+
+def random_boxes(rng, n, h, w):
+    y = rng.uniform(0, h - 2, (n, 2))
+    x = rng.uniform(0, w - 2, (n, 2))
+    return np.stack([y.min(1), x.min(1), y.max(1) + 1, x.max(1) + 1], 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("scales", [(160,), (120, 200, 260)])
+def test_matches_per_box_reference(conv, scales):
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (1, 90, 130, 3)).astype(np.float32)
+    boxes = np.concatenate([random_boxes(rng, 12, 90, 130), [[0, 0, 90, 130], [10, 10, 10, 40]]]).astype(np.float32)
+    layer = MultiScaleRoiFeatures(conv, scales, (3, 1), feature_stride=16, window_size=64)
+    got = layer(image, boxes).numpy()
+    np.testing.assert_allclose(got, reference(conv, image, boxes, scales, (3, 1), 64), rtol=1e-5, atol=1e-5)
+
+
+def test_no_boxes_gives_empty_rows(conv):
+    layer = MultiScaleRoiFeatures(conv, (100, 150), (2, 1))
+    out = layer(np.zeros((1, 60, 80, 3), np.float32), np.zeros((0, 4), np.float32))
+    assert out.shape == (0, layer.output_dim)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_graph_and_xla_with_dynamic_sizes(conv, jit_compile):
+    layer = MultiScaleRoiFeatures(conv, (100, 150), (2, 1), window_size=48)
+    compiled = MultiScaleRoiFeatures(conv, (100, 150), (2, 1), window_size=48, jit_compile=jit_compile)
+    spec = [tf.TensorSpec([1, None, None, 3]), tf.TensorSpec([None, 4])]
+    graph = tf.function(lambda i, b: compiled(i, b), input_signature=spec)
+    rng = np.random.default_rng(2)
+    for h, w, n in ((60, 80, 5), (97, 41, 0), (50, 50, 9)):
+        image = rng.uniform(0, 255, (1, h, w, 3)).astype(np.float32)
+        boxes = random_boxes(rng, n, h, w)
+        eager = layer(image, boxes).numpy()
+        np.testing.assert_allclose(graph(image, boxes).numpy(), eager, rtol=1e-4, atol=1e-4)
+
+
+def test_config_round_trip_and_saving(conv, tmp_path):
+    layer = MultiScaleRoiFeatures(conv, (100, 150), (2, 1), feature_stride=16, window_size=48, name="roi_features")
+    image = keras.Input((None, None, 3), batch_size=1)
+    boxes = keras.Input((4,))
+    model = keras.Model([image, boxes], layer(image, boxes))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(3).uniform(0, 255, (1, 70, 90, 3)).astype(np.float32)
+    b = np.array([[0, 0, 30, 40], [5, 5, 70, 90]], np.float32)
+    np.testing.assert_allclose(loaded([x, b]).numpy(), model([x, b]).numpy(), rtol=1e-6)
+    assert loaded.layers[-1].get_config()["scales"] == [100, 150]
+
+
+def test_backbone_of_an_spp_classifier():
+    net = zf5(5, width=0.125, fc_units=16)
+    conv = backbone_of(net)
+    assert conv.name == "zf5" and conv.output_shape[-1] == 32
+
+
+def test_bad_arguments_are_explained(conv):
+    with pytest.raises(ValueError, match="backbone"):
+        MultiScaleRoiFeatures("zf5")
+    with pytest.raises(ValueError, match="coordinate_rule"):
+        MultiScaleRoiFeatures(conv, coordinate_rule="nearest")
+    with pytest.raises(ValueError, match="feature_stride"):
+        MultiScaleRoiFeatures(conv, feature_stride=0)
+    with pytest.raises(ValueError, match="no layer named 'spp'"):
+        backbone_of(conv)
