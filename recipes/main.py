@@ -1,8 +1,10 @@
 """The README's main job, offline: the any-size demo, then SPP-net trained on
 mnist-scenes (real MNIST handwriting in scenes of many sizes) with multi-size
-training, evaluated on every view.
+training and evaluated on every view, then SPP-net detection on mnist-detection
+(digits pasted into cluttered canvases, VOC layout) with that classifier's conv
+layers, evaluated on held-out images and drawn.
 
-    python -m recipes.main [--epochs 8] [--out outputs]
+    python -m recipes.main [--epochs 20] [--detector-steps 6000] [--out outputs]
 """
 
 import argparse
@@ -10,21 +12,31 @@ import os
 
 from recipes import demo
 from recipes import train_classifier
+from recipes import train_detector
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=20, help="classifier (backbone pretraining) epochs")
+    p.add_argument("--detector-steps", type=int, default=6000, help="fc fine-tuning minibatches")
     p.add_argument("--out", default="outputs")
     args = p.parse_args(argv)
-    print("== 1/2: one fixed-length representation for every input size\n", flush=True)
+    print("== 1/3: one fixed-length representation for every input size\n", flush=True)
     code = demo.main(["--out", os.path.join(args.out, "demo")])
     if code:
         return code
-    print("\n== 2/2: ZF-5 + SPP, multi-size training (112/90) on mnist-scenes\n", flush=True)
-    return train_classifier.main(
+    print("\n== 2/3: ZF-5 + SPP, multi-size training (112/90) on mnist-scenes\n", flush=True)
+    classifier = os.path.join(args.out, "classifier")
+    code = train_classifier.main(
         ["--dataset", "mnist-scenes", "--backbone", "zf5", "--head", "spp", "--epochs", str(args.epochs),
-         "--out", os.path.join(args.out, "classifier"), "--verbose", "2"]
+         "--out", classifier, "--verbose", "2"]
+    )
+    if code:
+        return code
+    print("\n== 3/3: SPP-net detection on mnist-detection with the classifier's conv layers\n", flush=True)
+    return train_detector.main(
+        ["--pretrained", os.path.join(classifier, "model.keras"), "--dataset", "mnist-detection",
+         "--steps", str(args.detector_steps), "--out", os.path.join(args.out, "detector"), "--verbose", "2"]
     )
 
 

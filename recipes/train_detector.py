@@ -32,6 +32,8 @@ def parse_args(argv=None):
                    help="pixels per conv5 cell (known for the Table 1 backbones)")
     p.add_argument("--dataset", default="mnist-detection", help="mnist-detection, voc:<path>, voc/2007, voc/2012")
     p.add_argument("--data-dir", default=None)
+    p.add_argument("--mnist-images", default="400,100",
+                   help="mnist-detection: trainval,test image counts (built once, cached)")
     p.add_argument("--train-split", default="trainval")
     p.add_argument("--test-split", default="test")
     p.add_argument("--max-train", type=int, default=None, help="use the first N training images")
@@ -73,22 +75,23 @@ def main(argv=None):
     from keras_spp.models.backbones import feature_stride
     from recipes import detection_common as common
 
-    keras.utils.set_random_seed(args.seed)
-    out = args.out
-    os.makedirs(out, exist_ok=True)
-    started = time.perf_counter()
-
-    train, class_names = load_detection(args.dataset, args.train_split, data_dir=args.data_dir)
-    test, _ = load_detection(args.dataset, args.test_split, data_dir=args.data_dir)
-    train, test = train[: args.max_train], test[: args.max_test]
-    print(f"{len(train)} training and {len(test)} held-out images, {len(class_names)} classes", flush=True)
-    proposals = common.proposals_for(train + test, args)
-
     if not os.path.exists(args.pretrained):
         raise SystemExit(
             f"--pretrained {args.pretrained} not found: train an SPP classifier first "
             "(python -m recipes.train_classifier --out outputs/classifier) or pass its model.keras."
         )
+    keras.utils.set_random_seed(args.seed)
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    started = time.perf_counter()
+
+    options = dataset_options(args)
+    train, class_names = load_detection(args.dataset, args.train_split, data_dir=args.data_dir, **options)
+    test, _ = load_detection(args.dataset, args.test_split, data_dir=args.data_dir, **options)
+    train, test = train[: args.max_train], test[: args.max_test]
+    print(f"{len(train)} training and {len(test)} held-out images, {len(class_names)} classes", flush=True)
+    proposals = common.proposals_for(train + test, args)
+
     pretrained = keras.saving.load_model(args.pretrained)
     conv = backbone_of(pretrained)
     conv.trainable = False
@@ -132,9 +135,11 @@ def main(argv=None):
     train_seconds = time.perf_counter() - started
 
     detector = Detector(model, class_names, metadata={
-        "dataset": args.dataset, "pretrained": os.path.abspath(args.pretrained), "scales": list(scales),
+        "dataset": args.dataset, "dataset_options": options, "pretrained": os.path.abspath(args.pretrained), "scales": list(scales),
         "levels": list(levels), "window_size": args.window_size, "feature_stride": stride,
-        "proposals": {"max": args.proposals, "min_size": args.min_proposal_size},
+        "proposals": {"max": args.proposals, "min_size": args.min_proposal_size,
+                      "max_side": args.proposal_max_side or None},
+        "steps": args.steps,
     })
     detector.save(os.path.join(out, "detector"))
 
@@ -157,6 +162,16 @@ def main(argv=None):
     print(common.format_evaluation(evaluation))
     print(f"training took {train_seconds / 60:.1f} min; wrote {out}/detector, results.json, curves.png, detections.png")
     return 0
+
+
+def dataset_options(args):
+    if args.dataset != "mnist-detection":
+        return {}
+    try:
+        trainval, test = (int(v) for v in args.mnist_images.split(","))
+    except ValueError:
+        raise SystemExit(f"--mnist-images must be two counts like 400,100; got {args.mnist_images!r}") from None
+    return {"num_trainval": trainval, "num_test": test}
 
 
 def _json_default(value):

@@ -169,7 +169,8 @@ def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     epochs = 10 if config.steps >= 10 else 1
     return model.fit(
-        dataset, steps_per_epoch=max(config.steps // epochs, 1), epochs=epochs, verbose=verbose, callbacks=callbacks
+        dataset, steps_per_epoch=max(config.steps // epochs, 1), epochs=epochs, verbose=verbose, callbacks=callbacks,
+        shuffle=False,  # the stream is already shuffled, and endless
     )
 
 

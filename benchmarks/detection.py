@@ -1,0 +1,250 @@
+"""SPP-net against R-CNN on held-out images of a detection dataset, as the paper's
+Tables 9 and 10: mAP, conv time, fc time and total time per image, and the speedup
+over R-CNN, at one scale and at five; selective search time apart.
+
+    python -m benchmarks.detection --detector outputs/detector/detector \
+        [--detector5 outputs/detector5/detector] [--test 40] [--train 120] \
+        [--windows 128] [--out benchmarks/results/detection-cpu-2core.json]
+
+Every detector shares the trained detector's frozen conv layers (``--detector``'s
+backbone) and its proposals. For a like-for-like accuracy comparison, R-CNN and an
+SPP-net twin are trained here on the same training windows (the first ``--train``
+images, at most ``--windows`` windows each: all ground truth and positives, then a
+seeded sample; R-CNN's per-window conv makes every window costly) with the same
+heads, steps and SVM settings. The full detectors (trained on every window) are
+timed and evaluated too. Fast R-CNN's truncated SVD of fc6/fc7 is reported as an
+option (``--svd-ranks``). Times are medians over the test images, one image at a
+time, after a warm-up, at the proposals used for mAP and again at about 2000
+windows per image (the paper's count; selective search in quality mode without
+the size filter, top 2000: a window's cost does not depend on what it shows); ``conv`` is resize + conv + pooling (SPP-net) or warp + conv +
+pooling (R-CNN), ``fc`` the heads, ``total`` also includes box decoding and NMS.
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--detector", default="outputs/detector/detector", help="a 1-scale detector from train_detector")
+    p.add_argument("--detector5", default=None, help="optional 5-scale detector from train_detector")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--test", type=int, default=40, help="held-out images evaluated and timed")
+    p.add_argument("--train", type=int, default=120, help="training images for the like-for-like pair")
+    p.add_argument("--windows", type=int, default=128, help="training windows per image for the pair")
+    p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the detector's)")
+    p.add_argument("--svd-ranks", default="fc6=128,fc7=64")
+    p.add_argument("--dense-images", type=int, default=5,
+                   help="also time on the first N test images with the paper's ~2000 windows each "
+                        "(selective search in quality mode, top 2000); 0 to skip")
+    p.add_argument("--out", default=None)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import keras
+    import tensorflow as tf
+
+    from benchmarks.pooling import machine
+    from benchmarks.report import emit
+    from keras_spp.data.detection_sources import load_detection
+    from keras_spp.data.voc import load_image
+    from keras_spp.detection import heads
+    from keras_spp.detection import training
+    from keras_spp.detection.detector import DetectionSettings
+    from keras_spp.detection.detector import Detector
+    from keras_spp.detection.detector import postprocess
+    from keras_spp.detection.evaluation import evaluate_detections
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.proposals import compute_proposals
+    from keras_spp.detection.proposals import selective_search
+    from keras_spp.detection.rcnn import WarpedWindowFeatures
+
+    spp = Detector.load(args.detector)
+    meta = spp.metadata
+    roi = heads.roi_features_of(spp.model)
+    conv = roi.backbone
+    num_classes = len(spp.class_names)
+    fc_units = spp.model.get_layer("fc6").units
+    options = meta.get("dataset_options", {})
+    test, _ = load_detection(meta["dataset"], "test", data_dir=args.data_dir, **options)
+    train, _ = load_detection(meta["dataset"], "trainval", data_dir=args.data_dir, **options)
+    test, train = test[: args.test], train[: args.train]
+    from keras_spp.data.mnist import data_dir as default_data_dir
+
+    prop = meta["proposals"]
+    proposal_params = dict(min_size=prop["min_size"], max_proposals=prop["max"], max_side=prop.get("max_side"))
+    cache = os.path.join(args.data_dir or default_data_dir(), "proposals", _tag(meta["dataset"]))
+    proposals = compute_proposals(train + test, cache, **proposal_params)
+
+    # Selective search time, on images it has not cached (the cache would hide it).
+    ss_seconds = []
+    for example in test[:5]:
+        image = load_image(example.image_path)
+        start = time.perf_counter()
+        selective_search(image, **proposal_params)
+        ss_seconds.append(time.perf_counter() - start)
+
+    # The paper times ~2000 windows per image; fast mode finds far fewer on these
+    # images, and R-CNN's cost grows with the count while SPP-net's conv does not.
+    dense = {}
+    for example in test[: args.dense_images]:
+        dense[example.image_id] = selective_search(
+            load_image(example.image_path), mode="quality", min_size=0, max_proposals=2000
+        )
+
+    config = training.HeadTrainingConfig(steps=args.steps or meta.get("steps", 3000), seed=0)
+    fc_weights = {name: spp.model.get_layer(name).get_weights() for name in ("fc6", "fc7")}
+    fc_weights = _pretrained_fc(meta, roi.output_dim) or fc_weights
+
+    def trained_pair_member(features_layer, name):
+        model = heads.spp_detector(features_layer, num_classes, fc_units=fc_units, fc_weights=fc_weights, name=name)
+        records = training.compute_window_features(
+            features_layer, train, proposals, max_windows=args.windows, seed=0, desc=f"{name} training features"
+        )
+        keras.utils.set_random_seed(0)
+        training.fine_tune(model, records, train, config, verbose=0)
+        training.fit_box_regression(model, records, train, config)
+        training.fit_svms(model, records, train, config)
+        return Detector(model, spp.class_names, spp.settings)
+
+    window = int(meta.get("window_size", 224))
+    rcnn_layer = WarpedWindowFeatures(conv, roi.levels, window_size=window, context=16, name="rcnn_features")
+    spp_twin_layer = MultiScaleRoiFeatures(
+        conv, roi.scales, roi.levels, roi.feature_stride, roi.window_size, name="roi_features"
+    )
+    rcnn = trained_pair_member(rcnn_layer, "rcnn")
+    spp_twin = trained_pair_member(spp_twin_layer, "spp_same_windows")
+
+    ranks = dict((k, int(v)) for k, v in (item.split("=") for item in args.svd_ranks.split(",")))
+    methods = [("R-CNN", "1 window at a time", rcnn, None), ("SPP-net (same training windows)", _scales(roi), spp_twin, None),
+               ("SPP-net", _scales(roi), spp, None), ("SPP-net + SVD", _scales(roi), spp, ranks)]
+    if args.detector5:
+        spp5 = Detector.load(args.detector5)
+        roi5 = heads.roi_features_of(spp5.model)
+        methods += [("SPP-net", _scales(roi5), spp5, None), ("SPP-net + SVD", _scales(roi5), spp5, ranks)]
+
+    settings = {
+        "softmax+bb": DetectionSettings("softmax", True, score_threshold=0.001),
+        "svm+bb": DetectionSettings("svm", True, score_threshold=-1.5),
+    }
+    rows = []
+    for name, scales, detector, svd in methods:
+        features = heads.roi_features_of(detector.model)
+        head = heads.pooled_head(detector.model, svd)
+        spec = [tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)]
+        features_fn = tf.function(lambda i, b, f=features: f(i, b), input_signature=spec)
+        head_fn = tf.function(lambda x, h=head: h(x, training=False),
+                              input_signature=[tf.TensorSpec([None, features.output_dim], tf.float32)])
+
+        def run(image, boxes, settings_list):
+            t0 = time.perf_counter()
+            pooled = features_fn(image, boxes)
+            pooled.numpy()
+            t1 = time.perf_counter()
+            outputs = {k: v.numpy() for k, v in head_fn(pooled).items()}
+            t2 = time.perf_counter()
+            found = [postprocess(outputs, boxes, image.shape[1], image.shape[2], s) for s in settings_list]
+            found = [tuple(t.numpy() for t in f) for f in found]
+            t3 = time.perf_counter()
+            return found, (t1 - t0, t2 - t1, t2 - t0 + (t3 - t2) / len(settings_list))
+
+        detections = {k: [] for k in settings}
+        times, dense_times = [], []
+        for i, example in enumerate(_progress(test, name, scales)):
+            image = tf.constant(load_image(example.image_path)[None], tf.float32)
+            boxes = tf.constant(np.asarray(proposals[example.image_id], np.float32).reshape(-1, 4))
+            if i == 0:  # warm-up: tracing and first-call allocations are not per-image costs
+                run(image, boxes, list(settings.values()))
+            found, spent = run(image, boxes, list(settings.values()))
+            times.append(spent)
+            for key, f in zip(settings, found):
+                detections[key].append(f)
+            if example.image_id in dense:
+                _, spent = run(image, tf.constant(dense[example.image_id]), [settings["softmax+bb"]])
+                dense_times.append(spent)
+        times = np.median(np.array(times), axis=0)
+        result = {"method": name, "scales": scales, "svd_ranks": svd,
+                  "conv_s": float(times[0]), "fc_s": float(times[1]), "total_s": float(times[2])}
+        if dense_times:
+            dense_med = np.median(np.array(dense_times), axis=0)
+            result.update(dense_conv_s=float(dense_med[0]), dense_fc_s=float(dense_med[1]),
+                          dense_total_s=float(dense_med[2]))
+        gts = [(e.boxes, e.labels, e.difficult) for e in test]
+        for key, dets in detections.items():
+            evaluation = evaluate_detections(dets, gts, num_classes, class_names=spp.class_names)
+            result[f"map_{key}"] = float(evaluation["map_voc07"])
+        rows.append(result)
+        print(_row(result), flush=True)
+
+    base = rows[0]
+    for row in rows:
+        for prefix in ("", "dense_"):
+            if f"{prefix}total_s" in row:
+                row[f"{prefix}speedup_total"] = base[f"{prefix}total_s"] / row[f"{prefix}total_s"]
+                row[f"{prefix}speedup_conv"] = base[f"{prefix}conv_s"] / row[f"{prefix}conv_s"]
+    report = {
+        "benchmark": "detection",
+        "machine": machine(),
+        "dataset": meta["dataset"],
+        "test_images": len(test),
+        "dense_timed_images": len(dense),
+        "dense_windows_per_image": float(np.mean([len(b) for b in dense.values()])) if dense else 0.0,
+        "pair_training": {"images": len(train), "windows_per_image": args.windows, "steps": config.steps},
+        "proposals_per_image": float(np.mean([len(proposals[e.image_id]) for e in test])),
+        "selective_search_s_per_image": float(np.median(ss_seconds)),
+        "window_size": window,
+        "rows": rows,
+        "table": _table(rows),
+    }
+    print(report["table"])
+    emit(report, args.out)
+    return 0
+
+
+def _pretrained_fc(meta, dim):
+    import keras
+
+    path = meta.get("pretrained")
+    if not path or not os.path.exists(path):
+        return None
+    model = keras.saving.load_model(path)
+    weights = {name: model.get_layer(name).get_weights() for name in ("fc6", "fc7")}
+    return weights if weights["fc6"][0].shape[0] == dim else None
+
+
+def _scales(roi):
+    return "/".join(str(s) for s in roi.scales)
+
+
+def _tag(name):
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _progress(items, name, scales):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=f"{name} [{scales}]", unit="img")
+
+
+def _row(r):
+    line = (f"{r['method']:<32} {r['scales']:<24} {r['map_softmax+bb']:>7.3f} {r['map_svm+bb']:>7.3f} "
+            f"{r['conv_s']:>7.3f} {r['fc_s']:>7.3f} {r['total_s']:>7.3f} {r.get('speedup_total', 1.0):>7.1f}x")
+    if "dense_total_s" in r:
+        line += (f" | {r['dense_conv_s']:>7.3f} {r['dense_fc_s']:>7.3f} {r['dense_total_s']:>7.3f}"
+                 f" {r.get('dense_speedup_total', 1.0):>7.1f}x")
+    return line
+
+
+def _table(rows):
+    head = (f"{'method':<32} {'scales':<24} {'mAP sm':>7} {'mAP svm':>7} {'conv s':>7} {'fc s':>7} "
+            f"{'total s':>7} {'speedup':>8} | at ~2000 windows: conv, fc, total, speedup")
+    return "\n".join([head] + [_row(r) for r in rows])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

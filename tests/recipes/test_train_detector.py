@@ -1,0 +1,71 @@
+"""The detection recipes end to end on a tiny real dataset (MNIST digits in VOC layout)."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from keras_spp.detection.detector import Detector
+from keras_spp.models import zf5
+from recipes import detect
+from recipes import train_detector
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("detector")
+    keras.utils.set_random_seed(0)
+    pretrained = zf5(10, width=0.125, fc_units=32)
+    pretrained.save(root / "classifier.keras")
+    out = root / "run"
+    code = train_detector.main([
+        "--pretrained", str(root / "classifier.keras"), "--data-dir", str(root / "data"),
+        "--mnist-images", "6,3", "--steps", "20", "--batch-size", "32", "--out", str(out), "--verbose", "0",
+    ])
+    assert code == 0
+    return root, out
+
+
+def test_training_writes_a_detector_and_its_evaluation(trained):
+    root, out = trained
+    for name in ("detector/model.keras", "detector/detector.json", "results.json", "history.csv", "curves.png",
+                 "detections.png"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["images"] == {"train": 6, "test": 3}
+    for key in ("softmax", "softmax+bb", "svm", "svm+bb"):
+        assert 0.0 <= results["evaluation"][key]["map_voc07"] <= 1.0
+    assert len(results["svm"]) == 10
+    detector = Detector.load(out / "detector")
+    assert detector.class_names == tuple(str(d) for d in range(10))
+    assert detector.metadata["scales"] == [688]
+
+
+def test_detect_draws_every_readable_image(trained, tmp_path, capsys):
+    root, out = trained
+    images = sorted((root / "data").glob("mnist_detection_*/JPEGImages/test_*"))[:2]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    code = detect.main([str(p) for p in images] + [str(broken), "--detector", str(out / "detector"),
+                        "--min-score", "0", "--out", str(tmp_path / "pictures")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "broken.jpg: skipped" in printed
+    assert sorted(os.listdir(tmp_path / "pictures")) == sorted(p.stem + ".png" for p in images)
+
+
+def test_precomputed_proposals_are_used(trained, tmp_path):
+    root, out = trained
+    image = sorted((root / "data").glob("mnist_detection_*/JPEGImages/test_*"))[0]
+    np.savez(tmp_path / "boxes.npz", **{image.stem: np.array([[0, 0, 50, 50], [10, 10, 80, 90]], np.float32)})
+    code = detect.main([str(image), "--detector", str(out / "detector"), "--proposals", str(tmp_path / "boxes.npz"),
+                        "--min-score", "0", "--out", str(tmp_path / "p")])
+    assert code == 0 and (tmp_path / "p" / f"{image.stem}.png").exists()
+
+
+def test_missing_pretrained_model_is_explained(tmp_path):
+    with pytest.raises(SystemExit, match="train an SPP classifier first"):
+        train_detector.main(["--pretrained", str(tmp_path / "none.keras"), "--data-dir", str(tmp_path),
+                             "--mnist-images", "2,1", "--out", str(tmp_path / "o")])
