@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+# Registers the detector's layers, so Detector.load works in a fresh process.
+import keras_spp.detection.heads  # noqa: F401
 from keras_spp.detection.boxes import decode_boxes_tf
 from keras_spp.detection.nms import per_class_nms
 
