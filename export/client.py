@@ -2,6 +2,8 @@
 
     python -m export.client --rest http://localhost:8501 --model spp cat.jpg dog.png
     python -m export.client --grpc localhost:8500 --model spp cat.jpg dog.png
+    python -m export.client --rest http://localhost:8501 --model spp-detector --selective-search scene.jpg
+    python -m export.client --grpc localhost:8500 --model spp-detector --boxes proposals.npz scene.jpg
 
 Requests carry encoded image files (JPEG or PNG, any size) in the ``image_bytes``
 input of ``serving_default``, so images of different sizes share one request.
@@ -16,6 +18,17 @@ Binary values travel base64-encoded inside ``{"b64": ...}``. gRPC uses
 ``tensorflow_serving.apis`` PredictRequest / PredictResponse (port 8500).
 Both parsers return one dict per image, ``{output: value}``, the same for either
 transport and form.
+
+Detector exports (``export.detector``) take each image's proposals beside it, in
+``boxes`` float32 ``[N, R, 4]`` (``[y1, x1, y2, x2]`` pixels): ``detection_rest_body``
+and ``detection_request``. TF Serving turns either REST form into dense tensors (row
+form: it stacks the instances' values, which must have equal shapes; columnar: the
+nested lists must be rectangular), and gRPC carries dense tensors, so images with
+different numbers of proposals are sent padded with all-zero rows to the largest
+count (``pad_boxes``), which the export ignores. Row form:
+``{"instances": [{"image_bytes": {"b64": ...}, "boxes": [[y1, x1, y2, x2], ...]}, ...]}``;
+columnar: ``{"inputs": {"image_bytes": [{"b64": ...}, ...], "boxes": [[[...], ...], ...]}}``.
+``detections(row)`` turns one image's answer into its list of detections.
 """
 
 import argparse
@@ -34,6 +47,60 @@ def rest_body(images, columnar=False, signature_name=SIGNATURE, input_name=INPUT
         return {"signature_name": signature_name, "inputs": {input_name: encoded}}
     # One named input: each instance is that input's value, not an {input: value} dict.
     return {"signature_name": signature_name, "instances": encoded}
+
+
+def pad_boxes(boxes_per_image):
+    """float32 ``[N, R, 4]``: each image's ``[R_i, 4]`` proposals, then all-zero rows
+    (padding, ignored by the export) up to ``R = max(R_i)``, at least 1 (so that a JSON
+    body never holds an empty list whose shape TF Serving would have to guess)."""
+    import numpy as np
+
+    arrays = []
+    for i, boxes in enumerate(boxes_per_image):
+        a = np.asarray(boxes, np.float32)
+        if a.size == 0:
+            a = a.reshape(0, 4)
+        if a.ndim != 2 or a.shape[1] != 4:
+            raise ValueError(f"The boxes of image {i} must be [R, 4] as [y1, x1, y2, x2] pixels; got shape {a.shape}.")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"The boxes of image {i} have NaN or infinite coordinates.")
+        arrays.append(a)
+    out = np.zeros((len(arrays), max([len(a) for a in arrays] + [1]), 4), np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out
+
+
+def detection_rest_body(images, boxes, columnar=False, signature_name=SIGNATURE):
+    """A REST predict body for a detector export: encoded ``images`` (bytes) and one
+    ``[R_i, 4]`` array of proposals per image, padded (``pad_boxes``) in either form."""
+    images = [_bytes(image) for image in images]
+    if len(boxes) != len(images):
+        raise ValueError(f"One array of boxes per image: {len(images)} images, {len(boxes)} arrays of boxes.")
+    encoded = [{"b64": base64.b64encode(image).decode("ascii")} for image in images]
+    padded = pad_boxes(boxes).tolist()
+    if columnar:
+        return {"signature_name": signature_name, "inputs": {"image_bytes": encoded, "boxes": padded}}
+    return {"signature_name": signature_name,
+            "instances": [{"image_bytes": e, "boxes": b} for e, b in zip(encoded, padded, strict=True)]}
+
+
+def detections(row, height=None, width=None):
+    """One image's answer (a dict of a parser's list) as ``[{"label", "class", "score",
+    "box"}]``, best first: the first ``num_detections``; ``class`` 1-based as served;
+    ``box`` ``[ymin, xmin, ymax, xmax]`` normalized, or in pixels given the image's
+    ``height`` and ``width``."""
+    import numpy as np
+
+    n = int(round(float(np.asarray(row["num_detections"]))))
+    boxes = np.asarray(row["detection_boxes"], np.float64).reshape(-1, 4)[:n]
+    if height is not None and width is not None:
+        boxes = boxes * np.array([height, width, height, width], np.float64)
+    labels = list(row.get("detection_labels", [""] * n))[:n]
+    return [{"label": str(label.decode() if isinstance(label, bytes) else label), "class": int(c),
+             "score": float(s), "box": [float(v) for v in box]}
+            for label, c, s, box in zip(labels, np.asarray(row["detection_classes"])[:n],
+                                        np.asarray(row["detection_scores"])[:n], boxes, strict=True)]
 
 
 def parse_rest_response(response):
@@ -88,6 +155,34 @@ def predict_request(images, model_name, signature_name=SIGNATURE, input_name=INP
     return request
 
 
+def tensor_request(inputs, model_name, signature_name=SIGNATURE, version=None):
+    """A gRPC ``PredictRequest`` from ``{input: numpy array}`` (``bytes`` objects for strings)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = signature_name
+    if version is not None:
+        request.model_spec.version.value = int(version)
+    for name, value in inputs.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+    return request
+
+
+def detection_request(images, boxes, model_name, signature_name=SIGNATURE, version=None):
+    """A gRPC ``PredictRequest`` for a detector export: ``image_bytes`` string ``[N]`` and
+    ``boxes`` float32 ``[N, R, 4]``, the proposals padded (``pad_boxes``)."""
+    import tensorflow as tf
+
+    images = [_bytes(image) for image in images]
+    if len(boxes) != len(images):
+        raise ValueError(f"One array of boxes per image: {len(images)} images, {len(boxes)} arrays of boxes.")
+    request = predict_request(images, model_name, signature_name, "image_bytes", version)
+    request.inputs["boxes"].CopyFrom(tf.make_tensor_proto(pad_boxes(boxes), dtype=tf.float32))
+    return request
+
+
 def parse_predict_response(response):
     """One ``{output: value}`` per image from a gRPC ``PredictResponse``.
 
@@ -120,12 +215,14 @@ def _bytes(image):
         f"Images are sent as their encoded bytes (a JPEG or PNG file's content); got {type(image).__name__}.")
 
 
-def send_rest(url, model, images, columnar=False, timeout=30):
-    """POST to ``<url>/v1/models/<model>:predict``; the parsed rows."""
+def send_rest(url, model, images, columnar=False, timeout=30, boxes=None):
+    """POST to ``<url>/v1/models/<model>:predict``; the parsed rows. With ``boxes``
+    (one ``[R, 4]`` array per image) the request is a detector's."""
     import urllib.error
     import urllib.request
 
-    body = json.dumps(rest_body(images, columnar)).encode()
+    body = rest_body(images, columnar) if boxes is None else detection_rest_body(images, boxes, columnar)
+    body = json.dumps(body).encode()
     request = urllib.request.Request(f"{url.rstrip('/')}/v1/models/{model}:predict", body,
                                      {"Content-Type": "application/json"})
     try:
@@ -135,8 +232,8 @@ def send_rest(url, model, images, columnar=False, timeout=30):
         return parse_rest_response(e.read())
 
 
-def send_grpc(target, model, images, timeout=30):
-    """Predict over gRPC at ``host:port``; the parsed rows."""
+def send_grpc(target, model, images, timeout=30, boxes=None):
+    """Predict over gRPC at ``host:port``; the parsed rows (``boxes``: as ``send_rest``)."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -144,7 +241,44 @@ def send_grpc(target, model, images, timeout=30):
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     with grpc.insecure_channel(target, options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        return parse_predict_response(stub.Predict(predict_request(images, model), timeout))
+        request = predict_request(images, model) if boxes is None else detection_request(images, boxes, model)
+        return parse_predict_response(stub.Predict(request, timeout))
+
+
+def load_boxes(path, image_paths):
+    """Proposals for ``--boxes``: a ``.npy`` ``[R, 4]`` (one image) or a ``.npz`` with one
+    ``[R, 4]`` array per image, keyed by the image's file name or its stem."""
+    import os
+
+    import numpy as np
+
+    if path.endswith(".npy"):
+        if len(image_paths) != 1:
+            raise ValueError(f"A .npy holds the boxes of one image; give a .npz for {len(image_paths)} images.")
+        return [np.load(path)]
+    with np.load(path) as stored:
+        out = []
+        for image_path in image_paths:
+            name = os.path.basename(image_path)
+            for key in (name, os.path.splitext(name)[0]):
+                if key in stored:
+                    out.append(stored[key])
+                    break
+            else:
+                raise ValueError(f"{path} has no boxes for {name} (keys: {sorted(stored)[:5]}...).")
+        return out
+
+
+def selective_search_boxes(images):
+    """Selective search proposals (fast mode, 2000 at most) of encoded images (needs keras_spp and OpenCV)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from keras_spp.detection.proposals import selective_search
+
+    return [selective_search(np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))) for image in images]
 
 
 def main(argv=None):
@@ -154,6 +288,10 @@ def main(argv=None):
     where.add_argument("--grpc", help="server address, e.g. localhost:8500")
     p.add_argument("--model", default="spp", help="the model name the server was started with")
     p.add_argument("--columnar", action="store_true", help="REST: the columnar ('inputs') form")
+    proposals = p.add_mutually_exclusive_group()
+    proposals.add_argument("--boxes", help="detector: proposals, a .npy (one image) or .npz keyed by file name")
+    proposals.add_argument("--selective-search", action="store_true",
+                           help="detector: compute the proposals here (keras_spp, OpenCV)")
     p.add_argument("images", nargs="+", help="JPEG or PNG files")
     args = p.parse_args(argv)
     try:
@@ -161,10 +299,15 @@ def main(argv=None):
         for path in args.images:
             with open(path, "rb") as f:
                 images.append(f.read())
+        boxes = None
+        if args.boxes:
+            boxes = load_boxes(args.boxes, args.images)
+        elif args.selective_search:
+            boxes = selective_search_boxes(images)
         if args.rest:
-            rows = send_rest(args.rest, args.model, images, args.columnar)
+            rows = send_rest(args.rest, args.model, images, args.columnar, boxes=boxes)
         else:
-            rows = send_grpc(args.grpc, args.model, images)
+            rows = send_grpc(args.grpc, args.model, images, boxes=boxes)
     except (OSError, RuntimeError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -172,6 +315,13 @@ def main(argv=None):
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     for path, row in zip(args.images, rows, strict=False):
+        if "num_detections" in row:
+            found = detections(row)
+            print(f"{path}: {len(found)} detections")
+            for d in found:
+                y1, x1, y2, x2 = d["box"]
+                print(f"  {d['label']:>12} {d['score']:6.3f}  ymin={y1:.3f} xmin={x1:.3f} ymax={y2:.3f} xmax={x2:.3f}")
+            continue
         pairs = zip(row.get("labels", []), row.get("scores", []), strict=False)
         top = ", ".join(f"{label} {float(score):.3f}" for label, score in pairs)
         print(f"{path}: {top}")

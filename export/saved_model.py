@@ -2,6 +2,9 @@
 
     python -m export.saved_model --model outputs/classifier/model.keras \\
         --kind classifier --out exported/spp/1
+    python -m export.saved_model --model outputs/detector/detector \\
+        --kind detector --out exported/spp-detector/1 [--scoring svm] [--score-threshold 0.05] \\
+        [--max-detections 100] [--nms-iou 0.3] [--no-box-regression]
 
 Writes ``<out>`` (the version folder TF Serving loads, ``<base>/<integer>``):
 
@@ -10,7 +13,7 @@ Writes ``<out>`` (the version folder TF Serving loads, ``<base>/<integer>``):
 * ``assets/labels.txt``: the label map, one class name per line in class-id order,
   read by the graph at load time. Taken from ``--labels FILE`` or else from the
   ``classes`` of the ``results.json`` that ``recipes.train_classifier`` writes next
-  to the model.
+  to the model (a detector: the ``class_names`` of its ``detector.json``).
 * ``assets.extra/``: ``tf_serving_warmup_requests`` (TF Serving replays them at load,
   which also compiles the XLA programs of their image sizes), and ``reference/``:
   images of several sizes, ``reference.json`` with the Keras model's outputs for them
@@ -19,6 +22,14 @@ Writes ``<out>`` (the version folder TF Serving loads, ``<base>/<integer>``):
 
 The full-image view's min side is ``--min-side`` or the training's (``config.min_side``
 in ``results.json``); ``--max-side`` and ``--max-pixels`` as in ``export.images``.
+
+The detector (``export.detector``): ``--model`` is the folder that
+``recipes.train_detector`` writes (``model.keras`` and ``detector.json``) or its
+``model.keras``. The test-time settings (``DetectionSettings``) are the
+``detector.json``'s, each replaceable by its flag (``--scoring``,
+``--score-threshold``, ``--max-detections``, ``--nms-iou``, ``--no-box-regression``);
+they are fixed in the graph. ``--max-side`` defaults to the detector's own max side
+(2000); ``--min-side`` and ``--top-k`` are the classifier's and refused here.
 The folder appears whole or not at all: it is written beside ``<out>`` under a
 name TF Serving ignores, then renamed.
 
@@ -30,7 +41,9 @@ model fails at load (its warmup) and ``--no-jit`` exports are the ones to serve.
 Kinds: ``KINDS[name](model, meta) -> spec`` builds the serving endpoints of a loaded
 Keras model. ``meta``: ``labels`` (names in id order), ``labels_file`` (them, one per
 line: track a table on it and it becomes ``assets/labels.txt``), ``min_side``,
-``max_side``, ``max_pixels``, ``top_k``, ``jit``. ``spec``:
+``max_side``, ``max_pixels``, ``top_k``, ``jit`` (the detector: ``settings``, a
+``DetectionSettings``, no ``min_side`` nor ``top_k``; it may set ``max_side`` and
+``jit`` to what it applied). ``spec``:
 
 * ``endpoints``: ``{signature: (fn, [tf.TensorSpec(shape, dtype, name=input)])}``, one
   of them ``serving_default``; each ``fn`` returns a dict of output tensors.
@@ -44,6 +57,12 @@ line: track a table on it and it becomes ``assets/labels.txt``), ``min_side``,
 * ``compare``: ``{output: {"atol": x}}`` for floats, ``{output: {"ties_by": other}}``
   for values compared exactly except between near-tied neighbours of ``other``.
 * ``smallest_side``: pixels per side the network needs (an error case uses it).
+* optional ``cases``: ``fn(files, decoded) -> (cases, warmup, extra files)``, the
+  kind's own reference cases (as ``reference.json`` stores them; inputs beside the
+  images given as ``{"dtype", "shape", "values"}``), warmup inputs (``[{input: numpy
+  array}]`` for ``serving_default``) and ``[(name, bytes)]`` more files for the
+  reference folder, for kinds whose inputs are more than images; and
+  ``about``, a dict stored in ``reference.json`` under the kind's name.
 """
 
 import argparse
@@ -56,20 +75,25 @@ import sys
 import tempfile
 
 from export import classifier as classifier_kind
+from export import detector as detector_kind
 from export.images import MAX_PIXELS
 from export.images import MAX_SIDE
 
-# A new kind (the detector) is one more entry; the module docstring says what it returns.
-KINDS = {"classifier": classifier_kind.classifier}
+# A new kind is one more entry; the module docstring says what it returns.
+KINDS = {"classifier": classifier_kind.classifier, "detector": detector_kind.detector}
 
 REFERENCE_DIR = os.path.join("assets.extra", "reference")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
-def export(model_path, kind, out, labels=None, top_k=5, min_side=None, max_side=MAX_SIDE,
-           max_pixels=MAX_PIXELS, jit=True, overwrite=False):
-    """Export ``model_path`` (a ``.keras`` file) as kind ``kind`` into the version folder ``out``.
+def export(model_path, kind, out, labels=None, top_k=None, min_side=None, max_side=None,
+           max_pixels=MAX_PIXELS, jit=True, overwrite=False, settings=None):
+    """Export ``model_path`` (a ``.keras`` file; a detector's folder) as kind ``kind``
+    into the version folder ``out``.
 
+    ``top_k`` (default 5) and ``min_side`` are the classifier's; ``max_side`` defaults
+    to 2048 for the classifier and to the model's own for the detector; ``settings``:
+    the detector's ``{DetectionSettings field: value}`` overriding its ``detector.json``.
     Returns ``out``. Raises ``ValueError`` (or ``FileNotFoundError``) saying what was
     wrong and what is accepted; nothing is written then.
     """
@@ -84,22 +108,41 @@ def export(model_path, kind, out, labels=None, top_k=5, min_side=None, max_side=
         )
     if os.path.exists(out) and os.listdir(out) and not overwrite:
         raise ValueError(f"{out} exists and is not empty; export a new version number, or pass --overwrite.")
-    if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"No model file at {model_path} (a .keras file saved by Keras 3).")
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"--top-k must be a positive integer; got {top_k!r}.")
     for name, value in (("--max-side", max_side), ("--max-pixels", max_pixels)):
-        if not isinstance(value, int) or value < 1:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    results = _results_next_to(model_path)
-    names = _labels(labels, results, model_path)
-    min_side = _min_side(min_side, results, model_path)
-    if max_side < min_side:
-        raise ValueError(f"--max-side ({max_side}) must be at least the min side ({min_side}).")
+    if kind == "detector":
+        given = [flag for flag, value in (("--top-k", top_k), ("--min-side", min_side)) if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} are classifier options: a detector's image scales are in its "
+                             "model, and it returns up to --max-detections detections per image.")
+        model_path, detector_json = detector_kind.resolve(model_path)
+        stored_names, stored_settings, _ = detector_kind.read_detector_json(detector_json)
+        found = {"classes": stored_names} if stored_names is not None else None
+        names = _labels(labels, found, model_path, "a detector.json with 'class_names'")
+        detection_settings = detector_kind.settings_from(stored_settings, settings or {})
+        extra = {"settings": detection_settings, "min_side": None, "top_k": None}
+    else:
+        if settings and any(v is not None for v in settings.values()):
+            raise ValueError(f"Detection settings ({', '.join(detector_kind.SETTING_FLAGS[k] for k in settings)}) "
+                             "are options of --kind detector.")
+        top_k = 5 if top_k is None else top_k
+        max_side = MAX_SIDE if max_side is None else max_side
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"No model file at {model_path} (a .keras file saved by Keras 3).")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"--top-k must be a positive integer; got {top_k!r}.")
+        results = _results_next_to(model_path)
+        names = _labels(labels, results, model_path)
+        min_side = _min_side(min_side, results, model_path)
+        if max_side < min_side:
+            raise ValueError(f"--max-side ({max_side}) must be at least the min side ({min_side}).")
+        extra = {"min_side": min_side, "top_k": top_k}
 
     import keras
     import tensorflow as tf
 
+    import keras_spp.detection.heads  # noqa: F401  (registers the detectors' window feature layers)
     import keras_spp.layers  # noqa: F401  (registers the custom layers that load_model meets)
 
     model = keras.saving.load_model(model_path, compile=False)
@@ -108,8 +151,8 @@ def export(model_path, kind, out, labels=None, top_k=5, min_side=None, max_side=
         labels_file = os.path.join(scratch, "labels.txt")
         with open(labels_file, "w", encoding="utf-8") as f:
             f.write("".join(f"{name}\n" for name in names))
-        meta = {"labels": names, "labels_file": labels_file, "min_side": min_side, "max_side": max_side,
-                "max_pixels": max_pixels, "top_k": top_k, "jit": bool(jit)}
+        meta = {"labels": names, "labels_file": labels_file, "max_side": max_side, "max_pixels": max_pixels,
+                "jit": bool(jit), **extra}
         spec = KINDS[kind](model, meta)
         archive = keras.export.ExportArchive()
         archive.track(model)
@@ -144,7 +187,7 @@ def _results_next_to(model_path):
         raise ValueError(f"{path} is not readable JSON ({e}); fix it or pass --labels and --min-side.") from e
 
 
-def _labels(labels, results, model_path):
+def _labels(labels, results, model_path, wanted="a results.json with 'classes'"):
     if labels is not None:
         with open(labels, encoding="utf-8") as f:
             names = [line.rstrip("\r\n") for line in f]
@@ -155,7 +198,7 @@ def _labels(labels, results, model_path):
         names, source = [str(c) for c in results["classes"]], "results.json"
     else:
         raise ValueError(
-            f"No label map: there is no results.json with 'classes' next to {model_path}; "
+            f"No label map: there is no {wanted} next to {model_path}; "
             "pass --labels FILE, one class name per line in class-id order."
         )
     if not names:
@@ -210,9 +253,8 @@ def reference_images():
 
 def _write_reference(root, spec, kind, meta, tf):
     """Reference images, the Keras model's outputs for them and the warmup requests."""
-    import numpy as np
-
     from export.client import predict_request
+    from export.client import tensor_request
 
     folder = os.path.join(root, REFERENCE_DIR)
     os.makedirs(folder)
@@ -224,8 +266,46 @@ def _write_reference(root, spec, kind, meta, tf):
     decoded = {name: tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
                for name, encoded in files}
     bytes_signature, bytes_input = spec["bytes_input"]
+    if "cases" in spec:
+        cases, warmup, extra = spec["cases"](files, decoded)
+        for name, encoded in extra:
+            with open(os.path.join(folder, name), "wb") as f:
+                f.write(encoded)
+    else:
+        cases, warmup = _classifier_cases(files, decoded, spec, names, names[0]), None
+    reference = {
+        "kind": kind,
+        "format": 1,
+        "xla": meta["jit"],
+        **({kind: spec["about"]} if "about" in spec else {
+            "view": {"min_side": meta["min_side"], "max_side": meta["max_side"], "max_pixels": meta["max_pixels"],
+                     "smallest_side": spec["smallest_side"]}}),
+        "assets": ["labels.txt"],
+        "signatures": spec["signatures"],
+        "compare": spec["compare"],
+        "cases": cases,
+    }
+    with open(os.path.join(folder, "reference.json"), "w", encoding="utf-8") as f:
+        json.dump(reference, f, indent=1)
+
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    with tf.io.TFRecordWriter(os.path.join(root, WARMUP_FILE)) as writer:
+        if warmup is None:  # one request per size: each compiles its own XLA program
+            requests = [predict_request([encoded], model_name="", signature_name=bytes_signature,
+                                        input_name=bytes_input) for _, encoded in files]
+        else:
+            requests = [tensor_request(inputs, model_name="", signature_name=bytes_signature) for inputs in warmup]
+        for request in requests:
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+
+
+def _classifier_cases(files, decoded, spec, names, first):
+    import numpy as np
+
+    bytes_signature, bytes_input = spec["bytes_input"]
     float_signature, float_input = spec["float_input"]
-    first = names[0]
     cases = [
         {"name": "images of several sizes, JPEG and PNG, in one batch", "signature": bytes_signature,
          "inputs": {bytes_input: {"files": names}},
@@ -247,27 +327,7 @@ def _write_reference(root, spec, kind, meta, tf):
         cases.append({"name": "an image too elongated for the network", "signature": bytes_signature,
                       "inputs": {bytes_input: {"b64": [_b64(_png(line))]}},
                       "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
-    reference = {
-        "kind": kind,
-        "format": 1,
-        "xla": meta["jit"],
-        "view": {"min_side": meta["min_side"], "max_side": meta["max_side"], "max_pixels": meta["max_pixels"],
-                 "smallest_side": spec["smallest_side"]},
-        "assets": ["labels.txt"],
-        "signatures": spec["signatures"],
-        "compare": spec["compare"],
-        "cases": cases,
-    }
-    with open(os.path.join(folder, "reference.json"), "w", encoding="utf-8") as f:
-        json.dump(reference, f, indent=1)
-
-    from tensorflow_serving.apis import prediction_log_pb2
-
-    with tf.io.TFRecordWriter(os.path.join(root, WARMUP_FILE)) as writer:
-        for _, encoded in files:  # one request per size: each compiles its own XLA program
-            request = predict_request([encoded], model_name="", signature_name=bytes_signature, input_name=bytes_input)
-            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
+    return cases
 
 
 def _png(array):
@@ -297,21 +357,35 @@ def _jsonable(outputs):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="the .keras file")
+    p.add_argument("--model", required=True, help="the .keras file (a detector: its folder, or its model.keras)")
     p.add_argument("--kind", required=True, choices=sorted(KINDS))
     p.add_argument("--out", required=True, help="the version folder, <base>/<integer>")
-    p.add_argument("--labels", help="class names, one per line (default: results.json next to the model)")
-    p.add_argument("--top-k", type=int, default=5,
-                   help="ids, names and scores returned per image (at most the number of classes)")
-    p.add_argument("--min-side", type=int, help="the full-image view's min side (default: the training's)")
-    p.add_argument("--max-side", type=int, default=MAX_SIDE, help="the view's longer side at most")
+    p.add_argument("--labels", help="class names, one per line (default: results.json next to the model; "
+                                    "a detector: its detector.json)")
+    p.add_argument("--top-k", type=int,
+                   help="classifier: ids, names and scores returned per image (default 5, at most the classes)")
+    p.add_argument("--min-side", type=int, help="classifier: the full-image view's min side (default: the training's)")
+    p.add_argument("--max-side", type=int,
+                   help=f"classifier: the view's longer side at most (default {MAX_SIDE}); detector: larger images "
+                        "are first resized to this longer side (default: the detector's max side, 2000)")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are refused before decoding")
     p.add_argument("--no-jit", action="store_true", help="no XLA in the serving functions")
+    p.add_argument("--scoring", choices=["softmax", "svm"], help="detector: scores (default: detector.json's)")
+    p.add_argument("--score-threshold", type=float, help="detector: keep scores above this (default: detector.json's)")
+    p.add_argument("--max-detections", type=int,
+                   help="detector: detections per image, the outputs' second dimension (default: detector.json's)")
+    p.add_argument("--nms-iou", type=float, help="detector: per-class NMS IoU threshold (default: detector.json's)")
+    p.add_argument("--no-box-regression", action="store_true", help="detector: proposals as they are, not regressed")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     args = p.parse_args(argv)
+    settings = {"scoring": args.scoring, "score_threshold": args.score_threshold,
+                "max_detections": args.max_detections, "nms_iou": args.nms_iou,
+                "box_regression": False if args.no_box_regression else None}
+    settings = {k: v for k, v in settings.items() if v is not None}
     try:
         out = export(args.model, args.kind, args.out, labels=args.labels, top_k=args.top_k, min_side=args.min_side,
-                     max_side=args.max_side, max_pixels=args.max_pixels, jit=not args.no_jit, overwrite=args.overwrite)
+                     max_side=args.max_side, max_pixels=args.max_pixels, jit=not args.no_jit, overwrite=args.overwrite,
+                     settings=settings)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -10,8 +10,10 @@
 3. ``export/serving_check.py`` in a child process that imports TensorFlow alone:
    the TF1 session loader (TF Serving's) and ``tf.saved_model.load`` on the
    reference images of several sizes against the Keras model's outputs, within the
-   stated tolerance (``atol`` 1e-4 on probabilities and scores for the classifier),
-   the bad inputs' errors, no device placement, XLA as exported.
+   stated tolerance (``atol`` 1e-4 on probabilities and scores for the classifier;
+   for the detector 1e-4 on normalized boxes and on scores, classes, labels and
+   ``num_detections`` equal, up to the order of near-tied scores), the bad inputs'
+   errors, no device placement, XLA as exported.
 
 Prints what was checked and exits 0 when all passed, 1 when something failed, 2
 when the folder is no export.

@@ -1,0 +1,587 @@
+"""The "detector" serving kind: encoded images and their proposals in, detections out.
+
+Selective search runs outside the graph (it is OpenCV, not TensorFlow), so the
+client sends each image's proposals with it; scoring, per-class box regression,
+clipping and per-class NMS run inside (``keras_spp.detection.detector.postprocess``
+with the detector's ``DetectionSettings``). Outputs use the TF Object Detection
+API's names and conventions. ``D = max_detections`` (default 100), ``N`` images:
+
+* ``serving_default``: inputs ``image_bytes`` string ``[N]`` (JPEG or PNG of any
+  size, ``export.images``; sizes may differ within a batch) and ``boxes`` float32
+  ``[N, R, 4]``: each image's proposals as ``[y1, x1, y2, x2]`` in pixels of that
+  (original) image. Images with fewer proposals are padded to the batch's ``R``:
+  **a row with ``y2 <= y1`` or ``x2 <= x1`` (an all-zero row, say) is padding and is
+  ignored**; a real proposal always has some area (selective search drops boxes
+  under ``min_size``). An image whose rows are all padding has no detections.
+* ``detect_images``: ``image_tensor`` uint8 ``[N, H, W, 3]`` (RGB pixels, every
+  image of a batch the same size, as the OD API's ``image_tensor`` input) and
+  ``boxes`` as above.
+
+Both return, per image, the detections best first, padded with zeros after the
+first ``num_detections``:
+
+* ``detection_boxes`` float32 ``[N, D, 4]``: ``[ymin, xmin, ymax, xmax]`` normalized
+  by the original image's height and width (0..1; multiply by them for pixels);
+* ``detection_scores`` float32 ``[N, D]``: softmax probabilities (background
+  excluded) or SVM scores, as ``scoring`` says;
+* ``detection_classes`` float32 ``[N, D]``: **1-based** class ids (the OD API's
+  convention; ``0`` only in padding): ``class_names[c - 1]``;
+* ``detection_labels`` string ``[N, D]``: the class names (``assets/labels.txt``),
+  ``""`` in padding (not an OD API output; handy for clients);
+* ``num_detections`` float32 ``[N]``.
+
+Maximum side: an image whose longer side exceeds ``max_side`` (default: the
+detector's own, ``MultiScaleRoiFeatures.max_side``, 2000 px as
+``keras_spp.detection.scales.MAX_SIDE``) is first resized so that its longer side
+is ``max_side``: both sides scaled by ``max_side / longer side``, rounded, aspect
+kept, bilinear with antialiasing. Its boxes are scaled by the same per-axis factors
+(new size / old size). Since no scale of the detector looks at more than its own
+max side, this changes what the network sees only by one resampling more; the
+normalized outputs refer to the original image all the same. Images whose header
+declares more than ``max_pixels`` are refused before decoding (``export.images``).
+
+Bad input is an ``InvalidArgumentError`` naming what was wrong: bytes that are no
+JPEG or PNG (with their batch positions), truncated files, ``boxes`` whose batch
+size differs from the images', NaN or infinite box coordinates, and an image too
+elongated for the backbone at a scale its windows use. An empty batch gives outputs
+with a first dimension of 0.
+
+Under XLA (unless exported with ``--no-jit``): each scale's conv and RoI pooling
+(``MultiScaleRoiFeatures``' XLA function); decoding, the antialiased resize and NMS
+have no XLA kernels and stay outside. XLA compiles one program per input shape, so
+each scale's boxes are padded to a power of two (at least ``MIN_BUCKET``, 64) rows
+before it and the padding's features dropped after: one compilation per resized
+image size and bucket (64, 128, ..., 2048: six for selective search's 2,000), not
+per number of proposals, which differs in nearly every request. R-CNN's
+``WarpedWindowFeatures`` has no XLA path, so its export has none.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from export import images as image_ops
+
+SETTING_FLAGS = {  # DetectionSettings field -> the export's command-line flag
+    "scoring": "--scoring",
+    "box_regression": "--no-box-regression",
+    "nms_iou": "--nms-iou",
+    "score_threshold": "--score-threshold",
+    "max_detections": "--max-detections",
+}
+
+
+def resolve(model_path):
+    """``(model.keras path, detector.json path or None)`` for a detector folder or its model file."""
+    if os.path.isdir(model_path):
+        folder, model_file = model_path, os.path.join(model_path, "model.keras")
+    else:
+        folder, model_file = os.path.dirname(os.path.abspath(model_path)), model_path
+    if not os.path.isfile(model_file):
+        raise FileNotFoundError(
+            f"No model file at {model_file}: --model is a detector folder written by recipes.train_detector "
+            "(model.keras and detector.json) or its model.keras.")
+    meta = os.path.join(folder, "detector.json")
+    return model_file, (meta if os.path.isfile(meta) else None)
+
+
+def read_detector_json(path):
+    """``(class names or None, settings dict, metadata dict)`` from a ``detector.json``."""
+    if path is None:
+        return None, {}, {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is not readable JSON ({e}); fix it, or pass --labels and the settings' flags.") from e
+    names = meta.get("class_names")
+    return ([str(n) for n in names] if names is not None else None), dict(meta.get("settings") or {}), \
+        dict(meta.get("metadata") or {})
+
+
+def settings_from(stored, overrides):
+    """``DetectionSettings`` from ``detector.json``'s ``stored`` values and the flags' ``overrides``."""
+    from keras_spp.detection.detector import DetectionSettings
+
+    values = dict(stored)
+    unknown = sorted(set(overrides) - set(SETTING_FLAGS))
+    if unknown:
+        raise ValueError(f"Unknown detection settings {unknown}; known: {sorted(SETTING_FLAGS)}.")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    known = {k: values[k] for k in SETTING_FLAGS if k in values}
+    count = known.get("max_detections", 100)
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"--max-detections must be a positive integer (the outputs' second dimension); got {count!r}.")
+    threshold = known.get("score_threshold", 0.05)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+        raise ValueError(f"--score-threshold must be a finite number; got {threshold!r}.")
+    try:
+        return DetectionSettings(**known)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"Bad detection settings: {e}") from e
+
+
+def detector(model, meta):
+    """The detector kind for a loaded ``spp_detector`` Keras ``model`` (``export.saved_model.KINDS``).
+
+    ``meta``: ``labels``, ``labels_file``, ``max_side`` (``None``: the model's),
+    ``max_pixels``, ``jit``, ``settings`` (``DetectionSettings``). Sets ``meta["jit"]``
+    to whether XLA was applied (R-CNN's window features have no XLA path).
+    """
+    from keras_spp.detection.detector import postprocess
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+
+    roi = _check_model(model, meta["labels"])
+    settings = meta["settings"]
+    count = int(settings.max_detections)
+    spp = isinstance(roi, MultiScaleRoiFeatures)
+    max_side = meta.get("max_side") or (roi.max_side if spp else 2000)
+    if not isinstance(max_side, int) or max_side < 1:
+        raise ValueError(f"--max-side must be a positive integer; got {max_side!r}.")
+    meta["max_side"] = max_side
+    meta["jit"] = bool(meta["jit"]) and spp
+    head = _head_of(model, roi) if spp else None
+    if spp:
+        # 256 px: any backbone takes it; the search goes down from there.
+        smallest = image_ops.smallest_side(lambda x: roi.backbone(x, training=False), 256)
+    else:
+        smallest = 1
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.TextFileInitializer(
+            meta["labels_file"], tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+        ),
+        default_value="",
+    )
+
+    def detect_one(image, boxes, name):
+        """uint8 ``[H, W, 3]`` and padded ``[R, 4]`` -> the padded outputs of one image."""
+        boxes = tf.boolean_mask(boxes, real_rows(boxes))
+        image, boxes = cap_size(image, boxes, max_side)
+        h, w = tf.shape(image)[0], tf.shape(image)[1]
+        if spp:
+            image = _check_scales(image, boxes, roi, smallest, name)
+        if head is not None:
+            outputs = head(window_features(roi, image[tf.newaxis], boxes, meta["jit"]), training=False)
+        else:
+            outputs = model({"image": image[tf.newaxis], "boxes": boxes}, training=False)
+        found, scores, classes = postprocess(outputs, boxes, h, w, settings)
+        size = tf.cast(tf.stack([h, w, h, w]), tf.float32)
+        found = found / size
+        n = tf.shape(scores)[0]
+        pad = count - n
+        labels = table.lookup(tf.cast(classes, tf.int64))
+        return (
+            tf.ensure_shape(tf.pad(found, [[0, pad], [0, 0]]), [count, 4]),
+            tf.ensure_shape(tf.pad(scores, [[0, pad]]), [count]),
+            tf.ensure_shape(tf.pad(tf.cast(classes + 1, tf.float32), [[0, pad]]), [count]),
+            tf.ensure_shape(tf.pad(labels, [[0, pad]], constant_values=""), [count]),
+            tf.cast(n, tf.float32),
+        )
+
+    signature = (
+        tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.float32),
+        tf.TensorSpec([count], tf.float32), tf.TensorSpec([count], tf.string), tf.TensorSpec([], tf.float32),
+    )
+
+    def outputs(mapped):
+        names = ("detection_boxes", "detection_scores", "detection_classes", "detection_labels", "num_detections")
+        return dict(zip(names, mapped, strict=True))
+
+    def serving_default(image_bytes, boxes):
+        image_bytes = image_ops.check_encoded(image_bytes)
+        boxes = _check_boxes(boxes, tf.shape(image_bytes)[0], "image_bytes")
+
+        def one(args):
+            encoded, image_boxes = args
+            return detect_one(image_ops.decode(encoded, meta["max_pixels"]), image_boxes, "image_bytes")
+
+        # Fully known per-image output shapes: map_fn returns [0, ...] for an empty batch.
+        return outputs(tf.map_fn(one, (image_bytes, boxes), fn_output_signature=signature))
+
+    def detect_images(image_tensor, boxes):
+        image_tensor = _check_image_tensor(image_tensor)
+        boxes = _check_boxes(boxes, tf.shape(image_tensor)[0], "image_tensor")
+        mapped = tf.map_fn(lambda args: detect_one(args[0], args[1], "image_tensor"), (image_tensor, boxes),
+                           fn_output_signature=signature)
+        return outputs(mapped)
+
+    keras_side = {}
+
+    def reference(decoded, boxes_per_image):
+        """Expected outputs for uint8 images and their unpadded ``[R, 4]`` proposals:
+        ``Detector.detect`` of the Keras model (no XLA) after the max-side rule."""
+        from keras_spp.detection.detector import Detector
+
+        was = getattr(roi, "jit_compile", None)
+        if spp:
+            roi.jit_compile = False
+        try:
+            if "detector" not in keras_side:  # one tf.function for every call: traced once
+                keras_side["detector"] = Detector(model, meta["labels"], settings)
+            keras_detector = keras_side["detector"]
+            rows = []
+            for image, boxes in zip(decoded, boxes_per_image, strict=True):
+                boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+                boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+                capped, capped_boxes = cap_size(tf.constant(image), tf.constant(boxes), max_side)
+                capped, capped_boxes = capped.numpy(), capped_boxes.numpy()
+                found, scores, classes = keras_detector.detect(capped, capped_boxes, settings)
+                rows.append(padded_outputs(found, scores, classes, capped.shape[:2], count, meta["labels"]))
+        finally:
+            if spp:
+                roi.jit_compile = was
+        return stack_outputs(rows, count)
+
+    def cases(files, decoded):
+        return reference_cases(files, decoded, reference, smallest, max_side)
+
+    output_signature = {
+        "detection_boxes": ["DT_FLOAT", [-1, count, 4]],
+        "detection_scores": ["DT_FLOAT", [-1, count]],
+        "detection_classes": ["DT_FLOAT", [-1, count]],
+        "detection_labels": ["DT_STRING", [-1, count]],
+        "num_detections": ["DT_FLOAT", [-1]],
+    }
+    boxes_spec = tf.TensorSpec([None, None, 4], tf.float32, name="boxes")
+    return {
+        "endpoints": {
+            "serving_default": (serving_default, [tf.TensorSpec([None], tf.string, name="image_bytes"), boxes_spec]),
+            "detect_images": (detect_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="image_tensor"),
+                                              boxes_spec]),
+        },
+        "track": [table],
+        "signatures": {
+            "serving_default": {"inputs": {"image_bytes": ["DT_STRING", [-1]], "boxes": ["DT_FLOAT", [-1, -1, 4]]},
+                                "outputs": output_signature},
+            "detect_images": {"inputs": {"image_tensor": ["DT_UINT8", [-1, -1, -1, 3]],
+                                         "boxes": ["DT_FLOAT", [-1, -1, 4]]},
+                              "outputs": output_signature},
+        },
+        "reference": reference,
+        "cases": cases,
+        # Detections are compared row by row (a row: one detection's box, score, class
+        # and label), within atol for floats and exactly for classes and labels, except
+        # where the Keras scores of neighbouring rows are within the tolerance of each
+        # other (a near-tie that XLA's rounding may order the other way).
+        "compare": {
+            "detection_boxes": {"atol": 1e-4, "ties_by": "detection_scores"},
+            "detection_scores": {"atol": 1e-4, "ties_by": "detection_scores"},
+            "detection_classes": {"ties_by": "detection_scores"},
+            "detection_labels": {"ties_by": "detection_scores"},
+            "num_detections": {"atol": 0.0},
+        },
+        "smallest_side": smallest,
+        "bytes_input": ("serving_default", "image_bytes"),
+        "float_input": ("detect_images", "image_tensor"),
+        "about": {"max_side": max_side, "max_pixels": meta["max_pixels"], "smallest_side": smallest,
+                  "settings": {k: getattr(settings, k) for k in SETTING_FLAGS},
+                  "scales": list(roi.scales) if spp else None,
+                  "proposals": "reference_boxes(height, width): a grid of windows (export.detector)"},
+    }
+
+
+# The fewest rows a scale's boxes are padded to under XLA (module docstring).
+MIN_BUCKET = 64
+
+
+def bucket_size(count):
+    """The row count ``count`` boxes are padded to: the next power of two, at least ``MIN_BUCKET``."""
+    exponent = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(count, 1), tf.float32)) / tf.math.log(2.0))
+    return tf.maximum(tf.maximum(tf.cast(2.0 ** exponent, tf.int32), count), MIN_BUCKET)
+
+
+def window_features(roi, image, boxes, jit):
+    """``MultiScaleRoiFeatures.call(image, boxes)``, with each scale's boxes padded to
+    ``bucket_size`` rows before the XLA-compiled conv and pooling (their features are
+    dropped after). XLA compiles one program per input shape: without the padding, one
+    per image size and number of boxes at a scale, which differs in nearly every
+    request; with it, one per image size and power of two. Without XLA, no padding.
+
+    It mirrors the layer's ``call`` (the same scale choice, resize and pooling; the
+    reference cases compare it with the layer through ``Detector.detect``).
+    """
+    from keras_spp.detection import scales as scales_lib
+
+    shape = tf.shape(image)
+    height, width = shape[1], shape[2]
+    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
+    factors = scales_lib.scale_factors_tf(height, width, roi.scales, roi.max_side)
+    chosen = scales_lib.assign_scales_tf(boxes, factors, roi.window_size)
+    positions, pieces = [], []
+    for i in range(len(roi.scales)):
+        where = tf.cast(tf.where(tf.equal(chosen, i))[:, 0], tf.int32)
+        positions.append(where)
+        pieces.append(_pool_at(roi, image, tf.gather(boxes, where), factors[i], height, width, jit))
+    return tf.dynamic_stitch(positions, pieces)
+
+
+def _pool_at(roi, image, boxes, factor, height, width, jit):
+    count = tf.shape(boxes)[0]
+
+    def pooled():
+        resized = roi.resized(image, factor, height, width)
+        if not jit:
+            return roi._conv_and_pool(resized, boxes * factor)
+        padded = tf.pad(boxes * factor, [[0, bucket_size(count) - count], [0, 0]])
+        return roi._conv_and_pool_xla(resized, padded)[:count]
+
+    def empty():
+        return tf.zeros([0, roi.output_dim], roi.compute_dtype)
+
+    return tf.cond(count > 0, pooled, empty)
+
+
+def _head_of(model, roi):
+    """The detector's layers after its window features: a model from the pooled
+    features ``[R, D]`` to the output dict."""
+    import keras
+
+    try:
+        pooled = roi.output
+    except (AttributeError, ValueError) as e:  # a layer shared by several models has no one output
+        raise ValueError(f"The window feature layer {roi.name!r} is used more than once; export a detector built "
+                         "by spp_detector (saved by Detector.save).") from e
+    return keras.Model(pooled, model.output, name="detector_head")
+
+
+def real_rows(boxes):
+    """``[R]`` bool: rows with ``y2 > y1`` and ``x2 > x1`` (the others are padding)."""
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
+def cap_size(image, boxes, max_side):
+    """The maximum-side rule (module docstring): ``(float32 image [h, w, 3], boxes [R, 4])``.
+
+    An image whose longer side is at most ``max_side`` comes back as it is (cast to
+    float32), its boxes untouched.
+    """
+    image = tf.convert_to_tensor(image)
+    boxes = tf.cast(boxes, tf.float32)
+    size = tf.shape(image)[:2]
+    longer = tf.reduce_max(size)
+
+    def shrink():
+        old = tf.cast(size, tf.float32)
+        new = tf.maximum(tf.cast(tf.round(old * (max_side / tf.cast(longer, tf.float32))), tf.int32), 1)
+        resized = tf.image.resize(tf.cast(image, tf.float32), new, antialias=True)
+        factor = tf.cast(new, tf.float32) / old
+        return resized, boxes * tf.tile(factor, [2])
+
+    return tf.cond(longer > max_side, shrink, lambda: (tf.cast(image, tf.float32), boxes))
+
+
+def _check_boxes(boxes, batch, images_name):
+    shape = tf.shape(boxes)
+    checks = [
+        tf.debugging.Assert(
+            tf.equal(shape[0], batch),
+            [f"boxes: its first dimension must be the number of images in {images_name} (one [R, 4] array of "
+             "proposals per image, padded with all-zero rows to a common R); got boxes of shape", shape,
+             "for this many images:", batch],
+        ),
+        tf.debugging.Assert(
+            tf.reduce_all(tf.math.is_finite(boxes)),
+            ["boxes: NaN or infinite coordinates (accepted: [y1, x1, y2, x2] pixels; padding rows all zero)"],
+        ),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(boxes)
+
+
+def _check_image_tensor(images):
+    shape = tf.shape(images)
+    check = tf.debugging.Assert(
+        tf.logical_or(tf.equal(shape[0], 0), tf.logical_and(shape[1] > 0, shape[2] > 0)),
+        ["image_tensor: height and width must be at least 1; got the shape", shape],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
+
+
+def _check_scales(image, boxes, roi, smallest, name):
+    """``image`` after asserting that at every scale some box is pooled at, the resized
+    image has at least ``smallest`` pixels per side (the backbone's minimum)."""
+    from keras_spp.detection import scales as scales_lib
+
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    factors = scales_lib.scale_factors_tf(h, w, roi.scales, roi.max_side)
+    sizes = tf.stack([scales_lib.scaled_size_tf(h, w, factors[i]) for i in range(len(roi.scales))])  # [S, 2]
+    chosen = scales_lib.assign_scales_tf(boxes, factors, roi.window_size)
+    used = tf.reduce_any(tf.one_hot(chosen, len(roi.scales), on_value=True, off_value=False), axis=0)
+    sides = tf.where(used, tf.reduce_min(sizes, axis=1), tf.int32.max)
+    check = tf.debugging.Assert(
+        tf.reduce_min(sides) >= smallest,
+        [f"{name}: an image too elongated for the detector: at a scale its proposals use, it is resized to "
+         "(height, width)", tf.gather(sizes, tf.argmin(sides)),
+         f"and the backbone needs at least {smallest} pixels per side (image height, width:", tf.stack([h, w]), ")"],
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(image)
+
+
+def _check_model(model, labels):
+    from keras_spp.detection.heads import OUTPUTS
+    from keras_spp.detection.heads import roi_features_of
+
+    names = set(model.output) if isinstance(model.output, dict) else set()
+    input_names = {getattr(t, "name", "") for t in model.inputs}
+    if not {"image", "boxes"} <= input_names or not set(OUTPUTS) <= names:
+        raise ValueError(
+            f"A detector export takes a model of keras_spp.detection.heads.spp_detector (inputs image and boxes, "
+            f"outputs {', '.join(OUTPUTS)}); {model.name} has inputs {sorted(input_names)} and outputs "
+            f"{sorted(names)}. A classifier is exported with --kind classifier.")
+    roi = roi_features_of(model)
+    units = model.get_layer("svm").units
+    if units != len(labels):
+        raise ValueError(f"The detector has {units} classes but the label map has {len(labels)} names; give one "
+                         "name per class (background excluded), in class-id order.")
+    return roi
+
+
+def padded_outputs(boxes, scores, classes, size, count, labels):
+    """One image's outputs (numpy) from pixel ``boxes`` ``[D, 4]``, ``scores``, 0-based
+    ``classes`` of an image of ``size`` (height, width), padded to ``count``."""
+    d = len(scores)
+    h, w = float(size[0]), float(size[1])
+    out = {
+        "detection_boxes": np.zeros((count, 4), np.float32),
+        "detection_scores": np.zeros(count, np.float32),
+        "detection_classes": np.zeros(count, np.float32),
+        "detection_labels": np.full(count, "", dtype=object),
+        "num_detections": np.float32(d),
+    }
+    out["detection_boxes"][:d] = np.asarray(boxes, np.float32).reshape(-1, 4) / np.float32([h, w, h, w])
+    out["detection_scores"][:d] = scores
+    out["detection_classes"][:d] = np.asarray(classes) + 1
+    out["detection_labels"][:d] = [labels[c] for c in classes]
+    return out
+
+
+def stack_outputs(rows, count):
+    if not rows:
+        return {"detection_boxes": np.zeros((0, count, 4), np.float32),
+                "detection_scores": np.zeros((0, count), np.float32),
+                "detection_classes": np.zeros((0, count), np.float32),
+                "detection_labels": np.zeros((0, count), dtype=object),
+                "num_detections": np.zeros(0, np.float32)}
+    return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
+
+
+def reference_boxes(height, width, fractions=(0.25, 0.5, 0.75)):
+    """Proposals for the reference images: a grid of windows, float32 ``[R, 4]``.
+
+    Windows of ``fy * height`` by ``fx * width`` for every pair of ``fractions``,
+    slid by half their size, rounded to whole pixels (121 windows at the defaults).
+    A fixed function of the size, so the export needs no OpenCV; what a detector
+    answers for them is beside the point, only that the export answers the same.
+    """
+    def spans(extent):
+        out = []
+        for f in fractions:
+            size, step = f * extent, f * extent / 2
+            k = 0
+            while k * step + size <= extent + 1e-6:
+                out.append((k * step, k * step + size))
+                k += 1
+        return out
+
+    boxes = [(y1, x1, y2, x2) for y1, y2 in spans(height) for x1, x2 in spans(width)]
+    boxes = np.round(np.array(boxes, np.float64)).astype(np.float32).reshape(-1, 4)
+    return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+
+
+def pad_boxes(boxes_per_image, rows=None):
+    """float32 ``[N, R, 4]``: each image's ``[R_i, 4]`` boxes followed by all-zero rows
+    (padding, which the export ignores) up to ``R = max(R_i)`` (at least 1) or ``rows``."""
+    arrays = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes_per_image]
+    r = max([len(a) for a in arrays] + [1]) if rows is None else rows
+    out = np.zeros((len(arrays), r, 4), np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out
+
+
+def oversize_image(max_side):
+    """``(file name, JPEG bytes)``: a photo whose longer side is 1/8 above ``max_side``
+    (2250 x 375 px at 2000), for the maximum-side case; ``None`` above 4096 px."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    if max_side > 4096:
+        return None
+    long = max_side + max(1, max_side // 8)
+    short = max(64, long // 6)
+    buffer = io.BytesIO()
+    Image.fromarray(data.rocket()).resize((long, short), Image.BILINEAR).save(buffer, "JPEG", quality=85)
+    return f"oversize-{short}x{long}.jpg", buffer.getvalue()
+
+
+def reference_cases(files, decoded, reference, smallest, max_side):
+    """``(cases, warmup inputs, extra files)`` of ``reference.json`` for the detector."""
+    from export.saved_model import _b64
+    from export.saved_model import _jsonable
+    from export.saved_model import _png
+
+    names = [name for name, _ in files]
+    images = [decoded[n] for n in names]
+    boxes = [reference_boxes(*image.shape[:2]) for image in images]
+    padded = pad_boxes(boxes)  # sizes differ, so do their grids: the shorter lists are padded
+    first = images[0]
+
+    def array(a):
+        return _jsonable({"x": np.asarray(a, np.float32)})["x"]
+
+    cases = [
+        {"name": "images of several sizes, JPEG and PNG, in one batch; proposals padded with zero rows",
+         "signature": "serving_default",
+         "inputs": {"image_bytes": {"files": names}, "boxes": array(padded)},
+         "outputs": _jsonable(reference(images, boxes))},
+        {"name": "decoded pixels (image_tensor), a batch of two", "signature": "detect_images",
+         "inputs": {"image_tensor": {"decoded_files": [names[0], names[0]]},
+                    "boxes": array(pad_boxes([boxes[0], boxes[0][::2]]))},
+         "outputs": _jsonable(reference([first, first], [boxes[0], boxes[0][::2]]))},
+        {"name": "an image whose proposals are all padding", "signature": "serving_default",
+         "inputs": {"image_bytes": {"files": names[:1]}, "boxes": array(np.zeros((1, 3, 4)))},
+         "outputs": _jsonable(reference([first], [np.zeros((0, 4))]))},
+        {"name": "empty batch", "signature": "serving_default",
+         "inputs": {"image_bytes": {"b64": []}, "boxes": array(np.zeros((0, 1, 4)))},
+         "outputs": _jsonable(reference([], []))},
+        {"name": "bytes that are no image", "signature": "serving_default",
+         "inputs": {"image_bytes": {"b64": [_b64(files[0][1]), _b64(b"<html>not an image</html>")]},
+                    "boxes": array(pad_boxes([boxes[0], boxes[0]]))},
+         "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
+        {"name": "truncated JPEG", "signature": "serving_default",
+         "inputs": {"image_bytes": {"b64": [_b64(files[0][1][: len(files[0][1]) // 3])]},
+                    "boxes": array(pad_boxes([boxes[0]]))},
+         "error": {"type": "InvalidArgumentError", "contains": ""}},
+        {"name": "boxes for fewer images than image_bytes", "signature": "serving_default",
+         "inputs": {"image_bytes": {"files": names[:2]}, "boxes": array(pad_boxes([boxes[0]]))},
+         "error": {"type": "InvalidArgumentError", "contains": "must be the number of images"}},
+    ]
+    extra = []
+    oversize = oversize_image(max_side)
+    if oversize is not None:
+        name, encoded = oversize
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+        big_boxes = reference_boxes(*image.shape[:2])
+        extra.append(oversize)
+        cases.append({"name": f"an image above the maximum side ({image.shape[0]} x {image.shape[1]}; resized to "
+                              f"a longer side of {max_side}, its boxes with it)", "signature": "serving_default",
+                      "inputs": {"image_bytes": {"files": [name]}, "boxes": array(pad_boxes([big_boxes]))},
+                      "outputs": _jsonable(reference([image], [big_boxes]))})
+    if smallest > 1:  # 1 x min(max_side, 2000) px with one window over all of it
+        long = min(max_side, 2000)
+        line = np.zeros((1, long, 3), np.uint8)
+        cases.append({"name": "an image too elongated for the detector", "signature": "serving_default",
+                      "inputs": {"image_bytes": {"b64": [_b64(_png(line))]},
+                                 "boxes": array([[[0, 0, 1, long]]])},
+                      "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
+    # One warmup request per image size (each compiles its own XLA programs).
+    warmup = [{"image_bytes": np.array([encoded], dtype=object), "boxes": pad_boxes([b])}
+              for (_, encoded), b in zip(files, boxes, strict=True)]
+    return cases, warmup, extra
