@@ -63,6 +63,9 @@ import numpy as np
 import tensorflow as tf
 
 from export import images as image_ops
+# The padding rule under XLA (module docstring) belongs to the window feature layer.
+from keras_spp.detection.features import MIN_BUCKET  # noqa: F401
+from keras_spp.detection.features import bucket_size  # noqa: F401
 
 SETTING_FLAGS = {  # DetectionSettings field -> the export's command-line flag
     "scoring": "--scoring",
@@ -283,55 +286,11 @@ def detector(model, meta):
     }
 
 
-# The fewest rows a scale's boxes are padded to under XLA (module docstring).
-MIN_BUCKET = 64
-
-
-def bucket_size(count):
-    """The row count ``count`` boxes are padded to: the next power of two, at least ``MIN_BUCKET``."""
-    exponent = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(count, 1), tf.float32)) / tf.math.log(2.0))
-    return tf.maximum(tf.maximum(tf.cast(2.0 ** exponent, tf.int32), count), MIN_BUCKET)
-
-
 def window_features(roi, image, boxes, jit):
-    """``MultiScaleRoiFeatures.call(image, boxes)``, with each scale's boxes padded to
-    ``bucket_size`` rows before the XLA-compiled conv and pooling (their features are
-    dropped after). XLA compiles one program per input shape: without the padding, one
-    per image size and number of boxes at a scale, which differs in nearly every
-    request; with it, one per image size and power of two. Without XLA, no padding.
-
-    It mirrors the layer's ``call`` (the same scale choice, resize and pooling; the
-    reference cases compare it with the layer through ``Detector.detect``).
-    """
-    from keras_spp.detection import scales as scales_lib
-
-    shape = tf.shape(image)
-    height, width = shape[1], shape[2]
-    boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
-    factors = scales_lib.scale_factors_tf(height, width, roi.scales, roi.max_side)
-    chosen = scales_lib.assign_scales_tf(boxes, factors, roi.window_size)
-    positions, pieces = [], []
-    for i in range(len(roi.scales)):
-        where = tf.cast(tf.where(tf.equal(chosen, i))[:, 0], tf.int32)
-        positions.append(where)
-        pieces.append(_pool_at(roi, image, tf.gather(boxes, where), factors[i], height, width, jit))
-    return tf.dynamic_stitch(positions, pieces)
-
-
-def _pool_at(roi, image, boxes, factor, height, width, jit):
-    count = tf.shape(boxes)[0]
-
-    def pooled():
-        resized = roi.resized(image, factor, height, width)
-        if not jit:
-            return roi._conv_and_pool(resized, boxes * factor)
-        padded = tf.pad(boxes * factor, [[0, bucket_size(count) - count], [0, 0]])
-        return roi._conv_and_pool_xla(resized, padded)[:count]
-
-    def empty():
-        return tf.zeros([0, roi.output_dim], roi.compute_dtype)
-
-    return tf.cond(count > 0, pooled, empty)
+    """The window feature layer's output with XLA on or off for this export
+    (``MultiScaleRoiFeatures.pool_windows``: under XLA, each scale's boxes are padded
+    to a power of two, so a new proposal count does not recompile)."""
+    return roi.pool_windows(image, boxes, jit)
 
 
 def _head_of(model, roi):

@@ -7,7 +7,9 @@ saved as ``model.keras`` plus ``detector.json`` in one folder.
 
 import dataclasses
 import json
+import logging
 import os
+import time
 
 import keras
 import numpy as np
@@ -16,10 +18,13 @@ from tqdm.auto import tqdm
 
 # Registers the detector's layers, so Detector.load works in a fresh process.
 import keras_spp.detection.heads  # noqa: F401
+from keras_spp.data.voc import load_image
 from keras_spp.detection.boxes import decode_boxes_tf
+from keras_spp.detection.evaluation import evaluate_detections
 from keras_spp.detection.nms import per_class_nms
 
 SCORINGS = ("softmax", "svm")
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -166,12 +171,6 @@ def evaluate_detector(detector, examples, proposals, settings_by_name, desc="eva
     Returns ``{name: evaluate_detections(...) result}`` and, under ``"seconds_per_image"``,
     the mean network time.
     """
-    from keras_spp.data.voc import load_image
-    from keras_spp.detection.evaluation import evaluate_detections
-
-    import logging
-    import time
-
     detections = {name: [] for name in settings_by_name}
     ground_truths = []
     seconds = []
@@ -180,7 +179,7 @@ def evaluate_detector(detector, examples, proposals, settings_by_name, desc="eva
         try:
             image = load_image(example.image_path)
         except ValueError as error:
-            logging.getLogger(__name__).warning("no detections for %s: %s", example.image_id, error)
+            log.warning("no detections for %s: %s", example.image_id, error)
             for name in settings_by_name:
                 detections[name].append(_no_detections())
             continue

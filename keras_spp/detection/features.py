@@ -12,6 +12,16 @@ from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
 
 
+MIN_BUCKET = 64
+
+
+def bucket_size(count):
+    """The row count ``count`` boxes are padded to under XLA: the next power of two,
+    at least ``MIN_BUCKET``."""
+    exponent = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(count, 1), tf.float32)) / tf.math.log(2.0))
+    return tf.maximum(tf.maximum(tf.cast(2.0 ** exponent, tf.int32), count), MIN_BUCKET)
+
+
 @keras.saving.register_keras_serializable(package="keras_spp")
 class MultiScaleRoiFeatures(keras.layers.Layer):
     """Pyramid-pooled features of windows of one image, at one or several scales.
@@ -78,6 +88,16 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         self.built = True
 
     def call(self, image, boxes):
+        return self.pool_windows(image, boxes, self.jit_compile)
+
+    def pool_windows(self, image, boxes, jit_compile):
+        """``call`` with the XLA choice given here rather than by the layer's setting.
+
+        Under XLA each scale's boxes are padded to ``bucket_size`` rows (the padding's
+        features are dropped): XLA compiles one program per input shape, and the number
+        of boxes at a scale differs in nearly every image; with the padding it compiles
+        once per image size and power of two.
+        """
         image = tf.convert_to_tensor(image, self.compute_dtype)
         boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
         shape = tf.shape(image)
@@ -88,19 +108,23 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         for i in range(len(self.scales)):
             where = tf.cast(tf.where(tf.equal(chosen, i))[:, 0], tf.int32)
             positions.append(where)
-            pieces.append(self._pool_at(image, tf.gather(boxes, where), factors[i], height, width))
+            pieces.append(self._pool_at(image, tf.gather(boxes, where), factors[i], height, width, jit_compile))
         return tf.dynamic_stitch(positions, pieces)
 
-    def _pool_at(self, image, boxes, factor, height, width):
+    def _pool_at(self, image, boxes, factor, height, width, jit_compile):
+        count = tf.shape(boxes)[0]
+
         def pooled():
             resized = self.resized(image, factor, height, width)
-            run = self._conv_and_pool_xla if self.jit_compile else self._conv_and_pool
-            return run(resized, boxes * factor)
+            if not jit_compile:
+                return self._conv_and_pool(resized, boxes * factor)
+            padded = tf.pad(boxes * factor, [[0, bucket_size(count) - count], [0, 0]])
+            return self._conv_and_pool_xla(resized, padded)[:count]
 
         def empty():
             return tf.zeros([0, self.output_dim], self.compute_dtype)
 
-        return tf.cond(tf.shape(boxes)[0] > 0, pooled, empty)
+        return tf.cond(count > 0, pooled, empty)
 
     def _conv_and_pool(self, resized, scaled_boxes):
         return roi_pyramid_pool(
