@@ -1,6 +1,7 @@
 """Serving latency per image of the exported SavedModel against the Keras model; prints JSON.
 
-One JPEG at each of three sizes goes, one image per call, through:
+``--kind classifier`` (default) or ``--kind detector``. One JPEG at each of three
+sizes goes, one image per call, through (classifier):
   * saved_model_session: the export as TF Serving runs it (TF1 session loader, tag
     "serve", the serving_default signature's tensors), with the network under XLA;
   * saved_model_session_no_xla: the same for an export made with --no-jit;
@@ -15,7 +16,15 @@ p50 and p95 are over --repeats calls after one warm-up call, whose time is repor
 apart (first_call_ms: tracing, and for XLA the compilation for that view size).
 Not measured: TF Serving's RPC and (de)serialisation, which add to every path alike.
 
+Detector: each image comes with --proposals boxes (seeded, in its pixels; proposal
+search is outside the graph, so outside the timing too), and the paths are the
+three SavedModel paths (serving_default: decode, scaling, conv, RoI pooling, heads,
+box regression and per-class NMS) and keras_graph: decode, then the ``Detector``
+(its tf.function for the model and ``postprocess`` for NMS). The detection scores
+(best first, zero-padded to max_detections) are compared to keras_graph's.
+
     python -m benchmarks.serving --out benchmarks/results/serving-cpu-2core.json
+    python -m benchmarks.serving --kind detector --out benchmarks/results/serving-detector-cpu-2core.json
 """
 
 import argparse
@@ -69,7 +78,8 @@ def paths(model, exports, min_side, max_side):
     return result
 
 
-def _session_path(export_dir):
+def _session_path(export_dir, inputs=("image_bytes",), output="probabilities"):
+    """fn(encoded bytes, *other inputs of one image) -> the output for that image."""
     import tensorflow as tf
 
     graph = tf.Graph()
@@ -77,16 +87,77 @@ def _session_path(export_dir):
     with graph.as_default():
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
     signature = meta_graph.signature_def["serving_default"]
-    feed = signature.inputs["image_bytes"].name
-    fetch = signature.outputs["probabilities"].name
-    return lambda b: session.run(fetch, {feed: np.array([b], dtype=object)})[0]
+    feeds = [signature.inputs[name].name for name in inputs]
+    fetch = signature.outputs[output].name
+
+    def run(encoded, *others):
+        values = [np.array([encoded], dtype=object)] + [np.asarray(v)[None] for v in others]
+        return session.run(fetch, dict(zip(feeds, values, strict=True)))[0]
+
+    return run
 
 
-def latencies(fns, images, repeats, min_side=None, max_side=None):
+def detector_paths(detector, exports):
+    """``{name: fn(encoded bytes, boxes [R, 4] px) -> detection scores [max_detections]}``."""
+    import tensorflow as tf
+
+    count = int(detector.settings.max_detections)
+    result = {}
+    for name, export_dir in exports.items():
+        result[f"saved_model_session{'' if name == 'xla' else '_' + name}"] = _session_path(
+            export_dir, inputs=("image_bytes", "boxes"), output="detection_scores")
+    if "xla" in exports:
+        signature = tf.saved_model.load(exports["xla"]).signatures["serving_default"]
+        result["saved_model_load"] = lambda b, boxes: signature(
+            image_bytes=tf.constant([b]), boxes=tf.constant(boxes[None]))["detection_scores"].numpy()[0]
+
+    def keras_graph(encoded, boxes):
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+        _, scores, _ = detector.detect(image, boxes)
+        return np.pad(scores, (0, count - len(scores)))
+
+    result["keras_graph"] = keras_graph
+    return result
+
+
+def random_proposals(height, width, count, seed=0, min_size=20):
+    """``count`` boxes ``[y1, x1, y2, x2]`` inside the image, sides log-uniform in
+    ``[min_size, side]``, as selective search's spread of sizes (float32)."""
+    rng = np.random.default_rng(seed)
+    boxes = np.zeros((count, 4), np.float32)
+    for axis, extent in ((0, height), (1, width)):
+        low = min(min_size, extent)
+        side = np.exp(rng.uniform(np.log(low), np.log(extent), count))
+        start = rng.uniform(0, extent - side)
+        boxes[:, axis], boxes[:, axis + 2] = start, start + side
+    return boxes
+
+
+def random_detector(folder, width, fc_units, classes, scales, seed=0):
+    """A ZF-5 SPP detector with random weights (latency does not depend on them,
+    except through how many boxes pass the score threshold into NMS), saved to ``folder``."""
+    import keras
+
+    from keras_spp.detection.detector import Detector
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.heads import spp_detector
+    from keras_spp.models import backbone
+
+    keras.utils.set_random_seed(seed)
+    roi = MultiScaleRoiFeatures(backbone("zf5", width=width), scales=scales, name="roi_features")
+    detector = Detector(spp_detector(roi, classes, fc_units=fc_units), [str(c) for c in range(classes)])
+    detector.save(folder)
+    return detector
+
+
+def latencies(fns, images, repeats, min_side=None, max_side=None, reference="keras_eager"):
     """Per image size: p50/p95 and first-call ms of every path, and their largest
-    difference from keras_eager's probabilities (and the view's size, given the view)."""
+    difference from the ``reference`` path's output (and the view's size, given the view).
+    ``images``: ``{label: encoded}`` or ``{label: (encoded, extra argument of every fn)}``."""
     report = {}
     for label, encoded in images.items():
+        encoded, args = encoded if isinstance(encoded, tuple) else (encoded, ())
+        args = args if isinstance(args, tuple) else (args,)
         view = {}
         if min_side is not None:
             import tensorflow as tf
@@ -98,20 +169,20 @@ def latencies(fns, images, repeats, min_side=None, max_side=None):
         first, times, outputs = {}, {name: [] for name in fns}, {}
         for name, fn in fns.items():
             start = time.perf_counter()
-            outputs[name] = fn(encoded)
+            outputs[name] = fn(encoded, *args)
             first[name] = round(1000 * (time.perf_counter() - start), 1)
         for _ in range(repeats):
             for name, fn in fns.items():
                 start = time.perf_counter()
-                fn(encoded)
+                fn(encoded, *args)
                 times[name].append(time.perf_counter() - start)
-        reference = outputs.get("keras_eager")
+        expected = outputs.get(reference)
         report[label] = {
             "jpeg_kb": round(len(encoded) / 1024, 1),
             **view,
             **{name: {**percentiles(times[name]), "first_call_ms": first[name],
-                      **({"max_abs_diff_vs_keras": float(np.max(np.abs(outputs[name] - reference)))}
-                         if reference is not None else {})}
+                      **({"max_abs_diff_vs_keras": float(np.max(np.abs(outputs[name] - expected)))}
+                         if expected is not None else {})}
                for name in fns},
         }
     return report
@@ -119,17 +190,23 @@ def latencies(fns, images, repeats, min_side=None, max_side=None):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="a .keras classifier (default: ZF-5 with random weights, --width, --fc-units)")
+    p.add_argument("--kind", choices=("classifier", "detector"), default="classifier")
+    p.add_argument("--model", help="a .keras classifier, or a detector's folder (default: ZF-5 with random weights, "
+                                   "--width, --fc-units)")
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--fc-units", type=int, default=512)
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--min-side", type=int, default=256)
+    p.add_argument("--min-side", type=int, default=256, help="the classifier's full-image view")
+    p.add_argument("--scales", default="688", help="the random detector's scales")
+    p.add_argument("--proposals", type=int, default=300, help="boxes sent with each image (detector)")
     p.add_argument("--max-side", type=int, default=2048)
     p.add_argument("--sizes", default=",".join(f"{h}x{w}" for h, w in SIZES), help="HxW,HxW,... of the JPEGs")
     p.add_argument("--repeats", type=int, default=100)
     p.add_argument("--out", help="also write the JSON here")
     args = p.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",") if s]
+    if args.kind == "detector":
+        return _detector_main(args, sizes)
 
     import keras
 
@@ -167,6 +244,43 @@ def main(argv=None):
             "repeats": args.repeats,
             "batch": 1,
             "latency_per_image": latencies(fns, images, args.repeats, args.min_side, args.max_side),
+        }
+    emit(report, args.out)
+    return 0
+
+
+def _detector_main(args, sizes):
+    from benchmarks.pooling import machine
+    from export.saved_model import export
+    from keras_spp.detection.detector import Detector
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.model:
+            folder = args.model
+            detector = Detector.load(folder)
+            described = {"model": os.path.abspath(folder)}
+        else:
+            folder = os.path.join(scratch, "detector")
+            scales = tuple(int(v) for v in args.scales.split(","))
+            detector = random_detector(folder, args.width, args.fc_units, args.classes, scales)
+            described = {"backbone": "zf5", "head": "spp_detector", "width": args.width, "fc_units": args.fc_units,
+                         "classes": args.classes, "scales": list(scales),
+                         "weights": "random (near-uniform softmax: every window passes the score threshold)"}
+        exports = {}
+        for name, jit in (("xla", True), ("no_xla", False)):
+            exports[name] = export(folder, "detector", os.path.join(scratch, name, "1"), jit=jit)
+        fns = detector_paths(detector, exports)
+        images = {f"{h}x{w}": (jpeg(h, w), random_proposals(h, w, args.proposals, seed=h)) for h, w in sizes}
+        report = {
+            "machine": machine(),
+            "kind": "detector",
+            "model": described,
+            "settings": {k: getattr(detector.settings, k) for k in ("scoring", "box_regression", "nms_iou",
+                                                                     "score_threshold", "max_detections")},
+            "proposals_per_image": args.proposals,
+            "repeats": args.repeats,
+            "batch": 1,
+            "latency_per_image": latencies(fns, images, args.repeats, reference="keras_graph"),
         }
     emit(report, args.out)
     return 0

@@ -427,3 +427,21 @@ def test_serving_check_forgives_rows_swapped_between_near_tied_detections():
     far = {**case["outputs"], "detection_scores": {"dtype": "float32", "shape": [1, 3], "values": [[0.9, 0.5, 0.0]]}}
     assert not serving_check.compare({"outputs": far}, {**swapped, "detection_scores": np.array([[0.5, 0.9, 0.0]])},
                                      None, rules)[0]
+
+
+def test_serving_benchmark_times_every_detector_path(exported):
+    from benchmarks import serving
+
+    out, keras_detector, _ = exported
+    fns = serving.detector_paths(keras_detector, {"xla": out})
+    assert set(fns) == {"saved_model_session", "saved_model_load", "keras_graph"}
+    boxes = serving.random_proposals(60, 80, 20, seed=1)
+    assert boxes.shape == (20, 4) and boxes.min() >= 0 and boxes[:, 2].max() <= 60 and boxes[:, 3].max() <= 80
+    assert np.all(boxes[:, 2:] - boxes[:, :2] >= 19.99)
+    report = serving.latencies(fns, {"60x80": (serving.jpeg(60, 80), boxes)}, repeats=2, reference="keras_graph")
+    row = report["60x80"]
+    for name in fns:
+        assert 0 < row[name]["p50_ms"] <= row[name]["p95_ms"]
+        assert row[name]["max_abs_diff_vs_keras"] <= ATOL
+    # The scores compared are real detections, not two empty paddings.
+    assert fns["keras_graph"](serving.jpeg(60, 80), boxes)[0] > 0
