@@ -2,7 +2,7 @@
 
     python -m recipes.train_detector --pretrained outputs/classifier/model.keras \
         [--dataset mnist-detection] [--scales 688 | --scales 480,576,688,864,1200] \
-        [--steps 3000] [--out outputs/detector]
+        [--steps 6000] [--out outputs/detector]
 
 The conv layers come from a pretrained SPP classifier (``recipes.train_classifier``)
 and stay fixed. Selective search proposals and pooled window features are computed
@@ -32,7 +32,7 @@ def parse_args(argv=None):
                    help="pixels per conv5 cell (known for the Table 1 backbones)")
     p.add_argument("--dataset", default="mnist-detection", help="mnist-detection, voc:<path>, voc/2007, voc/2012")
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--mnist-images", default="400,100",
+    p.add_argument("--mnist-images", default="1000,200",
                    help="mnist-detection: trainval,test image counts (built once, cached)")
     p.add_argument("--train-split", default="trainval")
     p.add_argument("--test-split", default="test")
@@ -48,10 +48,10 @@ def parse_args(argv=None):
                    help="selective search runs on a copy downscaled to this longer side (0: full size); "
                         "on the offline default 400 keeps recall@0.5 and halves the time")
     p.add_argument("--proposals-from", default=None, help="precomputed proposals (.npz or folder of .npy)")
-    p.add_argument("--steps", type=int, default=3000, help="fine-tuning minibatches")
+    p.add_argument("--steps", type=int, default=6000, help="fine-tuning minibatches")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    p.add_argument("--lr", type=float, default=1e-4, help="then 10x lower for the last sixth of the steps")
+    p.add_argument("--lr", type=float, default=3e-4, help="then 10x lower for the last sixth of the steps")
     p.add_argument("--dropout", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/detector")

@@ -69,3 +69,24 @@ def test_missing_pretrained_model_is_explained(tmp_path):
     with pytest.raises(SystemExit, match="train an SPP classifier first"):
         train_detector.main(["--pretrained", str(tmp_path / "none.keras"), "--data-dir", str(tmp_path),
                              "--mnist-images", "2,1", "--out", str(tmp_path / "o")])
+
+
+def test_detection_benchmark_prints_the_table_with_speedups(trained, tmp_path, capsys):
+    from benchmarks import detection
+
+    root, out = trained
+    report_path = tmp_path / "detection.json"
+    code = detection.main(["--detector", str(out / "detector"), "--data-dir", str(root / "data"), "--test", "2",
+                           "--train", "4", "--windows", "64", "--steps", "5", "--dense-images", "1",
+                           "--svd-ranks", "fc6=4,fc7=4", "--out", str(report_path)])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    methods = [row["method"] for row in report["rows"]]
+    assert methods == ["R-CNN", "SPP-net (same training windows)", "SPP-net", "SPP-net + SVD"]
+    assert report["dense_windows_per_image"] == detection.DENSE_WINDOWS
+    for row in report["rows"]:
+        assert 0 <= row["map_softmax+bb"] <= 1 and 0 <= row["map_svm+bb"] <= 1
+        assert row["total_s"] > 0 and row["dense_total_s"] > 0
+        assert row["speedup_total"] == pytest.approx(report["rows"][0]["total_s"] / row["total_s"])
+    assert report["rows"][-1]["svd_ranks"] == {"fc6": 4, "fc7": 4}
+    assert "at 2000 windows/image" in report["table"]
