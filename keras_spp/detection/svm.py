@@ -33,6 +33,9 @@ class SvmConfig:
     duplicate_iou: float = 0.7
     initial_negatives: int = 20
     hard_margin: float = -1.0
+    # The hardest this many per class: a weak head makes nearly every window "hard",
+    # and the dual solver's time grows faster than linearly with the count.
+    max_hard_negatives: int = 20000
     feature_norm: float = 20.0
     seed: int = 0
 
@@ -101,12 +104,18 @@ def train_svms(positives, negatives, num_classes, config=SvmConfig(), progress=N
                 progress.update(1)
             continue
         w, b = _fit(pos, neg, config)
-        hard = []
+        hard, hard_scores = [], []
         for features, allowed in negatives:
             candidates = features[allowed[:, k]] * scale
             if len(candidates):
-                hard.append(candidates[candidates @ w + b > config.hard_margin])
+                scores = candidates @ w + b
+                hard.append(candidates[scores > config.hard_margin])
+                hard_scores.append(scores[scores > config.hard_margin])
         hard = np.concatenate(hard) if hard else np.zeros((0, dim), np.float32)
+        entry["hard_negatives_found"] = len(hard)
+        if len(hard) > config.max_hard_negatives:
+            hardest = np.argsort(-np.concatenate(hard_scores), kind="stable")[: config.max_hard_negatives]
+            hard = hard[np.sort(hardest)]
         entry["hard_negatives"] = len(hard)
         if len(hard):
             w, b = _fit(pos, np.concatenate([neg, hard]), config)

@@ -41,6 +41,21 @@ def test_svms_separate_and_mine_hard_negatives():
     assert np.mean(neg[3:] @ kernel + bias < 0) > 0.95
 
 
+def test_hard_negatives_are_capped_to_the_hardest():
+    rng = np.random.default_rng(3)
+    dim = 8
+    pos_x = rng.normal(size=(40, dim)) + 2.0
+    # Negatives that overlap the positives: an untrained-looking head finds most hard.
+    negatives = [(rng.normal(size=(200, dim)).astype(np.float32) + 1.5, np.ones((200, 1), bool)) for _ in range(5)]
+    args = ((pos_x, np.zeros(40, int)), negatives, 1)
+    _, _, (free,) = svm.train_svms(*args, svm.SvmConfig(C=0.1, initial_negatives=5))
+    assert free["hard_negatives"] == free["hard_negatives_found"] > 50
+    kernel, bias, (capped,) = svm.train_svms(*args, svm.SvmConfig(C=0.1, initial_negatives=5, max_hard_negatives=50))
+    assert capped["hard_negatives"] == 50 and capped["hard_negatives_found"] == free["hard_negatives_found"]
+    neg = np.concatenate([f for f, _ in negatives])
+    assert np.mean(pos_x @ kernel[:, 0]) > np.mean(neg @ kernel[:, 0]) + 1e-3
+
+
 def test_svm_without_positives_is_reported():
     negatives = [(np.ones((4, 3), np.float32), np.ones((4, 2), bool))]
     kernel, bias, stats = svm.train_svms((np.ones((2, 3)), np.array([0, 0])), negatives, 2, svm.SvmConfig())
