@@ -1,5 +1,9 @@
+import contextlib
 import io
 import json
+import threading
+from http.server import BaseHTTPRequestHandler
+from http.server import HTTPServer
 
 import keras
 import numpy as np
@@ -54,3 +58,30 @@ def keras_full_view(model, image, min_side=MIN_SIDE, max_side=MAX_SIDE):
 
     x = resize_min_side(image, min_side, max_side)
     return model(x[tf.newaxis], training=False).numpy()[0]
+
+
+@contextlib.contextmanager
+def fake_rest_server(predict):
+    """A local HTTP server standing in for TF Serving's REST predict: each POST body
+    (parsed JSON) goes to ``predict(body) -> (status, payload)``. Yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            status, payload = predict(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

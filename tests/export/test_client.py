@@ -1,8 +1,5 @@
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler
-from http.server import HTTPServer
 
 import numpy as np
 import pytest
@@ -11,6 +8,7 @@ import tensorflow as tf
 from export import client
 from tests.export.conftest import CLASSES
 from tests.export.conftest import encode
+from tests.export.conftest import fake_rest_server
 from tests.export.conftest import photo
 
 JPEG = encode(photo(60, 90, 11), "JPEG")
@@ -68,45 +66,25 @@ def test_grpc_request_and_response_round_trip_through_the_saved_model(exported):
     assert client.parse_predict_response(predict_pb2.PredictResponse()) == []
 
 
-class _FakeServing(BaseHTTPRequestHandler):
+def _rest_predict(loaded, body):
     """TF Serving's REST predict, as documented: b64 objects decoded, row or columnar answers."""
-
-    loaded = None
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        columnar = "inputs" in body
-        values = body["inputs"]["image_bytes"] if columnar else body["instances"]
-        images = [base64.b64decode(v["b64"]) for v in values]
-        try:
-            out = self.loaded.signatures[body["signature_name"]](image_bytes=tf.constant(images, tf.string))
-        except tf.errors.InvalidArgumentError as e:
-            return self._send(400, {"error": e.message})
-        out = {k: [[s.decode() for s in r] if v.dtype == tf.string else r for r in v.numpy().tolist()]
-               for k, v in out.items()}
-        if columnar:
-            return self._send(200, {"outputs": out})
-        return self._send(200, {"predictions": [{k: v[i] for k, v in out.items()} for i in range(len(images))]})
-
-    def _send(self, code, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+    columnar = "inputs" in body
+    values = body["inputs"]["image_bytes"] if columnar else body["instances"]
+    images = [base64.b64decode(v["b64"]) for v in values]
+    try:
+        out = loaded.signatures[body["signature_name"]](image_bytes=tf.constant(images, tf.string))
+    except tf.errors.InvalidArgumentError as e:
+        return 400, {"error": e.message}
+    out = {k: [[s.decode() for s in r] if v.dtype == tf.string else r for r in v.numpy().tolist()]
+           for k, v in out.items()}
+    if columnar:
+        return 200, {"outputs": out}
+    return 200, {"predictions": [{k: v[i] for k, v in out.items()} for i in range(len(images))]}
 
 
 def test_the_command_line_client_over_rest(exported, tmp_path, capsys):
     _, _, loaded = exported
-    _FakeServing.loaded = loaded
-    server = HTTPServer(("127.0.0.1", 0), _FakeServing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with fake_rest_server(lambda body: _rest_predict(loaded, body)) as url:
         (tmp_path / "a.jpg").write_bytes(JPEG)
         (tmp_path / "b.txt").write_bytes(b"not an image")
         row = client.send_rest(url, "spp", [JPEG, PNG])
@@ -116,6 +94,3 @@ def test_the_command_line_client_over_rest(exported, tmp_path, capsys):
         assert capsys.readouterr().out.startswith(f"{tmp_path / 'a.jpg'}: ")
         assert client.main(["--rest", url, str(tmp_path / "b.txt")]) == 1
         assert "not JPEG or PNG data" in capsys.readouterr().err
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -3,9 +3,6 @@
 import base64
 import json
 import os
-import threading
-from http.server import BaseHTTPRequestHandler
-from http.server import HTTPServer
 
 import keras
 import numpy as np
@@ -18,6 +15,7 @@ from export import saved_model
 from export import serving_check
 from export import verify
 from tests.export.conftest import encode
+from tests.export.conftest import fake_rest_server
 from tests.export.conftest import photo
 
 CLASSES = ["a", "b", "c"]
@@ -242,7 +240,7 @@ def test_client_bodies_and_requests_round_trip_through_the_export(exported):
     assert np.asarray(columnar["inputs"]["boxes"]).shape == (2, 6, 4)
     for body in (row, columnar):
         json.dumps(body)
-        got = _rest_predict(loaded, body)
+        _, got = _rest_predict(loaded, body)
         rows = client.parse_rest_response(got)
         for i, answer in enumerate(rows):
             np.testing.assert_allclose(answer["detection_scores"], direct["detection_scores"][i], atol=1e-6)
@@ -285,38 +283,17 @@ def _rest_predict(loaded, body):
     try:
         out = signature(**tensors)
     except tf.errors.InvalidArgumentError as e:
-        return {"error": e.message}
+        return 400, {"error": e.message}
     out = {k: np.vectorize(bytes.decode)(v.numpy()).tolist() if v.dtype == tf.string else v.numpy().tolist()
            for k, v in out.items()}
     if "inputs" in body:
-        return {"outputs": out}
-    return {"predictions": [{k: v[i] for k, v in out.items()} for i in range(len(inputs["image_bytes"]))]}
-
-
-class _FakeServing(BaseHTTPRequestHandler):
-    loaded = None
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        answer = _rest_predict(self.loaded, body)
-        data = json.dumps(answer).encode()
-        self.send_response(400 if "error" in answer else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+        return 200, {"outputs": out}
+    return 200, {"predictions": [{k: v[i] for k, v in out.items()} for i in range(len(inputs["image_bytes"]))]}
 
 
 def test_the_command_line_client_sends_proposals(exported, tmp_path, capsys):
     _, _, loaded = exported
-    _FakeServing.loaded = loaded
-    server = HTTPServer(("127.0.0.1", 0), _FakeServing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    try:
+    with fake_rest_server(lambda body: _rest_predict(loaded, body)) as url:
         (tmp_path / "scene.png").write_bytes(encode(photo(90, 120, 21)))
         np.savez(tmp_path / "boxes.npz", scene=some_boxes(90, 120, 10, 22))
         for form in ([], ["--columnar"]):
@@ -329,9 +306,6 @@ def test_the_command_line_client_sends_proposals(exported, tmp_path, capsys):
         np.save(tmp_path / "nan.npy", np.array([[0, 0, np.nan, 5]], np.float32))
         assert client.main(["--rest", url, "--boxes", str(tmp_path / "nan.npy"), str(tmp_path / "scene.png")]) == 1
         assert "NaN or infinite" in capsys.readouterr().err
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_cli_settings_flags_no_jit_and_clear_refusals(exported, tmp_path, capsys):
