@@ -23,10 +23,7 @@ A scene is:
 as the source ``"mnist-scenes"``.
 """
 
-import os
 import pathlib
-import shutil
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -34,6 +31,8 @@ from PIL import ImageDraw
 from tqdm import tqdm
 
 from keras_spp.data import mnist
+from keras_spp.data.build_once import MARKER  # noqa: F401  (re-exported: callers check it)
+from keras_spp.data.build_once import build_once
 
 VERSION = "v2"
 # Longest over shortest canvas side, and the share of each axis where digit centres lie.
@@ -42,7 +41,6 @@ CENTRE_SPREAD = 0.4
 DEFAULT_SPLITS = {"train": 6000, "validation": 1000, "test": 1000}
 MNIST_SIZES = {"train": 50000, "validation": 10000, "test": 10000}
 CLASS_NAMES = tuple(str(d) for d in range(10))
-MARKER = "COMPLETE"
 
 # Rec. 601 luma weights: "contrast" means distance in perceived brightness.
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
@@ -134,13 +132,8 @@ def write_mnist_scenes(root=None, splits=None, seed=0, min_side=64, max_side=256
     if root is None:
         root = default_root(seed, min_side, max_side, counts)
     root = pathlib.Path(root).expanduser()
-    if (root / MARKER).is_file():
-        return root
 
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
-    try:
-        os.chmod(staging, 0o755)  # mkdtemp's 0700 would follow the folder into place
+    def build(staging):
         # Fetch and read MNIST first, so that its own messages do not cut into the bar.
         data = {split: mnist.load_mnist(split) for split in counts}
         with tqdm(total=sum(counts.values()), desc=f"mnist-scenes {root.name}", unit="img") as progress:
@@ -150,23 +143,8 @@ def write_mnist_scenes(root=None, splits=None, seed=0, min_side=64, max_side=256
                     count = counts[split]
                     _write_split(staging / split, digits[:count], labels[:count], seed, split_number,
                                  min_side, max_side, progress)
-        (staging / MARKER).write_text(
-            f"{VERSION} seed={seed} min_side={min_side} max_side={max_side} splits={counts}\n"
-        )
-        if root.exists():
-            if (root / MARKER).is_file():
-                # Another process finished first; its files are the same.
-                return root
-            shutil.rmtree(root, ignore_errors=True)  # an interrupted run's leftovers
-        try:
-            os.rename(staging, root)
-        except OSError:
-            # Lost a race with another writer between the check and the rename.
-            if not (root / MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+
+    return build_once(root, build, f"{VERSION} seed={seed} min_side={min_side} max_side={max_side} splits={counts}")
 
 
 def default_root(seed=0, min_side=64, max_side=256, splits=None, base=None):

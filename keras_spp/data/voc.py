@@ -46,14 +46,14 @@ import io
 import logging
 import os
 import pathlib
-import shutil
-import tempfile
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
 from PIL import Image
 from PIL import UnidentifiedImageError
 
+from keras_spp.data.build_once import MARKER  # noqa: F401  (re-exported: callers check it)
+from keras_spp.data.build_once import build_once
 from keras_spp.data.detection_examples import DetectionExample
 
 VOC_CLASSES = (
@@ -62,7 +62,6 @@ VOC_CLASSES = (
     "train", "tvmonitor",
 )
 LABELS_FILE = "labels.txt"
-MARKER = "COMPLETE"
 
 # Pillow's format names to the extension written for encoded images.
 _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif"}
@@ -242,39 +241,8 @@ def write_voc(root, split, items, class_names):
     return root
 
 
-def build_voc_once(root, build, description=""):
-    """Builds a VOC folder at ``root`` once, atomically; returns ``root`` as a Path.
-
-    ``build(folder)`` writes the dataset into a temporary sibling folder, which is
-    renamed to ``root`` after a ``COMPLETE`` file (holding ``description``) is
-    written into it. When ``root/COMPLETE`` exists nothing is done; a ``root``
-    without it (left by an older, interrupted writer) is replaced. An interrupted
-    build leaves only its temporary folder behind, removed on the way out, so a
-    half-built folder is never read; concurrent builders each build, and the first
-    rename wins.
-    """
-    root = pathlib.Path(root).expanduser()
-    if (root / MARKER).is_file():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
-    try:
-        os.chmod(staging, 0o755)  # mkdtemp's 0700 would follow the folder into place
-        build(staging)
-        (staging / MARKER).write_text(description + "\n")
-        if root.exists():
-            if (root / MARKER).is_file():
-                return root  # another process finished first
-            shutil.rmtree(root, ignore_errors=True)
-        try:
-            os.rename(staging, root)
-        except OSError:
-            # Lost a race with another builder between the check and the rename.
-            if not (root / MARKER).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+# Not VOC-specific (mnist-scenes uses it too); kept under this name for its callers.
+build_voc_once = build_once
 
 
 def describe_encoded(data):
