@@ -22,8 +22,10 @@ def parse_args(argv=None):
     p.add_argument("--nms", type=float, default=0.3)
     p.add_argument("--max-detections", type=int, default=100)
     p.add_argument("--proposals", default=None, help=".npz or folder of <image name>.npy (y1 x1 y2 x2)")
-    p.add_argument("--max-proposals", type=int, default=2000)
-    p.add_argument("--min-proposal-size", type=int, default=20)
+    p.add_argument("--max-proposals", type=int, default=None, help="default: the detector's training setting, else 2000")
+    p.add_argument("--min-proposal-size", type=int, default=None, help="default: the detector's training setting, else 20")
+    p.add_argument("--proposal-max-side", type=int, default=None,
+                   help="search a copy downscaled to this longer side (0: full size); default: the detector's training setting")
     p.add_argument("--out", default="detections")
     return p.parse_args(argv)
 
@@ -46,6 +48,7 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
     precomputed = load_precomputed_proposals(args.proposals, names) if args.proposals else None
+    search = _search_params(args, detector.metadata.get("proposals") or {})
     failures = 0
     for path, name in tqdm(list(zip(args.images, names)), desc="detect", unit="img"):
         try:
@@ -54,9 +57,7 @@ def main(argv=None):
             print(f"{path}: skipped: {error}")
             failures += 1
             continue
-        proposals = precomputed[name] if precomputed else selective_search(
-            image, min_size=args.min_proposal_size, max_proposals=args.max_proposals
-        )
+        proposals = precomputed[name] if precomputed else selective_search(image, **search)
         boxes, scores, classes = detector.detect(image, proposals, settings)
         print(f"{path}: {len(proposals)} proposals, {len(boxes)} detections")
         for box, score, cls in zip(boxes, scores, classes):
@@ -66,6 +67,20 @@ def main(argv=None):
         picture.save(os.path.join(args.out, f"{name}.png"))
     print(f"wrote {len(args.images) - failures} pictures to {args.out}/")
     return 1 if failures == len(args.images) else 0
+
+
+def _search_params(args, trained):
+    """Selective search as the detector was trained with it, unless the command line says otherwise.
+
+    Proposals unlike the training ones (another minimum size, another search
+    resolution) change which windows exist, and with them the detections.
+    """
+    max_side = args.proposal_max_side if args.proposal_max_side is not None else trained.get("max_side")
+    return {
+        "min_size": args.min_proposal_size if args.min_proposal_size is not None else trained.get("min_size", 20),
+        "max_proposals": args.max_proposals if args.max_proposals is not None else trained.get("max", 2000),
+        "max_side": max_side or None,
+    }
 
 
 if __name__ == "__main__":

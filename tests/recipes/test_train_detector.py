@@ -90,3 +90,14 @@ def test_detection_benchmark_prints_the_table_with_speedups(trained, tmp_path, c
         assert row["speedup_total"] == pytest.approx(report["rows"][0]["total_s"] / row["total_s"])
     assert report["rows"][-1]["svd_ranks"] == {"fc6": 4, "fc7": 4}
     assert "at 2000 windows/image" in report["table"]
+
+
+def test_detect_searches_as_the_detector_was_trained_unless_told_otherwise():
+    trained = {"max": 500, "min_size": 8, "max_side": 400}
+    args = detect.parse_args(["x.jpg"])
+    assert detect._search_params(args, trained) == {"min_size": 8, "max_proposals": 500, "max_side": 400}
+    args = detect.parse_args(["x.jpg", "--min-proposal-size", "12", "--proposal-max-side", "0"])
+    assert detect._search_params(args, trained) == {"min_size": 12, "max_proposals": 500, "max_side": None}
+    # A detector saved without proposal settings searches with selective search's defaults.
+    assert detect._search_params(detect.parse_args(["x.jpg"]), {}) == {
+        "min_size": 20, "max_proposals": 2000, "max_side": None}
