@@ -53,6 +53,11 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--lr", type=float, default=3e-4, help="then 10x lower for the last sixth of the steps")
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--conv-steps", type=int, default=0,
+                   help="then train the conv layers with fc6-fc8 through the RoI op for this many images "
+                        "(Fast R-CNN's fine-tuning, beyond the paper; 0: conv layers stay as pretrained)")
+    p.add_argument("--conv-lr", type=float, default=1e-4, help="then 10x lower for the last sixth of --conv-steps")
+    p.add_argument("--conv-windows", type=int, default=64, help="windows per image in --conv-steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/detector")
     p.add_argument("--verbose", type=int, default=1)
@@ -66,6 +71,7 @@ def main(argv=None):
 
     from keras_spp.callbacks import TrainingCurves
     from keras_spp.data.detection_sources import load_detection
+    from keras_spp.detection import conv_fine_tuning
     from keras_spp.detection import training
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.features import MultiScaleRoiFeatures
@@ -128,6 +134,16 @@ def main(argv=None):
         TrainingCurves(history_csv, os.path.join(out, "curves.png"), title="fc6-fc8 fine-tuning"),
     ])
     fine_tune_seconds = time.perf_counter() - t0
+    conv_seconds = 0.0
+    if args.conv_steps > 0:
+        t0 = time.perf_counter()
+        conv_fine_tuning.fine_tune_end_to_end(model, records, train, conv_fine_tuning.ConvFineTuningConfig(
+            steps=args.conv_steps, windows_per_image=args.conv_windows, learning_rate=args.conv_lr,
+            final_learning_rate=args.conv_lr / 10, seed=args.seed,
+        ), verbose=args.verbose, callbacks=[keras.callbacks.CSVLogger(os.path.join(out, "history_conv.csv"))])
+        # The regressors and SVMs learn from the features of the conv layers as they are now.
+        records = training.compute_window_features(roi, train, proposals, desc="window features (fine-tuned conv)")
+        conv_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     regression_windows = training.fit_box_regression(model, records, train, config)
     svm_stats = training.fit_svms(model, records, train, config)
@@ -139,7 +155,7 @@ def main(argv=None):
         "levels": list(levels), "window_size": args.window_size, "feature_stride": stride,
         "proposals": {"max": args.proposals, "min_size": args.min_proposal_size,
                       "max_side": args.proposal_max_side or None},
-        "steps": args.steps,
+        "steps": args.steps, "conv_steps": args.conv_steps,
     })
     detector.save(os.path.join(out, "detector"))
 
@@ -151,6 +167,7 @@ def main(argv=None):
         "images": {"train": len(train), "test": len(test)},
         "seconds": {
             "proposals": proposals.seconds, "window_features": feature_seconds, "fine_tune": fine_tune_seconds,
+            "conv_fine_tune": conv_seconds,
             "regression_and_svms": closed_form_seconds, "training_total": train_seconds,
         },
         "box_regression_windows": np.asarray(regression_windows).tolist(),

@@ -76,7 +76,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         self.coordinate_rule = coordinate_rule
         self.jit_compile = bool(jit_compile)
         # The antialiased resize has no XLA kernel, so only conv + pooling compile.
-        self._conv_and_pool_xla = tf.function(self._conv_and_pool, jit_compile=True, reduce_retracing=True)
+        self._conv_and_pool_xla = tf.function(self.pool_scaled, jit_compile=True, reduce_retracing=True)
         channels = backbone.output_shape[-1]
         if channels is None:
             raise ValueError("the backbone's output must have a static channel count.")
@@ -117,7 +117,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         def pooled():
             resized = self.resized(image, factor, height, width)
             if not jit_compile:
-                return self._conv_and_pool(resized, boxes * factor)
+                return self.pool_scaled(resized, boxes * factor)
             padded = tf.pad(boxes * factor, [[0, bucket_size(count) - count], [0, 0]])
             return self._conv_and_pool_xla(resized, padded)[:count]
 
@@ -126,7 +126,9 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
 
         return tf.cond(count > 0, pooled, empty)
 
-    def _conv_and_pool(self, resized, scaled_boxes):
+    def pool_scaled(self, resized, scaled_boxes):
+        """Windows of an image already resized to one scale (``resized``), as
+        ``[y1, x1, y2, x2]`` pixels of that resized image: conv, then pooling."""
         return roi_pyramid_pool(
             self.backbone(resized),
             scaled_boxes,

@@ -1,0 +1,187 @@
+"""Fine-tuning the conv layers through the RoI pyramid op (an option beyond the paper).
+
+The paper fine-tunes only fc6-fc8, on cached features, and keeps the conv layers as
+pretrained. Fast R-CNN (Girshick, 2015) showed that back-propagating through the
+RoI pooling into the conv layers gains several mAP points when the pretrained
+features are not yet right for the detection data. ``roi_pyramid_pool`` passes
+gradients to its feature map, so the same detector model trains end to end here:
+
+* one image per step, whole, resized to one of the detector's scales drawn at
+  random (Fast R-CNN's multi-scale training: one conv pass a step instead of one
+  a scale, and the conv layers see every window size at every scale); the image's
+  windows are sampled as in the paper's fc fine-tuning: ``positive_fraction`` with IoU >= ``positive_iou`` against a
+  ground truth box of the image, the rest with IoU in ``negative_iou``;
+* the loss is the softmax's cross-entropy over classes + background, with
+  ``model.fit`` (Keras progress bars, callbacks), the learning rate dropped by 10
+  for the last sixth of the steps.
+
+It runs after ``training.fine_tune`` (so that fc8 is not random while the conv
+layers move), and before the box regressors and SVMs, which then need window
+features computed again with the new conv layers.
+
+Example:
+
+>>> config = ConvFineTuningConfig(steps=1000, windows_per_image=64)
+>>> config.windows_per_image
+64
+"""
+
+import contextlib
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_spp.data.voc import load_image
+from keras_spp.detection import heads
+from keras_spp.detection import sampling
+from keras_spp.detection import scales as scales_lib
+
+
+@dataclasses.dataclass
+class ConvFineTuningConfig:
+    steps: int = 1000
+    windows_per_image: int = 64
+    positive_fraction: float = 0.25
+    learning_rate: float = 1e-4
+    final_learning_rate: float = 1e-5
+    positive_iou: float = 0.5
+    negative_iou: tuple = (0.1, 0.5)
+    seed: int = 0
+
+    def __post_init__(self):
+        if int(self.steps) < 1:
+            raise ValueError(f"`steps` must be >= 1; got {self.steps}.")
+        if int(self.windows_per_image) < 1:
+            raise ValueError(f"`windows_per_image` must be >= 1; got {self.windows_per_image}.")
+        if not 0.0 < self.positive_fraction <= 1.0:
+            raise ValueError(f"`positive_fraction` must be in (0, 1]; got {self.positive_fraction}.")
+
+
+class PooledAtOneScale(keras.layers.Layer):
+    """``MultiScaleRoiFeatures.pool_scaled`` as a layer: conv and pooling of an image
+    already resized to a scale, sharing (and training) that layer's backbone."""
+
+    def __init__(self, roi_features, **kwargs):
+        super().__init__(**kwargs)
+        self.roi_features = roi_features
+
+    def call(self, image, boxes):
+        return self.roi_features.pool_scaled(image, boxes)
+
+    def compute_output_shape(self, image_shape, boxes_shape):
+        return (boxes_shape[0], self.roi_features.output_dim)
+
+
+def end_to_end_model(detector):
+    """resized image + its windows -> class probabilities, sharing every layer with
+    ``detector`` (the conv layers inside its window features, fc6, fc7, fc8)."""
+    roi = heads.roi_features_of(detector)
+    image = keras.Input((None, None, 3), batch_size=1, name="image")
+    boxes = keras.Input((4,), name="boxes")
+    x = PooledAtOneScale(roi, name="pooled_at_one_scale")(image, boxes)
+    for layer_name in ("fc6", "drop6", "fc7", "drop7", "fc8"):
+        x = detector.get_layer(layer_name)(x)
+    return keras.Model({"image": image, "boxes": boxes}, x, name="end_to_end")
+
+
+def sample_windows(windows, max_iou, gt_index, gt_labels, config, rng):
+    """One step's windows of one image and their labels (0 background, k + 1 class k).
+
+    Returns ``(boxes [n, 4], labels [n])`` with ``n <= windows_per_image``: at most
+    ``positive_fraction`` positives, the rest negatives; fewer when the image has
+    fewer usable windows, none when it has none.
+    """
+    labels = sampling.window_labels(max_iou, gt_index, gt_labels, config.positive_iou, config.negative_iou)
+    positives = np.flatnonzero(labels > 0)
+    negatives = np.flatnonzero(labels == 0)
+    num_pos = min(len(positives), int(round(config.windows_per_image * config.positive_fraction)))
+    num_neg = min(len(negatives), config.windows_per_image - num_pos)
+    chosen = np.concatenate([
+        rng.choice(positives, num_pos, replace=False), rng.choice(negatives, num_neg, replace=False)
+    ]).astype(np.int64)
+    return np.asarray(windows, np.float32)[chosen], labels[chosen].astype(np.int32)
+
+
+def image_windows_dataset(roi_features, records, examples, config):
+    """An endless, seeded stream of ``({"image": [1, h, w, 3], "boxes": [n, 4]}, labels [n])``:
+    each image resized to one of ``roi_features``' scales drawn at random, its
+    sampled windows scaled with it.
+
+    ``records``: ``training.ImageWindows`` of the training images (their windows
+    and overlaps; the cached features are not used). Images with no usable window
+    are skipped.
+    """
+    by_id = {e.image_id: e for e in examples}
+    usable = []
+    for r in records:
+        labels = sampling.window_labels(
+            r.max_iou, r.gt_index, by_id[r.image_id].labels, config.positive_iou, config.negative_iou
+        )
+        if (labels >= 0).any():
+            usable.append(r)
+    if not usable:
+        raise ValueError(
+            "no training image has a window to learn from (IoU >= "
+            f"{config.positive_iou} or in {config.negative_iou} with its ground truth)."
+        )
+
+    def generate():
+        rng = np.random.default_rng(config.seed)
+        while True:
+            for i in rng.permutation(len(usable)):
+                r = usable[i]
+                example = by_id[r.image_id]
+                boxes, labels = sample_windows(r.windows, r.max_iou, r.gt_index, example.labels, config, rng)
+                image = load_image(example.image_path).astype(np.float32)
+                yield image, boxes, labels, rng.integers(len(roi_features.scales))
+
+    def resize(image, boxes, labels, scale_index):
+        shape = tf.shape(image)
+        factors = scales_lib.scale_factors_tf(shape[0], shape[1], roi_features.scales, roi_features.max_side)
+        factor = tf.gather(factors, scale_index)
+        resized = roi_features.resized(image[None], factor)
+        return {"image": resized, "boxes": boxes * tf.cast(factor, tf.float32)}, labels
+
+    signature = (
+        tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32),
+        tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int64),
+    )
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return dataset.map(resize).prefetch(2)
+
+
+def fine_tune_end_to_end(detector, records, examples, config=ConvFineTuningConfig(), verbose=1, callbacks=None):
+    """Trains the conv layers and fc6-fc8 of ``detector`` together; returns the History.
+
+    The conv layers are trainable only for this call: they are frozen again after,
+    as the rest of the pipeline expects.
+    """
+    roi = heads.roi_features_of(detector)
+    model = end_to_end_model(detector)
+    boundary = max(int(config.steps * 5 / 6), 1)
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [boundary], [config.learning_rate, config.final_learning_rate]
+    )
+    epochs = 10 if config.steps >= 10 else 1
+    with _trainable(roi.backbone):
+        # Compiled after the backbone is made trainable: Keras collects the
+        # trainable weights when it builds the train step.
+        model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"], jit_compile=False)
+        return model.fit(
+            image_windows_dataset(roi, records, examples, config), steps_per_epoch=max(config.steps // epochs, 1),
+            epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False,
+        )
+
+
+@contextlib.contextmanager
+def _trainable(model):
+    before = model.trainable
+    model.trainable = True
+    try:
+        yield
+    finally:
+        model.trainable = before
+
