@@ -6,6 +6,7 @@ from PIL import Image
 from keras_spp.data.detection_examples import DetectionExample
 from keras_spp.detection import conv_fine_tuning as cft
 from keras_spp.detection import heads
+from keras_spp.detection import scales
 from keras_spp.detection import training
 from keras_spp.detection.features import MultiScaleRoiFeatures
 from keras_spp.models import backbone
@@ -55,8 +56,8 @@ def test_sample_windows_follows_the_fractions(per_image, fraction):
     max_iou = rng.uniform(0, 1, 30)
     gt_index = rng.integers(0, 2, 30)
     config = cft.ConvFineTuningConfig(windows_per_image=per_image, positive_fraction=fraction)
-    boxes, labels = cft.sample_windows(windows, max_iou, gt_index, np.array([4, 7]), config, rng)
     expected_labels = np.where(max_iou >= 0.5, np.array([4, 7])[gt_index] + 1, np.where(max_iou >= 0.1, 0, -1))
+    boxes, labels = cft.sample_windows(windows, expected_labels, config, rng)
     num_pos, num_neg = reference_sample_counts(expected_labels, per_image, fraction)
     assert (np.sum(labels > 0), np.sum(labels == 0)) == (num_pos, num_neg)
     # Each sampled box is a distinct window, with that window's label.
@@ -67,8 +68,7 @@ def test_sample_windows_follows_the_fractions(per_image, fraction):
 
 def test_sample_windows_of_an_image_with_no_usable_window_is_empty():
     rng = np.random.default_rng(0)
-    boxes, labels = cft.sample_windows(np.zeros((5, 4), np.float32), np.zeros(5), np.zeros(5, int), np.array([0]),
-                                       cft.ConvFineTuningConfig(), rng)
+    boxes, labels = cft.sample_windows(np.zeros((5, 4), np.float32), np.full(5, -1), cft.ConvFineTuningConfig(), rng)
     assert boxes.shape == (0, 4) and labels.shape == (0,)
 
 
@@ -82,11 +82,16 @@ def test_dataset_resizes_each_image_to_one_of_the_scales_with_its_windows(detect
         short = min(image.shape[1:3])
         assert short in (64, 96)
         seen_scales.add(short)
-        # The windows scaled with the image: divided by its factor, each is one of its windows.
-        assert any(
-            np.isclose(boxes / (short / min(e.height, e.width)), r.windows[:, None], rtol=1e-4).all(-1).any(0).all()
-            for e, r in zip(examples, records)
-        )
+        # The windows scaled with the image: divided by its factor, each is one of its
+        # windows, and one the detector pools at this scale.
+        matches = [
+            (e, boxes / (short / min(e.height, e.width))) for e, r in zip(examples, records)
+            if np.isclose(boxes / (short / min(e.height, e.width)), r.windows[:, None], rtol=1e-4).all(-1).any(0).all()
+        ]
+        assert matches
+        e, originals = matches[0]
+        factors = scales.scale_factors(e.height, e.width, roi.scales, roi.max_side)
+        assert (scales.assign_scales(originals, factors, roi.window_size) == roi.scales.index(short)).all()
         assert len(labels) == len(boxes) <= 16 and labels.numpy().min() >= 0
     assert seen_scales == {64, 96}
 
