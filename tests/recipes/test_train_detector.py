@@ -22,7 +22,8 @@ def trained(tmp_path_factory):
     out = root / "run"
     code = train_detector.main([
         "--pretrained", str(root / "classifier.keras"), "--data-dir", str(root / "data"),
-        "--mnist-images", "6,3", "--steps", "20", "--batch-size", "32", "--out", str(out), "--verbose", "0",
+        "--mnist-images", "6,3", "--steps", "20", "--batch-size", "32", "--conv-steps", "3", "--out", str(out),
+        "--verbose", "0",
     ])
     assert code == 0
     return root, out
@@ -30,8 +31,8 @@ def trained(tmp_path_factory):
 
 def test_training_writes_a_detector_and_its_evaluation(trained):
     root, out = trained
-    for name in ("detector/model.keras", "detector/detector.json", "results.json", "history.csv", "curves.png",
-                 "detections.png"):
+    for name in ("detector/model.keras", "detector/detector.json", "results.json", "history.csv", "history_conv.csv",
+                 "curves.png", "detections.png"):
         assert (out / name).exists(), name
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == {"train": 6, "test": 3}
@@ -41,6 +42,7 @@ def test_training_writes_a_detector_and_its_evaluation(trained):
     detector = Detector.load(out / "detector")
     assert detector.class_names == tuple(str(d) for d in range(10))
     assert detector.metadata["scales"] == [688]
+    assert detector.metadata["conv_steps"] == 3 and results["seconds"]["conv_fine_tune"] > 0
 
 
 def test_detect_draws_every_readable_image(trained, tmp_path, capsys):
