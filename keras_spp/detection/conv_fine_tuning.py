@@ -116,26 +116,19 @@ def image_windows_dataset(roi_features, records, examples, config):
     are skipped.
     """
     by_id = {e.image_id: e for e in examples}
-    usable = []
-    for r in records:
-        labels = sampling.window_labels(
-            r.max_iou, r.gt_index, by_id[r.image_id].labels, config.positive_iou, config.negative_iou
-        )
-        if (labels >= 0).any():
-            usable.append(r)
+    planned = [(r, _scale_plan(roi_features, r, by_id[r.image_id], config)) for r in records]
+    usable = [(r, plan) for r, plan in planned if len(plan[2])]
     if not usable:
         raise ValueError(
             "no training image has a window to learn from (IoU >= "
             f"{config.positive_iou} or in {config.negative_iou} with its ground truth)."
         )
 
-    plans = [_scale_plan(roi_features, r, by_id[r.image_id], config) for r in usable]
-
     def generate():
         rng = np.random.default_rng(config.seed)
         while True:
             for i in rng.permutation(len(usable)):
-                r, (labels, chosen, candidates) = usable[i], plans[i]
+                r, (labels, chosen, candidates) = usable[i]
                 scale_index = int(rng.choice(candidates))
                 at_scale = np.flatnonzero(chosen == scale_index)
                 boxes, window_labels = sample_windows(r.windows[at_scale], labels[at_scale], config, rng)
