@@ -9,8 +9,9 @@ gradients to its feature map, so the same detector model trains end to end here:
 * one image per step, whole, resized to one of the detector's scales drawn at
   random (one conv pass a step instead of one a scale), among those where some
   of its positive windows are pooled when detecting; the windows pooled at that
-  scale are sampled as in the paper's fc fine-tuning: ``positive_fraction`` with IoU >= ``positive_iou`` against a
-  ground truth box of the image, the rest with IoU in ``negative_iou``;
+  scale are sampled as in the paper's fc fine-tuning: ``positive_fraction`` with
+  IoU >= ``positive_iou`` against a ground truth box of the image, the rest with
+  IoU in ``negative_iou``;
 * the loss is the softmax's cross-entropy over classes + background, with
   ``model.fit`` (Keras progress bars, callbacks), the learning rate dropped by 10
   for the last sixth of the steps.
