@@ -40,7 +40,7 @@ class SvmConfig:
     # 20000-24000 windows a class); one on a barely trained head does not converge
     # and ran to 20000 iterations, about 250 s a class. Past this it stops with
     # liblinear's ConvergenceWarning.
-    max_iter: int = 2000
+    max_iter: int = 1000
     feature_norm: float = 20.0
     seed: int = 0
 
