@@ -38,6 +38,7 @@ from keras_spp.data.voc import load_image
 from keras_spp.detection import heads
 from keras_spp.detection import sampling
 from keras_spp.detection import scales as scales_lib
+from keras_spp.detection import training
 
 
 @dataclasses.dataclass
@@ -179,19 +180,16 @@ def fine_tune_end_to_end(detector, records, examples, config=ConvFineTuningConfi
     """
     roi = heads.roi_features_of(detector)
     model = end_to_end_model(detector)
-    boundary = max(int(config.steps * 5 / 6), 1)
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-        [boundary], [config.learning_rate, config.final_learning_rate]
-    )
-    epochs = 10 if config.steps >= 10 else 1
+    schedule = training.step_decay(config.steps, config.learning_rate, config.final_learning_rate)
+    epochs, steps_per_epoch = training.epoch_split(config.steps)
     with _trainable(roi.backbone):
         # Compiled after the backbone is made trainable: Keras collects the
         # trainable weights when it builds the train step.
         model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy",
                       metrics=["accuracy"], jit_compile=False)
         return model.fit(
-            image_windows_dataset(roi, records, examples, config), steps_per_epoch=max(config.steps // epochs, 1),
-            epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=False,
+            image_windows_dataset(roi, records, examples, config), steps_per_epoch=steps_per_epoch, epochs=epochs,
+            verbose=verbose, callbacks=callbacks, shuffle=False,
         )
 
 

@@ -76,7 +76,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         self.coordinate_rule = coordinate_rule
         self.jit_compile = bool(jit_compile)
         # The antialiased resize has no XLA kernel, so only conv + pooling compile.
-        self._conv_and_pool_xla = tf.function(self.pool_scaled, jit_compile=True, reduce_retracing=True)
+        self._pool_scaled_xla = tf.function(self.pool_scaled, jit_compile=True, reduce_retracing=True)
         channels = backbone.output_shape[-1]
         if channels is None:
             raise ValueError("the backbone's output must have a static channel count.")
@@ -119,7 +119,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
             if not jit_compile:
                 return self.pool_scaled(resized, boxes * factor)
             padded = tf.pad(boxes * factor, [[0, bucket_size(count) - count], [0, 0]])
-            return self._conv_and_pool_xla(resized, padded)[:count]
+            return self._pool_scaled_xla(resized, padded)[:count]
 
         def empty():
             return tf.zeros([0, self.output_dim], self.compute_dtype)

@@ -156,10 +156,7 @@ def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=
         features[used], labels[used], config.batch_size, config.positive_fraction, config.seed
     )
     model = heads.head_model(detector)
-    boundary = int(config.steps * 5 / 6)
-    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-        [boundary], [config.learning_rate, config.final_learning_rate]
-    )
+    schedule = step_decay(config.steps, config.learning_rate, config.final_learning_rate)
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=5e-4)
     elif config.optimizer == "adam":
@@ -167,11 +164,26 @@ def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=
     else:
         raise ValueError(f"`optimizer` must be 'sgd' or 'adam'; got {config.optimizer!r}.")
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
-    epochs = 10 if config.steps >= 10 else 1
+    epochs, steps_per_epoch = epoch_split(config.steps)
     return model.fit(
-        dataset, steps_per_epoch=max(config.steps // epochs, 1), epochs=epochs, verbose=verbose, callbacks=callbacks,
+        dataset, steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=verbose, callbacks=callbacks,
         shuffle=False,  # the stream is already shuffled, and endless
     )
+
+
+def step_decay(steps, learning_rate, final_learning_rate):
+    """The paper's schedule: ``learning_rate``, then ``final_learning_rate`` for the
+    last sixth of ``steps``."""
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        [max(int(steps * 5 / 6), 1)], [learning_rate, final_learning_rate]
+    )
+
+
+def epoch_split(steps):
+    """``(epochs, steps_per_epoch)`` for an endless stream: ten progress-bar epochs
+    (one when there are fewer than ten steps)."""
+    epochs = 10 if steps >= 10 else 1
+    return epochs, max(steps // epochs, 1)
 
 
 def fit_box_regression(detector, records, examples, config=HeadTrainingConfig()):
