@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
     p.add_argument("--lr", type=float, default=3e-4, help="then 10x lower for the last sixth of the steps")
     p.add_argument("--dropout", type=float, default=0.5)
+    p.add_argument("--negative-iou", default="0.1,0.5",
+                   help="IoU range [lo, hi) of fine-tuning's background windows (the paper: 0.1,0.5)")
     p.add_argument("--conv-steps", type=int, default=0,
                    help="then train the conv layers with fc6-fc8 through the RoI op for this many images "
                         "(Fast R-CNN's fine-tuning, beyond the paper; 0: conv layers stay as pretrained)")
@@ -64,8 +66,21 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _iou_range(text):
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        raise SystemExit(
+            f"--negative-iou must be two IoUs 'lo,hi' with 0 <= lo <= hi <= 0.5, e.g. 0.1,0.5; got {text!r}."
+        ) from None
+    if not 0.0 <= low <= high <= 0.5:
+        raise SystemExit(f"--negative-iou must satisfy 0 <= lo <= hi <= 0.5 (positives start at 0.5); got {text!r}.")
+    return low, high
+
+
 def main(argv=None):
     args = parse_args(argv)
+    negative_iou = _iou_range(args.negative_iou)
     import keras
     import numpy as np
 
@@ -115,7 +130,7 @@ def main(argv=None):
 
     config = training.HeadTrainingConfig(
         steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-        final_learning_rate=args.lr / 10, optimizer=args.optimizer, seed=args.seed,
+        final_learning_rate=args.lr / 10, optimizer=args.optimizer, negative_iou=negative_iou, seed=args.seed,
     )
     cache = os.path.join(out, "cache", "-".join([
         training.weights_fingerprint(conv), "s" + "_".join(map(str, scales)), "l" + "_".join(map(str, levels)),
@@ -139,7 +154,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         conv_fine_tuning.fine_tune_end_to_end(model, records, train, conv_fine_tuning.ConvFineTuningConfig(
             steps=args.conv_steps, windows_per_image=args.conv_windows, learning_rate=args.conv_lr,
-            final_learning_rate=args.conv_lr / 10, seed=args.seed,
+            final_learning_rate=args.conv_lr / 10, negative_iou=negative_iou, seed=args.seed,
         ), verbose=args.verbose, callbacks=[keras.callbacks.CSVLogger(os.path.join(out, "history_conv.csv"))])
         # The regressors and SVMs learn from the features of the conv layers as they are now.
         records = training.compute_window_features(roi, train, proposals, desc="window features (fine-tuned conv)")

@@ -22,7 +22,8 @@ def trained(tmp_path_factory):
     out = root / "run"
     code = train_detector.main([
         "--pretrained", str(root / "classifier.keras"), "--data-dir", str(root / "data"),
-        "--mnist-images", "6,3", "--steps", "20", "--batch-size", "32", "--conv-steps", "3", "--out", str(out),
+        "--mnist-images", "6,3", "--steps", "20", "--batch-size", "32", "--conv-steps", "3", "--negative-iou", "0,0.5",
+        "--out", str(out),
         "--verbose", "0",
     ])
     assert code == 0
@@ -36,6 +37,7 @@ def test_training_writes_a_detector_and_its_evaluation(trained):
         assert (out / name).exists(), name
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == {"train": 6, "test": 3}
+    assert results["config"]["negative_iou"] == "0,0.5"
     for key in ("softmax", "softmax+bb", "svm", "svm+bb"):
         assert 0.0 <= results["evaluation"][key]["map_voc07"] <= 1.0
     assert len(results["svm"]) == 10
@@ -71,6 +73,13 @@ def test_missing_pretrained_model_is_explained(tmp_path):
     with pytest.raises(SystemExit, match="train an SPP classifier first"):
         train_detector.main(["--pretrained", str(tmp_path / "none.keras"), "--data-dir", str(tmp_path),
                              "--mnist-images", "2,1", "--out", str(tmp_path / "o")])
+
+
+@pytest.mark.parametrize("value", ["0.1", "0.3,0.2", "0.1,0.6", "-0.1,0.5", "a,b"])
+def test_bad_negative_iou_is_explained(tmp_path, value):
+    with pytest.raises(SystemExit, match="--negative-iou must"):
+        train_detector.main(["--pretrained", str(tmp_path / "none.keras"), f"--negative-iou={value}",
+                             "--out", str(tmp_path / "o")])
 
 
 def test_detection_benchmark_prints_the_table_with_speedups(trained, tmp_path, capsys):
