@@ -66,21 +66,22 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def _iou_range(text):
+def _negative_iou(text, positive_iou):
+    from keras_spp.detection import sampling
+
     try:
         low, high = (float(v) for v in text.split(","))
-    except ValueError:
+        sampling.check_iou_thresholds(positive_iou, (low, high))
+    except ValueError as error:
         raise SystemExit(
-            f"--negative-iou must be two IoUs 'lo,hi' with 0 <= lo <= hi <= 0.5, e.g. 0.1,0.5; got {text!r}."
+            f"--negative-iou must be two IoUs 'lo,hi' with 0 <= lo <= hi <= {positive_iou:g} (where positives "
+            f"start), e.g. 0.1,0.5; got {text!r}: {error}"
         ) from None
-    if not 0.0 <= low <= high <= 0.5:
-        raise SystemExit(f"--negative-iou must satisfy 0 <= lo <= hi <= 0.5 (positives start at 0.5); got {text!r}.")
     return low, high
 
 
 def main(argv=None):
     args = parse_args(argv)
-    negative_iou = _iou_range(args.negative_iou)
     import keras
     import numpy as np
 
@@ -96,6 +97,7 @@ def main(argv=None):
     from keras_spp.models.backbones import feature_stride
     from recipes import detection_common as common
 
+    negative_iou = _negative_iou(args.negative_iou, training.HeadTrainingConfig.positive_iou)
     if not os.path.exists(args.pretrained):
         raise SystemExit(
             f"--pretrained {args.pretrained} not found: train an SPP classifier first "

@@ -27,14 +27,20 @@ def best_overlaps(windows, gt_boxes):
     return iou.max(axis=1).astype(np.float32), iou.argmax(axis=1)
 
 
-def window_labels(max_iou, gt_index, gt_labels, positive_iou=0.5, negative_iou=(0.1, 0.5)):
-    """Fine-tuning targets: ``class + 1`` for positives, 0 background, -1 unused."""
+def check_iou_thresholds(positive_iou, negative_iou):
+    """ValueError unless ``0 <= negative_iou[0] <= negative_iou[1] <= positive_iou <= 1``."""
     low, high = negative_iou
     if not 0.0 <= low <= high <= positive_iou <= 1.0:
         raise ValueError(
             f"need 0 <= negative_iou[0] <= negative_iou[1] <= positive_iou <= 1; got "
             f"negative_iou={negative_iou}, positive_iou={positive_iou}."
         )
+
+
+def window_labels(max_iou, gt_index, gt_labels, positive_iou=0.5, negative_iou=(0.1, 0.5)):
+    """Fine-tuning targets: ``class + 1`` for positives, 0 background, -1 unused."""
+    check_iou_thresholds(positive_iou, negative_iou)
+    low, high = negative_iou
     gt_labels = np.asarray(gt_labels, np.int64).reshape(-1)
     labels = np.full(len(max_iou), IGNORE, np.int64)
     labels[(max_iou >= low) & (max_iou < high)] = BACKGROUND
