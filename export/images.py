@@ -108,16 +108,23 @@ def smallest_side(network, upper):
 
     Found by trying sizes: the rule depends on every padding and stride of the
     backbone. Conv nets treat height and width alike, so ``s`` bounds each side alone.
+    Each size is only traced, never run: TensorFlow's shape inference rejects a map
+    that shrinks below a kernel, while running such a size eagerly can kill the
+    process (oneDNN's max pool raises SIGFPE on an empty output). A size whose trace
+    holds an empty feature map counts as too small too.
     ``ValueError`` if even ``upper`` fails.
     """
-    import numpy as np
+    traced = tf.function(network)
 
     def works(s):
         try:
-            network(np.zeros((1, s, s, 3), np.float32))
-            return True
+            graph = traced.get_concrete_function(tf.TensorSpec((1, s, s, 3), tf.float32)).graph
         except Exception:  # too small shows as ValueError or InvalidArgumentError, by layer
             return False
+        return not any(
+            t.shape.rank == 4 and 0 in t.shape[1:3]
+            for op in graph.get_operations() for t in op.outputs
+        )
 
     if not works(upper):
         raise ValueError(f"The model cannot take even a {upper}x{upper} image; check --min-side and the model.")
