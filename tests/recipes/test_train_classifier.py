@@ -132,3 +132,30 @@ def test_a_backup_of_another_configuration_is_refused(tmp_path):
     assert ResumableBackup(str(tmp_path), config={"lr": 0.1}).restore(model) == (2, 5)
     with pytest.raises(ValueError, match="another configuration"):
         ResumableBackup(str(tmp_path), config={"lr": 0.2}).restore(model)
+
+
+def test_a_backup_killed_between_its_weights_and_its_state_is_the_previous_one(tmp_path, monkeypatch):
+    from keras_spp.callbacks import ResumableBackup
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    saver = ResumableBackup(str(tmp_path), config={})
+    saver.set_model(model)
+    saver._save(1, 4)
+    saved = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1 for w in saved])
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed after the weights, before the state")
+
+    monkeypatch.setattr(json, "dump", killed)
+    with pytest.raises(KeyboardInterrupt):
+        saver._save(1, 6)
+    monkeypatch.undo()
+    assert ResumableBackup(str(tmp_path), config={}).restore(model) == (1, 4)
+    for got, want in zip(model.get_weights(), saved):
+        np.testing.assert_array_equal(got, want)
+    saver._save(2, 0)  # the next save leaves one weights file, its own
+    assert sorted(p.name for p in tmp_path.glob("*.weights.h5")) == ["e2-b0.weights.h5"]
+    saver.clear()
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
