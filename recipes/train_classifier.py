@@ -12,7 +12,8 @@ Sizes: one size is single-size training; several alternate by epoch (the paper's
 224/180); --size-mode random draws each epoch's size from [min, max]. Crops are
 taken at the largest size and resized (the paper's 180 is the 224 crop resized).
 For the offline default (mnist-scenes, images of 64..256 px) the sizes scale down
-with the images: min side 128, crops 112, multi-size 112/90 (224:180).
+with the images: min side 128, crops 112, multi-size 112/90 (224:180); the same for
+mnist-windows (the offline detector's pretraining set).
 """
 
 import argparse
@@ -24,7 +25,11 @@ import time
 # Digits must not be mirrored; their scenes are small, so the sizes scale down.
 # Adam gets the small network off the ln(10) plateau within an epoch where the
 # paper's plain SGD takes several: the CPU default has minutes, not days.
-DATASET_DEFAULTS = {"mnist-scenes": {"min_side": 128, "sizes": "112,90", "flip": False, "optimizer": "adam"}}
+DATASET_DEFAULTS = {
+    "mnist-scenes": {"min_side": 128, "sizes": "112,90", "flip": False, "optimizer": "adam"},
+    # Windows of mnist-detection scenes, 40-300 px: the same scale-down as mnist-scenes.
+    "mnist-windows": {"min_side": 128, "sizes": "112,90", "flip": False, "optimizer": "adam"},
+}
 GENERIC_DEFAULTS = {"min_side": 256, "sizes": "224,180", "flip": True, "optimizer": "sgd"}
 LEARNING_RATES = {"sgd": 0.01, "adam": 3e-4}
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
@@ -38,7 +43,7 @@ def parse_args(argv=None):
     p.add_argument("--width", type=float, default=0.25, help="filter multiplier of the backbone (1 = the paper)")
     p.add_argument("--fc-units", type=int, default=512, help="fc6/fc7 units (4096 in the paper)")
     p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--dataset", default="mnist-scenes", help="mnist-scenes, folder:<path>, a TFDS name or tfds:<name>")
+    p.add_argument("--dataset", default="mnist-scenes", help="mnist-scenes, mnist-windows, folder:<path>, a TFDS name or tfds:<name>")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--manual-dir", default=None, help="TFDS manual download folder (imagenet2012)")
     p.add_argument("--sizes", default=None, help="training sizes, e.g. 224,180 (dataset default)")

@@ -7,6 +7,9 @@ origin:
 
   * ``"mnist-scenes"``: real MNIST digits rendered into scenes of varied size
     (``keras_spp.data.mnist_scenes``), built on first use; works offline.
+  * ``"mnist-windows"``: digit and background windows cut from mnist-detection
+    scenes (``keras_spp.data.mnist_windows``; 11 classes, the last
+    ``"background"``), the offline detector's pretraining set; built on first use.
   * ``"folder:<path>"``: image files in the layout of
     ``keras.utils.image_dataset_from_directory``.
   * a name in ``TFDS_DATASETS``, or ``"tfds:<name>"`` for any TensorFlow Datasets
@@ -31,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spp.data import mnist_scenes
+from keras_spp.data import mnist_windows
 
 SPLITS = ("train", "validation", "test")
 
@@ -51,6 +55,7 @@ IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 _OPTIONS = {
     "mnist-scenes": ("min_side", "max_side", "sizes"),
+    "mnist-windows": ("sizes", "backgrounds"),
     "folder": (),
     "tfds": ("manual_dir",),
 }
@@ -82,23 +87,25 @@ def load_classification(
     """An image classification source as ``(dataset, info)``.
 
     Args:
-      name: ``"mnist-scenes"``, ``"folder:<path>"``, one of ``TFDS_DATASETS`` or
+      name: ``"mnist-scenes"``, ``"mnist-windows"``, ``"folder:<path>"``, one of ``TFDS_DATASETS`` or
         ``"tfds:<name>"`` (see the module docstring).
       split: ``"train"``, ``"validation"`` or ``"test"``. TFDS sources also take any
         TFDS split string (e.g. ``"train[:10%]"``), passed through unchanged.
-      data_dir: ``"mnist-scenes"``: the folder the scenes are written under (default
+      data_dir: ``"mnist-scenes"``, ``"mnist-windows"``: the folder the images are written under (default
         ``keras_spp.data.mnist.data_dir()``, where the MNIST file always is). TFDS:
         TFDS's ``data_dir``. Unused for folders.
-      seed: ``"mnist-scenes"``: the rendering seed. Folders without split subfolders:
+      seed: ``"mnist-scenes"``, ``"mnist-windows"``: the rendering seed. Folders without split subfolders:
         the seed of the train/validation split. Unused for TFDS.
       validation_fraction: folders without split subfolders: the share of each
         class's files that goes to ``"validation"``, in ``[0, 1)``.
-      shuffle_files: folders and ``"mnist-scenes"``: list the files in a random order
+      shuffle_files: folders, ``"mnist-scenes"`` and ``"mnist-windows"``: list the files in a random order
         fixed by ``seed``, classes mixed (the default), so that shuffle buffers
         smaller than the split still see every class and ``take(n)`` is a fair
         sample; ``False`` keeps the sorted order (class by class).
       **options: ``"mnist-scenes"``: ``min_side``, ``max_side`` (canvas side bounds)
         and ``sizes`` (``{split: count}``), see ``mnist_scenes.write_mnist_scenes``.
+        ``"mnist-windows"``: ``sizes`` (``{split: scene count}``) and ``backgrounds``
+        (clutter windows per scene), see ``mnist_windows.write_mnist_windows``.
         TFDS: ``manual_dir``, the folder of manually downloaded archives (ImageNet).
 
     Returns:
@@ -130,8 +137,8 @@ def load_classification(
     """
     if not isinstance(name, str):
         raise ValueError(f"`name` must be a string, one of {_known_names()}; got {name!r}.")
-    if name == "mnist-scenes":
-        kind = "mnist-scenes"
+    if name in ("mnist-scenes", "mnist-windows"):
+        kind = name
     elif name.startswith("folder:"):
         kind = "folder"
     elif name.startswith("tfds:") or name.split("/")[0].split(":")[0] in TFDS_DATASETS:
@@ -149,6 +156,8 @@ def load_classification(
 
     if kind == "mnist-scenes":
         return _mnist_scenes_source(name, split, data_dir, seed, shuffle_files, **options)
+    if kind == "mnist-windows":
+        return _mnist_windows_source(name, split, data_dir, seed, shuffle_files, **options)
     if kind == "folder":
         path = name[len("folder:"):]
         if not path:
@@ -161,7 +170,7 @@ def load_classification(
 
 
 def _known_names():
-    return ", ".join(["'mnist-scenes'", "'folder:<path>'", *map(repr, TFDS_DATASETS), "'tfds:<name>'"])
+    return ", ".join(["'mnist-scenes'", "'mnist-windows'", "'folder:<path>'", *map(repr, TFDS_DATASETS), "'tfds:<name>'"])
 
 
 def _mnist_scenes_source(name, split, data_dir, seed, shuffle_files, min_side=64, max_side=256, sizes=None):
@@ -172,6 +181,16 @@ def _mnist_scenes_source(name, split, data_dir, seed, shuffle_files, min_side=64
     # Explicit class names: a small split may lack a digit, which must not shift labels.
     return _folder_source(
         name, root, split, seed, 0.0, class_names=mnist_scenes.CLASS_NAMES, shuffle_files=shuffle_files
+    )
+
+
+def _mnist_windows_source(name, split, data_dir, seed, shuffle_files, sizes=None, backgrounds=1):
+    root = None
+    if data_dir is not None:
+        root = mnist_windows.default_root(seed, sizes, backgrounds, base=data_dir)
+    root = mnist_windows.write_mnist_windows(root, sizes, seed, backgrounds)
+    return _folder_source(
+        name, root, split, seed, 0.0, class_names=mnist_windows.CLASS_NAMES, shuffle_files=shuffle_files
     )
 
 

@@ -144,7 +144,7 @@ def test_empty_or_missing_folders_name_the_path(tmp_path):
 @pytest.mark.parametrize(
     "name, split, options, match",
     [
-        ("imagenet", "train", {}, "Unknown source `name` 'imagenet'; known: 'mnist-scenes', "
+        ("imagenet", "train", {}, "Unknown source `name` 'imagenet'; known: 'mnist-scenes', 'mnist-windows', "
          "'folder:<path>', 'imagenet2012', .*'cifar100', 'tfds:<name>'"),
         ("folder:", "train", {}, "needs a path"),
         (None, "train", {}, "`name` must be a string"),
