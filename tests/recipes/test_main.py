@@ -1,0 +1,43 @@
+"""The main job composes the recipes with arguments each of them accepts."""
+
+import pytest
+
+from recipes import demo
+from recipes import main
+from recipes import train_classifier
+from recipes import train_detector
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    seen = []
+
+    def stage(name, code=0):
+        def run(argv):
+            seen.append((name, argv))
+            return code
+        return run
+
+    monkeypatch.setattr(demo, "main", stage("demo"))
+    monkeypatch.setattr(train_classifier, "main", stage("classifier"))
+    monkeypatch.setattr(train_detector, "main", stage("detector"))
+    return seen
+
+
+def test_stages_run_in_order_with_arguments_their_recipes_parse(calls, tmp_path):
+    assert main.main(["--epochs", "3", "--detector-steps", "50", "--out", str(tmp_path)]) == 0
+    assert [name for name, _ in calls] == ["demo", "classifier", "detector"]
+    classifier = train_classifier.parse_args(calls[1][1])
+    assert classifier.dataset == "mnist-windows" and classifier.epochs == 3 and classifier.sizes == (112,)
+    assert classifier.min_side == 128 and not classifier.flip  # the dataset's defaults
+    detector = train_detector.parse_args(calls[2][1])
+    assert detector.pretrained == str(tmp_path / "classifier" / "model.keras")
+    assert detector.dataset == "mnist-detection" and detector.steps == 50
+    assert detector.scales == main.DETECTION_SCALES == "200,288,400,560,800,1100"
+    assert detector.window_size == 64 and detector.min_proposal_size == 8
+
+
+def test_a_failing_stage_stops_the_job_with_its_code(monkeypatch, calls, tmp_path):
+    monkeypatch.setattr(train_classifier, "main", lambda argv: 3)
+    assert main.main(["--out", str(tmp_path)]) == 3
+    assert [name for name, _ in calls] == ["demo"]
