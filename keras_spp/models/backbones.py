@@ -12,6 +12,7 @@ The product of strides (``feature_stride``) maps image pixels onto conv5 cells:
 import keras
 
 from keras_spp.layers import LocalResponseNormalization
+from keras_spp.layers import MinimumInputSize
 
 # name: ([layer spec], feature_stride, conv5 size at 224)
 # Layer specs: ("conv", filters, kernel, stride, pad) with pad an int or "same";
@@ -69,7 +70,10 @@ def backbone(name, width=1.0, input_shape=(None, None, 3)):
         raise ValueError(f"`width` must be positive; got {width!r}.")
     specs = TABLE_1[name][0]
     inputs = keras.Input(input_shape, name="image")
-    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_pixels")(inputs)
+    # Smaller images would reach a pooling window larger than its map, which
+    # TensorFlow's CPU kernels do not always refuse (see MinimumInputSize).
+    x = MinimumInputSize(min_input_side(name), name="check_size")(inputs)
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="scale_pixels")(x)
     conv = 0
     for spec in specs:
         kind = spec[0]
@@ -92,6 +96,34 @@ def backbone(name, width=1.0, input_shape=(None, None, 3)):
         else:
             x = keras.layers.MaxPooling2D(spec[1], spec[2], name=f"pool{conv}")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def min_input_side(name):
+    """The fewest pixels per side an image needs for every map of ``name`` to be
+    at least one cell and every valid window to fit in its map.
+
+    >>> min_input_side("zf5")
+    29
+    """
+    specs = TABLE_1[name][0]
+
+    def fits(side):
+        for spec in specs:
+            if spec[0] == "pad":
+                side += 2 * spec[1]
+            elif spec[0] == "conv" and spec[4] == "same":
+                side = -(-side // spec[3])
+            elif spec[0] in ("conv", "pool"):
+                window, stride = (spec[2], spec[3]) if spec[0] == "conv" else (spec[1], spec[2])
+                if side < window:
+                    return False
+                side = (side - window) // stride + 1
+        return side >= 1
+
+    side = 1
+    while not fits(side):
+        side += 1
+    return side
 
 
 def feature_stride(name):

@@ -80,3 +80,52 @@ def test_spp_classifier_on_a_keras_applications_backbone(tmp_path):
     net.save(path)
     x = np.random.default_rng(0).uniform(size=(1, 100, 70, 3)).astype("float32")
     np.testing.assert_allclose(keras.saving.load_model(path)(x).numpy(), net(x).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(models.TABLE_1))
+def test_min_input_side_is_where_tensorflow_shape_inference_starts_to_accept(name):
+    import tensorflow as tf
+
+    net = models.backbone(name, width=0.125)
+    inner = net.layers[net.layers.index(net.get_layer("check_size")) + 1:]  # the network behind the check
+
+    def traces(side):
+        def run(x):
+            for layer in inner:
+                x = layer(x)
+            return x
+        try:
+            tf.function(run).get_concrete_function(tf.TensorSpec((1, side, side, 3), tf.float32))
+            return True
+        except ValueError:  # "Negative dimension size ..."
+            return False
+
+    side = models.backbones.min_input_side(name)
+    assert traces(side) and not traces(side - 1)
+
+
+def test_a_too_small_image_is_an_error_that_names_the_sizes_not_a_crash():
+    import tensorflow as tf
+
+    net = models.backbone("zf5", width=0.125)
+    # Eagerly, a 1 x 1 image once reached oneDNN's max pool and killed the process.
+    for height, width in [(1, 1), (28, 200), (200, 28)]:
+        with pytest.raises(ValueError, match=r"at least 29 x 29 pixels.*\(height, width\) \(%d, %d\)" % (height, width)):
+            net(np.zeros((1, height, width, 3), np.float32))
+    assert net(np.zeros((1, 29, 29, 3), np.float32)).shape[1:3] == (1, 1)
+    dynamic = tf.function(lambda x: net(x), input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"at least 29 x 29 pixels"):
+        dynamic(tf.zeros((1, 1, 1, 3)))
+    assert dynamic(tf.zeros((2, 40, 29, 3))).shape[:3] == (2, 1, 1)
+
+
+def test_minimum_input_size_config_round_trips_and_validates():
+    from keras_spp.layers import MinimumInputSize
+
+    layer = MinimumInputSize(17, name="check")
+    again = MinimumInputSize.from_config(layer.get_config())
+    assert again.min_side == 17 and again.name == "check"
+    assert layer.compute_output_shape((2, None, 30, 3)) == (2, None, 30, 3)
+    for bad in (0, -3, 2.5, True, "17"):
+        with pytest.raises(ValueError, match="`min_side` must be a positive integer"):
+            MinimumInputSize(bad)
