@@ -1,4 +1,3 @@
-import os
 import pathlib
 
 import numpy as np
@@ -7,16 +6,6 @@ import pytest
 from keras_spp.data import mnist
 from keras_spp.data import mnist_detection
 from keras_spp.data import voc
-
-
-@pytest.fixture
-def private_cache(tmp_path, monkeypatch):
-    """A private KERAS_SPP_DATA that shares only the real MNIST file."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    os.symlink(mnist.ensure_mnist(), cache / mnist.FILENAME)
-    monkeypatch.setenv("KERAS_SPP_DATA", str(cache))
-    return cache
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,3 @@
-import os
 import re
 
 import numpy as np
@@ -11,16 +10,6 @@ from keras_spp.data import sources
 from keras_spp.data import voc
 
 BACKGROUND = mnist_windows.CLASS_NAMES.index("background")
-
-
-@pytest.fixture
-def private_cache(tmp_path, monkeypatch):
-    """A private KERAS_SPP_DATA that shares only the real MNIST file."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    os.symlink(mnist.ensure_mnist(), cache / mnist.FILENAME)
-    monkeypatch.setenv("KERAS_SPP_DATA", str(cache))
-    return cache
 
 
 @pytest.fixture(scope="module")
