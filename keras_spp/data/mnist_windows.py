@@ -187,7 +187,9 @@ def _write_split(folder, data, count, seed, number, backgrounds, progress):
         # its trainval image i.
         chosen = rng.integers(0, len(digits), size=int(rng.integers(1, mnist_detection.MAX_DIGITS + 1)))
         pieces = rng.integers(0, len(digits), size=8)
-        scene = mnist_detection.render_detection_scene(digits[chosen], labels[chosen], rng, fragments=digits[pieces])
+        scene = mnist_detection.render_detection_scene(
+            digits[chosen], labels[chosen], rng, fragments=digits[pieces]
+        )
         for k, ((top, left, bottom, right), label) in enumerate(scene_windows(scene, rng, backgrounds)):
             Image.fromarray(scene.image[top:bottom, left:right]).save(
                 folder / CLASS_NAMES[label] / f"{index:05d}_{k}.jpg", quality=_JPEG_QUALITY
@@ -234,5 +236,7 @@ def _validate_splits(splits):
 
 def _validate_backgrounds(backgrounds):
     if not isinstance(backgrounds, (int, np.integer)) or isinstance(backgrounds, bool) or backgrounds < 0:
-        raise ValueError(f"`backgrounds` must be a non-negative integer (clutter windows per scene); got {backgrounds!r}.")
+        raise ValueError(
+            f"`backgrounds` must be a non-negative integer (clutter windows per scene); got {backgrounds!r}."
+        )
     return int(backgrounds)

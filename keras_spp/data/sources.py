@@ -87,19 +87,19 @@ def load_classification(
     """An image classification source as ``(dataset, info)``.
 
     Args:
-      name: ``"mnist-scenes"``, ``"mnist-windows"``, ``"folder:<path>"``, one of ``TFDS_DATASETS`` or
-        ``"tfds:<name>"`` (see the module docstring).
+      name: ``"mnist-scenes"``, ``"mnist-windows"``, ``"folder:<path>"``, one of
+        ``TFDS_DATASETS`` or ``"tfds:<name>"`` (see the module docstring).
       split: ``"train"``, ``"validation"`` or ``"test"``. TFDS sources also take any
         TFDS split string (e.g. ``"train[:10%]"``), passed through unchanged.
-      data_dir: ``"mnist-scenes"``, ``"mnist-windows"``: the folder the images are written under (default
-        ``keras_spp.data.mnist.data_dir()``, where the MNIST file always is). TFDS:
-        TFDS's ``data_dir``. Unused for folders.
-      seed: ``"mnist-scenes"``, ``"mnist-windows"``: the rendering seed. Folders without split subfolders:
-        the seed of the train/validation split. Unused for TFDS.
+      data_dir: ``"mnist-scenes"``, ``"mnist-windows"``: the folder the images are
+        written under (default ``keras_spp.data.mnist.data_dir()``, where the MNIST
+        file always is). TFDS: TFDS's ``data_dir``. Unused for folders.
+      seed: ``"mnist-scenes"``, ``"mnist-windows"``: the rendering seed. Folders
+        without split subfolders: the seed of the train/validation split. Unused for TFDS.
       validation_fraction: folders without split subfolders: the share of each
         class's files that goes to ``"validation"``, in ``[0, 1)``.
-      shuffle_files: folders, ``"mnist-scenes"`` and ``"mnist-windows"``: list the files in a random order
-        fixed by ``seed``, classes mixed (the default), so that shuffle buffers
+      shuffle_files: folders, ``"mnist-scenes"`` and ``"mnist-windows"``: list the
+        files in a random order fixed by ``seed``, classes mixed (the default), so that shuffle buffers
         smaller than the split still see every class and ``take(n)`` is a fair
         sample; ``False`` keeps the sorted order (class by class).
       **options: ``"mnist-scenes"``: ``min_side``, ``max_side`` (canvas side bounds)
@@ -170,7 +170,9 @@ def load_classification(
 
 
 def _known_names():
-    return ", ".join(["'mnist-scenes'", "'mnist-windows'", "'folder:<path>'", *map(repr, TFDS_DATASETS), "'tfds:<name>'"])
+    return ", ".join(
+        ["'mnist-scenes'", "'mnist-windows'", "'folder:<path>'", *map(repr, TFDS_DATASETS), "'tfds:<name>'"]
+    )
 
 
 def _mnist_scenes_source(name, split, data_dir, seed, shuffle_files, min_side=64, max_side=256, sizes=None):

@@ -110,7 +110,8 @@ def test_a_too_small_image_is_an_error_that_names_the_sizes_not_a_crash():
     net = models.backbone("zf5", width=0.125)
     # Eagerly, a 1 x 1 image once reached oneDNN's max pool and killed the process.
     for height, width in [(1, 1), (28, 200), (200, 28)]:
-        with pytest.raises(ValueError, match=r"at least 29 x 29 pixels.*\(height, width\) \(%d, %d\)" % (height, width)):
+        message = r"at least 29 x 29 pixels.*\(height, width\) \(%d, %d\)" % (height, width)
+        with pytest.raises(ValueError, match=message):
             net(np.zeros((1, height, width, 3), np.float32))
     assert net(np.zeros((1, 29, 29, 3), np.float32)).shape[1:3] == (1, 1)
     dynamic = tf.function(lambda x: net(x), input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
