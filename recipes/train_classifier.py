@@ -25,11 +25,9 @@ import time
 # Digits must not be mirrored; their scenes are small, so the sizes scale down.
 # Adam gets the small network off the ln(10) plateau within an epoch where the
 # paper's plain SGD takes several: the CPU default has minutes, not days.
-DATASET_DEFAULTS = {
-    "mnist-scenes": {"min_side": 128, "sizes": "112,90", "flip": False, "optimizer": "adam"},
-    # Windows of mnist-detection scenes, 40-300 px: the same scale-down as mnist-scenes.
-    "mnist-windows": {"min_side": 128, "sizes": "112,90", "flip": False, "optimizer": "adam"},
-}
+_MNIST_DEFAULTS = {"min_side": 128, "sizes": "112,90", "flip": False, "optimizer": "adam"}
+# mnist-windows (windows of mnist-detection scenes, 40-300 px) scales down alike.
+DATASET_DEFAULTS = {"mnist-scenes": _MNIST_DEFAULTS, "mnist-windows": _MNIST_DEFAULTS}
 GENERIC_DEFAULTS = {"min_side": 256, "sizes": "224,180", "flip": True, "optimizer": "sgd"}
 LEARNING_RATES = {"sgd": 0.01, "adam": 3e-4}
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")

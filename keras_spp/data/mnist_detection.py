@@ -219,13 +219,24 @@ def ensure_mnist_detection(num_trainval=400, num_test=100, seed=0, data_dir=None
     )
 
 
+def draw_scene(digits, labels, seed, split_number, index):
+    """Scene ``index`` of a split: ``(Scene, rng)``, the rng left where rendering left it.
+
+    The split's draws, in their order: how many digits and which of ``digits`` /
+    ``labels`` (an MNIST split), which digits to cut clutter fragments from, then the
+    rendering, all from ``np.random.default_rng([seed, split_number, index])``.
+    Other datasets cut from these scenes (``mnist_windows``) call this, so that
+    equal arguments give them the very scenes written here.
+    """
+    rng = np.random.default_rng([seed, split_number, index])
+    chosen = rng.integers(0, len(digits), size=int(rng.integers(1, MAX_DIGITS + 1)))
+    pieces = rng.integers(0, len(digits), size=8)
+    return render_detection_scene(digits[chosen], labels[chosen], rng, fragments=digits[pieces]), rng
+
+
 def _split_items(data, count, seed, split, number, progress):
     for index in range(count):
-        digits, labels = data
-        rng = np.random.default_rng([seed, number, index])
-        chosen = rng.integers(0, len(digits), size=int(rng.integers(1, MAX_DIGITS + 1)))
-        pieces = rng.integers(0, len(digits), size=8)
-        scene = render_detection_scene(digits[chosen], labels[chosen], rng, fragments=digits[pieces])
+        scene, _ = draw_scene(*data, seed, number, index)
         encoded = io.BytesIO()
         Image.fromarray(scene.image).save(encoded, format="JPEG", quality=_JPEG_QUALITY)
         yield f"{split}_{index:06d}", (encoded.getvalue(), ".jpg"), scene.boxes, scene.labels, None

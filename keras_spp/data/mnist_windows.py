@@ -182,14 +182,7 @@ def _write_split(folder, data, count, seed, number, backgrounds, progress):
     for name in CLASS_NAMES:
         (folder / name).mkdir(parents=True)
     for index in range(count):
-        rng = np.random.default_rng([seed, number, index])
-        # mnist_detection._split_items' draws, in its order, so that train scene i is
-        # its trainval image i.
-        chosen = rng.integers(0, len(digits), size=int(rng.integers(1, mnist_detection.MAX_DIGITS + 1)))
-        pieces = rng.integers(0, len(digits), size=8)
-        scene = mnist_detection.render_detection_scene(
-            digits[chosen], labels[chosen], rng, fragments=digits[pieces]
-        )
+        scene, rng = mnist_detection.draw_scene(digits, labels, seed, number, index)
         for k, ((top, left, bottom, right), label) in enumerate(scene_windows(scene, rng, backgrounds)):
             Image.fromarray(scene.image[top:bottom, left:right]).save(
                 folder / CLASS_NAMES[label] / f"{index:05d}_{k}.jpg", quality=_JPEG_QUALITY
@@ -212,8 +205,9 @@ def _overlaps_a_digit(box, boxes):
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     inter = (np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
              * np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None))
-    covered = inter / ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
-    return mnist_detection._iou(box, boxes).max() >= BACKGROUND_MAX_IOU or covered.max() > BACKGROUND_MAX_COVER
+    digit_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    iou = inter / ((box[2] - box[0]) * (box[3] - box[1]) + digit_areas - inter)
+    return iou.max() >= BACKGROUND_MAX_IOU or (inter / digit_areas).max() > BACKGROUND_MAX_COVER
 
 
 def _validate_splits(splits):
