@@ -82,7 +82,9 @@ def main(argv=None):
     from keras_spp.data.mnist import data_dir as default_data_dir
 
     prop = meta["proposals"]
-    proposal_params = dict(min_size=prop["min_size"], max_proposals=prop["max"], max_side=prop.get("max_side"))
+    proposal_params = dict(
+        min_size=prop["min_size"], max_proposals=prop["max"], max_side=prop.get("max_side"), base_k=prop.get("base_k")
+    )
     cache = os.path.join(args.data_dir or default_data_dir(), "proposals", _tag(meta["dataset"]))
     proposals = compute_proposals(train + test, cache, **proposal_params)
 

@@ -26,6 +26,8 @@ def parse_args(argv=None):
     p.add_argument("--min-proposal-size", type=int, default=None, help="default: the detector's training setting, else 20")
     p.add_argument("--proposal-max-side", type=int, default=None,
                    help="search a copy downscaled to this longer side (0: full size); default: the detector's training setting")
+    p.add_argument("--proposal-k", type=int, default=None,
+                   help="selective search's first segmentation scale; default: the detector's training setting")
     p.add_argument("--out", default="detections")
     return p.parse_args(argv)
 
@@ -80,6 +82,7 @@ def _search_params(args, trained):
         "min_size": args.min_proposal_size if args.min_proposal_size is not None else trained.get("min_size", 20),
         "max_proposals": args.max_proposals if args.max_proposals is not None else trained.get("max", 2000),
         "max_side": max_side or None,
+        "base_k": args.proposal_k if args.proposal_k is not None else trained.get("base_k"),
     }
 
 

@@ -27,7 +27,8 @@ class Proposals(dict):
 def proposals_tag(args):
     if args.proposals_from:
         return "pre-" + os.path.basename(os.path.normpath(args.proposals_from))
-    return f"ss{args.proposals}-m{args.min_proposal_size}-s{args.proposal_max_side}"
+    tag = f"ss{args.proposals}-m{args.min_proposal_size}-s{args.proposal_max_side}"
+    return tag if args.proposal_k is None else f"{tag}-k{args.proposal_k}"
 
 
 def proposals_for(examples, args):
@@ -44,7 +45,7 @@ def proposals_for(examples, args):
         cache = os.path.join(args.data_dir or data_dir(), "proposals", _dataset_tag(args.dataset))
         found = compute_proposals(
             examples, cache, min_size=args.min_proposal_size, max_proposals=args.proposals,
-            max_side=args.proposal_max_side or None,
+            max_side=args.proposal_max_side or None, base_k=args.proposal_k,
         )
     proposals = Proposals(found)
     proposals.seconds = time.perf_counter() - start

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 logger = logging.getLogger(__name__)
 
 # mode -> the SelectiveSearchSegmentation method that configures it (OpenCV's
-# defaults: k = 150 (+150 per extra segmentation), sigma = 0.8).
+# defaults: k = 150 (+150 per extra segmentation; 200 for "single"), sigma = 0.8).
 MODES = {
     "fast": "switchToSelectiveSearchFast",
     "quality": "switchToSelectiveSearchQuality",
@@ -65,7 +65,7 @@ _SRAND = None
 _SRAND_MISSING_WARNED = False
 
 
-def selective_search(image, mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None):
+def selective_search(image, mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None, base_k=None):
     """Selective search boxes of one image, best-ranked first.
 
     Args:
@@ -82,6 +82,12 @@ def selective_search(image, mode="fast", min_size=20, max_proposals=2000, seed=0
         size (area-averaged downscale) and the boxes are scaled back; the search
         costs about linearly in pixels. ``min_size`` still applies in the
         original image's pixels. ``None`` (default) searches the image as it is.
+      base_k: the scale parameter ``k`` of the first graph segmentation
+        (Felzenszwalb-Huttenlocher); the others step up by the same amount, so
+        ``base_k=100`` in fast mode segments at k = 100, 200, 300. Smaller k gives
+        smaller regions and more boxes around small objects. ``None`` (default)
+        keeps OpenCV's 150 (200 for ``"single"``); Uijlings et al.'s own fast mode
+        used k = 50 and 100.
 
     Returns:
       float32 ``[K, 4]`` boxes ``[y1, x1, y2, x2]``, no two equal, each inside the
@@ -104,12 +110,12 @@ def selective_search(image, mode="fast", min_size=20, max_proposals=2000, seed=0
     >>> selective_search(np.zeros([10, 10], np.uint8), min_size=20).shape
     (0, 4)
     """
-    params = _check_params(mode, min_size, max_proposals, seed, max_side)
+    params = _check_params(mode, min_size, max_proposals, seed, max_side, base_k)
     bgr = _as_bgr(image)
     return _selective_search_bgr(bgr, **params)
 
 
-def proposal_cache_dir(cache_dir, mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None):
+def proposal_cache_dir(cache_dir, mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None, base_k=None):
     """The subfolder of ``cache_dir`` that holds boxes for these parameters.
 
     Its name is a short hash of the parameters, this module's cache version and the
@@ -119,7 +125,7 @@ def proposal_cache_dir(cache_dir, mode="fast", min_size=20, max_proposals=2000, 
     >>> proposal_cache_dir("cache") != proposal_cache_dir("cache", min_size=10)
     True
     """
-    params = _check_params(mode, min_size, max_proposals, seed, max_side)
+    params = _check_params(mode, min_size, max_proposals, seed, max_side, base_k)
     key = dict(params, opencv=cv2.__version__, cache_version=_CACHE_VERSION)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return os.path.join(os.fspath(cache_dir), f"selective_search_{digest}")
@@ -148,7 +154,7 @@ def compute_proposals(examples, cache_dir, workers=None, progress=True, **params
         image to compute, runs in this process.
       progress: show a tqdm bar over the images being computed.
       **params: ``selective_search``'s ``mode``, ``min_size``, ``max_proposals``,
-        ``seed``, ``max_side``.
+        ``seed``, ``max_side``, ``base_k``.
 
     Returns:
       dict ``image_id -> float32 [K, 4]`` boxes, in the order of ``examples``.
@@ -251,7 +257,7 @@ def load_precomputed_proposals(path, image_ids=None, box_order="yxyx", one_based
 # --- selective search ---------------------------------------------------------------
 
 
-def _check_params(mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None):
+def _check_params(mode="fast", min_size=20, max_proposals=2000, seed=0, max_side=None, base_k=None):
     """The parameters, validated and normalised (so 20 and 20.0 hash alike)."""
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {tuple(MODES)}; got {mode!r}.")
@@ -269,6 +275,8 @@ def _check_params(mode="fast", min_size=20, max_proposals=2000, seed=0, max_side
         isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1
     ):
         raise ValueError(f"`max_side` must be an int >= 1 or None (search at full size); got {max_side!r}.")
+    if base_k is not None and (isinstance(base_k, bool) or not isinstance(base_k, (int, np.integer)) or base_k < 1):
+        raise ValueError(f"`base_k` must be an int >= 1 (e.g. 150) or None (OpenCV's default); got {base_k!r}.")
     params = {
         "mode": mode,
         "min_size": float(min_size),
@@ -278,6 +286,8 @@ def _check_params(mode="fast", min_size=20, max_proposals=2000, seed=0, max_side
     if max_side is not None:
         # Only when set, so caches made before the option existed keep their key.
         params["max_side"] = int(max_side)
+    if base_k is not None:
+        params["base_k"] = int(base_k)
     return params
 
 
@@ -300,7 +310,7 @@ def _as_bgr(image):
     )
 
 
-def _selective_search_bgr(bgr, mode, min_size, max_proposals, seed, max_side=None):
+def _selective_search_bgr(bgr, mode, min_size, max_proposals, seed, max_side=None, base_k=None):
     height, width = bgr.shape[:2]
     if min(height, width) == 0 or min(height, width) < min_size or max_proposals == 0:
         return np.zeros([0, 4], np.float32)
@@ -309,12 +319,18 @@ def _selective_search_bgr(bgr, mode, min_size, max_proposals, seed, max_side=Non
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
         small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
         scale = np.array([height / size[1], width / size[0]] * 2, np.float64)
-        boxes = _selective_search_bgr(small, mode, 0, None, seed).astype(np.float64) * scale
+        boxes = _selective_search_bgr(small, mode, 0, None, seed, base_k=base_k).astype(np.float64) * scale
         boxes = np.minimum(np.round(boxes), [height, width, height, width])
         return _finish_boxes(boxes.astype(np.int64), min_size, max_proposals)
     segmentation = _segmentation_module().createSelectiveSearchSegmentation()
     segmentation.setBaseImage(bgr)
-    getattr(segmentation, MODES[mode])()
+    configure = getattr(segmentation, MODES[mode])
+    if base_k is None:
+        configure()
+    elif mode == "single":
+        configure(k=base_k)
+    else:
+        configure(base_k=base_k, inc_k=base_k)
     with _RAND_LOCK:
         _seed_c_rand(seed)
         rects = segmentation.process()

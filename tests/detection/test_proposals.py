@@ -56,10 +56,10 @@ def _write_images(folder, names=("astronaut", "chelsea", "synthetic")):
     return examples
 
 
-def _opencv_rects(image):
+def _opencv_rects(image, **configure):
     search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
     search.setBaseImage(np.ascontiguousarray(image[:, :, ::-1]))
-    search.switchToSelectiveSearchFast()
+    search.switchToSelectiveSearchFast(**configure)
     return np.asarray(search.process())
 
 
@@ -225,6 +225,9 @@ def test_bad_images(image, match):
         ({"max_proposals": 2.5}, "`max_proposals`"),
         ({"seed": -1}, r"`seed` must be an int in \[0, 2\*\*32\)"),
         ({"seed": 2**32}, "`seed`"),
+        ({"base_k": 0}, r"`base_k` must be an int >= 1"),
+        ({"base_k": 2.5}, "`base_k`"),
+        ({"base_k": True}, "`base_k`"),
     ],
 )
 def test_bad_parameters(kwargs, match):
@@ -456,3 +459,24 @@ def test_max_side_searches_a_smaller_copy_and_maps_boxes_back():
     assert proposal_cache_dir("c", max_side=150) != proposal_cache_dir("c")
     with pytest.raises(ValueError, match="max_side"):
         selective_search(image, max_side=0)
+
+
+def test_base_k_sets_the_segmentation_scales():
+    image = IMAGES["astronaut"]
+    # OpenCV's default is k = 150, 300, 450: the same boxes in the same order.
+    np.testing.assert_array_equal(selective_search(image, base_k=150), selective_search(image))
+    fine = selective_search(image, min_size=0, max_proposals=None, base_k=50)
+    rects = _opencv_rects(image, base_k=50, inc_k=50)
+    expected = np.stack([rects[:, 1], rects[:, 0], rects[:, 1] + rects[:, 3], rects[:, 0] + rects[:, 2]], 1)
+    # OpenCV's own call is not seeded, so its order differs; the boxes are the same.
+    np.testing.assert_array_equal(np.unique(fine, axis=0), np.unique(expected, axis=0))
+    # Finer segmentations give more regions, hence more boxes.
+    assert len(fine) > len(selective_search(image, min_size=0, max_proposals=None))
+    search = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()
+    search.setBaseImage(np.ascontiguousarray(image[:, :, ::-1]))
+    search.switchToSingleStrategy(k=50)
+    x, y, w, h = np.asarray(search.process()).T
+    single = selective_search(image, mode="single", min_size=0, max_proposals=None, base_k=50)
+    np.testing.assert_array_equal(np.unique(single, axis=0), np.unique(np.stack([y, x, y + h, x + w], 1), axis=0))
+    # Caches made before the option existed keep their folder; a set k gets its own.
+    assert proposal_cache_dir("c", base_k=None) == proposal_cache_dir("c") != proposal_cache_dir("c", base_k=50)
