@@ -73,6 +73,7 @@ SETTING_FLAGS = {  # DetectionSettings field -> the export's command-line flag
     "nms_iou": "--nms-iou",
     "score_threshold": "--score-threshold",
     "max_detections": "--max-detections",
+    "vote_iou": "--vote-iou",
 }
 
 

@@ -27,7 +27,7 @@ The detector (``export.detector``): ``--model`` is the folder that
 ``recipes.train_detector`` writes (``model.keras`` and ``detector.json``) or its
 ``model.keras``. The test-time settings (``DetectionSettings``) are the
 ``detector.json``'s, each replaceable by its flag (``--scoring``,
-``--score-threshold``, ``--max-detections``, ``--nms-iou``, ``--no-box-regression``);
+``--score-threshold``, ``--max-detections``, ``--nms-iou``, ``--no-box-regression``, ``--vote-iou``);
 they are fixed in the graph. ``--max-side`` defaults to the detector's own max side
 (2000); ``--min-side`` and ``--top-k`` are the classifier's and refused here.
 The folder appears whole or not at all: it is written beside ``<out>`` under a
@@ -376,10 +376,12 @@ def main(argv=None):
                    help="detector: detections per image, the outputs' second dimension (default: detector.json's)")
     p.add_argument("--nms-iou", type=float, help="detector: per-class NMS IoU threshold (default: detector.json's)")
     p.add_argument("--no-box-regression", action="store_true", help="detector: proposals as they are, not regressed")
+    p.add_argument("--vote-iou", type=float,
+                   help="detector: box voting after NMS with windows overlapping this much (default: detector.json's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     args = p.parse_args(argv)
     settings = {"scoring": args.scoring, "score_threshold": args.score_threshold,
-                "max_detections": args.max_detections, "nms_iou": args.nms_iou,
+                "max_detections": args.max_detections, "nms_iou": args.nms_iou, "vote_iou": args.vote_iou,
                 "box_regression": False if args.no_box_regression else None}
     settings = {k: v for k, v in settings.items() if v is not None}
     try:

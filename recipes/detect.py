@@ -21,6 +21,8 @@ def parse_args(argv=None):
     p.add_argument("--min-score", type=float, default=None, help="default: 0.5 (softmax) or 0 (svm)")
     p.add_argument("--nms", type=float, default=0.3)
     p.add_argument("--max-detections", type=int, default=100)
+    p.add_argument("--vote-iou", type=float, default=None,
+                   help="box voting after NMS with windows overlapping this much (default: the detector's setting)")
     p.add_argument("--proposals", default=None, help=".npz or folder of <image name>.npy (y1 x1 y2 x2)")
     p.add_argument("--max-proposals", type=int, default=None, help="default: the detector's training setting, else 2000")
     p.add_argument("--min-proposal-size", type=int, default=None, help="default: the detector's training setting, else 20")
@@ -46,7 +48,8 @@ def main(argv=None):
     detector = Detector.load(args.detector)
     scoring = args.scoring or detector.settings.scoring
     threshold = args.min_score if args.min_score is not None else (0.5 if scoring == "softmax" else 0.0)
-    settings = DetectionSettings(scoring, not args.no_box_regression, args.nms, threshold, args.max_detections)
+    vote_iou = args.vote_iou if args.vote_iou is not None else detector.settings.vote_iou
+    settings = DetectionSettings(scoring, not args.no_box_regression, args.nms, threshold, args.max_detections, vote_iou)
     os.makedirs(args.out, exist_ok=True)
     names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
     precomputed = load_precomputed_proposals(args.proposals, names) if args.proposals else None

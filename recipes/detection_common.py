@@ -9,12 +9,17 @@ import numpy as np
 from keras_spp.detection.detector import DetectionSettings
 
 # The paper's four test-time variants: softmax or SVM scores, with or without the
-# bounding-box regressors. Low thresholds: mAP needs the whole precision-recall curve.
+# bounding-box regressors; then box voting on top of the regressors (beyond the paper).
+# Low thresholds: mAP needs the whole precision-recall curve. Voting's IoU is the
+# positives' 0.5, the overlap at which a window counts as the object's.
+VOTE_IOU = 0.5
 EVALUATION_SETTINGS = {
     "softmax": DetectionSettings("softmax", box_regression=False, score_threshold=0.001),
     "softmax+bb": DetectionSettings("softmax", box_regression=True, score_threshold=0.001),
     "svm": DetectionSettings("svm", box_regression=False, score_threshold=-1.5),
     "svm+bb": DetectionSettings("svm", box_regression=True, score_threshold=-1.5),
+    "softmax+bb+vote": DetectionSettings("softmax", box_regression=True, score_threshold=0.001, vote_iou=VOTE_IOU),
+    "svm+bb+vote": DetectionSettings("svm", box_regression=True, score_threshold=-1.5, vote_iou=VOTE_IOU),
 }
 
 

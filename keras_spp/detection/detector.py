@@ -21,6 +21,7 @@ import keras_spp.detection.heads  # noqa: F401
 from keras_spp.data.voc import load_image
 from keras_spp.detection.boxes import decode_boxes_tf
 from keras_spp.detection.evaluation import evaluate_detections
+from keras_spp.detection.nms import box_voting
 from keras_spp.detection.nms import per_class_nms
 
 SCORINGS = ("softmax", "svm")
@@ -29,13 +30,19 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class DetectionSettings:
-    """Test-time choices (the paper: SVM or softmax scores, NMS at 0.3)."""
+    """Test-time choices (the paper: SVM or softmax scores, NMS at 0.3).
+
+    ``vote_iou``: if set, box voting after NMS (``keras_spp.detection.nms.box_voting``,
+    beyond the paper): each detection moves to the mean of its class's windows that
+    overlap it at least this much, weighted by their class probabilities.
+    """
 
     scoring: str = "softmax"
     box_regression: bool = True
     nms_iou: float = 0.3
     score_threshold: float = 0.05
     max_detections: int = 100
+    vote_iou: float | None = None
 
     def __post_init__(self):
         if self.scoring not in SCORINGS:
@@ -44,6 +51,10 @@ class DetectionSettings:
             raise ValueError(f"`nms_iou` must be in (0, 1]; got {self.nms_iou}.")
         if int(self.max_detections) < 0:
             raise ValueError(f"`max_detections` must be >= 0; got {self.max_detections}.")
+        if self.vote_iou is not None and not (
+            isinstance(self.vote_iou, (int, float)) and not isinstance(self.vote_iou, bool) and 0.0 <= self.vote_iou <= 1.0
+        ):
+            raise ValueError(f"`vote_iou` must be None (no box voting) or in [0, 1]; got {self.vote_iou!r}.")
 
 
 def postprocess(outputs, boxes, image_height, image_width, settings=DetectionSettings()):
@@ -52,7 +63,8 @@ def postprocess(outputs, boxes, image_height, image_width, settings=DetectionSet
     Scores are the softmax probabilities without background, or the SVM scores;
     with ``box_regression`` each class's window is moved by its regressor, then
     clipped to the image; then per-class NMS, ``score_threshold`` and the
-    ``max_detections`` best. Classes are 0-based indices into the class names.
+    ``max_detections`` best, and box voting if ``settings.vote_iou`` is set. Classes
+    are 0-based indices into the class names.
     """
     boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
     if settings.scoring == "softmax":
@@ -67,13 +79,18 @@ def postprocess(outputs, boxes, image_height, image_width, settings=DetectionSet
         per_class = tf.tile(boxes[:, None, :], [1, num_classes, 1])
     limit = tf.cast(tf.stack([image_height, image_width, image_height, image_width]), tf.float32)
     per_class = tf.clip_by_value(per_class, 0.0, limit)
-    return per_class_nms(
+    kept_boxes, kept_scores, classes = per_class_nms(
         per_class,
         scores,
         iou_threshold=settings.nms_iou,
         score_threshold=settings.score_threshold,
         max_detections=int(settings.max_detections),
     )
+    if settings.vote_iou is not None:
+        # Probabilities weigh the votes under either scoring: SVM margins can be negative.
+        probabilities = tf.cast(outputs["class_probabilities"][:, 1:], tf.float32)
+        kept_boxes = box_voting(kept_boxes, classes, per_class, probabilities, settings.vote_iou)
+    return kept_boxes, kept_scores, classes
 
 
 class Detector:

@@ -1,4 +1,4 @@
-"""Per-class greedy non-maximum suppression and the paper's model combination.
+"""Per-class greedy non-maximum suppression, box voting, and the paper's model combination.
 
 Both functions are TensorFlow: they run eagerly, inside ``tf.function`` and in an
 exported SavedModel with a dynamic number of boxes. ``jit_compile=True`` is not
@@ -99,6 +99,62 @@ def per_class_nms(
         tf.ensure_shape(top_scores, [None]),
         tf.ensure_shape(classes, [None]),
     )
+
+
+def box_voting(boxes, classes, candidate_boxes, candidate_weights, iou_threshold=0.5):
+    """Moves each detection to the weighted mean of the candidates of its class that
+    overlap it (Gidaris and Komodakis, 2015, "box voting"; beyond the paper).
+
+    NMS keeps the best-scored window of each object, which is not always the best
+    placed: the windows around an object agree on where it is better than any one of
+    them. Each kept box becomes the mean of its class's candidates whose IoU with it
+    is ``>= iou_threshold``, weighted by their ``candidate_weights``; scores and
+    classes are unchanged.
+
+    Args:
+      boxes: ``[D, 4]`` kept boxes ``[y1, x1, y2, x2]`` (``per_class_nms``'s output).
+      classes: ``[D]`` their 0-based classes.
+      candidate_boxes: ``[R, 4]`` shared by all classes, or ``[R, K, 4]`` per class
+        (after class-specific box regression): what NMS chose from.
+      candidate_weights: ``[R, K]`` weights ``>= 0`` (e.g. class probabilities);
+        negative ones count as 0.
+      iou_threshold: in ``[0, 1]``.
+
+    Returns:
+      float32 ``[D, 4]``. A box with no candidate of positive weight stays as it is;
+      ``D = 0`` and ``R = 0`` are valid.
+
+    >>> kept = tf.constant([[0.0, 0, 10, 10]])
+    >>> candidates = tf.constant([[0.0, 0, 10, 10], [0, 0, 10, 12], [40, 40, 50, 50]])
+    >>> weights = tf.constant([[0.5], [0.5], [1.0]])
+    >>> box_voting(kept, tf.constant([0]), candidates, weights).numpy().tolist()
+    [[0.0, 0.0, 10.0, 11.0]]
+    """
+    iou_threshold = _threshold(iou_threshold)
+    candidate_boxes, candidate_weights = _check_inputs(candidate_boxes, candidate_weights)
+    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
+    classes = tf.reshape(tf.cast(classes, tf.int32), [-1])
+    if candidate_boxes.shape.rank == 2:
+        candidate_boxes = tf.tile(candidate_boxes[:, tf.newaxis], [1, tf.shape(candidate_weights)[1], 1])
+    mine = tf.transpose(tf.gather(candidate_boxes, classes, axis=1), [1, 0, 2])  # [D, R, 4]
+    weights = tf.maximum(tf.transpose(tf.gather(candidate_weights, classes, axis=1)), 0.0)  # [D, R]
+    overlap = _iou(boxes[:, tf.newaxis], mine)
+    weights = tf.where(overlap >= iou_threshold, weights, 0.0)
+    total = tf.reduce_sum(weights, axis=1, keepdims=True)
+    voted = tf.reduce_sum(weights[..., tf.newaxis] * mine, axis=1) / tf.maximum(total, 1e-12)
+    return tf.where(total > 0.0, voted, boxes)
+
+
+def _iou(a, b):
+    """IoU of broadcastable ``[..., 4]`` boxes; inverted boxes have zero area."""
+    def area(box):
+        return tf.maximum(box[..., 2] - box[..., 0], 0.0) * tf.maximum(box[..., 3] - box[..., 1], 0.0)
+
+    low = tf.maximum(a[..., :2], b[..., :2])
+    high = tf.minimum(a[..., 2:], b[..., 2:])
+    inter = tf.reduce_prod(tf.maximum(high - low, 0.0), axis=-1)
+    union = area(a) + area(b) - inter
+    return tf.math.divide_no_nan(inter, union)
 
 
 def combine_detections(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from keras_spp.detection import nms as nms_module
 from keras_spp.detection.boxes import decode_boxes
 from keras_spp.detection.boxes import decode_boxes_tf
+from keras_spp.detection.nms import box_voting
 from keras_spp.detection.nms import combine_detections
 from keras_spp.detection.nms import per_class_nms
 
@@ -283,11 +284,65 @@ def test_combine_rejects_bad_classes():
         (lambda: combine_detections(tf.zeros([1, 4])), "list of"),
         (lambda: combine_detections([(tf.zeros([1, 4]), tf.zeros([1]), tf.zeros([1]))]), "must be integers"),
         (lambda: combine_detections([(tf.zeros([1, 4]), tf.zeros([1, 1]), tf.zeros([1], tf.int32))]), "got shapes"),
+        (lambda: box_voting(tf.zeros([1, 4]), [0], tf.zeros([3, 4]), tf.zeros([3])), r"`scores` must be \[num_boxes"),
+        (lambda: box_voting(tf.zeros([1, 4]), [0], tf.zeros([3, 4]), tf.zeros([2, 1])), "3 rows but `scores` has 2"),
+        (lambda: box_voting(tf.zeros([1, 4]), [0], tf.zeros([3, 4]), tf.zeros([3, 1]), iou_threshold=-0.1),
+         "`iou_threshold`"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def reference_voting(kept, classes, candidates, weights, iou_threshold):
+    """Each kept box: the weighted mean of its class's candidates overlapping it, in loops."""
+    out = np.asarray(kept, np.float64).copy()
+    for d, (box, k) in enumerate(zip(kept, classes)):
+        total, acc = 0.0, np.zeros(4)
+        for r in range(len(candidates)):
+            candidate = candidates[r] if candidates.ndim == 2 else candidates[r, k]
+            w = max(float(weights[r, k]), 0.0)
+            if w > 0 and reference_iou(box, candidate) >= np.float32(iou_threshold):
+                total += w
+                acc += w * np.asarray(candidate, np.float64)
+        if total > 0:
+            out[d] = acc / total
+    return out
+
+
+@given(problem=problems(), iou_threshold=st.sampled_from([0.0, 0.5, 0.7, 1.0]), in_graph=st.booleans())
+def test_box_voting_matches_reference(problem, iou_threshold, in_graph):
+    boxes, scores = problem
+    kept, _, classes = per_class_nms(boxes, scores, 0.3, 0.0, 10)
+    weights = scores  # some negative: they count as 0
+    vote = box_voting
+    if in_graph:
+        box_shape = [None, None, 4] if boxes.ndim == 3 else [None, 4]
+        vote = tf.function(
+            lambda *a: box_voting(*a, iou_threshold=iou_threshold),
+            input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32),
+                             tf.TensorSpec(box_shape), tf.TensorSpec([None, None])],
+        )
+        got = vote(kept, classes, boxes, weights)
+    else:
+        got = vote(kept, classes, boxes, weights, iou_threshold)
+    expected = reference_voting(kept.numpy(), classes.numpy(), boxes, weights, iou_threshold)
+    assert got.shape == kept.shape and got.dtype == tf.float32
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_box_voting_moves_only_towards_overlapping_windows_of_the_same_class():
+    kept = tf.constant([[0.0, 0, 10, 10], [0, 0, 10, 10]])
+    candidates = tf.constant([[[0.0, 0, 10, 10], [0, 0, 10, 10]],
+                              [[0, 0, 10, 14], [0, 0, 10, 14]],
+                              [[0, 6, 10, 16], [0, 6, 10, 16]]])  # IoU 0.25 with the kept box
+    weights = tf.constant([[1.0, 1.0], [1.0, 0.0], [5.0, 5.0]])
+    got = box_voting(kept, tf.constant([0, 1]), candidates, weights, iou_threshold=0.5).numpy()
+    np.testing.assert_allclose(got, [[0, 0, 10, 12], [0, 0, 10, 10]])
+    # no candidates, no detections
+    assert box_voting(tf.zeros([0, 4]), tf.zeros([0], tf.int32), candidates, weights).shape == (0, 4)
+    np.testing.assert_array_equal(box_voting(kept, [0, 1], tf.zeros([0, 2, 4]), tf.zeros([0, 2])), kept)
 
 
 def test_docstring_examples():

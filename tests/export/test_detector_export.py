@@ -320,13 +320,14 @@ def test_cli_settings_flags_no_jit_and_clear_refusals(exported, tmp_path, capsys
     # Settings from the flags; --model may be the model.keras; --no-jit leaves XLA out.
     target = tmp_path / "svm" / "1"
     code, _ = run("--model", os.path.join(folder, "model.keras"), "--out", str(target), "--scoring", "svm",
-                  "--max-detections", "5", "--score-threshold", "-0.5", "--nms-iou", "0.5", "--no-jit")
+                  "--max-detections", "5", "--score-threshold", "-0.5", "--nms-iou", "0.5", "--vote-iou", "0.6",
+                  "--no-jit")
     assert code == 0
     with open(target / "assets.extra" / "reference" / "reference.json", encoding="utf-8") as f:
         reference = json.load(f)
     assert reference["xla"] is False
     assert reference["detector"]["settings"] == {"scoring": "svm", "box_regression": True, "nms_iou": 0.5,
-                                                 "score_threshold": -0.5, "max_detections": 5}
+                                                 "score_threshold": -0.5, "max_detections": 5, "vote_iou": 0.6}
     assert serving_check.graph_facts(str(target))["xla_compiled_calls"] == 0
     loaded = tf.saved_model.load(str(target))
     image, boxes = photo(100, 100, 23), some_boxes(100, 100, 20, 24)

@@ -38,7 +38,7 @@ def test_training_writes_a_detector_and_its_evaluation(trained):
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == {"train": 6, "test": 3}
     assert results["config"]["negative_iou"] == "0,0.5"
-    for key in ("softmax", "softmax+bb", "svm", "svm+bb"):
+    for key in ("softmax", "softmax+bb", "svm", "svm+bb", "softmax+bb+vote", "svm+bb+vote"):
         assert 0.0 <= results["evaluation"][key]["map_voc07"] <= 1.0
     assert len(results["svm"]) == 10
     detector = Detector.load(out / "detector")
@@ -53,7 +53,7 @@ def test_detect_draws_every_readable_image(trained, tmp_path, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
     code = detect.main([str(p) for p in images] + [str(broken), "--detector", str(out / "detector"),
-                        "--min-score", "0", "--out", str(tmp_path / "pictures")])
+                        "--min-score", "0", "--vote-iou", "0.5", "--out", str(tmp_path / "pictures")])
     assert code == 0
     printed = capsys.readouterr().out
     assert "broken.jpg: skipped" in printed
@@ -104,11 +104,11 @@ def test_detection_benchmark_prints_the_table_with_speedups(trained, tmp_path, c
 
 
 def test_detect_searches_as_the_detector_was_trained_unless_told_otherwise():
-    trained = {"max": 500, "min_size": 8, "max_side": 400}
+    trained = {"max": 500, "min_size": 8, "max_side": 400, "base_k": 100}
     args = detect.parse_args(["x.jpg"])
-    assert detect._search_params(args, trained) == {"min_size": 8, "max_proposals": 500, "max_side": 400}
-    args = detect.parse_args(["x.jpg", "--min-proposal-size", "12", "--proposal-max-side", "0"])
-    assert detect._search_params(args, trained) == {"min_size": 12, "max_proposals": 500, "max_side": None}
+    assert detect._search_params(args, trained) == {"min_size": 8, "max_proposals": 500, "max_side": 400, "base_k": 100}
+    args = detect.parse_args(["x.jpg", "--min-proposal-size", "12", "--proposal-max-side", "0", "--proposal-k", "50"])
+    assert detect._search_params(args, trained) == {"min_size": 12, "max_proposals": 500, "max_side": None, "base_k": 50}
     # A detector saved without proposal settings searches with selective search's defaults.
     assert detect._search_params(detect.parse_args(["x.jpg"]), {}) == {
-        "min_size": 20, "max_proposals": 2000, "max_side": None}
+        "min_size": 20, "max_proposals": 2000, "max_side": None, "base_k": None}

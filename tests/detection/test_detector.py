@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_spp.detection.detector import DetectionSettings
+from keras_spp.detection.detector import postprocess
+from keras_spp.detection.nms import box_voting
+
+
+def _outputs(rng, rows, classes):
+    logits = rng.normal(size=(rows, classes + 1)).astype(np.float32)
+    probabilities = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return {
+        "class_probabilities": probabilities,
+        "svm_scores": rng.normal(size=(rows, classes)).astype(np.float32),
+        "box_deltas": rng.normal(scale=0.1, size=(rows, 4 * classes)).astype(np.float32),
+    }
+
+
+@pytest.mark.parametrize("scoring", ["softmax", "svm"])
+@pytest.mark.parametrize("box_regression", [False, True])
+def test_voting_moves_the_plain_detections_by_class_probabilities(scoring, box_regression):
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(20, 80, size=(40, 2))
+    proposals = np.concatenate([centres - 10, centres + 10], 1).astype(np.float32)
+    outputs = _outputs(rng, 40, 3)
+    plain = DetectionSettings(scoring, box_regression, score_threshold=-10.0)
+    voted = DetectionSettings(scoring, box_regression, score_threshold=-10.0, vote_iou=0.5)
+    boxes, scores, classes = postprocess(outputs, proposals, 100, 100, plain)
+    got = postprocess(outputs, proposals, 100, 100, voted)
+    np.testing.assert_array_equal(got[1], scores)
+    np.testing.assert_array_equal(got[2], classes)
+    # the candidates NMS chose from, as postprocess makes them
+    per_class = tf.clip_by_value(_decoded(proposals, outputs, box_regression), 0.0, 100.0)
+    expected = box_voting(boxes, classes, per_class, outputs["class_probabilities"][:, 1:], 0.5)
+    np.testing.assert_allclose(got[0], expected, rtol=1e-6)
+    assert not np.allclose(got[0], boxes)  # windows overlap: some box moved
+
+
+def _decoded(proposals, outputs, box_regression):
+    from keras_spp.detection.boxes import decode_boxes_tf
+
+    if box_regression:
+        return decode_boxes_tf(proposals, outputs["box_deltas"])
+    return tf.tile(proposals[:, None], [1, 3, 1])
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, "0.5", True])
+def test_bad_vote_iou(value):
+    with pytest.raises(ValueError, match="`vote_iou` must be None"):
+        DetectionSettings(vote_iou=value)
