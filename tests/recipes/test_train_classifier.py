@@ -159,3 +159,16 @@ def test_a_backup_killed_between_its_weights_and_its_state_is_the_previous_one(t
     assert sorted(p.name for p in tmp_path.glob("*.weights.h5")) == ["e2-b0.weights.h5"]
     saver.clear()
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_xla_is_used_where_it_pays_unless_told(monkeypatch):
+    import tensorflow as tf
+
+    def use_xla(*argv):
+        return train_classifier._use_xla(train_classifier.parse_args(list(argv)))
+
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert not use_xla() and not use_xla("--jit", "auto")  # a CPU: TensorFlow's kernels are faster
+    assert use_xla("--jit", "on") and not use_xla("--jit", "on", "--no-jit") and not use_xla("--jit", "off")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu:0"] if kind == "GPU" else [])
+    assert use_xla() and not use_xla("--no-jit")
