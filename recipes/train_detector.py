@@ -44,9 +44,10 @@ def parse_args(argv=None):
     p.add_argument("--levels", default="6,3,2,1")
     p.add_argument("--proposals", type=int, default=2000, help="selective search boxes kept per image")
     p.add_argument("--min-proposal-size", type=int, default=20)
-    p.add_argument("--proposal-max-side", type=int, default=400,
-                   help="selective search runs on a copy downscaled to this longer side (0: full size); "
-                        "on the offline default 400 keeps recall@0.5 and halves the time")
+    p.add_argument("--proposal-max-side", type=int, default=0,
+                   help="selective search runs on a copy downscaled to this longer side (0: full size, the "
+                        "paper's); faster, but small objects merge into their surroundings (offline default: "
+                        "recall@0.5 0.972 at 400 against 0.982 at full size)")
     p.add_argument("--proposal-k", type=int, default=None,
                    help="selective search's first segmentation scale k (then 2k, 3k); smaller finds smaller "
                         "objects (default: OpenCV's 150)")
