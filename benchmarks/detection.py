@@ -69,6 +69,8 @@ def main(argv=None):
     from keras_spp.detection.proposals import compute_proposals
     from keras_spp.detection.proposals import selective_search
     from keras_spp.detection.rcnn import WarpedWindowFeatures
+    from recipes.detection_common import proposal_cache
+    from recipes.detection_common import trained_search_params
 
     spp = Detector.load(args.detector)
     meta = spp.metadata
@@ -80,14 +82,8 @@ def main(argv=None):
     test, _ = load_detection(meta["dataset"], "test", data_dir=args.data_dir, **options)
     train, _ = load_detection(meta["dataset"], "trainval", data_dir=args.data_dir, **options)
     test, train = test[: args.test], train[: args.train]
-    from keras_spp.data.mnist import data_dir as default_data_dir
-
-    prop = meta["proposals"]
-    proposal_params = dict(
-        min_size=prop["min_size"], max_proposals=prop["max"], max_side=prop.get("max_side"), base_k=prop.get("base_k")
-    )
-    cache = os.path.join(args.data_dir or default_data_dir(), "proposals", _tag(meta["dataset"]))
-    proposals = compute_proposals(train + test, cache, **proposal_params)
+    proposal_params = trained_search_params(meta["proposals"])
+    proposals = compute_proposals(train + test, proposal_cache(args.data_dir, meta["dataset"]), **proposal_params)
 
     # Selective search time, on images it has not cached (the cache would hide it).
     ss_seconds = []
@@ -244,10 +240,6 @@ def _pretrained_fc(meta, dim):
 
 def _scales(roi):
     return "/".join(str(s) for s in roi.scales)
-
-
-def _tag(name):
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _progress(items, name, scales):

@@ -80,13 +80,14 @@ def _search_params(args, trained):
     Proposals unlike the training ones (another minimum size, another search
     resolution) change which windows exist, and with them the detections.
     """
-    max_side = args.proposal_max_side if args.proposal_max_side is not None else trained.get("max_side")
-    return {
-        "min_size": args.min_proposal_size if args.min_proposal_size is not None else trained.get("min_size", 20),
-        "max_proposals": args.max_proposals if args.max_proposals is not None else trained.get("max", 2000),
-        "max_side": max_side or None,
-        "base_k": args.proposal_k if args.proposal_k is not None else trained.get("base_k"),
-    }
+    from recipes.detection_common import trained_search_params
+
+    params = trained_search_params(trained)
+    given = {"min_size": args.min_proposal_size, "max_proposals": args.max_proposals,
+             "max_side": args.proposal_max_side, "base_k": args.proposal_k}
+    params.update({name: value for name, value in given.items() if value is not None})
+    params["max_side"] = params["max_side"] or None  # 0: full size
+    return params
 
 
 if __name__ == "__main__":

@@ -36,6 +36,26 @@ def proposals_tag(args):
     return tag if args.proposal_k is None else f"{tag}-k{args.proposal_k}"
 
 
+def search_params(args):
+    """``selective_search``'s settings from ``train_detector``'s flags."""
+    return {"min_size": args.min_proposal_size, "max_proposals": args.proposals,
+            "max_side": args.proposal_max_side or None, "base_k": args.proposal_k}
+
+
+def trained_search_params(stored):
+    """The same settings from a detector's ``metadata["proposals"]`` (as
+    ``train_detector`` writes it); selective search's defaults where it holds none."""
+    return {"min_size": stored.get("min_size", 20), "max_proposals": stored.get("max", 2000),
+            "max_side": stored.get("max_side") or None, "base_k": stored.get("base_k")}
+
+
+def proposal_cache(data_dir, dataset):
+    """Where a dataset's selective search boxes are cached (one folder per setting inside)."""
+    from keras_spp.data.mnist import data_dir as default_data_dir
+
+    return os.path.join(data_dir or default_data_dir(), "proposals", _dataset_tag(dataset))
+
+
 def proposals_for(examples, args):
     from keras_spp.detection.proposals import compute_proposals
     from keras_spp.detection.proposals import load_precomputed_proposals
@@ -45,13 +65,7 @@ def proposals_for(examples, args):
     if args.proposals_from:
         found = load_precomputed_proposals(args.proposals_from, ids)
     else:
-        from keras_spp.data.mnist import data_dir
-
-        cache = os.path.join(args.data_dir or data_dir(), "proposals", _dataset_tag(args.dataset))
-        found = compute_proposals(
-            examples, cache, min_size=args.min_proposal_size, max_proposals=args.proposals,
-            max_side=args.proposal_max_side or None, base_k=args.proposal_k,
-        )
+        found = compute_proposals(examples, proposal_cache(args.data_dir, args.dataset), **search_params(args))
     proposals = Proposals(found)
     proposals.seconds = time.perf_counter() - start
     counts = [len(proposals[i]) for i in ids]

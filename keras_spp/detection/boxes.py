@@ -1,4 +1,4 @@
-"""Box geometry and the R-CNN box regression parametrisation (numpy, plus one TF op).
+"""Box geometry and the R-CNN box regression parametrisation (numpy, plus two TF ops).
 
 Boxes are ``[y1, x1, y2, x2]`` in continuous pixel coordinates (see
 ``keras_spp.data.detection_examples``): height ``y2 - y1``, width ``x2 - x1``, no
@@ -194,6 +194,24 @@ def decode_boxes_tf(proposals, deltas, weights=(1.0, 1.0, 1.0, 1.0)):
         axis=-1,
     )
     return out[:, 0] if squeeze else out
+
+
+def iou_tf(a, b):
+    """IoU of broadcastable ``[..., 4]`` boxes in TensorFlow (float32), for graphs and
+    SavedModels; degenerate boxes give 0, never NaN.
+
+    >>> iou_tf(tf.constant([[0.0, 0, 2, 2]]), tf.constant([[1.0, 0, 3, 2], [3, 3, 3, 5]])).numpy().tolist()
+    [0.3333333432674408, 0.0]
+    """
+    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+
+    def area(box):
+        return tf.maximum(box[..., 2] - box[..., 0], 0.0) * tf.maximum(box[..., 3] - box[..., 1], 0.0)
+
+    low = tf.maximum(a[..., :2], b[..., :2])
+    high = tf.minimum(a[..., 2:], b[..., 2:])
+    inter = tf.reduce_prod(tf.maximum(high - low, 0.0), axis=-1)
+    return tf.math.divide_no_nan(inter, area(a) + area(b) - inter)
 
 
 def expand_boxes_for_context(boxes, output_size=224, context=16):

@@ -10,6 +10,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_spp.detection.boxes import iou_tf
+
 
 def per_class_nms(
     boxes,
@@ -138,23 +140,11 @@ def box_voting(boxes, classes, candidate_boxes, candidate_weights, iou_threshold
         candidate_boxes = tf.tile(candidate_boxes[:, tf.newaxis], [1, tf.shape(candidate_weights)[1], 1])
     mine = tf.transpose(tf.gather(candidate_boxes, classes, axis=1), [1, 0, 2])  # [D, R, 4]
     weights = tf.maximum(tf.transpose(tf.gather(candidate_weights, classes, axis=1)), 0.0)  # [D, R]
-    overlap = _iou(boxes[:, tf.newaxis], mine)
+    overlap = iou_tf(boxes[:, tf.newaxis], mine)
     weights = tf.where(overlap >= iou_threshold, weights, 0.0)
     total = tf.reduce_sum(weights, axis=1, keepdims=True)
     voted = tf.reduce_sum(weights[..., tf.newaxis] * mine, axis=1) / tf.maximum(total, 1e-12)
     return tf.where(total > 0.0, voted, boxes)
-
-
-def _iou(a, b):
-    """IoU of broadcastable ``[..., 4]`` boxes; inverted boxes have zero area."""
-    def area(box):
-        return tf.maximum(box[..., 2] - box[..., 0], 0.0) * tf.maximum(box[..., 3] - box[..., 1], 0.0)
-
-    low = tf.maximum(a[..., :2], b[..., :2])
-    high = tf.minimum(a[..., 2:], b[..., 2:])
-    inter = tf.reduce_prod(tf.maximum(high - low, 0.0), axis=-1)
-    union = area(a) + area(b) - inter
-    return tf.math.divide_no_nan(inter, union)
 
 
 def combine_detections(

@@ -15,6 +15,7 @@ from keras_spp.detection.boxes import decode_boxes_tf
 from keras_spp.detection.boxes import encode_boxes
 from keras_spp.detection.boxes import expand_boxes_for_context
 from keras_spp.detection.boxes import iou_matrix
+from keras_spp.detection.boxes import iou_tf
 from keras_spp.detection.boxes import remove_small_boxes
 from keras_spp.detection.boxes import unique_boxes
 
@@ -261,3 +262,12 @@ def test_bad_input_raises_value_error(call, match):
 def test_docstring_examples():
     result = doctest.testmod(box_ops, extraglobs={"tf": tf, "np": np})
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_iou_tf_matches_iou_matrix_with_degenerate_boxes():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 12, size=(7, 4)).astype(np.float32)  # some inverted or empty
+    b = rng.integers(0, 12, size=(5, 4)).astype(np.float32)
+    got = iou_tf(a[:, None], b[None]).numpy()
+    np.testing.assert_allclose(got, iou_matrix(a, b), rtol=1e-6, atol=1e-7)
+    assert iou_tf(np.zeros([0, 4]), np.zeros([0, 4])).shape == (0,)
