@@ -30,6 +30,7 @@ _MNIST_DEFAULTS = {"min_side": 128, "sizes": "112,90", "flip": False, "optimizer
 DATASET_DEFAULTS = {"mnist-scenes": _MNIST_DEFAULTS, "mnist-windows": _MNIST_DEFAULTS}
 GENERIC_DEFAULTS = {"min_side": 256, "sizes": "224,180", "flip": True, "optimizer": "sgd"}
 LEARNING_RATES = {"sgd": 0.01, "adam": 3e-4}
+LR_SCHEDULES = ("plateau", "step", "cosine")
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 
 
@@ -52,6 +53,10 @@ def parse_args(argv=None):
     p.add_argument("--optimizer", choices=sorted(LEARNING_RATES), default=None,
                    help="sgd (the paper: momentum, weight decay) or adam (dataset default)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (0.01 for sgd, 3e-4 for adam)")
+    p.add_argument("--lr-schedule", default="plateau", choices=LR_SCHEDULES,
+                   help="plateau: 10x lower when the validation loss stalls for 2 epochs; step: 10x lower for "
+                        "the last --lr-drop of the steps; cosine: cosine decay to 1%% over all steps")
+    p.add_argument("--lr-drop", type=float, default=0.25, help="--lr-schedule step: the fraction of the steps at 1/10")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--jitter", type=float, default=0.4)
@@ -79,6 +84,8 @@ def parse_args(argv=None):
     args.sizes = tuple(int(s) for s in (args.sizes or defaults["sizes"]).split(","))
     args.levels = tuple(int(v) for v in args.levels.split(","))
     args.views = tuple(v for v in args.views.split(",") if v)
+    if not 0.0 < args.lr_drop < 1.0:
+        p.error(f"--lr-drop must be a fraction of the steps in (0, 1); got {args.lr_drop}")
     if args.size_mode == "random" and len(args.sizes) != 2:
         p.error("--size-mode random takes --sizes LOW,HIGH")
     return args
@@ -165,7 +172,21 @@ def _use_xla(args):
                 or args.strategy == "tpu")
 
 
-def build_model(args, num_classes):
+def learning_rate(args, total_steps):
+    """The optimizer's learning rate: a number (``plateau``, which a callback lowers) or a
+    schedule of the optimizer's step, so that a run resumed from a backup, which restores
+    the optimizer's iterations, goes on where it was."""
+    import keras
+
+    if args.lr_schedule == "step":
+        boundary = max(1, round(total_steps * (1.0 - args.lr_drop)))
+        return keras.optimizers.schedules.PiecewiseConstantDecay([boundary], [args.lr, args.lr / 10])
+    if args.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, total_steps), alpha=0.01)
+    return args.lr
+
+
+def build_model(args, num_classes, total_steps=1):
     import keras
 
     from keras_spp.models import table1_classifier
@@ -180,11 +201,12 @@ def build_model(args, num_classes):
         dropout=args.dropout,
         image_size=max(args.sizes),
     )
+    lr = learning_rate(args, total_steps)
     model.compile(
         optimizer=(
-            keras.optimizers.SGD(args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+            keras.optimizers.SGD(lr, momentum=args.momentum, weight_decay=args.weight_decay)
             if args.optimizer == "sgd"
-            else keras.optimizers.AdamW(args.lr, weight_decay=args.weight_decay)
+            else keras.optimizers.AdamW(lr, weight_decay=args.weight_decay)
         ),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")],
@@ -212,6 +234,7 @@ def main(argv=None):
 
     import keras
 
+    from keras_spp.callbacks import LogLearningRate
     from keras_spp.callbacks import ResumableBackup
     from keras_spp.callbacks import TrainingCurves
     from keras_spp.data import pipelines
@@ -242,7 +265,7 @@ def main(argv=None):
     classes = len(info.class_names)
 
     with strategy.scope():
-        model = build_model(args, classes)
+        model = build_model(args, classes, total_steps=steps * args.epochs)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
     # Everything that shapes the training, so that a backup is resumed only by its own run.
     fingerprint = {k: v for k, v in config.items() if k not in ("max_eval", "views", "verbose", "out", "backup_every")}
@@ -306,8 +329,9 @@ def main(argv=None):
     val_steps = -(-val_count // args.batch_size) if val_count else None
     callbacks = [
         LogInputSize(schedule),
-        # Before the CSV logger, which then records the learning rate it puts in the logs.
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2),
+        # Before the CSV logger, which then records the learning rate they put in the logs.
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2)
+        if args.lr_schedule == "plateau" else LogLearningRate(),
         keras.callbacks.CSVLogger(history_csv, append=True),
         TrainingCurves(history_csv, os.path.join(out, "curves.png"),
                        title=f"{args.backbone} {args.head} sizes {args.sizes} on {args.dataset}"),

@@ -172,3 +172,33 @@ def test_xla_is_used_where_it_pays_unless_told(monkeypatch):
     assert use_xla("--jit", "on") and not use_xla("--jit", "on", "--no-jit") and not use_xla("--jit", "off")
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu:0"] if kind == "GPU" else [])
     assert use_xla() and not use_xla("--no-jit")
+
+
+def test_a_step_schedule_drops_the_rate_for_the_last_steps_and_logs_it(colour_folder, tmp_path):
+    out = tmp_path / "run"
+    code = train_classifier.main(SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48", "--epochs", "4",
+                                          "--lr-schedule", "step", "--lr-drop", "0.25", "--lr", "0.001",
+                                          "--views", "center", "--out", str(out), "--verbose", "0"])
+    assert code == 0
+    # 12 steps an epoch: steps 1-36 at the rate, 37-48 at a tenth.
+    rates = [float(r["learning_rate"]) for r in history(out / "history.csv")]
+    np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-3, 1e-4], rtol=1e-6)
+
+
+def test_learning_rate_schedules_by_optimizer_step():
+    def rates(*argv, total=100):
+        lr = train_classifier.learning_rate(train_classifier.parse_args(["--lr", "0.01", *argv]), total)
+        return lr if isinstance(lr, float) else [float(lr(step)) for step in (0, 50, 79, 80, 81, 100)]
+
+    assert rates() == 0.01  # plateau: a number that ReduceLROnPlateau lowers
+    np.testing.assert_allclose(rates("--lr-schedule", "step", "--lr-drop", "0.2"), [0.01] * 4 + [0.001] * 2, rtol=1e-6)
+    cosine = rates("--lr-schedule", "cosine")
+    np.testing.assert_allclose([cosine[0], cosine[1], cosine[-1]], [0.01, 0.01 * (0.5 * 0.99 + 0.01), 1e-4], rtol=1e-5)
+    assert all(a > b for a, b in zip(cosine, cosine[1:]))
+
+
+@pytest.mark.parametrize("drop", ["0", "1", "-0.5", "1.5"])
+def test_a_drop_outside_zero_one_is_refused(drop, capsys):
+    with pytest.raises(SystemExit):
+        train_classifier.parse_args(["--lr-schedule", "step", "--lr-drop", drop])
+    assert "--lr-drop must be a fraction of the steps in (0, 1)" in capsys.readouterr().err
