@@ -4,7 +4,7 @@ real MNIST handwriting on clutter, of many sizes) and evaluated on every view, t
 SPP-net detection on mnist-detection (digits pasted into cluttered canvases, VOC
 layout) with that classifier's conv layers, evaluated on held-out images and drawn.
 
-    python -m recipes.main [--epochs 16] [--detector-steps 6000] [--out outputs]
+    python -m recipes.main [--epochs 20] [--detector-steps 6000] [--out outputs]
 """
 
 import argparse
@@ -21,7 +21,7 @@ DETECTION_PROPOSALS = ("--min-proposal-size", "4", "--proposal-max-side", "0", "
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--epochs", type=int, default=16, help="classifier (backbone pretraining) epochs")
+    p.add_argument("--epochs", type=int, default=20, help="classifier (backbone pretraining) epochs")
     p.add_argument("--detector-steps", type=int, default=6000, help="fc fine-tuning minibatches")
     p.add_argument("--out", default="outputs")
     args = p.parse_args(argv)
@@ -34,13 +34,10 @@ def main(argv=None):
     # mAP 0.842 against 0.775 from mnist-scenes, the same detector). Single-size: at
     # this budget multi-size training (--sizes 112,90) costs accuracy (14.5% against
     # 9.9% full-image error on mnist-scenes), and the detector inherits these layers.
-    # Adam at 1e-3, 10x lower for the last quarter of the steps: 14 epochs reach the
-    # full-image top-1 that 20 epochs at a flat 3e-4 did (91.6%; docs/results.md).
     print("\n== 2/3: ZF-5 + SPP on mnist-windows (windows of any size, evaluated whole)\n", flush=True)
     classifier = os.path.join(args.out, "classifier")
     code = train_classifier.main(
         ["--dataset", "mnist-windows", "--backbone", "zf5", "--head", "spp", "--sizes", "112",
-         "--lr", "1e-3", "--lr-schedule", "step", "--lr-drop", "0.25",
          "--epochs", str(args.epochs), "--out", classifier, "--verbose", "2"]
     )
     if code:

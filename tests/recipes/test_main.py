@@ -30,7 +30,6 @@ def test_stages_run_in_order_with_arguments_their_recipes_parse(calls, tmp_path)
     classifier = train_classifier.parse_args(calls[1][1])
     assert classifier.dataset == "mnist-windows" and classifier.epochs == 3 and classifier.sizes == (112,)
     assert classifier.min_side == 128 and not classifier.flip  # the dataset's defaults
-    assert classifier.lr == 1e-3 and classifier.lr_schedule == "step" and classifier.lr_drop == 0.25
     detector = train_detector.parse_args(calls[2][1])
     assert detector.pretrained == str(tmp_path / "classifier" / "model.keras")
     assert detector.dataset == "mnist-detection" and detector.steps == 50
