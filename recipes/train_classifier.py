@@ -186,7 +186,7 @@ def learning_rate(args, total_steps):
     return args.lr
 
 
-def build_model(args, num_classes, total_steps=1):
+def build_model(args, num_classes, total_steps):
     import keras
 
     from keras_spp.models import table1_classifier
