@@ -61,7 +61,6 @@ def main(argv=None):
     from keras_spp.data.voc import load_image
     from keras_spp.detection import heads
     from keras_spp.detection import training
-    from keras_spp.detection.detector import DetectionSettings
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.detector import postprocess
     from keras_spp.detection.evaluation import evaluate_detections
@@ -69,6 +68,7 @@ def main(argv=None):
     from keras_spp.detection.proposals import compute_proposals
     from keras_spp.detection.proposals import selective_search
     from keras_spp.detection.rcnn import WarpedWindowFeatures
+    from recipes.detection_common import EVALUATION_SETTINGS
     from recipes.detection_common import proposal_cache
     from recipes.detection_common import trained_search_params
 
@@ -106,6 +106,13 @@ def main(argv=None):
     fc_weights = {name: spp.model.get_layer(name).get_weights() for name in ("fc6", "fc7")}
     fc_weights = _pretrained_fc(meta, roi.output_dim) or fc_weights
 
+    def trained_twin(trained_roi, name):
+        # A fresh RoI layer of the trained detector's geometry, for heads trained on R-CNN's windows.
+        return trained_pair_member(MultiScaleRoiFeatures(
+            trained_roi.backbone, trained_roi.scales, trained_roi.levels, trained_roi.feature_stride,
+            trained_roi.window_size, name="roi_features",
+        ), name)
+
     def trained_pair_member(features_layer, name):
         model = heads.spp_detector(features_layer, num_classes, fc_units=fc_units, fc_weights=fc_weights, name=name)
         records = training.compute_window_features(
@@ -119,11 +126,8 @@ def main(argv=None):
 
     window = int(meta.get("window_size", 224))
     rcnn_layer = WarpedWindowFeatures(conv, roi.levels, window_size=window, context=16, name="rcnn_features")
-    spp_twin_layer = MultiScaleRoiFeatures(
-        conv, roi.scales, roi.levels, roi.feature_stride, roi.window_size, name="roi_features"
-    )
     rcnn = trained_pair_member(rcnn_layer, "rcnn")
-    spp_twin = trained_pair_member(spp_twin_layer, "spp_same_windows")
+    spp_twin = trained_twin(roi, "spp_same_windows")
 
     ranks = dict((k, int(v)) for k, v in (item.split("=") for item in args.svd_ranks.split(",")))
     methods = [("R-CNN", "1 window at a time", rcnn, None), ("SPP-net (same training windows)", _scales(roi), spp_twin, None),
@@ -133,17 +137,11 @@ def main(argv=None):
         roi5 = heads.roi_features_of(spp5.model)
         # The paper's Table 10 compares R-CNN with SPP-net at one scale and at five:
         # the multi-scale detector's own twin, trained on the same windows as R-CNN.
-        twin5_layer = MultiScaleRoiFeatures(
-            roi5.backbone, roi5.scales, roi5.levels, roi5.feature_stride, roi5.window_size, name="roi_features"
-        )
-        spp5_twin = trained_pair_member(twin5_layer, "spp_same_windows_multiscale")
+        spp5_twin = trained_twin(roi5, "spp_same_windows_multiscale")
         methods += [("SPP-net (same training windows)", _scales(roi5), spp5_twin, None),
                     ("SPP-net", _scales(roi5), spp5, None), ("SPP-net + SVD", _scales(roi5), spp5, ranks)]
 
-    settings = {
-        "softmax+bb": DetectionSettings("softmax", True, score_threshold=0.001),
-        "svm+bb": DetectionSettings("svm", True, score_threshold=-1.5),
-    }
+    settings = {name: EVALUATION_SETTINGS[name] for name in ("softmax+bb", "svm+bb")}
     rows = []
     for name, scales, detector, svd in methods:
         features = heads.roi_features_of(detector.model)

@@ -49,7 +49,8 @@ def main(argv=None):
     scoring = args.scoring or detector.settings.scoring
     threshold = args.min_score if args.min_score is not None else (0.5 if scoring == "softmax" else 0.0)
     vote_iou = args.vote_iou if args.vote_iou is not None else detector.settings.vote_iou
-    settings = DetectionSettings(scoring, not args.no_box_regression, args.nms, threshold, args.max_detections, vote_iou)
+    settings = DetectionSettings(scoring, box_regression=not args.no_box_regression, nms_iou=args.nms,
+                                 score_threshold=threshold, max_detections=args.max_detections, vote_iou=vote_iou)
     os.makedirs(args.out, exist_ok=True)
     names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
     precomputed = load_precomputed_proposals(args.proposals, names) if args.proposals else None
