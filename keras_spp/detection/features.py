@@ -128,8 +128,10 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
 
     def pool_scaled(self, resized, scaled_boxes):
         """Windows of an image already resized to one scale (``resized``), as
-        ``[y1, x1, y2, x2]`` pixels of that resized image: conv, then pooling."""
-        return roi_pyramid_pool(
+        ``[y1, x1, y2, x2]`` pixels of that resized image: conv, then pooling. The features come out in this
+        layer's compute dtype, whatever the backbone computes in (a mixed_bfloat16
+        backbone feeds float32 heads)."""
+        pooled = roi_pyramid_pool(
             self.backbone(resized),
             scaled_boxes,
             tf.zeros([tf.shape(scaled_boxes)[0]], tf.int32),
@@ -137,6 +139,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
             1.0 / self.feature_stride,
             self.coordinate_rule,
         )
+        return tf.cast(pooled, self.compute_dtype)
 
     def resized(self, image, factor, height=None, width=None):
         """``image`` resized by ``factor`` (what the backbone sees at that scale)."""

@@ -202,3 +202,27 @@ def test_a_drop_outside_zero_one_is_refused(drop, capsys):
     with pytest.raises(SystemExit):
         train_classifier.parse_args(["--lr-schedule", "step", "--lr-drop", drop])
     assert "--lr-drop must be a fraction of the steps in (0, 1)" in capsys.readouterr().err
+
+
+def test_mixed_bfloat16_trains_saves_its_policy_and_leaves_the_global_one(colour_folder, tmp_path):
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.features import backbone_of
+
+    out = tmp_path / "run"
+    code = train_classifier.main(SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48", "--epochs", "4",
+                                          "--dtype-policy", "mixed_bfloat16", "--views", "full",
+                                          "--out", str(out), "--verbose", "0"])
+    assert code == 0
+    assert keras.config.dtype_policy().name == "float32"  # what is built next is unaffected
+    results = json.loads((out / "results.json").read_text())
+    assert results["evaluation"]["full"]["top1"] >= 0.75, results["evaluation"]
+    model = keras.saving.load_model(out / "model.keras")
+    conv = backbone_of(model)
+    assert {layer.dtype_policy.name for layer in conv.layers if layer.weights} == {"mixed_bfloat16"}
+    assert model.get_layer("fc8").dtype_policy.name == "float32"  # the softmax stays in float32
+    # The detector pools the bfloat16 conv5 into float32 window features.
+    roi = MultiScaleRoiFeatures(conv, scales=(64, 96), levels=(2, 1), window_size=32)
+    boxes = np.array([[0, 0, 30, 40], [10, 5, 60, 70]], "float32")
+    features = roi(np.full((1, 70, 80, 3), 128, "float32"), boxes)
+    assert features.dtype == "float32" and features.shape == (2, roi.output_dim)
+    assert np.all(np.isfinite(features))
