@@ -31,7 +31,7 @@ DATASET_DEFAULTS = {"mnist-scenes": _MNIST_DEFAULTS, "mnist-windows": _MNIST_DEF
 GENERIC_DEFAULTS = {"min_side": 256, "sizes": "224,180", "flip": True, "optimizer": "sgd"}
 LEARNING_RATES = {"sgd": 0.01, "adam": 3e-4}
 LR_SCHEDULES = ("plateau", "step", "cosine")
-DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 
 
@@ -74,8 +74,9 @@ def parse_args(argv=None):
                         "2-core CPU, ZF-5's XLA train step runs 2.6x slower than TensorFlow's own kernels)")
     p.add_argument("--no-jit", action="store_true", help="the same as --jit off")
     p.add_argument("--dtype-policy", default="float32", choices=DTYPE_POLICIES,
-                   help="Keras dtype policy: mixed_bfloat16 computes in bfloat16 with float32 weights "
-                        "(faster on CPUs with AVX-512 BF16 or AMX, and on TPUs and recent GPUs)")
+                   help="Keras dtype policy: mixed_bfloat16 computes in bfloat16 with float32 weights; auto: "
+                        "mixed_bfloat16 where the hardware has bfloat16 arithmetic (a CPU with AVX-512 BF16 "
+                        "or AMX, GPUs of compute capability 8.0 or newer, TPUs), float32 elsewhere")
     p.add_argument("--backup-every", type=int, default=50, help="batches between backups")
     p.add_argument("--out", default="outputs/classifier")
     p.add_argument("--verbose", type=int, default=1)
@@ -176,6 +177,35 @@ def _use_xla(args):
                 or args.strategy == "tpu")
 
 
+def bfloat16_hardware(cpu_flags=None):
+    """Whether the devices TensorFlow will compute on have bfloat16 arithmetic: every
+    visible GPU of compute capability 8.0 or newer, a TPU, or else a CPU whose flags
+    (``/proc/cpuinfo``, or ``cpu_flags``) include AVX-512 BF16 or AMX. Elsewhere
+    bfloat16 is emulated, and slower than float32."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("TPU"):
+        return True
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) for g in gpus]
+        return all(tuple(c) >= (8, 0) for c in capabilities)
+    if cpu_flags is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpu_flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+        except OSError:
+            cpu_flags = []
+    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags))
+
+
+def dtype_policy(args):
+    """``--dtype-policy`` with ``auto`` resolved for this machine."""
+    if args.dtype_policy != "auto":
+        return args.dtype_policy
+    return "mixed_bfloat16" if bfloat16_hardware() else "float32"
+
+
 def learning_rate(args, total_steps):
     """The optimizer's learning rate: a number (``plateau``, which a callback lowers) or a
     schedule of the optimizer's step, so that a run resumed from a backup, which restores
@@ -234,6 +264,7 @@ def main(argv=None):
         return 2
     strategy = make_strategy(args.strategy, args.cpu_devices)
     args.no_jit = not _use_xla(args)
+    args.dtype_policy = dtype_policy(args)
     if args.strategy == "multi-worker" and not args.no_jit:
         import tensorflow as tf
 
