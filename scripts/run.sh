@@ -2,7 +2,7 @@
 # One entry point that sets up .venv on first use and then runs a job:
 #   bash scripts/run.sh main    the offline default main job (see README)
 #   bash scripts/run.sh test    the test suite
-#   bash scripts/run.sh bench [pooling|multisize|serving|detection] [args]
+#   bash scripts/run.sh bench [pooling|multisize|precision|serving|detection] [args]
 #                               one benchmark (default pooling), printing JSON
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +18,7 @@ case "$job" in
   test) exec .venv/bin/python -m pytest -q "$@" ;;
   bench)
     name=pooling
-    case "${1:-}" in pooling|multisize|serving|detection) name=$1; shift ;; esac
+    case "${1:-}" in pooling|multisize|precision|serving|detection) name=$1; shift ;; esac
     exec .venv/bin/python -m "benchmarks.$name" "$@" ;;
   *) echo "usage: bash scripts/run.sh main|test|bench [args]" >&2; exit 2 ;;
 esac
