@@ -50,16 +50,19 @@ def window_labels(max_iou, gt_index, gt_labels, positive_iou=0.5, negative_iou=(
 
 
 def fine_tuning_dataset(features, labels, batch_size=128, positive_fraction=0.25, seed=0):
-    """An endless ``tf.data`` stream of ``(features, labels)`` batches, ``positive_fraction``
-    of each batch positives in expectation (the paper: 25% of 128).
+    """An endless ``tf.data`` stream of ``(features, labels)`` batches, each holding
+    ``round(positive_fraction * batch_size)`` positives (the paper: 32 of 128), the rest
+    background, each drawn uniformly with replacement from its pool.
 
     ``features`` ``[N, D]`` and ``labels`` ``[N]`` as ``window_labels`` gives them
-    (rows labelled -1 are dropped). Deterministic for a ``seed``.
+    (rows labelled -1 are never drawn). Batch ``i`` depends only on ``seed`` and ``i``.
     """
     features = np.asarray(features)
     labels = np.asarray(labels, np.int64)
     if not 0.0 < positive_fraction < 1.0:
         raise ValueError(f"`positive_fraction` must be in (0, 1); got {positive_fraction}.")
+    if int(batch_size) < 2:
+        raise ValueError(f"`batch_size` must be >= 2 (a positive and a negative); got {batch_size}.")
     positives = np.flatnonzero(labels > 0)
     negatives = np.flatnonzero(labels == BACKGROUND)
     if len(positives) == 0 or len(negatives) == 0:
@@ -67,22 +70,29 @@ def fine_tuning_dataset(features, labels, batch_size=128, positive_fraction=0.25
             f"fine-tuning needs positive and background windows; got {len(positives)} positives "
             f"and {len(negatives)} negatives. Check the proposals cover the objects (IoU >= 0.5)."
         )
-
-    def pool(indices, offset):
-        # Indices, not features, go through tf.data so a large feature matrix is not copied.
-        return tf.data.Dataset.from_tensor_slices(indices).repeat().shuffle(
-            min(len(indices), 100_000), seed=seed + offset
-        )
-
-    mixed = tf.data.Dataset.sample_from_datasets(
-        [pool(positives, 1), pool(negatives, 2)],
-        weights=[positive_fraction, 1.0 - positive_fraction],
-        seed=seed,
-    )
-    features_t = tf.constant(features)
+    batch_size = int(batch_size)
+    num_positives = min(max(int(round(batch_size * positive_fraction)), 1), batch_size - 1)
+    # A whole batch of indices per step from a stateless generator: drawing element by
+    # element through tf.data (sample_from_datasets over shuffled pools) took longer
+    # than the fc layers' own step on 2 CPU cores.
+    # The features sit in a variable, which the tf.data function captures by reference;
+    # a captured constant of that size would be copied into the function's graph.
+    # On the CPU, where tf.data runs, also when a GPU is visible.
+    with tf.device("/CPU:0"):
+        features_t = tf.Variable(features, trainable=False)
+    positives_t = tf.constant(positives)
+    negatives_t = tf.constant(negatives)
     labels_t = tf.constant(labels)
-    return (
-        mixed.batch(batch_size, drop_remainder=True)
-        .map(lambda i: (tf.cast(tf.gather(features_t, i), tf.float32), tf.gather(labels_t, i)))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+
+    def draw(pool, count, step, stream):
+        where = tf.random.stateless_uniform(
+            [count], tf.stack([tf.constant(seed, tf.int64), 2 * step + stream]), 0, tf.size(pool, tf.int64), tf.int64
+        )
+        return tf.gather(pool, where)
+
+    def batch(step):
+        rows = tf.concat([draw(positives_t, num_positives, step, 0),
+                          draw(negatives_t, batch_size - num_positives, step, 1)], 0)
+        return tf.cast(tf.gather(features_t, rows), tf.float32), tf.gather(labels_t, rows)
+
+    return tf.data.Dataset.counter().map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
