@@ -128,9 +128,9 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
 
     def pool_scaled(self, resized, scaled_boxes):
         """Windows of an image already resized to one scale (``resized``), as
-        ``[y1, x1, y2, x2]`` pixels of that resized image: conv, then pooling. The features come out in this
-        layer's compute dtype, whatever the backbone computes in (a mixed_bfloat16
-        backbone feeds float32 heads)."""
+        ``[y1, x1, y2, x2]`` pixels of that resized image: conv, then pooling. The
+        features come out in this layer's compute dtype, whatever the backbone
+        computes in (a mixed_bfloat16 backbone feeds float32 heads)."""
         pooled = roi_pyramid_pool(
             self.backbone(resized),
             scaled_boxes,

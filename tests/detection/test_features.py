@@ -46,6 +46,27 @@ def test_matches_per_box_reference(conv, scales):
     np.testing.assert_allclose(got, reference(conv, image, boxes, scales, (3, 1), 64), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_bfloat16_backbone_gives_float32_features_close_to_its_float32_twin(conv, jit_compile):
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        half = backbone("zf5", width=0.125)
+    finally:
+        keras.config.set_dtype_policy("float32")
+    half.set_weights(conv.get_weights())
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, (1, 90, 130, 3)).astype(np.float32)
+    # Windows at every scale, and one at a scale no other window takes: some scales'
+    # pieces are empty, and every piece must come out in the same dtype to be stitched.
+    boxes = np.concatenate([random_boxes(rng, 9, 90, 130), [[0, 0, 90, 130]]]).astype(np.float32)
+    layer = MultiScaleRoiFeatures(half, (120, 200, 260), (3, 1), window_size=64, jit_compile=jit_compile)
+    got = layer(image, boxes)
+    assert got.dtype == tf.float32
+    exact = reference(conv, image, boxes, (120, 200, 260), (3, 1), 64)
+    # bfloat16 keeps 8 bits of mantissa: a few parts in a thousand of each map's scale.
+    np.testing.assert_allclose(got.numpy(), exact, rtol=0.05, atol=0.05 * np.abs(exact).max())
+
+
 def test_no_boxes_gives_empty_rows(conv):
     layer = MultiScaleRoiFeatures(conv, (100, 150), (2, 1))
     out = layer(np.zeros((1, 60, 80, 3), np.float32), np.zeros((0, 4), np.float32))
