@@ -229,7 +229,7 @@ def build_model(args, num_classes, total_steps):
     # computes in bfloat16 wherever it is loaded (the detector's conv layers too). It is
     # set for this model only, so that what the process builds next is unaffected.
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(args.dtype_policy)
+    keras.config.set_dtype_policy(dtype_policy(args))
     try:
         model = table1_classifier(
             args.backbone,
