@@ -31,6 +31,7 @@ def test_stages_run_in_order_with_arguments_their_recipes_parse(calls, tmp_path)
     assert classifier.dataset == "mnist-windows" and classifier.epochs == 3 and classifier.sizes == (112,)
     assert classifier.min_side == 128 and not classifier.flip  # the dataset's defaults
     assert classifier.dtype_policy == "auto"  # bfloat16 only where the hardware computes in it
+    assert classifier.lr_schedule == "step" and classifier.lr_drop == 0.25
     detector = train_detector.parse_args(calls[2][1])
     assert detector.pretrained == str(tmp_path / "classifier" / "model.keras")
     assert detector.dataset == "mnist-detection" and detector.steps == 50
