@@ -38,7 +38,7 @@ def main(argv=None):
     # the same accuracy (docs/results.md); float32 elsewhere, where it would be emulated.
     # The rate drops 10x for the last quarter of the steps: ReduceLROnPlateau reacted to
     # one noisy epoch in one run (7 of 20 epochs at 3e-5) and never in another; the
-    # fixed drop gave +0.3 to +0.7 points over either, at 14 and at 20 epochs.
+    # fixed drop gave 0 to +0.7 points over it, at 14 and at 20 epochs (docs/results.md).
     print("\n== 2/3: ZF-5 + SPP on mnist-windows (windows of any size, evaluated whole)\n", flush=True)
     classifier = os.path.join(args.out, "classifier")
     code = train_classifier.main(
