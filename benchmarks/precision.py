@@ -21,28 +21,30 @@ import time
 import numpy as np
 
 from benchmarks.report import emit
+from keras_spp.data.mnist_windows import CLASS_NAMES as MNIST_WINDOWS_CLASSES
+from recipes import main as main_job
+
+DETECTION_SCALES = tuple(int(s) for s in main_job.DETECTION_SCALES.split(","))
+DETECTION_WINDOW = int(main_job.DETECTION_WINDOW)
 
 POLICIES = ("float32", "mixed_bfloat16")
-DETECTION_SCALES = (200, 288, 400, 560, 800, 1100)
 
 
 def train_step_ms(policy, width, fc_units, batch, size, steps, seed=0):
     import keras
 
-    from keras_spp.models import table1_classifier
+    from recipes import train_classifier
 
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(policy)
-    try:
-        keras.utils.set_random_seed(seed)
-        model = table1_classifier("zf5", 11, width=width, fc_units=fc_units, image_size=size)
-    finally:
-        keras.config.set_dtype_policy(previous)
-    model.compile(keras.optimizers.AdamW(3e-4, weight_decay=5e-4), "sparse_categorical_crossentropy",
-                  jit_compile=False)
+    # The pretraining's own model and optimizer, as train_classifier builds them.
+    args = train_classifier.parse_args([
+        "--dataset", "mnist-windows", "--sizes", str(size), "--width", str(width), "--fc-units", str(fc_units),
+        "--dtype-policy", policy, "--no-jit",
+    ])
+    keras.utils.set_random_seed(seed)
+    model = train_classifier.build_model(args, len(MNIST_WINDOWS_CLASSES), total_steps=steps)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(batch * steps, size, size, 3)).astype(np.float32)
-    y = rng.integers(0, 11, size=batch * steps)
+    y = rng.integers(0, len(MNIST_WINDOWS_CLASSES), size=batch * steps)
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # tracing
     start = time.perf_counter()
     model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
@@ -55,7 +57,7 @@ def window_features_ms(model, windows, image_size, repeats, seed=0):
     from keras_spp.detection.features import MultiScaleRoiFeatures
     from keras_spp.detection.features import backbone_of
 
-    roi = MultiScaleRoiFeatures(backbone_of(model), DETECTION_SCALES, window_size=64)
+    roi = MultiScaleRoiFeatures(backbone_of(model), DETECTION_SCALES, window_size=DETECTION_WINDOW)
     run = tf.function(lambda image, boxes: roi(image, boxes),
                       input_signature=[tf.TensorSpec([1, None, None, 3]), tf.TensorSpec([None, 4])])
     rng = np.random.default_rng(seed)
@@ -76,12 +78,9 @@ def window_features_ms(model, windows, image_size, repeats, seed=0):
 
 
 def bf16_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line.split(":", 1)[1].split() for line in f if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if "bf16" in f or f.startswith("amx"))
+    from recipes.train_classifier import machine_cpu_flags
+
+    return sorted(f for f in machine_cpu_flags() if "bf16" in f or f.startswith("amx"))
 
 
 def main(argv=None):

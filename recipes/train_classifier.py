@@ -190,13 +190,17 @@ def bfloat16_hardware(cpu_flags=None):
     if gpus:
         capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) for g in gpus]
         return all(tuple(c) >= (8, 0) for c in capabilities)
-    if cpu_flags is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpu_flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-        except OSError:
-            cpu_flags = []
-    return bool({"avx512_bf16", "amx_bf16"} & set(cpu_flags))
+    flags = machine_cpu_flags() if cpu_flags is None else cpu_flags
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
+def machine_cpu_flags():
+    """This CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
 
 
 def dtype_policy(args):

@@ -61,7 +61,8 @@ def fine_tuning_dataset(features, labels, batch_size=128, positive_fraction=0.25
     labels = np.asarray(labels, np.int64)
     if not 0.0 < positive_fraction < 1.0:
         raise ValueError(f"`positive_fraction` must be in (0, 1); got {positive_fraction}.")
-    if int(batch_size) < 2:
+    batch_size = int(batch_size)
+    if batch_size < 2:
         raise ValueError(f"`batch_size` must be >= 2 (a positive and a negative); got {batch_size}.")
     positives = np.flatnonzero(labels > 0)
     negatives = np.flatnonzero(labels == BACKGROUND)
@@ -70,7 +71,6 @@ def fine_tuning_dataset(features, labels, batch_size=128, positive_fraction=0.25
             f"fine-tuning needs positive and background windows; got {len(positives)} positives "
             f"and {len(negatives)} negatives. Check the proposals cover the objects (IoU >= 0.5)."
         )
-    batch_size = int(batch_size)
     num_positives = min(max(int(round(batch_size * positive_fraction)), 1), batch_size - 1)
     # A whole batch of indices per step from a stateless generator: drawing element by
     # element through tf.data (sample_from_datasets over shuffled pools) cost 10.8 ms a
