@@ -8,7 +8,8 @@ For each Keras dtype policy (float32, the baseline, and mixed_bfloat16), in one 
   * window features: the detector's conv5 at its six scales and the RoI pyramid
     pooling of ``--windows`` random windows on a ``--image`` canvas, as
     ``train_detector`` pools every training image's windows.
-The first call of each (tracing) is left out. On a CPU bfloat16 pays where the
+The first call of each (tracing) is left out; the policies then take turns for
+``--rounds`` rounds and the medians are compared. On a CPU bfloat16 pays where the
 CPU has bfloat16 instructions (AVX-512 BF16, AMX); ``machine.bf16`` says what this
 one has.
 
@@ -30,7 +31,8 @@ DETECTION_WINDOW = int(main_job.DETECTION_WINDOW)
 POLICIES = ("float32", "mixed_bfloat16")
 
 
-def train_step_ms(policy, width, fc_units, batch, size, steps, seed=0):
+def train_step_timer(policy, width, fc_units, batch, size, steps, seed=0):
+    """``(time, model)``: ``time()`` fits ``steps`` steps and returns ms per step."""
     import keras
 
     from recipes import train_classifier
@@ -46,12 +48,17 @@ def train_step_ms(policy, width, fc_units, batch, size, steps, seed=0):
     x = rng.integers(0, 256, size=(batch * steps, size, size, 3)).astype(np.float32)
     y = rng.integers(0, len(MNIST_WINDOWS_CLASSES), size=batch * steps)
     model.fit(x[:batch], y[:batch], batch_size=batch, epochs=1, verbose=0)  # tracing
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
-    return (time.perf_counter() - start) / steps * 1000, model
+
+    def time_it():
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+        return (time.perf_counter() - start) / steps * 1000
+
+    return time_it, model
 
 
-def window_features_ms(model, windows, image_size, repeats, seed=0):
+def window_features_timer(model, windows, image_size, seed=0):
+    """``time()``: ms for one image's windows through the detector's feature layer."""
     import tensorflow as tf
 
     from keras_spp.detection.features import MultiScaleRoiFeatures
@@ -69,12 +76,18 @@ def window_features_ms(model, windows, image_size, repeats, seed=0):
     lefts = rng.uniform(0, width - sides[:, 1])
     boxes = tf.constant(np.stack([tops, lefts, tops + sides[:, 0], lefts + sides[:, 1]], 1).astype(np.float32))
     run(image, boxes).numpy()  # tracing
-    times = []
-    for _ in range(repeats):
+
+    def time_it():
         start = time.perf_counter()
         run(image, boxes).numpy()
-        times.append((time.perf_counter() - start) * 1000)
-    return float(np.median(times))
+        return (time.perf_counter() - start) * 1000
+
+    return time_it
+
+
+def summary(samples):
+    return {"median": round(float(np.median(samples)), 1), "min": round(min(samples), 1),
+            "max": round(max(samples), 1)}
 
 
 def bf16_flags():
@@ -92,28 +105,39 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=40, help="timed train steps per policy")
     p.add_argument("--windows", type=int, default=700, help="windows per image (mnist-detection: 678 on average)")
     p.add_argument("--image", default="400,500", help="detection canvas height,width")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=3, help="window-feature timings per policy and round")
+    p.add_argument("--rounds", type=int, default=5, help="turns each policy takes, alternating (medians reported)")
     p.add_argument("--out")
     args = p.parse_args(argv)
     image_size = tuple(int(v) for v in args.image.split(","))
 
     from benchmarks.pooling import machine
 
-    results = {}
+    timers = {}
     for policy in POLICIES:
-        step_ms, model = train_step_ms(policy, args.width, args.fc_units, args.batch, args.size, args.steps)
-        features_ms = window_features_ms(model, args.windows, image_size, args.repeats)
-        results[policy] = {"train_step_ms": round(step_ms, 1), "window_features_ms_per_image": round(features_ms, 1)}
+        train, model = train_step_timer(policy, args.width, args.fc_units, args.batch, args.size, args.steps)
+        timers[policy] = (train, window_features_timer(model, args.windows, image_size))
+    # The policies take turns, round after round: this machine's speed drifts over
+    # minutes (one float32 step measured 77 ms in one run and 142 ms in another), and
+    # a drift then falls on both alike instead of on whichever ran second.
+    samples = {policy: {"train_step_ms": [], "window_features_ms_per_image": []} for policy in POLICIES}
+    for _ in range(args.rounds):
+        for policy, (train, features) in timers.items():
+            samples[policy]["train_step_ms"].append(train())
+            samples[policy]["window_features_ms_per_image"].extend(features() for _ in range(args.repeats))
+    results = {policy: {name: summary(values) for name, values in timings.items()}
+               for policy, timings in samples.items()}
     base, bf16 = results["float32"], results["mixed_bfloat16"]
     report = {
         "machine": {**machine(), "bf16": bf16_flags()},
         "model": {"backbone": "zf5", "width": args.width, "fc_units": args.fc_units, "head": "spp", "xla": False},
-        "train": {"batch": args.batch, "size": args.size, "steps": args.steps},
-        "window_features": {"scales": list(DETECTION_SCALES), "windows": args.windows, "image": list(image_size)},
+        "train": {"batch": args.batch, "size": args.size, "steps": args.steps, "rounds": args.rounds},
+        "window_features": {"scales": list(DETECTION_SCALES), "windows": args.windows, "image": list(image_size),
+                            "repeats_per_round": args.repeats},
         "policies": results,
         "speedup_over_float32": {
-            "train_step": round(base["train_step_ms"] / bf16["train_step_ms"], 2),
-            "window_features": round(base["window_features_ms_per_image"] / bf16["window_features_ms_per_image"], 2),
+            name: round(base[name]["median"] / bf16[name]["median"], 2)
+            for name in ("train_step_ms", "window_features_ms_per_image")
         },
     }
     emit(report, args.out)

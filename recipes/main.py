@@ -34,7 +34,7 @@ def main(argv=None):
     # mAP 0.842 against 0.775 from mnist-scenes, the same detector). Single-size: at
     # this budget multi-size training (--sizes 112,90) costs accuracy (14.5% against
     # 9.9% full-image error on mnist-scenes), and the detector inherits these layers.
-    # bfloat16 where the CPU computes in it (AVX-512 BF16): a train step 2.2x faster,
+    # bfloat16 where the CPU computes in it (AVX-512 BF16): a train step 1.2-1.35x faster,
     # the same accuracy (docs/results.md); float32 elsewhere, where it would be emulated.
     # The rate drops 10x for the last quarter of the steps: ReduceLROnPlateau reacted to
     # one noisy epoch in one run (7 of 20 epochs at 3e-5) and never in another; the
