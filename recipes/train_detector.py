@@ -42,6 +42,12 @@ def parse_args(argv=None):
     p.add_argument("--window-size", type=int, default=224,
                    help="each window is pooled at the scale where its area is closest to this squared")
     p.add_argument("--levels", default="6,3,2,1")
+    p.add_argument("--context", type=float, default=0.0,
+                   help="also pool a square this many times each window's longer side around it, from the same "
+                        "scale (beyond the paper; 0: off, the paper's)")
+    p.add_argument("--max-train-windows", type=int, default=0,
+                   help="features of at most this many windows per training image: every ground truth box and "
+                        "window overlapping an object by IoU >= 0.1, then a seeded sample of the rest (0: all)")
     p.add_argument("--proposals", type=int, default=2000, help="selective search boxes kept per image")
     p.add_argument("--min-proposal-size", type=int, default=20)
     p.add_argument("--proposal-max-side", type=int, default=0,
@@ -127,7 +133,8 @@ def main(argv=None):
         raise SystemExit(f"backbone {conv.name!r} is not a Table 1 network: pass --feature-stride.")
     levels = tuple(int(v) for v in args.levels.split(","))
     scales = tuple(int(v) for v in args.scales.split(","))
-    roi = MultiScaleRoiFeatures(conv, scales, levels, stride, args.window_size, name="roi_features")
+    roi = MultiScaleRoiFeatures(conv, scales, levels, stride, args.window_size, context=args.context or None,
+                                name="roi_features")
     fc_weights = common.transferable_fc_weights(pretrained, roi.output_dim)
     fc_units = fc_weights["fc6"][0].shape[1] if fc_weights else 4096
     model = spp_detector(roi, len(class_names), fc_units=fc_units, dropout=args.dropout, fc_weights=fc_weights)
@@ -141,9 +148,14 @@ def main(argv=None):
     cache = os.path.join(out, "cache", "-".join([
         training.weights_fingerprint(conv), "s" + "_".join(map(str, scales)), "l" + "_".join(map(str, levels)),
         f"w{args.window_size}", common.proposals_tag(args),
+        *([f"c{args.context:g}"] if args.context else []),
+        *([f"n{args.max_train_windows}"] if args.max_train_windows else []),
     ]))
     t0 = time.perf_counter()
-    records = training.compute_window_features(roi, train, proposals, cache_dir=cache, desc="window features")
+    records = training.compute_window_features(
+        roi, train, proposals, cache_dir=cache, max_windows=args.max_train_windows or None,
+        keep_iou=training.NEAR_OBJECT_IOU, seed=args.seed, desc="window features",
+    )
     feature_seconds = time.perf_counter() - t0
 
     history_csv = os.path.join(out, "history.csv")

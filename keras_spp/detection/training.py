@@ -63,6 +63,12 @@ class HeadTrainingConfig:
     seed: int = 0
 
 
+# The paper's lowest background IoU: windows below it are far from every object, most
+# of an image's windows, and only the SVMs' negatives (and, with negative_iou starting
+# at 0, fine-tuning's), so a sample of them serves.
+NEAR_OBJECT_IOU = 0.1
+
+
 def weights_fingerprint(*models_or_layers):
     """A short hash of weights: cached features are only reused for the same network."""
     digest = hashlib.sha1()
@@ -73,13 +79,16 @@ def weights_fingerprint(*models_or_layers):
 
 
 def compute_window_features(
-    feature_layer, examples, proposals, cache_dir=None, max_windows=None, seed=0, desc="features"
+    feature_layer, examples, proposals, cache_dir=None, max_windows=None, keep_iou=0.5, seed=0, desc="features"
 ):
     """Pools every window of every example once; returns a list of ``ImageWindows``.
 
     ``proposals``: ``{image_id: boxes [R, 4]}``. ``max_windows``: keep at most this
-    many windows per image (all ground truth and positives, then a seeded random
-    sample of the rest), for costly feature extractors such as R-CNN's.
+    many windows per image: all ground truth and every window overlapping some
+    object by IoU >= ``keep_iou`` (default 0.5, the positives; fine-tuning's
+    background windows start at 0.1), then a seeded random sample of the rest. For
+    costly feature extractors such as R-CNN's, and to keep the far-from-object
+    windows, which are most of an image's and only serve the SVMs' negatives, few.
     ``cache_dir``: a folder for this exact network and settings (the caller names
     it, e.g. with ``weights_fingerprint``); images found there are not recomputed.
     Unreadable images are skipped with a warning.
@@ -96,7 +105,7 @@ def compute_window_features(
         windows = np.concatenate([example.boxes, np.asarray(proposals[example.image_id], np.float32).reshape(-1, 4)])
         max_iou, gt_index = sampling.best_overlaps(windows, example.boxes)
         if max_windows is not None and len(windows) > max_windows:
-            keep = _subsample(max_iou, len(example.boxes), max_windows, rng)
+            keep = _subsample(max_iou, len(example.boxes), max_windows, keep_iou, rng)
             windows, max_iou, gt_index = windows[keep], max_iou[keep], gt_index[keep]
         path = os.path.join(cache_dir, f"{example.image_id}.npz") if cache_dir else None
         features = _load_cached(path, windows)
@@ -113,8 +122,8 @@ def compute_window_features(
     return records
 
 
-def _subsample(max_iou, num_gt, budget, rng):
-    must = np.flatnonzero((np.arange(len(max_iou)) < num_gt) | (max_iou >= 0.5))
+def _subsample(max_iou, num_gt, budget, keep_iou, rng):
+    must = np.flatnonzero((np.arange(len(max_iou)) < num_gt) | (max_iou >= keep_iou))
     rest = np.setdiff1d(np.arange(len(max_iou)), must)
     extra = max(budget - len(must), 0)
     if len(rest) > extra:

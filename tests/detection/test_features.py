@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras_spp.detection import scales as scales_lib
 from keras_spp.detection.features import MultiScaleRoiFeatures
 from keras_spp.detection.features import backbone_of
+from keras_spp.detection.features import context_windows
 from keras_spp.models import backbone
 from keras_spp.models import zf5
 from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
@@ -17,8 +18,9 @@ def conv():
     return backbone("zf5", width=0.125)
 
 
-def reference(conv, image, boxes, scales, levels, window):
-    """Obvious version: every box on its own, at the scale the paper's rule picks."""
+def reference(conv, image, boxes, scales, levels, window, context=None):
+    """Obvious version: every box on its own, at the scale the paper's rule picks;
+    with ``context``, the square around it pooled from that scale's map too."""
     h, w = image.shape[1:3]
     factors = scales_lib.scale_factors(h, w, scales).astype(np.float32)
     chosen = scales_lib.assign_scales(boxes, factors, window)
@@ -26,8 +28,21 @@ def reference(conv, image, boxes, scales, levels, window):
     for box, i in zip(boxes, chosen):
         size = scales_lib.scaled_size(h, w, factors[i])
         maps = conv(tf.image.resize(image, size, antialias=True))
-        rows.append(roi_pyramid_pool(maps, box[None] * factors[i], [0], levels, 1 / 16)[0].numpy())
+        scaled = box * factors[i]
+        row = [roi_pyramid_pool(maps, scaled[None], [0], levels, 1 / 16)[0].numpy()]
+        if context is not None:
+            square = reference_context_window(scaled, context, *size)
+            row.append(roi_pyramid_pool(maps, np.float32([square]), [0], levels, 1 / 16)[0].numpy())
+        rows.append(np.concatenate(row))
     return np.stack(rows) if rows else np.zeros((0, 0))
+
+
+def reference_context_window(box, context, height, width):
+    y1, x1, y2, x2 = (float(v) for v in box)
+    side = context * max(y2 - y1, x2 - x1)
+    cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
+    return [min(max(cy - side / 2, 0), height), min(max(cx - side / 2, 0), width),
+            min(max(cy + side / 2, 0), height), min(max(cx + side / 2, 0), width)]
 
 
 def random_boxes(rng, n, h, w):
@@ -44,6 +59,38 @@ def test_matches_per_box_reference(conv, scales):
     layer = MultiScaleRoiFeatures(conv, scales, (3, 1), feature_stride=16, window_size=64)
     got = layer(image, boxes).numpy()
     np.testing.assert_allclose(got, reference(conv, image, boxes, scales, (3, 1), 64), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("context", [1.0, 2.0, 3.5])
+def test_context_features_match_per_box_reference(conv, context, jit_compile):
+    rng = np.random.default_rng(5)
+    image = rng.uniform(0, 255, (1, 90, 130, 3)).astype(np.float32)
+    # Boxes inside, on the edges (their squares clipped), the whole image, a line.
+    boxes = np.concatenate(
+        [random_boxes(rng, 10, 90, 130), [[0, 0, 90, 130], [0, 120, 30, 130], [70, 0, 90, 8], [10, 10, 10, 40]]]
+    ).astype(np.float32)
+    layer = MultiScaleRoiFeatures(conv, (120, 200), (3, 1), window_size=64, context=context, jit_compile=jit_compile)
+    plain = MultiScaleRoiFeatures(conv, (120, 200), (3, 1), window_size=64)
+    got = layer(image, boxes).numpy()
+    assert layer.output_dim == 2 * plain.output_dim == got.shape[1]
+    np.testing.assert_allclose(got, reference(conv, image, boxes, (120, 200), (3, 1), 64, context), rtol=1e-4, atol=1e-4)
+    # The first half is the window's own features, exactly as without context.
+    np.testing.assert_allclose(got[:, : plain.output_dim], plain(image, boxes).numpy(), rtol=1e-4, atol=1e-4)
+    empty = layer(image, np.zeros((0, 4), np.float32))
+    assert empty.shape == (0, layer.output_dim)
+
+
+def test_context_windows_against_reference():
+    rng = np.random.default_rng(7)
+    boxes = np.concatenate([random_boxes(rng, 50, 60, 80), [[5, 5, 5, 5], [0, 0, 60, 80]]]).astype(np.float32)
+    for context in (1.0, 1.6, 2.6):
+        got = context_windows(tf.constant(boxes), context, 60, 80).numpy()
+        want = np.float32([reference_context_window(b, context, 60, 80) for b in boxes])
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+        # Squares unless clipped, always containing the window.
+        assert np.all(got[:, :2] <= boxes[:, :2] + 1e-4) and np.all(got[:, 2:] >= boxes[:, 2:] - 1e-4)
+    assert context_windows(tf.zeros([0, 4]), 2.0, 60, 80).shape == (0, 4)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -87,8 +134,11 @@ def test_graph_and_xla_with_dynamic_sizes(conv, jit_compile):
         np.testing.assert_allclose(graph(image, boxes).numpy(), eager, rtol=1e-4, atol=1e-4)
 
 
-def test_config_round_trip_and_saving(conv, tmp_path):
-    layer = MultiScaleRoiFeatures(conv, (100, 150), (2, 1), feature_stride=16, window_size=48, name="roi_features")
+@pytest.mark.parametrize("context", [None, 2.0])
+def test_config_round_trip_and_saving(conv, tmp_path, context):
+    layer = MultiScaleRoiFeatures(
+        conv, (100, 150), (2, 1), feature_stride=16, window_size=48, context=context, name="roi_features"
+    )
     image = keras.Input((None, None, 3), batch_size=1)
     boxes = keras.Input((4,))
     model = keras.Model([image, boxes], layer(image, boxes))
@@ -98,6 +148,7 @@ def test_config_round_trip_and_saving(conv, tmp_path):
     b = np.array([[0, 0, 30, 40], [5, 5, 70, 90]], np.float32)
     np.testing.assert_allclose(loaded([x, b]).numpy(), model([x, b]).numpy(), rtol=1e-6)
     assert loaded.layers[-1].get_config()["scales"] == [100, 150]
+    assert loaded.layers[-1].context == context
 
 
 def test_backbone_of_an_spp_classifier():
@@ -113,5 +164,8 @@ def test_bad_arguments_are_explained(conv):
         MultiScaleRoiFeatures(conv, coordinate_rule="nearest")
     with pytest.raises(ValueError, match="feature_stride"):
         MultiScaleRoiFeatures(conv, feature_stride=0)
+    for context in (0.5, 0, "2", True, float("nan")):
+        with pytest.raises(ValueError, match="`context` must be None"):
+            MultiScaleRoiFeatures(conv, context=context)
     with pytest.raises(ValueError, match="no layer named 'spp'"):
         backbone_of(conv)

@@ -114,3 +114,50 @@ def test_detect_searches_as_the_detector_was_trained_unless_told_otherwise():
     # A detector saved without proposal settings searches with selective search's defaults.
     assert detect._search_params(detect.parse_args(["x.jpg"]), {}) == {
         "min_size": 20, "max_proposals": 2000, "max_side": None, "base_k": None}
+
+
+def test_fc6_starts_from_the_classifier_for_windows_with_context():
+    from recipes.detection_common import transferable_fc_weights
+
+    net = zf5(10, width=0.125, fc_units=16)
+    kernel, bias = net.get_layer("fc6").get_weights()
+    dim = kernel.shape[0]
+    plain = transferable_fc_weights(net, dim)
+    np.testing.assert_array_equal(plain["fc6"][0], kernel)
+    np.testing.assert_array_equal(plain["fc7"][0], net.get_layer("fc7").get_weights()[0])
+    doubled = transferable_fc_weights(net, 2 * dim)
+    np.testing.assert_allclose(doubled["fc6"][0], np.concatenate([kernel / 2, kernel / 2]))
+    np.testing.assert_array_equal(doubled["fc6"][1], bias)
+    # The same features twice give the classifier's own fc6.
+    x = np.random.default_rng(0).normal(size=(3, dim)).astype(np.float32)
+    np.testing.assert_allclose(np.concatenate([x, x], 1) @ doubled["fc6"][0], x @ kernel, rtol=1e-5, atol=1e-5)
+    assert transferable_fc_weights(net, 3 * dim) is None
+    assert transferable_fc_weights(net, dim + 1) is None
+
+
+def test_context_and_fewer_training_windows(trained, tmp_path):
+    root, first = trained
+    out = tmp_path / "ctx"
+    code = train_detector.main([
+        "--pretrained", str(root / "classifier.keras"), "--data-dir", str(root / "data"),
+        "--mnist-images", "6,3", "--steps", "10", "--batch-size", "32", "--context", "2", "--max-train-windows", "30",
+        "--out", str(out), "--verbose", "0",
+    ])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["context"] == 2.0 and results["config"]["max_train_windows"] == 30
+    detector = Detector.load(out / "detector")
+    roi = detector.model.get_layer("roi_features")
+    assert roi.context == 2.0 and roi.output_dim == 2 * roi.window_dim
+    assert detector.model.get_layer("fc6").get_weights()[0].shape[0] == roi.output_dim
+    # The cache holds a subset of each training image's windows (every one near an
+    # object kept: see test_training's subsampling test).
+    (cache,) = (out / "cache").iterdir()
+    assert cache.name.endswith("-c2-n30")
+    (full,) = (first / "cache").iterdir()
+    fewer = 0
+    for path in sorted(cache.iterdir()):
+        kept, every = np.load(path)["windows"], np.load(full / path.name)["windows"]
+        assert {tuple(w) for w in kept} <= {tuple(w) for w in every}
+        fewer += len(kept) < len(every)
+    assert len(list(cache.iterdir())) == 6 and fewer > 0
