@@ -24,7 +24,7 @@ OUTPUTS = {"detection_boxes": (100, 4), "detection_scores": (100,), "detection_c
            "detection_labels": (100,), "num_detections": ()}
 
 
-def tiny_detector(folder, seed=3):
+def tiny_detector(folder, seed=3, context=None):
     """ZF-5 at 1/8 width, one scale of 160 px, random heads with spread-out scores."""
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.features import MultiScaleRoiFeatures
@@ -34,7 +34,7 @@ def tiny_detector(folder, seed=3):
 
     keras.utils.set_random_seed(seed)
     roi = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(160,), levels=(2, 1), window_size=64,
-                                name="roi_features")
+                                context=context, name="roi_features")
     model = spp_detector(roi, len(CLASSES), fc_units=16)
     rng = np.random.default_rng(seed)
     # fc8 at N(0, 0.01) gives near-uniform softmax scores; N(0, 1) spreads them out.
@@ -152,6 +152,18 @@ def test_three_sizes_in_one_batch_match_the_keras_detector(exported):
         assert set(got["detection_labels"][i, n:]) <= {b""}
     assert set(got["detection_classes"][0, :3]) <= {1.0, 2.0, 3.0}  # 1-based
     assert 0.0 <= got["detection_boxes"].min() and got["detection_boxes"].max() <= 1.0
+
+
+def test_a_detector_with_context_features_serves_what_it_detects(tmp_path):
+    keras_detector = tiny_detector(str(tmp_path / "detector"), seed=4, context=2.0)
+    out = saved_model.export(str(tmp_path / "detector"), "detector", str(tmp_path / "served" / "1"))
+    loaded = tf.saved_model.load(out)
+    images = [photo(90, 140, 11), photo(150, 110, 12)]
+    encoded = [encode(image) for image in images]
+    boxes = [some_boxes(*image.shape[:2], count, seed) for image, count, seed in zip(images, (30, 17), (13, 14))]
+    got = serve(loaded, encoded, client.pad_boxes(boxes))
+    for i, (image, b) in enumerate(zip(images, boxes, strict=True)):
+        assert_same(got, keras_outputs(keras_detector, image, b), i)
 
 
 def test_padding_rows_are_ignored(exported):
