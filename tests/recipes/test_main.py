@@ -38,6 +38,7 @@ def test_stages_run_in_order_with_arguments_their_recipes_parse(calls, tmp_path)
     assert detector.scales == main.DETECTION_SCALES == "200,288,400,560,800,1100"
     assert detector.window_size == 64 and detector.min_proposal_size == 4
     assert detector.proposal_max_side == 0 and detector.proposal_k == 100
+    assert detector.context == 2 and detector.negative_iou == "0,0.5" and detector.max_train_windows == 256
 
 
 def test_a_failing_stage_stops_the_job_with_its_code(monkeypatch, calls, tmp_path):
