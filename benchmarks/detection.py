@@ -103,18 +103,24 @@ def main(argv=None):
         dense[example.image_id] = np.concatenate([np.asarray(found, np.float32).reshape(-1, 4), extra])
 
     config = training.HeadTrainingConfig(steps=args.steps or meta.get("steps", 3000), seed=0)
-    fc_weights = {name: spp.model.get_layer(name).get_weights() for name in ("fc6", "fc7")}
-    fc_weights = _pretrained_fc(meta, roi.output_dim) or fc_weights
+    trained_fc = {name: spp.model.get_layer(name).get_weights() for name in ("fc6", "fc7")}
+
+    def starting_fc(dim):
+        # As train_detector starts: the classifier's fc6/fc7 (for R-CNN's single pyramid
+        # vector too when the detector pools context); else the trained detector's.
+        fitting = trained_fc if trained_fc["fc6"][0].shape[0] == dim else None
+        return _pretrained_fc(meta, dim) or fitting
 
     def trained_twin(trained_roi, name):
         # A fresh RoI layer of the trained detector's geometry, for heads trained on R-CNN's windows.
         return trained_pair_member(MultiScaleRoiFeatures(
             trained_roi.backbone, trained_roi.scales, trained_roi.levels, trained_roi.feature_stride,
-            trained_roi.window_size, name="roi_features",
+            trained_roi.window_size, context=trained_roi.context, name="roi_features",
         ), name)
 
     def trained_pair_member(features_layer, name):
-        model = heads.spp_detector(features_layer, num_classes, fc_units=fc_units, fc_weights=fc_weights, name=name)
+        model = heads.spp_detector(features_layer, num_classes, fc_units=fc_units,
+                                   fc_weights=starting_fc(features_layer.output_dim), name=name)
         records = training.compute_window_features(
             features_layer, train, proposals, max_windows=args.windows, seed=0, desc=f"{name} training features"
         )
@@ -228,12 +234,12 @@ def add_speedups(rows):
 def _pretrained_fc(meta, dim):
     import keras
 
+    from recipes.detection_common import transferable_fc_weights
+
     path = meta.get("pretrained")
     if not path or not os.path.exists(path):
         return None
-    model = keras.saving.load_model(path)
-    weights = {name: model.get_layer(name).get_weights() for name in ("fc6", "fc7")}
-    return weights if weights["fc6"][0].shape[0] == dim else None
+    return transferable_fc_weights(keras.saving.load_model(path), dim)
 
 
 def _scales(roi):

@@ -161,3 +161,13 @@ def test_context_and_fewer_training_windows(trained, tmp_path):
         assert {tuple(w) for w in kept} <= {tuple(w) for w in every}
         fewer += len(kept) < len(every)
     assert len(list(cache.iterdir())) == 6 and fewer > 0
+    # The benchmark's twins: SPP-net's pools context as the detector does, R-CNN's
+    # single vectors start from the classifier's own fc6.
+    from benchmarks import detection
+
+    code = detection.main(["--detector", str(out / "detector"), "--data-dir", str(root / "data"), "--test", "2",
+                           "--train", "3", "--windows", "32", "--steps", "3", "--dense-images", "1",
+                           "--out", str(tmp_path / "detection.json")])
+    assert code == 0
+    rows = json.loads((tmp_path / "detection.json").read_text())["rows"]
+    assert [row["method"] for row in rows] == ["R-CNN", "SPP-net (same training windows)", "SPP-net", "SPP-net + SVD"]
