@@ -108,6 +108,11 @@ def main(argv=None):
     from recipes import detection_common as common
 
     negative_iou = _negative_iou(args.negative_iou, training.HeadTrainingConfig.positive_iou)
+    if args.context and not args.context >= 1:
+        raise SystemExit(f"--context must be 0 (off) or at least 1 (the square's side per window side, e.g. 2); "
+                         f"got {args.context:g}")
+    if args.max_train_windows < 0:
+        raise SystemExit(f"--max-train-windows must be 0 (every window) or a positive count; got {args.max_train_windows}")
     if not os.path.exists(args.pretrained):
         raise SystemExit(
             f"--pretrained {args.pretrained} not found: train an SPP classifier first "

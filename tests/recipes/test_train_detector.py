@@ -116,6 +116,17 @@ def test_detect_searches_as_the_detector_was_trained_unless_told_otherwise():
         "min_size": 20, "max_proposals": 2000, "max_side": None, "base_k": None}
 
 
+@pytest.mark.parametrize("flag, value, message", [
+    ("--context", "0.5", "--context must be 0 (off) or at least 1"),
+    ("--context", "nan", "--context must be 0 (off) or at least 1"),
+    ("--max-train-windows", "-3", "--max-train-windows must be 0"),
+])
+def test_bad_context_and_window_budget_are_explained(tmp_path, flag, value, message):
+    (tmp_path / "c.keras").write_text("")
+    with pytest.raises(SystemExit, match=message):
+        train_detector.main(["--pretrained", str(tmp_path / "c.keras"), flag, value, "--out", str(tmp_path / "o")])
+
+
 def test_fc6_starts_from_the_classifier_for_windows_with_context():
     from recipes.detection_common import transferable_fc_weights
 
