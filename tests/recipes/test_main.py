@@ -41,6 +41,11 @@ def test_stages_run_in_order_with_arguments_their_recipes_parse(calls, tmp_path)
     assert detector.context == 2 and detector.negative_iou == "0,0.5" and detector.max_train_windows == 256
 
 
+def test_the_detector_fine_tunes_3000_minibatches_by_default(calls, tmp_path):
+    assert main.main(["--out", str(tmp_path)]) == 0
+    assert train_detector.parse_args(calls[2][1]).steps == 3000
+
+
 def test_a_failing_stage_stops_the_job_with_its_code(monkeypatch, calls, tmp_path):
     monkeypatch.setattr(train_classifier, "main", lambda argv: 3)
     assert main.main(["--out", str(tmp_path)]) == 3
