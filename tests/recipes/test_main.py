@@ -41,8 +41,9 @@ def test_stages_run_in_order_with_arguments_their_recipes_parse(calls, tmp_path)
     assert detector.context == 2 and detector.negative_iou == "0,0.5" and detector.max_train_windows == 256
 
 
-def test_the_detector_fine_tunes_3000_minibatches_by_default(calls, tmp_path):
+def test_defaults_12_pretraining_epochs_and_3000_fine_tuning_minibatches(calls, tmp_path):
     assert main.main(["--out", str(tmp_path)]) == 0
+    assert train_classifier.parse_args(calls[1][1]).epochs == 12
     assert train_detector.parse_args(calls[2][1]).steps == 3000
 
 
