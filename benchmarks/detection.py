@@ -70,6 +70,7 @@ def main(argv=None):
     from keras_spp.detection.rcnn import WarpedWindowFeatures
     from recipes.detection_common import EVALUATION_SETTINGS
     from recipes.detection_common import proposal_cache
+    from recipes.detection_common import transferable_fc_weights
     from recipes.detection_common import trained_search_params
 
     spp = Detector.load(args.detector)
@@ -104,12 +105,14 @@ def main(argv=None):
 
     config = training.HeadTrainingConfig(steps=args.steps or meta.get("steps", 3000), seed=0)
     trained_fc = {name: spp.model.get_layer(name).get_weights() for name in ("fc6", "fc7")}
+    classifier = _pretrained_classifier(meta)  # loaded once: every head below starts from it
 
     def starting_fc(dim):
         # As train_detector starts: the classifier's fc6/fc7 (for R-CNN's single pyramid
         # vector too when the detector pools context); else the trained detector's.
         fitting = trained_fc if trained_fc["fc6"][0].shape[0] == dim else None
-        return _pretrained_fc(meta, dim) or fitting
+        from_classifier = transferable_fc_weights(classifier, dim) if classifier is not None else None
+        return from_classifier or fitting
 
     def trained_twin(trained_roi, name):
         # A fresh RoI layer of the trained detector's geometry, for heads trained on R-CNN's windows.
@@ -231,15 +234,14 @@ def add_speedups(rows):
     return rows
 
 
-def _pretrained_fc(meta, dim):
+def _pretrained_classifier(meta):
+    """The classifier the detector was trained from, where its file is still there."""
     import keras
-
-    from recipes.detection_common import transferable_fc_weights
 
     path = meta.get("pretrained")
     if not path or not os.path.exists(path):
         return None
-    return transferable_fc_weights(keras.saving.load_model(path), dim)
+    return keras.saving.load_model(path)
 
 
 def _scales(roi):

@@ -102,15 +102,18 @@ def main(argv=None):
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.features import MultiScaleRoiFeatures
     from keras_spp.detection.features import backbone_of
+    from keras_spp.detection.features import validate_context
     from keras_spp.detection.heads import spp_detector
     from keras_spp.models.backbones import TABLE_1
     from keras_spp.models.backbones import feature_stride
     from recipes import detection_common as common
 
     negative_iou = _negative_iou(args.negative_iou, training.HeadTrainingConfig.positive_iou)
-    if args.context and not args.context >= 1:
+    try:
+        context = validate_context(args.context or None)  # the layer's own rule
+    except ValueError:
         raise SystemExit(f"--context must be 0 (off) or at least 1 (the square's side per window side, e.g. 2); "
-                         f"got {args.context:g}")
+                         f"got {args.context:g}") from None
     if args.max_train_windows < 0:
         raise SystemExit(f"--max-train-windows must be 0 (every window) or a positive count; got {args.max_train_windows}")
     if not os.path.exists(args.pretrained):
@@ -138,8 +141,7 @@ def main(argv=None):
         raise SystemExit(f"backbone {conv.name!r} is not a Table 1 network: pass --feature-stride.")
     levels = tuple(int(v) for v in args.levels.split(","))
     scales = tuple(int(v) for v in args.scales.split(","))
-    roi = MultiScaleRoiFeatures(conv, scales, levels, stride, args.window_size, context=args.context or None,
-                                name="roi_features")
+    roi = MultiScaleRoiFeatures(conv, scales, levels, stride, args.window_size, context=context, name="roi_features")
     fc_weights = common.transferable_fc_weights(pretrained, roi.output_dim)
     fc_units = fc_weights["fc6"][0].shape[1] if fc_weights else 4096
     model = spp_detector(roi, len(class_names), fc_units=fc_units, dropout=args.dropout, fc_weights=fc_weights)
