@@ -1,0 +1,118 @@
+"""From an RPN's outputs to proposals: decode, clip, drop tiny boxes, top-k, NMS, top-N.
+
+``generate_proposals`` is a plain TensorFlow function (eager, ``tf.function``,
+``jit_compile=True`` and SavedModels with dynamic image size and anchor count);
+``RpnProposals`` is the thin Keras layer around it. Box convention: ``[y1, x1, y2,
+x2]`` pixels of the image the anchors belong to (``keras_spp.detection.anchors``);
+deltas are the project's one box parametrisation (``keras_spp.detection.boxes``:
+``decode_boxes_tf``, with its clamp on ``dh``, ``dw``).
+
+Non-finite outputs: an anchor whose logit or any delta is NaN or infinite is
+dropped before anything else, so no NaN box reaches NMS. Under XLA the whole
+function compiles (the boxes are padded to ``pre_nms_top_k`` rows and NMS is
+``tf.image.non_max_suppression_padded``), one program per anchor count.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_spp.detection.boxes import decode_boxes_tf
+
+# Logits below this are the padding and the dropped anchors: never proposals.
+_DROPPED = -1e30
+
+
+def generate_proposals(
+    objectness,
+    deltas,
+    anchors,
+    image_height,
+    image_width,
+    pre_nms_top_k=6000,
+    post_nms_top_n=300,
+    nms_iou=0.7,
+    min_size=0.0,
+):
+    """``(boxes [K, 4], scores [K])``, ``K <= post_nms_top_n``, best first.
+
+    Args:
+      objectness: ``[N]`` logits (object vs background) of the ``N`` anchors.
+      deltas: ``[N, 4]`` regression outputs ``(dy, dx, dh, dw)`` per anchor.
+      anchors: ``[N, 4]`` anchors, pixels of an ``image_height x image_width`` image.
+      pre_nms_top_k: the best-scored boxes that NMS sees.
+      post_nms_top_n: the most proposals returned.
+      nms_iou: NMS's IoU threshold (Faster R-CNN: 0.7).
+      min_size: boxes narrower or lower than this many pixels (after clipping) are
+        dropped; every box may go, then ``K = 0``.
+
+    Scores are sigmoid probabilities. ``N = 0`` gives ``K = 0``.
+    """
+    pre_nms_top_k, post_nms_top_n = int(pre_nms_top_k), int(post_nms_top_n)
+    if pre_nms_top_k < 1 or post_nms_top_n < 1:
+        raise ValueError(f"`pre_nms_top_k` and `post_nms_top_n` must be >= 1; got {pre_nms_top_k}, {post_nms_top_n}.")
+    if not 0.0 < float(nms_iou) <= 1.0:
+        raise ValueError(f"`nms_iou` must be in (0, 1]; got {nms_iou!r}.")
+    if not float(min_size) >= 0.0:
+        raise ValueError(f"`min_size` must be a number of pixels >= 0; got {min_size!r}.")
+    logits = tf.reshape(tf.cast(objectness, tf.float32), [-1])
+    deltas = tf.reshape(tf.cast(deltas, tf.float32), [-1, 4])
+    anchors = tf.reshape(tf.cast(anchors, tf.float32), [-1, 4])
+    finite = tf.math.is_finite(logits) & tf.reduce_all(tf.math.is_finite(deltas), axis=1)
+    deltas = tf.where(finite[:, None], deltas, 0.0)
+    boxes = decode_boxes_tf(anchors, deltas)
+    limit = tf.cast(tf.stack([image_height, image_width, image_height, image_width]), tf.float32)
+    boxes = tf.clip_by_value(boxes, 0.0, limit)
+    big = (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
+    # A box of zero area is no proposal whatever min_size says.
+    real = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    scores = tf.where(finite & big & real, logits, _DROPPED)
+
+    count = tf.shape(scores)[0]
+    pad = tf.maximum(pre_nms_top_k - count, 0)
+    scores = tf.pad(scores, [[0, pad]], constant_values=_DROPPED)
+    boxes = tf.pad(boxes, [[0, pad], [0, 0]])
+    top_scores, top = tf.math.top_k(scores, k=pre_nms_top_k)
+    top_boxes = tf.gather(boxes, top)
+    keep, valid = tf.image.non_max_suppression_padded(
+        top_boxes, top_scores, post_nms_top_n, iou_threshold=float(nms_iou),
+        score_threshold=_DROPPED / 2, pad_to_max_output_size=True,
+    )
+    keep = keep[:valid]
+    return tf.gather(top_boxes, keep), tf.sigmoid(tf.gather(top_scores, keep))
+
+
+@keras.saving.register_keras_serializable(package="keras_spp")
+class RpnProposals(keras.layers.Layer):
+    """``generate_proposals`` as a layer: ``call(objectness, deltas, anchors, image_size)``.
+
+    ``image_size``: ``[2]`` int (height, width). Returns ``(boxes [K, 4], scores [K])``.
+
+    >>> layer = RpnProposals(post_nms_top_n=2)
+    >>> anchors = tf.constant([[0., 0, 10, 10], [0, 0, 10, 11], [20, 20, 30, 30]])
+    >>> boxes, scores = layer(tf.constant([3., 2, 1]), tf.zeros([3, 4]), anchors, tf.constant([40, 40]))
+    >>> boxes.numpy().tolist()
+    [[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]
+    """
+
+    def __init__(self, pre_nms_top_k=6000, post_nms_top_n=300, nms_iou=0.7, min_size=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.pre_nms_top_k = int(pre_nms_top_k)
+        self.post_nms_top_n = int(post_nms_top_n)
+        self.nms_iou = float(nms_iou)
+        self.min_size = float(min_size)
+        # Checks the settings now rather than at the first call.
+        generate_proposals(tf.zeros([0]), tf.zeros([0, 4]), tf.zeros([0, 4]), 1, 1, **self._settings())
+
+    def _settings(self):
+        return {"pre_nms_top_k": self.pre_nms_top_k, "post_nms_top_n": self.post_nms_top_n,
+                "nms_iou": self.nms_iou, "min_size": self.min_size}
+
+    def call(self, objectness, deltas, anchors, image_size):
+        image_size = tf.cast(image_size, tf.int32)
+        return generate_proposals(objectness, deltas, anchors, image_size[0], image_size[1], **self._settings())
+
+    def compute_output_shape(self, *shapes):
+        return (None, 4), (None,)
+
+    def get_config(self):
+        return {**super().get_config(), **self._settings()}
