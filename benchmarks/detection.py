@@ -64,14 +64,14 @@ def main(argv=None):
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.detector import postprocess
     from keras_spp.detection.evaluation import evaluate_detections
+    from keras_spp.detection.evaluation_settings import EVALUATION_SETTINGS
     from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.proposal_cache import proposal_cache
+    from keras_spp.detection.proposal_cache import trained_search_params
     from keras_spp.detection.proposals import compute_proposals
     from keras_spp.detection.proposals import selective_search
     from keras_spp.detection.rcnn import WarpedWindowFeatures
-    from recipes.detection_common import EVALUATION_SETTINGS
-    from recipes.detection_common import proposal_cache
-    from recipes.detection_common import transferable_fc_weights
-    from recipes.detection_common import trained_search_params
+    from keras_spp.detection.transfer import transferable_fc_weights
 
     spp = Detector.load(args.detector)
     meta = spp.metadata

@@ -63,6 +63,9 @@ import numpy as np
 import tensorflow as tf
 
 from export import images as image_ops
+from export.encoding import b64
+from export.encoding import jsonable
+from export.encoding import png_bytes
 # The padding rule under XLA (module docstring) belongs to the window feature layer.
 from keras_spp.detection.features import MIN_BUCKET  # noqa: F401
 from keras_spp.detection.features import bucket_size  # noqa: F401
@@ -483,10 +486,6 @@ def oversize_image(max_side):
 
 def reference_cases(files, decoded, reference, smallest, max_side):
     """``(cases, warmup inputs, extra files)`` of ``reference.json`` for the detector."""
-    from export.saved_model import _b64
-    from export.saved_model import _jsonable
-    from export.saved_model import _png
-
     names = [name for name, _ in files]
     images = [decoded[n] for n in names]
     boxes = [reference_boxes(*image.shape[:2]) for image in images]
@@ -494,29 +493,29 @@ def reference_cases(files, decoded, reference, smallest, max_side):
     first = images[0]
 
     def array(a):
-        return _jsonable({"x": np.asarray(a, np.float32)})["x"]
+        return jsonable({"x": np.asarray(a, np.float32)})["x"]
 
     cases = [
         {"name": "images of several sizes, JPEG and PNG, in one batch; proposals padded with zero rows",
          "signature": "serving_default",
          "inputs": {"image_bytes": {"files": names}, "boxes": array(padded)},
-         "outputs": _jsonable(reference(images, boxes))},
+         "outputs": jsonable(reference(images, boxes))},
         {"name": "decoded pixels (image_tensor), a batch of two", "signature": "detect_images",
          "inputs": {"image_tensor": {"decoded_files": [names[0], names[0]]},
                     "boxes": array(pad_boxes([boxes[0], boxes[0][::2]]))},
-         "outputs": _jsonable(reference([first, first], [boxes[0], boxes[0][::2]]))},
+         "outputs": jsonable(reference([first, first], [boxes[0], boxes[0][::2]]))},
         {"name": "an image whose proposals are all padding", "signature": "serving_default",
          "inputs": {"image_bytes": {"files": names[:1]}, "boxes": array(np.zeros((1, 3, 4)))},
-         "outputs": _jsonable(reference([first], [np.zeros((0, 4))]))},
+         "outputs": jsonable(reference([first], [np.zeros((0, 4))]))},
         {"name": "empty batch", "signature": "serving_default",
          "inputs": {"image_bytes": {"b64": []}, "boxes": array(np.zeros((0, 1, 4)))},
-         "outputs": _jsonable(reference([], []))},
+         "outputs": jsonable(reference([], []))},
         {"name": "bytes that are no image", "signature": "serving_default",
-         "inputs": {"image_bytes": {"b64": [_b64(files[0][1]), _b64(b"<html>not an image</html>")]},
+         "inputs": {"image_bytes": {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]},
                     "boxes": array(pad_boxes([boxes[0], boxes[0]]))},
          "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
         {"name": "truncated JPEG", "signature": "serving_default",
-         "inputs": {"image_bytes": {"b64": [_b64(files[0][1][: len(files[0][1]) // 3])]},
+         "inputs": {"image_bytes": {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]},
                     "boxes": array(pad_boxes([boxes[0]]))},
          "error": {"type": "InvalidArgumentError", "contains": ""}},
         {"name": "boxes for fewer images than image_bytes", "signature": "serving_default",
@@ -533,12 +532,12 @@ def reference_cases(files, decoded, reference, smallest, max_side):
         cases.append({"name": f"an image above the maximum side ({image.shape[0]} x {image.shape[1]}; resized to "
                               f"a longer side of {max_side}, its boxes with it)", "signature": "serving_default",
                       "inputs": {"image_bytes": {"files": [name]}, "boxes": array(pad_boxes([big_boxes]))},
-                      "outputs": _jsonable(reference([image], [big_boxes]))})
+                      "outputs": jsonable(reference([image], [big_boxes]))})
     if smallest > 1:  # 1 x min(max_side, 2000) px with one window over all of it
         long = min(max_side, 2000)
         line = np.zeros((1, long, 3), np.uint8)
         cases.append({"name": "an image too elongated for the detector", "signature": "serving_default",
-                      "inputs": {"image_bytes": {"b64": [_b64(_png(line))]},
+                      "inputs": {"image_bytes": {"b64": [b64(png_bytes(line))]},
                                  "boxes": array([[[0, 0, 1, long]]])},
                       "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
     # One warmup request per image size (each compiles its own XLA programs).

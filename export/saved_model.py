@@ -66,7 +66,6 @@ line: track a table on it and it becomes ``assets/labels.txt``), ``min_side``,
 """
 
 import argparse
-import base64
 import io
 import json
 import os
@@ -76,6 +75,9 @@ import tempfile
 
 from export import classifier as classifier_kind
 from export import detector as detector_kind
+from export.encoding import b64
+from export.encoding import jsonable
+from export.encoding import png_bytes
 from export.images import MAX_PIXELS
 from export.images import MAX_SIDE
 
@@ -309,50 +311,25 @@ def _classifier_cases(files, decoded, spec, names, first):
     cases = [
         {"name": "images of several sizes, JPEG and PNG, in one batch", "signature": bytes_signature,
          "inputs": {bytes_input: {"files": names}},
-         "outputs": _jsonable(spec["reference"]([decoded[n] for n in names]))},
+         "outputs": jsonable(spec["reference"]([decoded[n] for n in names]))},
         {"name": "float pixels, a batch of two", "signature": float_signature,
          "inputs": {float_input: {"decoded_files": [first, first]}},
-         "outputs": _jsonable(spec["reference"]([decoded[first], decoded[first]]))},
+         "outputs": jsonable(spec["reference"]([decoded[first], decoded[first]]))},
         {"name": "empty batch", "signature": bytes_signature, "inputs": {bytes_input: {"b64": []}},
-         "outputs": _jsonable(spec["reference"]([]))},
+         "outputs": jsonable(spec["reference"]([]))},
         {"name": "bytes that are no image", "signature": bytes_signature,
-         "inputs": {bytes_input: {"b64": [_b64(files[0][1]), _b64(b"<html>not an image</html>")]}},
+         "inputs": {bytes_input: {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]}},
          "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
         {"name": "truncated JPEG", "signature": bytes_signature,
-         "inputs": {bytes_input: {"b64": [_b64(files[0][1][: len(files[0][1]) // 3])]}},
+         "inputs": {bytes_input: {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]}},
          "error": {"type": "InvalidArgumentError", "contains": ""}},
     ]
     if spec["smallest_side"] > 1:  # 1 x 2000 px: its view is about 1 px high at any max side up to 2000
         line = np.zeros((1, 2000, 3), np.uint8)
         cases.append({"name": "an image too elongated for the network", "signature": bytes_signature,
-                      "inputs": {bytes_input: {"b64": [_b64(_png(line))]}},
+                      "inputs": {bytes_input: {"b64": [b64(png_bytes(line))]}},
                       "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
     return cases
-
-
-def _png(array):
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def _b64(data):
-    return base64.b64encode(data).decode("ascii")
-
-
-def _jsonable(outputs):
-    import numpy as np
-
-    result = {}
-    for name, value in outputs.items():
-        a = np.asarray(value)
-        if a.dtype == object or a.dtype.kind in "US":
-            result[name] = {"dtype": "string", "shape": list(a.shape), "values": a.astype(str).tolist()}
-        else:
-            result[name] = {"dtype": str(a.dtype), "shape": list(a.shape), "values": a.tolist()}
-    return result
 
 
 def main(argv=None):

@@ -72,3 +72,25 @@ def image_grid(pictures, columns=3, background=(32, 32, 32), pad=8):
         r, c = divmod(i, columns)
         grid.paste(p, (pad + c * (cell_w + pad), pad + r * (cell_h + pad)))
     return grid
+
+
+def draw_examples(detector, examples, proposals, path, count=6, min_score=0.5):
+    """A grid of ``detector``'s detections (score at least ``min_score``) on the first
+    ``count`` readable ``examples``, their ground truth dashed, saved as ``path``
+    (nothing is written if none is readable); ``proposals``: image id -> boxes.
+    Returns ``path``."""
+    from keras_spp.data.voc import load_image
+
+    pictures = []
+    for example in examples[:count]:
+        try:
+            image = load_image(example.image_path)
+        except ValueError:
+            continue
+        boxes, scores, classes = detector.detect(image, proposals[example.image_id])
+        keep = scores >= min_score
+        pictures.append(draw_detections(image, boxes[keep], scores[keep], classes[keep], detector.class_names,
+                                        ground_truth=example.boxes))
+    if pictures:
+        image_grid(pictures, columns=3).save(path)
+    return path

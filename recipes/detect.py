@@ -81,7 +81,7 @@ def _search_params(args, trained):
     Proposals unlike the training ones (another minimum size, another search
     resolution) change which windows exist, and with them the detections.
     """
-    from recipes.detection_common import trained_search_params
+    from keras_spp.detection.proposal_cache import trained_search_params
 
     params = trained_search_params(trained)
     given = {"min_size": args.min_proposal_size, "max_proposals": args.max_proposals,

@@ -100,12 +100,16 @@ def main(argv=None):
     from keras_spp.detection import conv_fine_tuning
     from keras_spp.detection import training
     from keras_spp.detection.detector import Detector
+    from keras_spp.detection.evaluation_settings import evaluation_summary
+    from keras_spp.detection.evaluation_settings import format_evaluation
     from keras_spp.detection.features import MultiScaleRoiFeatures
     from keras_spp.detection.features import backbone_of
     from keras_spp.detection.features import validate_context
     from keras_spp.detection.heads import spp_detector
+    from keras_spp.detection.transfer import transferable_fc_weights
     from keras_spp.models.backbones import TABLE_1
     from keras_spp.models.backbones import feature_stride
+    from keras_spp.visualization import draw_examples
     from recipes import detection_common as common
 
     negative_iou = _negative_iou(args.negative_iou, training.HeadTrainingConfig.positive_iou)
@@ -142,7 +146,7 @@ def main(argv=None):
     levels = tuple(int(v) for v in args.levels.split(","))
     scales = tuple(int(v) for v in args.scales.split(","))
     roi = MultiScaleRoiFeatures(conv, scales, levels, stride, args.window_size, context=context, name="roi_features")
-    fc_weights = common.transferable_fc_weights(pretrained, roi.output_dim)
+    fc_weights = transferable_fc_weights(pretrained, roi.output_dim)
     fc_units = fc_weights["fc6"][0].shape[1] if fc_weights else 4096
     model = spp_detector(roi, len(class_names), fc_units=fc_units, dropout=args.dropout, fc_weights=fc_weights)
     print(f"backbone {conv.name} (stride {stride:g}), scales {scales}, levels {levels}: "
@@ -199,8 +203,8 @@ def main(argv=None):
     })
     detector.save(os.path.join(out, "detector"))
 
-    evaluation = common.evaluate(detector, test, proposals, class_names)
-    common.draw_examples(detector, test, proposals, class_names, os.path.join(out, "detections.png"))
+    evaluation = evaluation_summary(detector, test, proposals)
+    draw_examples(detector, test, proposals, os.path.join(out, "detections.png"))
     results = {
         "config": vars(args),
         "class_names": list(class_names),
@@ -216,7 +220,7 @@ def main(argv=None):
     }
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=_json_default)
-    print(common.format_evaluation(evaluation))
+    print(format_evaluation(evaluation))
     print(f"training took {train_seconds / 60:.1f} min; wrote {out}/detector, results.json, curves.png, detections.png")
     return 0
 
