@@ -49,7 +49,8 @@ with a first dimension of 0.
 Under XLA (unless exported with ``--no-jit``): each scale's conv and RoI pooling
 (``MultiScaleRoiFeatures``' XLA function); decoding, the antialiased resize and NMS
 have no XLA kernels and stay outside. XLA compiles one program per input shape, so
-each scale's boxes are padded to a power of two (at least ``MIN_BUCKET``, 64) rows
+each scale's boxes are padded to a power of two (at least 64,
+``keras_spp.detection.features.MIN_BUCKET``) rows
 before it and the padding's features dropped after: one compilation per resized
 image size and bucket (64, 128, ..., 2048: six for selective search's 2,000), not
 per number of proposals, which differs in nearly every request. R-CNN's
@@ -63,12 +64,10 @@ import numpy as np
 import tensorflow as tf
 
 from export import images as image_ops
+from export.client import pad_boxes
 from export.encoding import b64
 from export.encoding import jsonable
 from export.encoding import png_bytes
-# The padding rule under XLA (module docstring) belongs to the window feature layer.
-from keras_spp.detection.features import MIN_BUCKET  # noqa: F401
-from keras_spp.detection.features import bucket_size  # noqa: F401
 
 SETTING_FLAGS = {  # DetectionSettings field -> the export's command-line flag
     "scoring": "--scoring",
@@ -454,17 +453,6 @@ def reference_boxes(height, width, fractions=(0.25, 0.5, 0.75)):
     boxes = [(y1, x1, y2, x2) for y1, y2 in spans(height) for x1, x2 in spans(width)]
     boxes = np.round(np.array(boxes, np.float64)).astype(np.float32).reshape(-1, 4)
     return boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-
-
-def pad_boxes(boxes_per_image, rows=None):
-    """float32 ``[N, R, 4]``: each image's ``[R_i, 4]`` boxes followed by all-zero rows
-    (padding, which the export ignores) up to ``R = max(R_i)`` (at least 1) or ``rows``."""
-    arrays = [np.asarray(b, np.float32).reshape(-1, 4) for b in boxes_per_image]
-    r = max([len(a) for a in arrays] + [1]) if rows is None else rows
-    out = np.zeros((len(arrays), r, 4), np.float32)
-    for i, a in enumerate(arrays):
-        out[i, : len(a)] = a
-    return out
 
 
 def oversize_image(max_side):

@@ -14,6 +14,7 @@ from export import detector as detector_kind
 from export import saved_model
 from export import serving_check
 from export import verify
+from keras_spp.detection.features import bucket_size
 from tests.export.conftest import encode
 from tests.export.conftest import fake_rest_server
 from tests.export.conftest import photo
@@ -385,7 +386,7 @@ def test_window_features_with_buckets_are_the_layers_at_several_scales():
     for jit in (True, False):
         np.testing.assert_allclose(detector_kind.window_features(roi, image, boxes, jit).numpy(), want, atol=1e-5)
     assert detector_kind.window_features(roi, image, tf.zeros([0, 4]), True).shape == (0, roi.output_dim)
-    sizes = [detector_kind.bucket_size(tf.constant(n)).numpy() for n in (1, 64, 65, 128, 129, 2000)]
+    sizes = [bucket_size(tf.constant(n)).numpy() for n in (1, 64, 65, 128, 129, 2000)]
     assert sizes == [64, 64, 128, 128, 256, 2048]
 
 
@@ -394,7 +395,7 @@ def test_reference_grid_and_padding_helpers():
     assert boxes.shape == (121, 4) and boxes.dtype == np.float32
     assert boxes.min() >= 0 and (boxes[:, 2] <= 300).all() and (boxes[:, 3] <= 451).all()
     assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
-    padded = detector_kind.pad_boxes([boxes[:2], boxes[:0]])
+    padded = client.pad_boxes([boxes[:2], boxes[:0]])
     assert padded.shape == (2, 2, 4) and not padded[1].any()
     assert detector_kind.real_rows(tf.constant(padded[0])).numpy().all()
 
