@@ -23,10 +23,13 @@ import numpy as np
 
 from benchmarks.report import emit
 from keras_spp.data.mnist_windows import CLASS_NAMES as MNIST_WINDOWS_CLASSES
-from recipes import main as main_job
 
-DETECTION_SCALES = tuple(int(s) for s in main_job.DETECTION_SCALES.split(","))
-DETECTION_WINDOW = int(main_job.DETECTION_WINDOW)
+# The main job's (recipes/main.py and train_classifier's mnist-windows defaults;
+# tests/benchmarks/test_precision_benchmark.py checks that they agree).
+DETECTION_SCALES = (200, 288, 400, 560, 800, 1100)
+DETECTION_WINDOW = 64
+PRETRAINING = {"backbone": "zf5", "head": "spp", "levels": (6, 3, 2, 1), "dropout": 0.5, "optimizer": "adam",
+               "learning_rate": 3e-4, "momentum": 0.9, "weight_decay": 5e-4}
 
 POLICIES = ("float32", "mixed_bfloat16")
 
@@ -35,15 +38,8 @@ def train_step_timer(policy, width, fc_units, batch, size, steps, seed=0):
     """``(time, model)``: ``time()`` fits ``steps`` steps and returns ms per step."""
     import keras
 
-    from recipes import train_classifier
-
-    # The pretraining's own model and optimizer, as train_classifier builds them.
-    args = train_classifier.parse_args([
-        "--dataset", "mnist-windows", "--sizes", str(size), "--width", str(width), "--fc-units", str(fc_units),
-        "--dtype-policy", policy, "--no-jit",
-    ])
     keras.utils.set_random_seed(seed)
-    model = train_classifier.build_model(args, len(MNIST_WINDOWS_CLASSES), total_steps=steps)
+    model = pretraining_model(policy, width, fc_units, size)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, size=(batch * steps, size, size, 3)).astype(np.float32)
     y = rng.integers(0, len(MNIST_WINDOWS_CLASSES), size=batch * steps)
@@ -55,6 +51,15 @@ def train_step_timer(policy, width, fc_units, batch, size, steps, seed=0):
         return (time.perf_counter() - start) / steps * 1000
 
     return time_it, model
+
+
+def pretraining_model(policy, width, fc_units, size):
+    """The main job's pretraining model and optimizer, as train_classifier builds them
+    for mnist-windows, without XLA (``--jit auto`` on a CPU)."""
+    from keras_spp.training.classifier import build_classifier
+
+    return build_classifier(num_classes=len(MNIST_WINDOWS_CLASSES), width=width, fc_units=fc_units, image_size=size,
+                            dtype_policy=policy, jit_compile=False, **PRETRAINING)
 
 
 def window_features_timer(model, windows, image_size, seed=0):
@@ -91,7 +96,7 @@ def summary(samples):
 
 
 def bf16_flags():
-    from recipes.train_classifier import machine_cpu_flags
+    from keras_spp.training.precision import machine_cpu_flags
 
     return sorted(f for f in machine_cpu_flags() if "bf16" in f or f.startswith("amx"))
 

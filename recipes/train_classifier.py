@@ -22,6 +22,10 @@ import os
 import sys
 import time
 
+from keras_spp.training.classifier import LR_SCHEDULES
+from keras_spp.training.distribute import STRATEGIES
+from keras_spp.training.precision import DTYPE_POLICIES
+
 # Digits must not be mirrored; their scenes are small, so the sizes scale down.
 # Adam gets the small network off the ln(10) plateau within an epoch where the
 # paper's plain SGD takes several: the CPU default has minutes, not days.
@@ -30,9 +34,6 @@ _MNIST_DEFAULTS = {"min_side": 128, "sizes": "112,90", "flip": False, "optimizer
 DATASET_DEFAULTS = {"mnist-scenes": _MNIST_DEFAULTS, "mnist-windows": _MNIST_DEFAULTS}
 GENERIC_DEFAULTS = {"min_side": 256, "sizes": "224,180", "flip": True, "optimizer": "sgd"}
 LEARNING_RATES = {"sgd": 0.01, "adam": 3e-4}
-LR_SCHEDULES = ("plateau", "step", "cosine")
-DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
-STRATEGIES = ("default", "mirrored", "multi-worker", "tpu")
 
 
 def parse_args(argv=None):
@@ -96,76 +97,6 @@ def parse_args(argv=None):
     return args
 
 
-def make_strategy(name, cpu_devices=0):
-    import tensorflow as tf
-
-    if cpu_devices:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_devices)
-    if name == "mirrored":
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
-            d.name for d in tf.config.list_logical_devices("CPU")
-        ]
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi-worker":
-        return _multi_worker_strategy()
-    if name == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
-    return tf.distribute.get_strategy()
-
-
-def _multi_worker_strategy():
-    """MultiWorkerMirroredStrategy whose ``reduce`` takes what Keras 3's trainer passes it.
-
-    Keras 3.15 on TensorFlow (keras/src/backend/tensorflow/trainer.py) fails with this
-    strategy in two places, both calls of ``strategy.reduce``:
-
-    * ``_maybe_symbolic_build``, at the start of every fit and evaluate, reduces the first
-      batch, the whole ``(x, y)`` tuple, with ``reduce("MEAN", batch, axis=None)`` to learn its
-      shapes. ``Strategy.reduce`` takes one value, not a nest ("TODO: support `value` being a
-      nest" in TensorFlow); MirroredStrategy maps over nests anyway, this strategy does not:
-      "Attempt to convert a value (PerReplica...) with an unsupported type to a Tensor".
-    * ``reduce_per_replica``, on every step's loss and metrics, takes a multi-worker branch
-      that calls ``reduce("MEAN", value, axis=0)`` on per-replica scalars, which have no axis
-      0: "Invalid reduction dimension 0 for input with 0 dimensions".
-
-    Here a nest is reduced value by value, and a scalar across the replicas only
-    (``axis=None``): the mean over all replicas of all workers, what the single-worker branch
-    of ``reduce_per_replica`` computes over its local replicas. Other calls are unchanged.
-    """
-    import tensorflow as tf
-
-    class MultiWorkerMirroredStrategy(tf.distribute.MultiWorkerMirroredStrategy):
-        def reduce(self, reduce_op, value, axis=None):
-            reduce_one = super().reduce
-
-            def one(v):
-                scalar = self.experimental_local_results(v)[0].shape.rank == 0
-                return reduce_one(reduce_op, v, axis=None if scalar else axis)
-
-            return tf.nest.map_structure(one, value)
-
-    return MultiWorkerMirroredStrategy()
-
-
-def _gather_from_workers(strategy, numbers):
-    """``numbers`` (ints) of every worker, in worker order: a collective, every worker calls it."""
-    import tensorflow as tf
-
-    mine = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([numbers], tf.int64))
-    return strategy.gather(mine, axis=0).numpy().tolist()
-
-
-def is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
-
-
 def _use_xla(args):
     if args.no_jit or args.jit == "off":
         return False
@@ -177,88 +108,17 @@ def _use_xla(args):
                 or args.strategy == "tpu")
 
 
-def bfloat16_hardware(cpu_flags=None):
-    """Whether the devices TensorFlow will compute on have bfloat16 arithmetic: every
-    visible GPU of compute capability 8.0 or newer, a TPU, or else a CPU whose flags
-    (``/proc/cpuinfo``, or ``cpu_flags``) include AVX-512 BF16 or AMX. Elsewhere
-    bfloat16 is emulated, and slower than float32."""
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("TPU"):
-        return True
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        capabilities = [tf.config.experimental.get_device_details(g).get("compute_capability", (0, 0)) for g in gpus]
-        return all(tuple(c) >= (8, 0) for c in capabilities)
-    flags = machine_cpu_flags() if cpu_flags is None else cpu_flags
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
-
-
-def machine_cpu_flags():
-    """This CPU's feature flags from ``/proc/cpuinfo`` (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
-
-
-def dtype_policy(args):
-    """``--dtype-policy`` with ``auto`` resolved for this machine."""
-    if args.dtype_policy != "auto":
-        return args.dtype_policy
-    return "mixed_bfloat16" if bfloat16_hardware() else "float32"
-
-
-def learning_rate(args, total_steps):
-    """The optimizer's learning rate: a number (``plateau``, which a callback lowers) or a
-    schedule of the optimizer's step, so that a run resumed from a backup, which restores
-    the optimizer's iterations, goes on where it was."""
-    import keras
-
-    if args.lr_schedule == "step":
-        boundary = max(1, round(total_steps * (1.0 - args.lr_drop)))
-        return keras.optimizers.schedules.PiecewiseConstantDecay([boundary], [args.lr, args.lr / 10])
-    if args.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, total_steps), alpha=0.01)
-    return args.lr
-
-
 def build_model(args, num_classes, total_steps):
-    import keras
+    """The flags' compiled classifier (``keras_spp.training.classifier.build_classifier``)."""
+    from keras_spp.training.classifier import build_classifier
+    from keras_spp.training.classifier import learning_rate_schedule
 
-    from keras_spp.models import table1_classifier
-
-    # The policy is stored in each layer's config: a model saved under mixed_bfloat16
-    # computes in bfloat16 wherever it is loaded (the detector's conv layers too). It is
-    # set for this model only, so that what the process builds next is unaffected.
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(dtype_policy(args))
-    try:
-        model = table1_classifier(
-            args.backbone,
-            num_classes,
-            head=args.head,
-            levels=args.levels,
-            width=args.width,
-            fc_units=args.fc_units,
-            dropout=args.dropout,
-            image_size=max(args.sizes),
-        )
-    finally:
-        keras.config.set_dtype_policy(previous)
-    lr = learning_rate(args, total_steps)
-    model.compile(
-        optimizer=(
-            keras.optimizers.SGD(lr, momentum=args.momentum, weight_decay=args.weight_decay)
-            if args.optimizer == "sgd"
-            else keras.optimizers.AdamW(lr, weight_decay=args.weight_decay)
-        ),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")],
-        jit_compile=not args.no_jit,
+    return build_classifier(
+        args.backbone, num_classes, head=args.head, levels=args.levels, width=args.width, fc_units=args.fc_units,
+        dropout=args.dropout, image_size=max(args.sizes), dtype_policy=args.dtype_policy, optimizer=args.optimizer,
+        learning_rate=learning_rate_schedule(args.lr, args.lr_schedule, total_steps, args.lr_drop),
+        momentum=args.momentum, weight_decay=args.weight_decay, jit_compile=not args.no_jit,
     )
-    return model
 
 
 def main(argv=None):
@@ -266,9 +126,14 @@ def main(argv=None):
     if args.head == "pool" and len(set(args.sizes)) > 1:
         print("--head pool takes one fixed size; use --sizes with one value", file=sys.stderr)
         return 2
+    from keras_spp.training.distribute import gather_from_workers
+    from keras_spp.training.distribute import is_chief
+    from keras_spp.training.distribute import make_strategy
+    from keras_spp.training.precision import resolve_dtype_policy
+
     strategy = make_strategy(args.strategy, args.cpu_devices)
     args.no_jit = not _use_xla(args)
-    args.dtype_policy = dtype_policy(args)
+    args.dtype_policy = resolve_dtype_policy(args.dtype_policy)
     if args.strategy == "multi-worker" and not args.no_jit:
         import tensorflow as tf
 
@@ -332,7 +197,7 @@ def main(argv=None):
             model.optimizer.build(model.trainable_variables)
     start_epoch, done = backup.restore(model)
     if args.strategy == "multi-worker":
-        points = _gather_from_workers(strategy, [start_epoch, done])
+        points = gather_from_workers(strategy, [start_epoch, done])
         if any(point != points[0] for point in points):
             raise RuntimeError(
                 f"The workers would resume from different points ([epoch, batch] of each: {points}); "

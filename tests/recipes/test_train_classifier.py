@@ -185,18 +185,6 @@ def test_a_step_schedule_drops_the_rate_for_the_last_steps_and_logs_it(colour_fo
     np.testing.assert_allclose(rates, [1e-3, 1e-3, 1e-3, 1e-4], rtol=1e-6)
 
 
-def test_learning_rate_schedules_by_optimizer_step():
-    def rates(*argv, total=100):
-        lr = train_classifier.learning_rate(train_classifier.parse_args(["--lr", "0.01", *argv]), total)
-        return lr if isinstance(lr, float) else [float(lr(step)) for step in (0, 50, 79, 80, 81, 100)]
-
-    assert rates() == 0.01  # plateau: a number that ReduceLROnPlateau lowers
-    np.testing.assert_allclose(rates("--lr-schedule", "step", "--lr-drop", "0.2"), [0.01] * 4 + [0.001] * 2, rtol=1e-6)
-    cosine = rates("--lr-schedule", "cosine")
-    np.testing.assert_allclose([cosine[0], cosine[1], cosine[-1]], [0.01, 0.01 * (0.5 * 0.99 + 0.01), 1e-4], rtol=1e-5)
-    assert all(a > b for a, b in zip(cosine, cosine[1:]))
-
-
 @pytest.mark.parametrize("drop", ["0", "1", "-0.5", "1.5"])
 def test_a_drop_outside_zero_one_is_refused(drop, capsys):
     with pytest.raises(SystemExit):
@@ -226,34 +214,3 @@ def test_mixed_bfloat16_trains_saves_its_policy_and_leaves_the_global_one(colour
     features = roi(np.full((1, 70, 80, 3), 128, "float32"), boxes)
     assert features.dtype == "float32" and features.shape == (2, roi.output_dim)
     assert np.all(np.isfinite(features))
-
-
-def test_auto_dtype_policy_takes_bfloat16_only_where_the_hardware_computes_in_it(monkeypatch):
-    import tensorflow as tf
-
-    def policy(*argv):
-        return train_classifier.dtype_policy(train_classifier.parse_args(list(argv)))
-
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
-    assert train_classifier.bfloat16_hardware(["fpu", "avx512f", "avx512_bf16"])
-    assert train_classifier.bfloat16_hardware(["amx_bf16", "amx_tile"])
-    assert not train_classifier.bfloat16_hardware(["avx2", "avx512f", "avx512bw"])  # emulated: slower
-    assert not train_classifier.bfloat16_hardware([])
-    assert policy() == "float32" and policy("--dtype-policy", "mixed_bfloat16") == "mixed_bfloat16"
-    monkeypatch.setattr(train_classifier, "bfloat16_hardware", lambda: True)
-    assert policy("--dtype-policy", "auto") == "mixed_bfloat16"
-    monkeypatch.setattr(train_classifier, "bfloat16_hardware", lambda: False)
-    assert policy("--dtype-policy", "auto") == "float32"
-
-
-def test_gpus_have_bfloat16_from_compute_capability_8(monkeypatch):
-    import tensorflow as tf
-
-    capabilities = {"gpu:0": (8, 0), "gpu:1": (7, 5)}
-    monkeypatch.setattr(tf.config.experimental, "get_device_details",
-                        lambda gpu: {"compute_capability": capabilities[gpu]})
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu:0"] if kind == "GPU" else [])
-    assert train_classifier.bfloat16_hardware([])
-    monkeypatch.setattr(tf.config, "list_physical_devices",
-                        lambda kind=None: ["gpu:0", "gpu:1"] if kind == "GPU" else [])
-    assert not train_classifier.bfloat16_hardware(["avx512_bf16"])  # a T4 beside an A100: not all of them
