@@ -170,15 +170,6 @@ def _as_image(image):
     return image.astype(np.float32)
 
 
-def detect_all(detector, images, proposals, settings=None, desc="detect"):
-    """Detections for every ``(image_id, image)`` in ``images``; ``proposals`` maps
-    image ids to boxes. Returns ``{image_id: (boxes, scores, classes)}``."""
-    results = {}
-    for image_id, image in tqdm(images, desc=desc, unit="img"):
-        results[image_id] = detector.detect(image, proposals[image_id], settings)
-    return results
-
-
 def evaluate_detector(detector, examples, proposals, settings_by_name, desc="evaluate"):
     """mAP of one trained detector under several test-time settings.
 

@@ -243,10 +243,3 @@ def backbone_of(classifier):
     if not isinstance(source, keras.Model):
         raise ValueError(f"the 'spp' layer of {classifier.name!r} is not fed by a backbone model; got {source.name!r}.")
     return source
-
-
-def pooled_features(layer, image, boxes, batch_size=None):
-    """Numpy convenience: ``layer(image[None], boxes)`` for a uint8/float ``[H, W, 3]``."""
-    image = np.asarray(image, np.float32)[None]
-    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    return np.asarray(layer(image, boxes))
