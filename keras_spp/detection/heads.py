@@ -42,7 +42,7 @@ def spp_detector(roi_features, num_classes, fc_units=4096, dropout=0.5, fc_weigh
     image = keras.Input((None, None, 3), batch_size=1, name="image")
     boxes = keras.Input((4,), name="boxes")
     pooled = roi_features(image, boxes)
-    layers = _head_layers(roi_features.output_dim, num_classes, fc_units, dropout)
+    layers = _head_layers(num_classes, fc_units, dropout)
     outputs = _apply_heads(layers, pooled)
     model = keras.Model({"image": image, "boxes": boxes}, outputs, name=name)
     if fc_weights:
@@ -51,7 +51,7 @@ def spp_detector(roi_features, num_classes, fc_units=4096, dropout=0.5, fc_weigh
     return model
 
 
-def _head_layers(input_dim, num_classes, fc_units, dropout):
+def _head_layers(num_classes, fc_units, dropout):
     dense = keras.layers.Dense
     return {
         "fc6": dense(fc_units, activation="relu", name="fc6"),
