@@ -68,6 +68,8 @@ from export.client import pad_boxes
 from export.encoding import b64
 from export.encoding import jsonable
 from export.encoding import png_bytes
+from keras_spp.validation import is_number
+from keras_spp.validation import positive_int
 
 SETTING_FLAGS = {  # DetectionSettings field -> the export's command-line flag
     "scoring": "--scoring",
@@ -117,11 +119,9 @@ def settings_from(stored, overrides):
         raise ValueError(f"Unknown detection settings {unknown}; known: {sorted(SETTING_FLAGS)}.")
     values.update({k: v for k, v in overrides.items() if v is not None})
     known = {k: values[k] for k in SETTING_FLAGS if k in values}
-    count = known.get("max_detections", 100)
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
-        raise ValueError(f"--max-detections must be a positive integer (the outputs' second dimension); got {count!r}.")
+    positive_int("--max-detections", known.get("max_detections", 100), hint="the outputs' second dimension")
     threshold = known.get("score_threshold", 0.05)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+    if not is_number(threshold):
         raise ValueError(f"--score-threshold must be a finite number; got {threshold!r}.")
     try:
         return DetectionSettings(**known)

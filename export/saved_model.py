@@ -80,6 +80,7 @@ from export.encoding import jsonable
 from export.encoding import png_bytes
 from export.images import MAX_PIXELS
 from export.images import MAX_SIDE
+from keras_spp.validation import positive_int
 
 # A new kind is one more entry; the module docstring says what it returns.
 KINDS = {"classifier": classifier_kind.classifier, "detector": detector_kind.detector}
@@ -111,8 +112,8 @@ def export(model_path, kind, out, labels=None, top_k=None, min_side=None, max_si
     if os.path.exists(out) and os.listdir(out) and not overwrite:
         raise ValueError(f"{out} exists and is not empty; export a new version number, or pass --overwrite.")
     for name, value in (("--max-side", max_side), ("--max-pixels", max_pixels)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+        if value is not None:
+            positive_int(name, value)
     if kind == "detector":
         given = [flag for flag, value in (("--top-k", top_k), ("--min-side", min_side)) if value is not None]
         if given:
@@ -132,8 +133,7 @@ def export(model_path, kind, out, labels=None, top_k=None, min_side=None, max_si
         max_side = MAX_SIDE if max_side is None else max_side
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"No model file at {model_path} (a .keras file saved by Keras 3).")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"--top-k must be a positive integer; got {top_k!r}.")
+        positive_int("--top-k", top_k)
         results = _results_next_to(model_path)
         names = _labels(labels, results, model_path)
         min_side = _min_side(min_side, results, model_path)

@@ -54,6 +54,7 @@ from tqdm import tqdm
 from keras_spp.data import mnist
 from keras_spp.data import mnist_scenes
 from keras_spp.data import voc
+from keras_spp.validation import positive_int
 
 VERSION = "v1"
 CLASS_NAMES = tuple(str(d) for d in range(10))
@@ -346,14 +347,11 @@ def _iou(box, boxes):
 
 def _validate_sides(min_side, max_side):
     for name, value in (("min_side", min_side), ("max_side", max_side)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 16:
-            raise ValueError(f"`{name}` must be an integer >= 16 (pixels); got {value!r}.")
+        positive_int(name, value, minimum=16, hint="pixels")
     if min_side > max_side:
         raise ValueError(f"`min_side` ({min_side}) must not exceed `max_side` ({max_side}).")
     return int(min_side), int(max_side)
 
 
 def _validate_count(name, value):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"`{name}` must be a non-negative integer (images); got {value!r}.")
-    return int(value)
+    return positive_int(name, value, allow_zero=True, hint="images")

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from keras_spp.data import mnist
 from keras_spp.data.build_once import MARKER  # noqa: F401  (re-exported: callers check it)
 from keras_spp.data.build_once import build_once
+from keras_spp.validation import positive_int
 
 VERSION = "v2"
 # Longest over shortest canvas side, and the share of each axis where digit centres lie.
@@ -226,17 +227,14 @@ def _random_rgb(rng):
 
 def _validate_sides(min_side, max_side):
     for name, value in (("min_side", min_side), ("max_side", max_side)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 8:
-            raise ValueError(f"`{name}` must be an integer >= 8 (pixels); got {value!r}.")
+        positive_int(name, value, minimum=8, hint="pixels")
     if min_side > max_side:
         raise ValueError(f"`min_side` ({min_side}) must not exceed `max_side` ({max_side}).")
     return int(min_side), int(max_side)
 
 
 def _validate_seed(seed):
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"`seed` must be a non-negative integer; got {seed!r}.")
-    return int(seed)
+    return positive_int("seed", seed, allow_zero=True)
 
 
 def _validate_splits(splits):
@@ -251,11 +249,8 @@ def _validate_splits(splits):
         )
     for split, count in items.items():
         limit = MNIST_SIZES[split]
-        if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or not 0 <= count <= limit:
-            raise ValueError(
-                f"`splits[{split!r}]` must be an integer in [0, {limit}] (MNIST's {split} "
-                f"split has {limit} digits); got {count!r}."
-            )
+        positive_int(f"splits[{split!r}]", count, allow_zero=True, maximum=limit,
+                     hint=f"MNIST's {split} split has {limit} digits")
     if not any(items.values()):
         raise ValueError(f"`splits` must ask for at least one image; got {splits!r}.")
     return {split: int(items[split]) for split in mnist.SPLITS if items.get(split)}

@@ -46,6 +46,7 @@ from keras_spp.data import mnist
 from keras_spp.data import mnist_detection
 from keras_spp.data import mnist_scenes
 from keras_spp.data.build_once import build_once
+from keras_spp.validation import positive_int
 
 VERSION = "v1"
 BACKGROUND = "background"
@@ -221,16 +222,11 @@ def _validate_splits(splits):
             f"counts, e.g. {DEFAULT_SPLITS}; got {splits!r}."
         )
     for split, count in items.items():
-        if not isinstance(count, (int, np.integer)) or isinstance(count, bool) or count < 0:
-            raise ValueError(f"`splits[{split!r}]` must be a non-negative integer (scenes); got {count!r}.")
+        positive_int(f"splits[{split!r}]", count, allow_zero=True, hint="scenes")
     if not any(items.values()):
         raise ValueError(f"`splits` must ask for at least one scene; got {splits!r}.")
     return {split: int(count) for split, count in items.items()}
 
 
 def _validate_backgrounds(backgrounds):
-    if not isinstance(backgrounds, (int, np.integer)) or isinstance(backgrounds, bool) or backgrounds < 0:
-        raise ValueError(
-            f"`backgrounds` must be a non-negative integer (clutter windows per scene); got {backgrounds!r}."
-        )
-    return int(backgrounds)
+    return positive_int("backgrounds", backgrounds, allow_zero=True, hint="clutter windows per scene")

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from keras_spp.data import mnist_scenes
 from keras_spp.data import mnist_windows
+from keras_spp.validation import is_number
 
 SPLITS = ("train", "validation", "test")
 
@@ -211,8 +212,7 @@ def _folder_source(name, root, split, seed, validation_fraction, class_names=Non
         folder = root / split
         paths, labels = _list_images(folder, class_names)
     else:
-        number = isinstance(validation_fraction, (int, float)) and not isinstance(validation_fraction, bool)
-        if not number or not 0 <= validation_fraction < 1:
+        if not is_number(validation_fraction) or not 0 <= validation_fraction < 1:
             raise ValueError(
                 f"`validation_fraction` must be a number in [0, 1); got {validation_fraction!r}."
             )

@@ -14,6 +14,8 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from keras_spp.validation import is_number
+
 
 @dataclasses.dataclass(frozen=True)
 class AnchorConfig:
@@ -29,11 +31,10 @@ class AnchorConfig:
             values = getattr(self, name)
             if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
                 raise ValueError(f"`{name}` must be a non-empty sequence of positive numbers; got {values!r}.")
-            if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))
-                   or not np.isfinite(v) or v <= 0 for v in values):
+            if any(not is_number(v) or v <= 0 for v in values):
                 raise ValueError(f"`{name}` must hold positive finite numbers; got {values!r}.")
             object.__setattr__(self, name, tuple(float(v) for v in values))
-        if isinstance(self.stride, bool) or not isinstance(self.stride, (int, float)) or not self.stride > 0:
+        if not is_number(self.stride) or not self.stride > 0:
             raise ValueError(f"`stride` must be a positive number of pixels per cell; got {self.stride!r}.")
         object.__setattr__(self, "stride", float(self.stride))
 

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from keras_spp.validation import is_number
+
 # detectron2's clamp: exp(log(1000 / 16)) = 62.5 is a larger scale change than any
 # real regression target, and it keeps exp() finite for wild deltas.
 DELTA_CLAMP = math.log(1000.0 / 16)
@@ -70,7 +72,7 @@ def remove_small_boxes(boxes, min_size):
     [0]
     """
     boxes = as_boxes(boxes)
-    if not _is_real(min_size) or not min_size >= 0:
+    if not is_number(min_size) or not min_size >= 0:
         raise ValueError(f"`min_size` must be a number >= 0 (pixels); got {min_size!r}.")
     height = boxes[:, 2] - boxes[:, 0]
     width = boxes[:, 3] - boxes[:, 1]
@@ -227,7 +229,7 @@ def expand_boxes_for_context(boxes, output_size=224, context=16):
     [[-16.0, -8.0, 208.0, 104.0]]
     """
     boxes = as_boxes(boxes).astype(np.float64)
-    ok = all(_is_real(v) for v in (output_size, context))
+    ok = all(is_number(v) for v in (output_size, context))
     if not ok or not (context >= 0 and output_size > 2 * context):
         raise ValueError(
             "`output_size` and `context` must be numbers with context >= 0 and "
@@ -306,15 +308,7 @@ def _weights(weights):
     return values
 
 
-def _is_real(value):
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
-
-
 def _positive(value, argument):
-    if not _is_real(value) or not value > 0:
+    if not is_number(value) or not value > 0:
         raise ValueError(f"`{argument}` must be a positive number (pixels); got {value!r}.")
     return float(value)

@@ -23,6 +23,7 @@ from keras_spp.detection.boxes import decode_boxes_tf
 from keras_spp.detection.evaluation import evaluate_detections
 from keras_spp.detection.nms import box_voting
 from keras_spp.detection.nms import per_class_nms
+from keras_spp.validation import is_number
 
 SCORINGS = ("softmax", "svm")
 log = logging.getLogger(__name__)
@@ -51,9 +52,7 @@ class DetectionSettings:
             raise ValueError(f"`nms_iou` must be in (0, 1]; got {self.nms_iou}.")
         if int(self.max_detections) < 0:
             raise ValueError(f"`max_detections` must be >= 0; got {self.max_detections}.")
-        if self.vote_iou is not None and not (
-            isinstance(self.vote_iou, (int, float)) and not isinstance(self.vote_iou, bool) and 0.0 <= self.vote_iou <= 1.0
-        ):
+        if self.vote_iou is not None and not (is_number(self.vote_iou) and 0.0 <= self.vote_iou <= 1.0):
             raise ValueError(f"`vote_iou` must be None (no box voting) or in [0, 1]; got {self.vote_iou!r}.")
 
 

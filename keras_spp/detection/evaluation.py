@@ -30,6 +30,7 @@ import numpy as np
 
 from keras_spp.detection.boxes import as_boxes
 from keras_spp.detection.boxes import pairwise_iou
+from keras_spp.validation import positive_int
 
 METRICS = ("voc07", "area")
 
@@ -114,7 +115,7 @@ def evaluate_detections(detections, ground_truths, num_classes, iou_threshold=0.
     >>> result["true_positives"], result["false_positives"], round(result["map_voc07"], 6)
     ({0: 2}, {0: 1}, 0.848485)
     """
-    num_classes = _positive_int(num_classes, "num_classes")
+    num_classes = positive_int("num_classes", num_classes)
     if not (isinstance(iou_threshold, (int, float, np.integer, np.floating)) and 0 < iou_threshold <= 1):
         raise ValueError(f"`iou_threshold` must be a number in (0, 1]; got {iou_threshold!r}.")
     keys = list(range(num_classes))
@@ -303,12 +304,6 @@ def _labels(values, argument, num_classes):
             f"got {bad[:10].tolist()}."
         )
     return values.astype(np.int64)
-
-
-def _positive_int(value, argument):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{argument}` must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 def _curve(values, argument):

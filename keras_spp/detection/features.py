@@ -11,6 +11,7 @@ from keras_spp.ops.bins import validate_levels
 from keras_spp.ops.box_cells import COORDINATE_RULES
 from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
+from keras_spp.validation import is_number
 
 
 MIN_BUCKET = 64
@@ -198,9 +199,7 @@ def validate_context(context):
     """``None`` (no context features) or a float >= 1 (``MultiScaleRoiFeatures``)."""
     if context is None:
         return None
-    if isinstance(context, bool) or not isinstance(context, (int, float, np.integer, np.floating)) or not (
-        np.isfinite(context) and context >= 1
-    ):
+    if not is_number(context) or context < 1:
         raise ValueError(
             f"`context` must be None (no context features) or a number >= 1, the side of the context "
             f"square as a multiple of the window's longer side (e.g. 2.0); got {context!r}."

@@ -11,6 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spp.detection.boxes import iou_tf
+from keras_spp.validation import is_number
+from keras_spp.validation import positive_int
 
 
 def per_class_nms(
@@ -55,8 +57,8 @@ def per_class_nms(
     """
     iou_threshold = _threshold(iou_threshold)
     score_threshold = _score_threshold(score_threshold)
-    max_detections = _count(max_detections, "max_detections")
-    per_class = max_detections if max_per_class is None else _count(max_per_class, "max_per_class")
+    max_detections = positive_int("max_detections", max_detections)
+    per_class = max_detections if max_per_class is None else positive_int("max_per_class", max_per_class)
     boxes, scores = _check_inputs(boxes, scores)
 
     class_scores = tf.transpose(scores)  # [K, R]
@@ -203,7 +205,7 @@ def combine_detections(
     if num_classes is None:
         depth = tf.maximum(tf.reduce_max(classes) + 1, 0)  # max of nothing is INT_MIN
     else:
-        depth = _count(num_classes, "num_classes")
+        depth = positive_int("num_classes", num_classes)
     classes = _check_classes(classes, depth, num_classes is not None)
     # Each candidate scores -inf in the other classes, which never passes NMS's
     # strict `score > score_threshold`.
@@ -263,26 +265,12 @@ def _check_classes(classes, depth, explicit):
 
 
 def _threshold(value):
-    if not _is_real(value) or not 0.0 <= value <= 1.0:
+    if not is_number(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"`iou_threshold` must be a number in [0, 1]; got {value!r}.")
     return float(value)
 
 
 def _score_threshold(value):
-    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, bool) or math.isnan(value):
+    if not is_number(value, finite=False):
         raise ValueError(f"`score_threshold` must be a number (may be -inf); got {value!r}.")
     return float(value)
-
-
-def _count(value, argument):
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"`{argument}` must be a positive integer; got {value!r}.")
-    return int(value)
-
-
-def _is_real(value):
-    return (
-        isinstance(value, (int, float, np.integer, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )

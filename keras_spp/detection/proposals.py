@@ -43,6 +43,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from keras_spp.validation import is_number
+from keras_spp.validation import positive_int
+
 logger = logging.getLogger(__name__)
 
 # mode -> the SelectiveSearchSegmentation method that configures it (OpenCV's
@@ -166,10 +169,7 @@ def compute_proposals(examples, cache_dir, workers=None, progress=True, **params
     orientation not applied, so the boxes refer to the stored pixel grid.
     """
     params = _check_params(**params)
-    if workers is None:
-        workers = os.cpu_count() or 1
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"`workers` must be a positive int or None (all CPUs); got {workers!r}.")
+    workers = (os.cpu_count() or 1) if workers is None else positive_int("workers", workers, none="all CPUs")
 
     tasks = _unique_tasks(examples)
     folder = proposal_cache_dir(cache_dir, **params)
@@ -261,22 +261,12 @@ def _check_params(mode="fast", min_size=20, max_proposals=2000, seed=0, max_side
     """The parameters, validated and normalised (so 20 and 20.0 hash alike)."""
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {tuple(MODES)}; got {mode!r}.")
-    if isinstance(min_size, bool) or not isinstance(min_size, (int, float, np.integer, np.floating)):
-        raise ValueError(f"`min_size` must be a number of pixels >= 0; got {min_size!r}.")
-    if not np.isfinite(min_size) or min_size < 0:
+    if not is_number(min_size) or min_size < 0:
         raise ValueError(f"`min_size` must be a finite number of pixels >= 0; got {min_size!r}.")
-    if max_proposals is not None and (
-        isinstance(max_proposals, bool) or not isinstance(max_proposals, (int, np.integer)) or max_proposals < 0
-    ):
-        raise ValueError(f"`max_proposals` must be an int >= 0 or None (keep all); got {max_proposals!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"`seed` must be an int in [0, 2**32) (it seeds C's srand); got {seed!r}.")
-    if max_side is not None and (
-        isinstance(max_side, bool) or not isinstance(max_side, (int, np.integer)) or max_side < 1
-    ):
-        raise ValueError(f"`max_side` must be an int >= 1 or None (search at full size); got {max_side!r}.")
-    if base_k is not None and (isinstance(base_k, bool) or not isinstance(base_k, (int, np.integer)) or base_k < 1):
-        raise ValueError(f"`base_k` must be an int >= 1 (e.g. 150) or None (OpenCV's default); got {base_k!r}.")
+    positive_int("max_proposals", max_proposals, allow_zero=True, none="keep all")
+    positive_int("seed", seed, allow_zero=True, maximum=2**32 - 1, hint="it seeds C's srand")
+    positive_int("max_side", max_side, none="search at full size")
+    positive_int("base_k", base_k, hint="e.g. 150", none="OpenCV's default")
     params = {
         "mode": mode,
         "min_size": float(min_size),
