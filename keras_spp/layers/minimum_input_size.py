@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_spp.validation import positive_int
+
 
 @keras.saving.register_keras_serializable(package="keras_spp")
 class MinimumInputSize(keras.layers.Layer):
@@ -28,9 +30,7 @@ class MinimumInputSize(keras.layers.Layer):
 
     def __init__(self, min_side, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(min_side, int) or isinstance(min_side, bool) or min_side < 1:
-            raise ValueError(f"`min_side` must be a positive integer (pixels); got {min_side!r}.")
-        self.min_side = min_side
+        self.min_side = positive_int("min_side", min_side, hint="pixels")
 
     def _message(self, size):
         return (f"{self.name}: the network needs images of at least {self.min_side} x {self.min_side} "

@@ -12,8 +12,9 @@ half-open cell range ``[start_i, end_i)``:
   windows; it does not for e.g. ``(a, n) = (5, 3)``, ``(10, 6)`` or any ``a < n``.
 """
 
-import numpy as np
 import tensorflow as tf
+
+from keras_spp.validation import is_integer
 
 BIN_RULES = ("adaptive", "paper")
 
@@ -24,16 +25,13 @@ _MAX_BITS = 24
 
 def validate_levels(levels, argument="levels"):
     """Returns ``levels`` as a tuple of positive Python ints, or raises ValueError."""
-    if isinstance(levels, (int, np.integer)) and not isinstance(levels, bool):
+    if is_integer(levels):
         levels = (levels,)
     try:
         items = tuple(levels)
     except TypeError:
         items = None
-    ok = bool(items) and all(
-        isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n > 0
-        for n in items
-    )
+    ok = bool(items) and all(is_integer(n) and n > 0 for n in items)
     if not ok:
         raise ValueError(
             f"`{argument}` must be a non-empty sequence of positive integers "

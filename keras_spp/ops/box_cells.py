@@ -20,18 +20,16 @@ still covers at least one cell. (torchvision clips each bin instead and emits 0 
 bins that fall outside the map; the two agree for boxes inside the map.)
 """
 
-import numbers
-
 import tensorflow as tf
+
+from keras_spp.validation import is_number
 
 COORDINATE_RULES = ("spp", "roi_pool")
 
 
 def validate_spatial_scale(spatial_scale):
     """Returns ``spatial_scale`` as a float, or raises ValueError naming the argument."""
-    if isinstance(spatial_scale, bool) or not isinstance(spatial_scale, numbers.Real) or not (
-        0 < spatial_scale < float("inf")
-    ):
+    if not is_number(spatial_scale) or not spatial_scale > 0:
         raise ValueError(
             "`spatial_scale` must be a positive finite number (feature cells per input "
             f"pixel, 1/16 for ZF-5); got {spatial_scale!r}."
