@@ -46,7 +46,7 @@ TFDS_SPLITS = {"trainval": "train+validation", "train": "train", "val": "validat
                "validation": "validation", "test": "test"}
 
 _OPTIONS = {
-    "mnist-detection": ("num_trainval", "num_test", "seed"),
+    "mnist-detection": ("num_trainval", "num_test", "num_val", "seed"),
     "voc": ("class_names",),
     "tfds": ("tfds_data_dir",),
 }
@@ -60,12 +60,12 @@ def load_detection(name, split, data_dir=None, **options):
     Args:
       name: ``"mnist-detection"``, ``"voc:<path>"``, ``"voc/2007"``, ``"voc/2012"``
         or ``"tfds:<name>"`` (see the module docstring).
-      split: ``"trainval"`` or ``"test"`` for ``"mnist-detection"``; a split file's
+      split: ``"trainval"``, ``"val"`` or ``"test"`` for ``"mnist-detection"``; a split file's
         name for ``"voc:<path>"``; for TFDS sources see ``TFDS_SPLITS``.
       data_dir: where built and materialized folders are kept; default
         ``keras_spp.data.mnist.data_dir()``. Unused by ``"voc:<path>"``.
       **options: ``"mnist-detection"``: ``num_trainval`` (400), ``num_test`` (100),
-        ``seed`` (0). ``"voc:<path>"``: ``class_names`` (default: the folder's
+        ``num_val`` (0: no ``"val"`` split), ``seed`` (0). ``"voc:<path>"``: ``class_names`` (default: the folder's
         ``labels.txt``, else the 20 VOC classes). TFDS: ``tfds_data_dir``, TFDS's
         own data folder (default TFDS's).
 
@@ -101,6 +101,9 @@ def load_detection(name, split, data_dir=None, **options):
                 f"Source 'mnist-detection' has the splits {', '.join(map(repr, mnist_detection.SPLITS))}; "
                 f"got {split!r}."
             )
+        if split == "val" and not options.get("num_val"):
+            raise ValueError("Source 'mnist-detection' has a 'val' split only with num_val > 0 "
+                             "(e.g. load_detection('mnist-detection', 'val', num_val=200)).")
         root = mnist_detection.ensure_mnist_detection(data_dir=data_dir, **options)
         return voc.read_voc(root, split, mnist_detection.CLASS_NAMES)
     if kind == "voc":

@@ -29,7 +29,9 @@ A scene (``render_detection_scene``):
     no pixel outside it holds any of the digit's ink.
 
 ``write_mnist_detection`` writes the splits ``"trainval"`` (from MNIST's train
-digits) and ``"test"`` (from MNIST's test digits) as JPEG files (quality 95: the
+digits), ``"test"`` (from MNIST's test digits) and, when asked for, ``"val"``
+(from MNIST's validation digits, seed number 3: scenes that are neither training
+nor test images, nor any ``mnist_windows`` scene) as JPEG files (quality 95: the
 textured clutter would make PNG files several times bigger);
 ``ensure_mnist_detection`` builds that once in the keras_spp data folder.
 
@@ -59,7 +61,8 @@ from keras_spp.validation import positive_int
 VERSION = "v1"
 CLASS_NAMES = tuple(str(d) for d in range(10))
 # Split name -> (MNIST split the digits come from, its number in seeds).
-SPLITS = {"trainval": ("train", 0), "test": ("test", 1)}
+# 2 is mnist_windows' test split; the validation scenes take 3.
+SPLITS = {"trainval": ("train", 0), "test": ("test", 1), "val": ("validation", 3)}
 MIN_SIDE, MAX_SIDE = 200, 600
 # Digit sizes (the longer side of the ink box) in pixels, and relative to the
 # canvas's shorter side: the relative bounds win when they conflict.
@@ -174,49 +177,57 @@ def digit_size_range(short_side):
     return low, high
 
 
-def write_mnist_detection(root, num_trainval=400, num_test=100, seed=0):
-    """Renders the splits ``"trainval"`` and ``"test"`` into a VOC folder; returns it.
+def write_mnist_detection(root, num_trainval=400, num_test=100, seed=0, num_val=0):
+    """Renders the splits ``"trainval"``, ``"test"`` and ``"val"`` into a VOC folder; returns it.
 
     Image ``i`` of a split is rendered from ``np.random.default_rng([seed, split
     number, i])`` (trainval 0, test 1), with 1..5 digits drawn at random from
-    MNIST's train (trainval) or test (test) digits, and ids ``trainval_000000``,
-    ``test_000000``, ...: image ``i`` does not depend on the counts, and equal
+    MNIST's train (trainval), test (test) or validation (val) digits, and ids
+    ``trainval_000000``, ``test_000000``, ``val_000000``, ...: image ``i`` does not depend on the counts, and equal
     arguments give byte-identical files. Files are written straight into ``root``
     (nothing there is removed first); ``ensure_mnist_detection`` builds atomically.
 
     Args:
       root: the output folder, created if missing.
-      num_trainval, num_test: image counts (0 writes an empty split).
+      num_trainval, num_test, num_val: image counts (0 writes an empty split;
+        ``num_val = 0`` writes no ``val`` split at all).
       seed: a non-negative integer.
     """
-    counts = {"trainval": _validate_count("num_trainval", num_trainval), "test": _validate_count("num_test", num_test)}
+    counts = {"trainval": _validate_count("num_trainval", num_trainval), "test": _validate_count("num_test", num_test),
+              "val": _validate_count("num_val", num_val)}
     seed = mnist_scenes._validate_seed(seed)
     root = pathlib.Path(root).expanduser()
     # Read MNIST first, so that its own messages do not cut into the bar.
     data = {split: mnist.load_mnist(source) for split, (source, _) in SPLITS.items() if counts[split]}
     with tqdm(total=sum(counts.values()), desc=f"mnist-detection {root.name}", unit="img") as progress:
         for split, (source, number) in SPLITS.items():
+            if split == "val" and not counts[split]:
+                continue
             items = _split_items(data.get(split), counts[split], seed, split, number, progress)
             voc.write_voc(root, split, items, CLASS_NAMES)
     return root
 
 
-def ensure_mnist_detection(num_trainval=400, num_test=100, seed=0, data_dir=None):
+def ensure_mnist_detection(num_trainval=400, num_test=100, seed=0, data_dir=None, num_val=0):
     """The folder of MNIST detection with these settings, built on first use.
 
-    The folder is ``<data_dir>/mnist_detection_v1_{num_trainval}_{num_test}_{seed}``,
+    The folder is ``<data_dir>/mnist_detection_v1_{num_trainval}_{num_test}_{seed}``
+    (``..._{seed}_val{num_val}`` with a validation split: its trainval and test
+    images are the same files),
     ``data_dir`` defaulting to ``keras_spp.data.mnist.data_dir()``. It is built once
     (``write_mnist_detection`` into a temporary folder renamed into place, see
     ``voc.build_voc_once``), so an interrupted build is never used.
     """
-    counts = (_validate_count("num_trainval", num_trainval), _validate_count("num_test", num_test))
+    counts = (_validate_count("num_trainval", num_trainval), _validate_count("num_test", num_test),
+              _validate_count("num_val", num_val))
     seed = mnist_scenes._validate_seed(seed)
     base = mnist.data_dir() if data_dir is None else pathlib.Path(data_dir).expanduser()
-    root = base / f"mnist_detection_{VERSION}_{counts[0]}_{counts[1]}_{seed}"
+    suffix = f"_val{counts[2]}" if counts[2] else ""
+    root = base / f"mnist_detection_{VERSION}_{counts[0]}_{counts[1]}_{seed}{suffix}"
     return voc.build_voc_once(
         root,
-        lambda folder: write_mnist_detection(folder, counts[0], counts[1], seed),
-        f"mnist-detection {VERSION} num_trainval={counts[0]} num_test={counts[1]} seed={seed}",
+        lambda folder: write_mnist_detection(folder, counts[0], counts[1], seed, counts[2]),
+        f"mnist-detection {VERSION} num_trainval={counts[0]} num_test={counts[1]} num_val={counts[2]} seed={seed}",
     )
 
 

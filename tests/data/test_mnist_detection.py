@@ -200,3 +200,36 @@ def test_ensure_builds_once_atomically(private_cache, monkeypatch):
 def test_bad_settings(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         mnist_detection.ensure_mnist_detection(data_dir=tmp_path, **kwargs)
+
+
+def test_validation_split_is_new_scenes_and_leaves_the_others_as_they_were(tmp_path, monkeypatch):
+    real = mnist.load_mnist
+
+    def only(split, cache_dir=None):
+        images, labels = real(split, cache_dir)
+        keep = labels == {"train": 3, "test": 7, "validation": 5}[split]
+        return images[keep], labels[keep]
+
+    plain = mnist_detection.write_mnist_detection(tmp_path / "plain", num_trainval=2, num_test=2, seed=0)
+    assert not (plain / "ImageSets" / "Main" / "val.txt").exists()
+    monkeypatch.setattr(mnist_detection.mnist, "load_mnist", only)
+    with_val = mnist_detection.write_mnist_detection(tmp_path / "val", num_trainval=2, num_test=2, seed=0, num_val=3)
+    val, _ = voc.read_voc(with_val, "val")
+    assert [e.image_id for e in val] == [f"val_{i:06d}" for i in range(3)]
+    assert {int(l) for e in val for l in e.labels} == {5}  # MNIST's validation digits
+    # Seed number 3: not the layout of any trainval or test scene either.
+    sizes = {(e.height, e.width) for split in ("trainval", "test") for e in voc.read_voc(with_val, split)[0]}
+    assert not sizes & {(e.height, e.width) for e in val}
+    monkeypatch.setattr(mnist_detection.mnist, "load_mnist", real)
+    again = mnist_detection.write_mnist_detection(tmp_path / "again", num_trainval=2, num_test=2, seed=0, num_val=1)
+    for name in ("trainval_000001.jpg", "test_000000.jpg"):
+        assert (again / "JPEGImages" / name).read_bytes() == (plain / "JPEGImages" / name).read_bytes()
+
+
+def test_load_detection_val_needs_a_count(private_cache):
+    from keras_spp.data.detection_sources import load_detection
+
+    with pytest.raises(ValueError, match="num_val > 0"):
+        load_detection("mnist-detection", "val", num_trainval=1, num_test=1)
+    val, _ = load_detection("mnist-detection", "val", num_trainval=1, num_test=1, num_val=2)
+    assert [e.image_id for e in val] == ["val_000000", "val_000001"]
