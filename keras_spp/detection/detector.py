@@ -21,11 +21,16 @@ import keras_spp.detection.heads  # noqa: F401
 from keras_spp.data.voc import load_image
 from keras_spp.detection.boxes import decode_boxes_tf
 from keras_spp.detection.evaluation import evaluate_detections
+from keras_spp.detection.heads import pooled_head
+from keras_spp.detection.heads import roi_features_of
 from keras_spp.detection.nms import box_voting
 from keras_spp.detection.nms import per_class_nms
 from keras_spp.validation import is_number
 
 SCORINGS = ("softmax", "svm")
+RPN_FILE = "rpn.keras"
+NO_RPN = ("this detector has no RPN (it was trained on selective search proposals): pass each image's "
+          "proposals, or train one with recipes.train_detector --proposals rpn.")
 log = logging.getLogger(__name__)
 
 
@@ -99,7 +104,7 @@ class Detector:
     ``class_names``: one per non-background class.
     """
 
-    def __init__(self, model, class_names, settings=None, metadata=None):
+    def __init__(self, model, class_names, settings=None, metadata=None, proposer=None):
         num_classes = model.get_layer("svm").units
         if len(class_names) != num_classes:
             raise ValueError(f"the model has {num_classes} classes but {len(class_names)} class names were given.")
@@ -107,11 +112,30 @@ class Detector:
         self.class_names = tuple(class_names)
         self.settings = settings or DetectionSettings()
         self.metadata = dict(metadata or {})
+        # ``keras_spp.detection.learned_proposals.LearnedProposals``: detect(image) alone.
+        self.proposer = proposer
         self._outputs = tf.function(
             lambda image, boxes: model({"image": image, "boxes": boxes}, training=False),
             input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)],
             reduce_retracing=True,
         )
+        self._proposed_outputs = None
+
+    def proposed_outputs(self, image, jit_compile=False):
+        """``(proposals [R, 4], outputs)`` of the RPN detector for ``image`` float
+        ``[1, H, W, 3]`` (TensorFlow): the windows pooled from the conv5 maps the RPN
+        computed, the other scales' maps computed as the windows need them."""
+        if self.proposer is None:
+            raise ValueError(NO_RPN)
+        if self._head is None:  # built eagerly: it reads the fc weights
+            self._head = pooled_head(self.model) if tf.executing_eagerly() else None
+            if self._head is None:
+                raise RuntimeError("call proposed_outputs eagerly once before tracing it (Detector.detect does).")
+        roi = roi_features_of(self.model)
+        boxes, _, maps = self.proposer.propose(image)
+        return boxes, self._head(roi.pool_windows(image, boxes, jit_compile, maps), training=False)
+
+    _head = None
 
     def outputs(self, image, proposals):
         """Raw model outputs (numpy) for an ``[H, W, 3]`` image and ``[R, 4]`` proposals."""
@@ -120,10 +144,23 @@ class Detector:
         out = self._outputs(tf.constant(image[None]), tf.constant(proposals))
         return {k: v.numpy() for k, v in out.items()}
 
-    def detect(self, image, proposals, settings=None):
-        """``(boxes [D, 4] y1 x1 y2 x2 px, scores [D], classes [D] 0-based)`` as numpy."""
+    def detect(self, image, proposals=None, settings=None):
+        """``(boxes [D, 4] y1 x1 y2 x2 px, scores [D], classes [D] 0-based)`` as numpy.
+
+        ``proposals``: ``[R, 4]`` boxes; ``None`` asks the detector's RPN for them
+        (a detector without one raises ValueError)."""
         settings = settings or self.settings
         image = _as_image(image)
+        if proposals is None:
+            if self.proposer is None:
+                raise ValueError(NO_RPN)
+            if self._proposed_outputs is None:
+                self._head = self._head or pooled_head(self.model)
+                self._proposed_outputs = tf.function(
+                    self.proposed_outputs, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+            proposals, out = self._proposed_outputs(tf.constant(image[None]))
+            boxes, scores, classes = postprocess(out, proposals, image.shape[0], image.shape[1], settings)
+            return boxes.numpy(), scores.numpy(), classes.numpy()
         proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
         out = self._outputs(tf.constant(image[None]), tf.constant(proposals))
         boxes, scores, classes = postprocess(out, proposals, image.shape[0], image.shape[1], settings)
@@ -132,16 +169,13 @@ class Detector:
     def save(self, directory):
         os.makedirs(directory, exist_ok=True)
         self.model.save(os.path.join(directory, "model.keras"))
+        stored = {"class_names": list(self.class_names), "settings": dataclasses.asdict(self.settings),
+                  "metadata": self.metadata}
+        if self.proposer is not None:
+            self.proposer.head.save(os.path.join(directory, RPN_FILE))
+            stored["rpn"] = self.proposer.to_dict()
         with open(os.path.join(directory, "detector.json"), "w") as f:
-            json.dump(
-                {
-                    "class_names": list(self.class_names),
-                    "settings": dataclasses.asdict(self.settings),
-                    "metadata": self.metadata,
-                },
-                f,
-                indent=2,
-            )
+            json.dump(stored, f, indent=2)
 
     @classmethod
     def load(cls, path):
@@ -155,7 +189,15 @@ class Detector:
         with open(meta_path) as f:
             meta = json.load(f)
         model = keras.saving.load_model(model_path)
-        return cls(model, meta["class_names"], DetectionSettings(**meta["settings"]), meta.get("metadata"))
+        proposer = None
+        if meta.get("rpn") is not None:
+            from keras_spp.detection.learned_proposals import LearnedProposals
+
+            rpn_path = os.path.join(directory, RPN_FILE)
+            if not os.path.exists(rpn_path):
+                raise FileNotFoundError(f"{rpn_path} not found: detector.json names an RPN, whose head is saved there.")
+            proposer = LearnedProposals.from_dict(keras.saving.load_model(rpn_path), roi_features_of(model), meta["rpn"])
+        return cls(model, meta["class_names"], DetectionSettings(**meta["settings"]), meta.get("metadata"), proposer)
 
 
 def _as_image(image):

@@ -89,6 +89,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         self.context = validate_context(context)
         # The antialiased resize has no XLA kernel, so only conv + pooling compile.
         self._pool_scaled_xla = tf.function(self.pool_scaled, jit_compile=True, reduce_retracing=True)
+        self._pool_map_xla = tf.function(self.pool_map, jit_compile=True, reduce_retracing=True)
         channels = backbone.output_shape[-1]
         if channels is None:
             raise ValueError("the backbone's output must have a static channel count.")
@@ -103,14 +104,19 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
     def call(self, image, boxes):
         return self.pool_windows(image, boxes, self.jit_compile)
 
-    def pool_windows(self, image, boxes, jit_compile):
+    def pool_windows(self, image, boxes, jit_compile, feature_maps=None):
         """``call`` with the XLA choice given here rather than by the layer's setting.
 
         Under XLA each scale's boxes are padded to ``bucket_size`` rows (the padding's
         features are dropped): XLA compiles one program per input shape, and the number
         of boxes at a scale differs in nearly every image; with the padding it compiles
         once per image size and power of two.
+
+        ``feature_maps``: ``{scale index: conv5 [1, h, w, C]}`` already computed for this
+        image (an RPN's, ``keras_spp.detection.learned_proposals``): those scales pool
+        from them instead of running the backbone again.
         """
+        feature_maps = feature_maps or {}
         image = tf.convert_to_tensor(image, self.compute_dtype)
         boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
         shape = tf.shape(image)
@@ -121,13 +127,19 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         for i in range(len(self.scales)):
             where = tf.cast(tf.where(tf.equal(chosen, i))[:, 0], tf.int32)
             positions.append(where)
-            pieces.append(self._pool_at(image, tf.gather(boxes, where), factors[i], height, width, jit_compile))
+            pieces.append(self._pool_at(image, tf.gather(boxes, where), factors[i], height, width, jit_compile,
+                                        feature_maps.get(i)))
         return tf.dynamic_stitch(positions, pieces)
 
-    def _pool_at(self, image, boxes, factor, height, width, jit_compile):
+    def _pool_at(self, image, boxes, factor, height, width, jit_compile, feature_map=None):
         count = tf.shape(boxes)[0]
 
         def pooled():
+            if feature_map is not None:
+                size = scales_lib.scaled_size_tf(height, width, factor)
+                pool = self._pool_map_xla if jit_compile else self.pool_map
+                padded = tf.pad(boxes * factor, [[0, bucket_size(count) - count], [0, 0]]) if jit_compile else None
+                return pool(feature_map, boxes * factor if padded is None else padded, size)[:count]
             resized = self.resized(image, factor, height, width)
             if not jit_compile:
                 return self.pool_scaled(resized, boxes * factor)
@@ -144,7 +156,11 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         ``[y1, x1, y2, x2]`` pixels of that resized image: conv, then pooling. The
         features come out in this layer's compute dtype, whatever the backbone
         computes in (a mixed_bfloat16 backbone feeds float32 heads)."""
-        feature_map = self.backbone(resized)
+        return self.pool_map(self.backbone(resized), scaled_boxes, tf.shape(resized)[1:3])
+
+    def pool_map(self, feature_map, scaled_boxes, size):
+        """``pool_scaled`` from the backbone's map of the resized image, whose
+        ``size`` is ``[2]`` (height, width): the pooling alone."""
         image_indices = tf.zeros([tf.shape(scaled_boxes)[0]], tf.int32)
 
         def pool(boxes):
@@ -154,7 +170,6 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
 
         pooled = pool(scaled_boxes)
         if self.context is not None:
-            size = tf.shape(resized)[1:3]
             pooled = tf.concat([pooled, pool(context_windows(scaled_boxes, self.context, size[0], size[1]))], axis=1)
         return tf.cast(pooled, self.compute_dtype)
 

@@ -43,7 +43,7 @@ def generate_proposals(
       post_nms_top_n: the most proposals returned.
       nms_iou: NMS's IoU threshold (Faster R-CNN: 0.7).
       min_size: boxes narrower or lower than this many pixels (after clipping) are
-        dropped; every box may go, then ``K = 0``.
+        dropped; every box may go, then ``K = 0``. A number or a scalar tensor.
 
     Scores are sigmoid probabilities. ``N = 0`` gives ``K = 0``.
     """
@@ -52,7 +52,7 @@ def generate_proposals(
         raise ValueError(f"`pre_nms_top_k` and `post_nms_top_n` must be >= 1; got {pre_nms_top_k}, {post_nms_top_n}.")
     if not 0.0 < float(nms_iou) <= 1.0:
         raise ValueError(f"`nms_iou` must be in (0, 1]; got {nms_iou!r}.")
-    if not float(min_size) >= 0.0:
+    if not isinstance(min_size, tf.Tensor) and not float(min_size) >= 0.0:
         raise ValueError(f"`min_size` must be a number of pixels >= 0; got {min_size!r}.")
     logits = tf.reshape(tf.cast(objectness, tf.float32), [-1])
     deltas = tf.reshape(tf.cast(deltas, tf.float32), [-1, 4])
@@ -62,6 +62,7 @@ def generate_proposals(
     boxes = decode_boxes_tf(anchors, deltas)
     limit = tf.cast(tf.stack([image_height, image_width, image_height, image_width]), tf.float32)
     boxes = tf.clip_by_value(boxes, 0.0, limit)
+    min_size = tf.cast(min_size, tf.float32)
     big = (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
     # A box of zero area is no proposal whatever min_size says.
     real = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])

@@ -38,7 +38,6 @@ import threading
 import urllib.parse
 import warnings
 
-import cv2
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
@@ -129,7 +128,7 @@ def proposal_cache_dir(cache_dir, mode="fast", min_size=20, max_proposals=2000, 
     True
     """
     params = _check_params(mode, min_size, max_proposals, seed, max_side, base_k)
-    key = dict(params, opencv=cv2.__version__, cache_version=_CACHE_VERSION)
+    key = dict(params, opencv=_cv2().__version__, cache_version=_CACHE_VERSION)
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return os.path.join(os.fspath(cache_dir), f"selective_search_{digest}")
 
@@ -307,7 +306,7 @@ def _selective_search_bgr(bgr, mode, min_size, max_proposals, seed, max_side=Non
     if max_side is not None and max(height, width) > max_side:
         factor = max_side / max(height, width)
         size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        small = _cv2().resize(bgr, size, interpolation=_cv2().INTER_AREA)
         scale = np.array([height / size[1], width / size[0]] * 2, np.float64)
         boxes = _selective_search_bgr(small, mode, 0, None, seed, base_k=base_k).astype(np.float64) * scale
         boxes = np.minimum(np.round(boxes), [height, width, height, width])
@@ -344,9 +343,17 @@ def _finish_boxes(boxes, min_size, max_proposals):
     return boxes.astype(np.float32).reshape(-1, 4)
 
 
+def _cv2():
+    # Imported when selective search runs: precomputed proposals and RPN detectors
+    # work on machines without OpenCV.
+    import cv2
+
+    return cv2
+
+
 def _segmentation_module():
     try:
-        return cv2.ximgproc.segmentation
+        return _cv2().ximgproc.segmentation
     except AttributeError:
         raise ImportError(
             "Selective search needs OpenCV's contrib modules (cv2.ximgproc); install "
@@ -427,7 +434,7 @@ def _run(missing, workers):
 def _init_worker():
     # One process per core already; OpenCV's own threads would oversubscribe. The
     # boxes do not depend on the thread count.
-    cv2.setNumThreads(1)
+    _cv2().setNumThreads(1)
 
 
 def _compute_one(task):
@@ -480,7 +487,7 @@ def _write_params(folder, params):
     path = os.path.join(folder, "params.json")
     if os.path.exists(path):
         return
-    text = json.dumps(dict(params, opencv=cv2.__version__, cache_version=_CACHE_VERSION), indent=2, sort_keys=True)
+    text = json.dumps(dict(params, opencv=_cv2().__version__, cache_version=_CACHE_VERSION), indent=2, sort_keys=True)
     handle, temporary = tempfile.mkstemp(dir=folder, prefix=".params.", suffix=".tmp")
     with os.fdopen(handle, "w") as file:
         file.write(text + "\n")

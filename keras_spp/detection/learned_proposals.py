@@ -1,0 +1,129 @@
+"""Learned proposals: an RPN head on the detector's own conv5, at one or several of its
+scales, so that the conv5 the proposals come from is the conv5 the windows are
+pooled from (``MultiScaleRoiFeatures.pool_windows(..., feature_maps=...)``).
+
+``LearnedProposals.propose(image)`` (TensorFlow, dynamic image size) returns
+``(boxes [K, 4], scores [K], feature_maps)``: proposals as ``[y1, x1, y2, x2]``
+pixels of the image, best first, and ``{scale index: conv5}`` for reuse. With
+several scales, each scale's proposals (``generate_proposals``) are merged by one
+more NMS at the same IoU and cut to ``post_nms_top_n``.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_spp.detection import scales as scales_lib
+from keras_spp.detection.anchors import AnchorConfig
+from keras_spp.detection.anchors import anchor_grid
+from keras_spp.detection.proposal_layer import generate_proposals
+
+
+@dataclasses.dataclass(frozen=True)
+class ProposalSettings:
+    """``generate_proposals``' settings; ``min_size`` in pixels of the original image."""
+
+    pre_nms_top_k: int = 6000
+    post_nms_top_n: int = 300
+    nms_iou: float = 0.7
+    min_size: float = 4.0
+
+
+class LearnedProposals:
+    """An RPN head (``keras_spp.detection.rpn.rpn_head``) on ``roi_features``' backbone.
+
+    ``scale_indices``: which of ``roi_features.scales`` the RPN looks at.
+    """
+
+    def __init__(self, head, roi_features, anchors=AnchorConfig(), scale_indices=(0,), settings=ProposalSettings()):
+        scale_indices = tuple(int(i) for i in scale_indices)
+        if not scale_indices or any(not 0 <= i < len(roi_features.scales) for i in scale_indices):
+            raise ValueError(f"`scale_indices` must index the detector's scales {roi_features.scales}; "
+                             f"got {scale_indices}.")
+        channels = roi_features.backbone.output_shape[-1]
+        if head.input_shape[-1] != channels:
+            raise ValueError(f"the RPN head takes {head.input_shape[-1]} channels, the backbone gives {channels}.")
+        self.head = head
+        self.roi = roi_features
+        self.anchors = anchors
+        self.scale_indices = scale_indices
+        self.settings = settings
+
+    @property
+    def scales(self):
+        return tuple(self.roi.scales[i] for i in self.scale_indices)
+
+    def propose(self, image, settings=None):
+        """``(boxes [K, 4], scores [K], {scale index: conv5 [1, h, w, C]})`` for ``image``
+        float ``[1, H, W, 3]`` (the backbone's input range)."""
+        settings = settings or self.settings
+        image = tf.convert_to_tensor(image, self.roi.compute_dtype)
+        height, width = tf.shape(image)[1], tf.shape(image)[2]
+        factors = scales_lib.scale_factors_tf(height, width, self.roi.scales, self.roi.max_side)
+        maps, boxes, scores = {}, [], []
+        for i in self.scale_indices:
+            factor = factors[i]
+            resized = self.roi.resized(image, factor, height, width)
+            conv5 = self.roi.backbone(resized, training=False)
+            maps[i] = conv5
+            found, score = self.propose_from_map(conv5, tf.shape(resized)[1], tf.shape(resized)[2], factor, settings)
+            boxes.append(found / factor)
+            scores.append(score)
+        if len(boxes) == 1:
+            return boxes[0], scores[0], maps
+        boxes, scores = tf.concat(boxes, 0), tf.concat(scores, 0)
+        keep = tf.image.non_max_suppression(boxes, scores, settings.post_nms_top_n, settings.nms_iou)
+        return tf.gather(boxes, keep), tf.gather(scores, keep), maps
+
+    def propose_from_map(self, conv5, height, width, factor, settings=None):
+        """Proposals of one scale, in pixels of the resized ``height x width`` image."""
+        settings = settings or self.settings
+        out = self.head(conv5, training=False)
+        shape = tf.shape(conv5)
+        anchors = anchor_grid(shape[1], shape[2], self.anchors)
+        return generate_proposals(
+            out["objectness"][0], out["deltas"][0], anchors, height, width,
+            pre_nms_top_k=settings.pre_nms_top_k, post_nms_top_n=settings.post_nms_top_n,
+            nms_iou=settings.nms_iou, min_size=settings.min_size * factor,
+        )
+
+    def to_dict(self):
+        return {"anchors": self.anchors.to_dict(), "scale_indices": list(self.scale_indices),
+                "settings": dataclasses.asdict(self.settings)}
+
+    @classmethod
+    def from_dict(cls, head, roi_features, stored):
+        return cls(head, roi_features, AnchorConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                                       for k, v in stored["anchors"].items()}),
+                   stored["scale_indices"], ProposalSettings(**stored["settings"]))
+
+    def proposals_for(self, examples, load_image, settings=None, desc="rpn proposals"):
+        """``{image_id: boxes}`` (numpy) for examples with ``image_path``; seconds per image
+        under ``"seconds"`` of the returned dict's attribute."""
+        import time
+
+        from tqdm.auto import tqdm
+
+        fn = self._propose_fn(settings or self.settings)
+        found, seconds = {}, []
+        for example in tqdm(examples, desc=desc, unit="img"):
+            try:
+                image = load_image(example.image_path)
+            except ValueError:
+                found[example.image_id] = np.zeros((0, 4), np.float32)
+                continue
+            start = time.perf_counter()
+            boxes = fn(tf.constant(np.asarray(image, np.float32)[None]))
+            found[example.image_id] = boxes.numpy()
+            seconds.append(time.perf_counter() - start)
+        return found, float(np.mean(seconds)) if seconds else float("nan")
+
+    def _propose_fn(self, settings):
+        return tf.function(lambda image: self.propose(image, settings)[0],
+                           input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+
+
+def load_head(path):
+    return keras.saving.load_model(path)
