@@ -3,8 +3,9 @@
     python -m recipes.detect --detector outputs/detector/detector IMAGE [IMAGE ...] \
         [--scoring softmax|svm] [--min-score 0.5] [--out detections]
 
-Proposals come from selective search (fast mode) unless ``--proposals`` names
-precomputed ones. For each image, prints the detections and writes
+Proposals come from the detector's RPN if it has one (``train_detector --proposals
+rpn``; then OpenCV is not needed), else from selective search (fast mode), unless
+``--proposals-from`` names precomputed ones. For each image, prints the detections and writes
 ``<out>/<name>.png`` with the boxes, labels and scores drawn.
 """
 
@@ -23,7 +24,7 @@ def parse_args(argv=None):
     p.add_argument("--max-detections", type=int, default=100)
     p.add_argument("--vote-iou", type=float, default=None,
                    help="box voting after NMS with windows overlapping this much (default: the detector's setting)")
-    p.add_argument("--proposals", default=None, help=".npz or folder of <image name>.npy (y1 x1 y2 x2)")
+    p.add_argument("--proposals-from", default=None, help=".npz or folder of <image name>.npy (y1 x1 y2 x2)")
     p.add_argument("--max-proposals", type=int, default=None, help="default: the detector's training setting, else 2000")
     p.add_argument("--min-proposal-size", type=int, default=None, help="default: the detector's training setting, else 20")
     p.add_argument("--proposal-max-side", type=int, default=None,
@@ -42,7 +43,6 @@ def main(argv=None):
     from keras_spp.detection.detector import DetectionSettings
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.proposals import load_precomputed_proposals
-    from keras_spp.detection.proposals import selective_search
     from keras_spp.visualization import draw_detections
 
     detector = Detector.load(args.detector)
@@ -53,7 +53,7 @@ def main(argv=None):
                                  score_threshold=threshold, max_detections=args.max_detections, vote_iou=vote_iou)
     os.makedirs(args.out, exist_ok=True)
     names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
-    precomputed = load_precomputed_proposals(args.proposals, names) if args.proposals else None
+    precomputed = load_precomputed_proposals(args.proposals_from, names) if args.proposals_from else None
     search = _search_params(args, detector.metadata.get("proposals") or {})
     failures = 0
     for path, name in tqdm(list(zip(args.images, names)), desc="detect", unit="img"):
@@ -63,9 +63,17 @@ def main(argv=None):
             print(f"{path}: skipped: {error}")
             failures += 1
             continue
-        proposals = precomputed[name] if precomputed else selective_search(image, **search)
+        if precomputed:
+            proposals = precomputed[name]
+        elif detector.proposer is not None:
+            proposals = None  # the detector's RPN; no OpenCV needed
+        else:
+            from keras_spp.detection.proposals import selective_search
+
+            proposals = selective_search(image, **search)
         boxes, scores, classes = detector.detect(image, proposals, settings)
-        print(f"{path}: {len(proposals)} proposals, {len(boxes)} detections")
+        source = "RPN proposals" if proposals is None else f"{len(proposals)} proposals"
+        print(f"{path}: {source}, {len(boxes)} detections")
         for box, score, cls in zip(boxes, scores, classes):
             y1, x1, y2, x2 = box
             print(f"  {detector.class_names[cls]:>12} {score:6.3f}  y1={y1:.0f} x1={x1:.0f} y2={y2:.0f} x2={x2:.0f}")

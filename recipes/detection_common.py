@@ -6,7 +6,7 @@ from keras_spp.detection import proposal_cache
 
 def search_params(args):
     """``selective_search``'s settings from ``train_detector``'s flags."""
-    return proposal_cache.search_params(max_proposals=args.proposals, min_size=args.min_proposal_size,
+    return proposal_cache.search_params(max_proposals=args.max_proposals, min_size=args.min_proposal_size,
                                         max_side=args.proposal_max_side, base_k=args.proposal_k)
 
 

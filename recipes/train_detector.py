@@ -5,7 +5,10 @@
         [--steps 6000] [--out outputs/detector]
 
 The conv layers come from a pretrained SPP classifier (``recipes.train_classifier``)
-and stay fixed. Selective search proposals and pooled window features are computed
+and stay fixed. Proposals come from selective search (``--proposals selective-search``,
+the paper's; cached) or from an RPN trained here on the same frozen conv5
+(``--proposals rpn``, Faster R-CNN's; ``history_rpn.csv``, ``curves_rpn.png``, and
+the detector then finds its own proposals). Pooled window features are computed
 once and cached; fc6, fc7 and a new fc8 are fine-tuned with ``model.fit`` on the
 cached features, then box regressors and per-class SVMs are fitted. The held-out
 split is evaluated with softmax and SVM scores, with and without box regression
@@ -23,6 +26,10 @@ import os
 import time
 
 DEFAULT_PRETRAINED = "outputs/classifier/model.keras"
+# The RPN's default scale: on mnist-detection's validation images an anchor of
+# 32-256 px matches 99.7% of the digits at IoU >= 0.5 at 800 px, 88% at 400
+# (docs/results.md, "Learned proposals").
+RPN_SCALE = 800
 
 
 def parse_args(argv=None):
@@ -33,7 +40,8 @@ def parse_args(argv=None):
     p.add_argument("--dataset", default="mnist-detection", help="mnist-detection, voc:<path>, voc/2007, voc/2012")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--mnist-images", default="1000,200",
-                   help="mnist-detection: trainval,test image counts (built once, cached)")
+                   help="mnist-detection: trainval,test[,val] image counts (built once, cached); with a val count, "
+                        "--test-split val evaluates on the validation scenes")
     p.add_argument("--train-split", default="trainval")
     p.add_argument("--test-split", default="test")
     p.add_argument("--max-train", type=int, default=None, help="use the first N training images")
@@ -48,7 +56,9 @@ def parse_args(argv=None):
     p.add_argument("--max-train-windows", type=int, default=0,
                    help="features of at most this many windows per training image: every ground truth box and "
                         "window overlapping an object by IoU >= 0.1, then a seeded sample of the rest (0: all)")
-    p.add_argument("--proposals", type=int, default=2000, help="selective search boxes kept per image")
+    p.add_argument("--proposals", default="selective-search", choices=["selective-search", "rpn"],
+                   help="selective search (the paper's) or an RPN trained on the frozen conv5 (Faster R-CNN's)")
+    p.add_argument("--max-proposals", type=int, default=2000, help="selective search boxes kept per image")
     p.add_argument("--min-proposal-size", type=int, default=20)
     p.add_argument("--proposal-max-side", type=int, default=0,
                    help="selective search runs on a copy downscaled to this longer side (0: full size, the "
@@ -57,6 +67,18 @@ def parse_args(argv=None):
     p.add_argument("--proposal-k", type=int, default=None,
                    help="selective search's first segmentation scale k (then 2k, 3k); smaller finds smaller "
                         "objects (default: OpenCV's 150)")
+    p.add_argument("--rpn-scales", default=None,
+                   help="--proposals rpn: the detection scales it looks at (default: the one of --scales nearest "
+                        f"{RPN_SCALE} px)")
+    p.add_argument("--rpn-anchor-sizes", default="32,64,128,256", help="anchor sides, pixels at the RPN's scale")
+    p.add_argument("--rpn-aspect-ratios", default="1,2,3", help="anchor height / width")
+    p.add_argument("--rpn-epochs", type=int, default=6)
+    p.add_argument("--rpn-lr", type=float, default=1e-3, help="Adam; 10x lower for the last quarter")
+    p.add_argument("--rpn-proposals", type=int, default=300, help="RPN proposals kept per held-out image (after NMS)")
+    p.add_argument("--rpn-train-proposals", type=int, default=2000,
+                   help="RPN proposals per training image that the heads learn from")
+    p.add_argument("--rpn-pre-nms", type=int, default=6000, help="best-scored boxes NMS sees")
+    p.add_argument("--rpn-nms", type=float, default=0.7)
     p.add_argument("--proposals-from", default=None, help="precomputed proposals (.npz or folder of .npy)")
     p.add_argument("--steps", type=int, default=6000, help="fine-tuning minibatches")
     p.add_argument("--batch-size", type=int, default=128)
@@ -92,25 +114,33 @@ def _negative_iou(text, positive_iou):
 
 def main(argv=None):
     args = parse_args(argv)
+    checked = check_args(args)
     import keras
-    import numpy as np
 
-    from keras_spp.callbacks import TrainingCurves
-    from keras_spp.data.detection_sources import load_detection
-    from keras_spp.detection import conv_fine_tuning
+    keras.utils.set_random_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    started = time.perf_counter()
+    data = load_data(args)
+    built = build_detector(args, data["class_names"], checked["context"])
+    seconds = {}
+    proposals, proposer, rpn_report = make_proposals(args, data, built, seconds)
+    regression_windows, svm_stats = train_heads(args, data, built, proposals, checked, seconds)
+    seconds["training_total"] = time.perf_counter() - started
+    detector = save_detector(args, data, built, proposer)
+    report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report)
+    return 0
+
+
+def _rpn_scales(args, scales):
+    if args.rpn_scales is None:
+        return [min(scales, key=lambda s: abs(s - RPN_SCALE))]
+    return _ints(args.rpn_scales, "--rpn-scales")
+
+
+def check_args(args):
+    """Flag values the parser cannot check: ``SystemExit`` saying what is accepted."""
     from keras_spp.detection import training
-    from keras_spp.detection.detector import Detector
-    from keras_spp.detection.evaluation_settings import evaluation_summary
-    from keras_spp.detection.evaluation_settings import format_evaluation
-    from keras_spp.detection.features import MultiScaleRoiFeatures
-    from keras_spp.detection.features import backbone_of
     from keras_spp.detection.features import validate_context
-    from keras_spp.detection.heads import spp_detector
-    from keras_spp.detection.transfer import transferable_fc_weights
-    from keras_spp.models.backbones import TABLE_1
-    from keras_spp.models.backbones import feature_stride
-    from keras_spp.visualization import draw_examples
-    from recipes import detection_common as common
 
     negative_iou = _negative_iou(args.negative_iou, training.HeadTrainingConfig.positive_iou)
     try:
@@ -125,17 +155,41 @@ def main(argv=None):
             f"--pretrained {args.pretrained} not found: train an SPP classifier first "
             "(python -m recipes.train_classifier --out outputs/classifier) or pass its model.keras."
         )
-    keras.utils.set_random_seed(args.seed)
-    out = args.out
-    os.makedirs(out, exist_ok=True)
-    started = time.perf_counter()
+    if args.proposals == "rpn":
+        scales = _ints(args.scales, "--scales")
+        missing = [s for s in _rpn_scales(args, scales) if s not in scales]
+        if missing:
+            raise SystemExit(f"--rpn-scales must be among --scales {args.scales} (the RPN shares their conv5); "
+                             f"got {args.rpn_scales}")
+        for flag, value in (("--rpn-epochs", args.rpn_epochs), ("--rpn-proposals", args.rpn_proposals),
+                            ("--rpn-train-proposals", args.rpn_train_proposals), ("--rpn-pre-nms", args.rpn_pre_nms)):
+            if value < 1:
+                raise SystemExit(f"{flag} must be a positive count; got {value}")
+    return {"negative_iou": negative_iou, "context": context}
+
+
+def load_data(args):
+    from keras_spp.data.detection_sources import load_detection
 
     options = dataset_options(args)
     train, class_names = load_detection(args.dataset, args.train_split, data_dir=args.data_dir, **options)
     test, _ = load_detection(args.dataset, args.test_split, data_dir=args.data_dir, **options)
     train, test = train[: args.max_train], test[: args.max_test]
-    print(f"{len(train)} training and {len(test)} held-out images, {len(class_names)} classes", flush=True)
-    proposals = common.proposals_for(train + test, args)
+    print(f"{len(train)} training and {len(test)} held-out ({args.test_split}) images, {len(class_names)} classes",
+          flush=True)
+    return {"train": train, "test": test, "class_names": class_names, "options": options}
+
+
+def build_detector(args, class_names, context):
+    """The pretrained conv layers, the window feature layer and the untrained detector."""
+    import keras
+
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.features import backbone_of
+    from keras_spp.detection.heads import spp_detector
+    from keras_spp.detection.transfer import transferable_fc_weights
+    from keras_spp.models.backbones import TABLE_1
+    from keras_spp.models.backbones import feature_stride
 
     pretrained = keras.saving.load_model(args.pretrained)
     conv = backbone_of(pretrained)
@@ -143,22 +197,88 @@ def main(argv=None):
     stride = args.feature_stride or (feature_stride(conv.name) if conv.name in TABLE_1 else None)
     if stride is None:
         raise SystemExit(f"backbone {conv.name!r} is not a Table 1 network: pass --feature-stride.")
-    levels = tuple(int(v) for v in args.levels.split(","))
-    scales = tuple(int(v) for v in args.scales.split(","))
+    levels = _ints(args.levels, "--levels")
+    scales = _ints(args.scales, "--scales")
     roi = MultiScaleRoiFeatures(conv, scales, levels, stride, args.window_size, context=context, name="roi_features")
     fc_weights = transferable_fc_weights(pretrained, roi.output_dim)
     fc_units = fc_weights["fc6"][0].shape[1] if fc_weights else 4096
     model = spp_detector(roi, len(class_names), fc_units=fc_units, dropout=args.dropout, fc_weights=fc_weights)
     print(f"backbone {conv.name} (stride {stride:g}), scales {scales}, levels {levels}: "
           f"{roi.output_dim}-d window features, fc {fc_units}", flush=True)
+    return {"conv": conv, "roi": roi, "model": model, "stride": stride, "levels": levels, "scales": scales}
 
+
+def make_proposals(args, data, built, seconds):
+    """``(proposals {image id: boxes}, proposer or None, RPN report or None)``."""
+    from recipes import detection_common as common
+
+    if args.proposals == "selective-search":
+        proposals = common.proposals_for(data["train"] + data["test"], args)
+        seconds["proposals"] = proposals.seconds
+        return proposals, None, None
+    import keras
+
+    from keras_spp.callbacks import TrainingCurves
+    from keras_spp.data.voc import load_image
+    from keras_spp.detection import rpn
+    from keras_spp.detection import rpn_training
+    from keras_spp.detection import training
+    from keras_spp.detection.anchors import AnchorConfig
+    from keras_spp.detection.learned_proposals import LearnedProposals
+    from keras_spp.detection.learned_proposals import ProposalSettings
+
+    roi = built["roi"]
+    anchors = AnchorConfig(_floats(args.rpn_anchor_sizes, "--rpn-anchor-sizes"),
+                           _floats(args.rpn_aspect_ratios, "--rpn-aspect-ratios"), built["stride"])
+    head = rpn.rpn_head(roi.backbone.output_shape[-1], anchors.per_cell)
+    indices = tuple(built["scales"].index(s) for s in _rpn_scales(args, built["scales"]))
+    settings = ProposalSettings(args.rpn_pre_nms, args.rpn_proposals, args.rpn_nms, args.min_proposal_size)
+    proposer = LearnedProposals(head, roi, anchors, indices, settings)
+    t0 = time.perf_counter()
+    records, stats = rpn_training.rpn_records(proposer, data["train"], load_image)
+    history_csv = os.path.join(args.out, "history_rpn.csv")
+    history = rpn_training.train_rpn(proposer, records, rpn_training.RpnTrainingConfig(
+        epochs=args.rpn_epochs, learning_rate=args.rpn_lr, final_learning_rate=args.rpn_lr / 10, seed=args.seed,
+    ), verbose=args.verbose, callbacks=[
+        keras.callbacks.CSVLogger(history_csv),
+        TrainingCurves(history_csv, os.path.join(args.out, "curves_rpn.png"), title="RPN on frozen conv5"),
+    ])
+    del records
+    seconds["rpn_training"] = time.perf_counter() - t0
+    built["proposals_tag"] = f"rpn{args.rpn_train_proposals}-" + training.weights_fingerprint(head)
+    t0 = time.perf_counter()
+    train_settings = ProposalSettings(args.rpn_pre_nms, args.rpn_train_proposals, args.rpn_nms, args.min_proposal_size)
+    proposals, _ = proposer.proposals_for(data["train"], load_image, train_settings, desc="rpn proposals (train)")
+    test_proposals, per_image = proposer.proposals_for(data["test"], load_image, desc="rpn proposals (held out)")
+    proposals.update(test_proposals)
+    seconds["proposals"] = time.perf_counter() - t0
+    recall = rpn_training.proposal_recall(test_proposals, data["test"])
+    print(f"RPN: recall@0.5 on the held-out images {recall}, {per_image * 1000:.0f} ms an image "
+          "(conv5 at its scales included)", flush=True)
+    return proposals, proposer, {"anchor_stats": stats, "held_out_recall": recall,
+                                 "seconds_per_image": per_image, "final": {k: float(v[-1]) for k, v in
+                                                                            history.history.items()}}
+
+
+def train_heads(args, data, built, proposals, checked, seconds):
+    """Window features, fc6-fc8 fine-tuning (and conv, with --conv-steps), box
+    regressors and SVMs: ``(regression windows per class, SVM statistics)``."""
+    import keras
+
+    from keras_spp.callbacks import TrainingCurves
+    from keras_spp.detection import conv_fine_tuning
+    from keras_spp.detection import training
+    from recipes import detection_common as common
+
+    roi, model, train = built["roi"], built["model"], data["train"]
     config = training.HeadTrainingConfig(
-        steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
-        final_learning_rate=args.lr / 10, optimizer=args.optimizer, negative_iou=negative_iou, seed=args.seed,
+        steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, final_learning_rate=args.lr / 10,
+        optimizer=args.optimizer, negative_iou=checked["negative_iou"], seed=args.seed,
     )
-    cache = os.path.join(out, "cache", "-".join([
-        training.weights_fingerprint(conv), "s" + "_".join(map(str, scales)), "l" + "_".join(map(str, levels)),
-        f"w{args.window_size}", common.proposals_tag(args),
+    tag = built.get("proposals_tag") or common.proposals_tag(args)
+    cache = os.path.join(args.out, "cache", "-".join([
+        training.weights_fingerprint(built["conv"]), "s" + "_".join(map(str, built["scales"])),
+        "l" + "_".join(map(str, built["levels"])), f"w{args.window_size}", tag,
         *([f"c{args.context:g}"] if args.context else []),
         *([f"n{args.max_train_windows}"] if args.max_train_windows else []),
     ]))
@@ -167,72 +287,112 @@ def main(argv=None):
         roi, train, proposals, cache_dir=cache, max_windows=args.max_train_windows or None,
         keep_iou=training.NEAR_OBJECT_IOU, seed=args.seed, desc="window features",
     )
-    feature_seconds = time.perf_counter() - t0
-
-    history_csv = os.path.join(out, "history.csv")
+    seconds["window_features"] = time.perf_counter() - t0
+    history_csv = os.path.join(args.out, "history.csv")
     if os.path.exists(history_csv):
         os.remove(history_csv)
     t0 = time.perf_counter()
     training.fine_tune(model, records, train, config, verbose=args.verbose, callbacks=[
         keras.callbacks.CSVLogger(history_csv),
-        TrainingCurves(history_csv, os.path.join(out, "curves.png"), title="fc6-fc8 fine-tuning"),
+        TrainingCurves(history_csv, os.path.join(args.out, "curves.png"), title="fc6-fc8 fine-tuning"),
     ])
-    fine_tune_seconds = time.perf_counter() - t0
-    conv_seconds = 0.0
+    seconds["fine_tune"] = time.perf_counter() - t0
+    seconds["conv_fine_tune"] = 0.0
     if args.conv_steps > 0:
         t0 = time.perf_counter()
         conv_fine_tuning.fine_tune_end_to_end(model, records, train, conv_fine_tuning.ConvFineTuningConfig(
             steps=args.conv_steps, windows_per_image=args.conv_windows, learning_rate=args.conv_lr,
-            final_learning_rate=args.conv_lr / 10, negative_iou=negative_iou, seed=args.seed,
-        ), verbose=args.verbose, callbacks=[keras.callbacks.CSVLogger(os.path.join(out, "history_conv.csv"))])
+            final_learning_rate=args.conv_lr / 10, negative_iou=checked["negative_iou"], seed=args.seed,
+        ), verbose=args.verbose, callbacks=[keras.callbacks.CSVLogger(os.path.join(args.out, "history_conv.csv"))])
         # The regressors and SVMs learn from the features of the conv layers as they are now.
         records = training.compute_window_features(roi, train, proposals, desc="window features (fine-tuned conv)")
-        conv_seconds = time.perf_counter() - t0
+        seconds["conv_fine_tune"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     regression_windows = training.fit_box_regression(model, records, train, config)
     svm_stats = training.fit_svms(model, records, train, config)
-    closed_form_seconds = time.perf_counter() - t0
-    train_seconds = time.perf_counter() - started
+    seconds["regression_and_svms"] = time.perf_counter() - t0
+    return regression_windows, svm_stats
 
-    detector = Detector(model, class_names, metadata={
-        "dataset": args.dataset, "dataset_options": options, "pretrained": os.path.abspath(args.pretrained), "scales": list(scales),
-        "levels": list(levels), "window_size": args.window_size, "feature_stride": stride,
-        "proposals": {"max": args.proposals, "min_size": args.min_proposal_size,
-                      "max_side": args.proposal_max_side or None, "base_k": args.proposal_k},
-        "steps": args.steps, "conv_steps": args.conv_steps,
-    })
-    detector.save(os.path.join(out, "detector"))
 
+def save_detector(args, data, built, proposer):
+    from keras_spp.detection.detector import Detector
+
+    if args.proposals == "rpn":
+        proposal_meta = {"method": "rpn", "train_proposals": args.rpn_train_proposals}
+    else:
+        proposal_meta = {"method": "selective-search", "max": args.max_proposals, "min_size": args.min_proposal_size,
+                         "max_side": args.proposal_max_side or None, "base_k": args.proposal_k}
+    detector = Detector(built["model"], data["class_names"], metadata={
+        "dataset": args.dataset, "dataset_options": data["options"], "pretrained": os.path.abspath(args.pretrained),
+        "scales": list(built["scales"]), "levels": list(built["levels"]), "window_size": args.window_size,
+        "feature_stride": built["stride"], "proposals": proposal_meta, "steps": args.steps,
+        "conv_steps": args.conv_steps,
+    }, proposer=proposer)
+    detector.save(os.path.join(args.out, "detector"))
+    return detector
+
+
+def report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report):
+    import numpy as np
+
+    from keras_spp.detection.evaluation_settings import evaluation_summary
+    from keras_spp.detection.evaluation_settings import format_evaluation
+    from keras_spp.visualization import draw_examples
+
+    out, test = args.out, data["test"]
     evaluation = evaluation_summary(detector, test, proposals)
     draw_examples(detector, test, proposals, os.path.join(out, "detections.png"))
     results = {
         "config": vars(args),
-        "class_names": list(class_names),
-        "images": {"train": len(train), "test": len(test)},
-        "seconds": {
-            "proposals": proposals.seconds, "window_features": feature_seconds, "fine_tune": fine_tune_seconds,
-            "conv_fine_tune": conv_seconds,
-            "regression_and_svms": closed_form_seconds, "training_total": train_seconds,
-        },
+        "class_names": list(data["class_names"]),
+        "images": {"train": len(data["train"]), "test": len(test)},
+        "held_out_split": args.test_split,
+        "seconds": seconds,
         "box_regression_windows": np.asarray(regression_windows).tolist(),
         "svm": svm_stats,
         "evaluation": evaluation,
     }
+    if rpn_report is not None:
+        results["rpn"] = rpn_report
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=_json_default)
     print(format_evaluation(evaluation))
-    print(f"training took {train_seconds / 60:.1f} min; wrote {out}/detector, results.json, curves.png, detections.png")
-    return 0
+    print(f"training took {seconds['training_total'] / 60:.1f} min; wrote {out}/detector, results.json, curves.png, "
+          "detections.png")
+
+
+def _ints(text, flag):
+    try:
+        values = tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise SystemExit(f"{flag} must be comma-separated integers, e.g. 400 or 200,400; got {text!r}") from None
+    return values
+
+
+def _floats(text, flag):
+    try:
+        values = tuple(float(v) for v in str(text).split(","))
+    except ValueError:
+        raise SystemExit(f"{flag} must be comma-separated numbers, e.g. 32,64,128; got {text!r}") from None
+    if any(not v > 0 or v == float("inf") for v in values):
+        raise SystemExit(f"{flag} must hold positive finite numbers; got {text!r}")
+    return values
 
 
 def dataset_options(args):
     if args.dataset != "mnist-detection":
         return {}
     try:
-        trainval, test = (int(v) for v in args.mnist_images.split(","))
+        counts = [int(v) for v in args.mnist_images.split(",")]
+        if len(counts) not in (2, 3) or min(counts) < 0:
+            raise ValueError
     except ValueError:
-        raise SystemExit(f"--mnist-images must be two counts like 400,100; got {args.mnist_images!r}") from None
-    return {"num_trainval": trainval, "num_test": test}
+        raise SystemExit(f"--mnist-images must be two or three counts, trainval,test[,val], like 400,100 or "
+                         f"1000,200,200; got {args.mnist_images!r}") from None
+    options = {"num_trainval": counts[0], "num_test": counts[1]}
+    if len(counts) == 3 and counts[2]:
+        options["num_val"] = counts[2]
+    return options
 
 
 def _json_default(value):

@@ -65,7 +65,7 @@ def test_precomputed_proposals_are_used(trained, tmp_path):
     root, out = trained
     image = sorted((root / "data").glob("mnist_detection_*/JPEGImages/test_*"))[0]
     np.savez(tmp_path / "boxes.npz", **{image.stem: np.array([[0, 0, 50, 50], [10, 10, 80, 90]], np.float32)})
-    code = detect.main([str(image), "--detector", str(out / "detector"), "--proposals", str(tmp_path / "boxes.npz"),
+    code = detect.main([str(image), "--detector", str(out / "detector"), "--proposals-from", str(tmp_path / "boxes.npz"),
                         "--min-score", "0", "--out", str(tmp_path / "p")])
     assert code == 0 and (tmp_path / "p" / f"{image.stem}.png").exists()
 
@@ -164,3 +164,83 @@ def test_context_and_fewer_training_windows(trained, tmp_path):
     assert code == 0
     rows = json.loads((tmp_path / "detection.json").read_text())["rows"]
     assert [row["method"] for row in rows] == ["R-CNN", "SPP-net (same training windows)", "SPP-net", "SPP-net + SVD"]
+
+
+@pytest.fixture(scope="module")
+def trained_rpn(trained):
+    root, _ = trained
+    out = root / "rpn-run"
+    code = train_detector.main([
+        "--pretrained", str(root / "classifier.keras"), "--data-dir", str(root / "data"),
+        "--mnist-images", "6,3,2", "--test-split", "val", "--steps", "10", "--batch-size", "32",
+        "--proposals", "rpn", "--rpn-scales", "688", "--rpn-epochs", "1", "--rpn-proposals", "50",
+        "--rpn-train-proposals", "80", "--out", str(out), "--verbose", "0",
+    ])
+    assert code == 0
+    return root, out
+
+
+def test_rpn_detector_trains_and_finds_its_own_proposals(trained_rpn):
+    from keras_spp.data.voc import load_image
+
+    root, out = trained_rpn
+    for name in ("detector/rpn.keras", "history_rpn.csv", "curves_rpn.png", "detections.png"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "results.json").read_text())
+    assert results["held_out_split"] == "val" and results["images"] == {"train": 6, "test": 2}
+    assert results["rpn"]["anchor_stats"]["records"] == 6
+    assert results["rpn"]["anchor_stats"]["positives_mean"] >= 1  # every object has its best anchor
+    assert set(results["rpn"]["held_out_recall"]) == {"50", "100", "300", "1000", "all"}
+    assert results["seconds"]["rpn_training"] > 0
+    detector = Detector.load(out / "detector")
+    assert detector.proposer is not None and detector.proposer.scales == (688,)
+    assert detector.metadata["proposals"]["method"] == "rpn"
+    (image_path,) = sorted((root / "data").glob("mnist_detection_*_val2/JPEGImages/val_000000.jpg"))
+    image = load_image(image_path)
+    boxes, scores, classes = detector.detect(image)
+    # The same as detecting on the RPN's own proposals the long way (conv5 run again).
+    proposals = detector.proposer.proposals_for([_Example(image_path)], load_image)[0]["x"]
+    assert 0 < len(proposals) <= 50
+    again = detector.detect(image, proposals)
+    np.testing.assert_allclose(boxes, again[0], atol=1e-3)
+    np.testing.assert_allclose(scores, again[1], atol=1e-5)
+
+
+class _Example:
+    def __init__(self, path):
+        self.image_path, self.image_id = path, "x"
+
+
+def test_rpn_detector_detects_without_opencv(trained_rpn, tmp_path):
+    import subprocess
+    import sys
+
+    root, out = trained_rpn
+    image = sorted((root / "data").glob("mnist_detection_*_val2/JPEGImages/val_*"))[0]
+    script = ("import sys; sys.modules['cv2'] = None\n"  # import cv2 now fails
+              "from recipes import detect\n"
+              f"raise SystemExit(detect.main([{str(image)!r}, '--detector', {str(out / 'detector')!r}, "
+              f"'--min-score', '0', '--out', {str(tmp_path)!r}]))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "RPN proposals" in done.stdout and (tmp_path / f"{image.stem}.png").exists()
+
+
+def test_a_detector_without_rpn_asks_for_proposals(trained):
+    _, out = trained
+    detector = Detector.load(out / "detector")
+    with pytest.raises(ValueError, match="--proposals rpn"):
+        detector.detect(np.zeros((64, 64, 3), np.uint8))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--rpn-scales", "400"], "--rpn-scales must be among --scales"),
+    (["--rpn-epochs", "0"], "--rpn-epochs must be a positive count"),
+    (["--mnist-images", "1,2,3,4"], "--mnist-images must be two or three counts"),
+])
+def test_bad_rpn_flags_are_explained(tmp_path, flags, message):
+    (tmp_path / "c.keras").write_text("")
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        train_detector.main(["--pretrained", str(tmp_path / "c.keras"), "--proposals", "rpn", *flags,
+                             "--out", str(tmp_path / "o")])
