@@ -4,6 +4,7 @@
     python -m export.client --grpc localhost:8500 --model spp cat.jpg dog.png
     python -m export.client --rest http://localhost:8501 --model spp-detector --selective-search scene.jpg
     python -m export.client --grpc localhost:8500 --model spp-detector --boxes proposals.npz scene.jpg
+    python -m export.client --rest http://localhost:8501 --model spp-rpn-detector scene.jpg
 
 Requests carry encoded image files (JPEG or PNG, any size) in the ``image_bytes``
 input of ``serving_default``, so images of different sizes share one request.
@@ -29,6 +30,11 @@ count (``pad_boxes``), which the export ignores. Row form:
 ``{"instances": [{"image_bytes": {"b64": ...}, "boxes": [[y1, x1, y2, x2], ...]}, ...]}``;
 columnar: ``{"inputs": {"image_bytes": [{"b64": ...}, ...], "boxes": [[[...], ...], ...]}}``.
 ``detections(row)`` turns one image's answer into its list of detections.
+
+A detector with an RPN (``recipes.train_detector --proposals rpn``) takes images
+alone in ``serving_default`` (as a classifier does: ``rest_body``, ``predict_request``);
+its boxes-in signature is ``with_boxes`` (``--signature with_boxes``). Sending images
+alone to a detector without one is refused with a message saying so (``NEEDS_BOXES``).
 """
 
 import argparse
@@ -38,6 +44,9 @@ import sys
 
 INPUT = "image_bytes"
 SIGNATURE = "serving_default"
+NEEDS_BOXES = ("this detector export takes each image's proposals beside it (it has no RPN): pass --boxes or "
+               "--selective-search, or export a detector trained with `python -m recipes.train_detector "
+               "--proposals rpn`, whose serving_default takes images alone.")
 
 
 def rest_body(images, columnar=False, signature_name=SIGNATURE, input_name=INPUT):
@@ -215,13 +224,14 @@ def _bytes(image):
         f"Images are sent as their encoded bytes (a JPEG or PNG file's content); got {type(image).__name__}.")
 
 
-def send_rest(url, model, images, columnar=False, timeout=30, boxes=None):
+def send_rest(url, model, images, columnar=False, timeout=30, boxes=None, signature_name=SIGNATURE):
     """POST to ``<url>/v1/models/<model>:predict``; the parsed rows. With ``boxes``
     (one ``[R, 4]`` array per image) the request is a detector's."""
     import urllib.error
     import urllib.request
 
-    body = rest_body(images, columnar) if boxes is None else detection_rest_body(images, boxes, columnar)
+    body = rest_body(images, columnar, signature_name) if boxes is None else \
+        detection_rest_body(images, boxes, columnar, signature_name)
     body = json.dumps(body).encode()
     request = urllib.request.Request(f"{url.rstrip('/')}/v1/models/{model}:predict", body,
                                      {"Content-Type": "application/json"})
@@ -232,7 +242,7 @@ def send_rest(url, model, images, columnar=False, timeout=30, boxes=None):
         return parse_rest_response(e.read())
 
 
-def send_grpc(target, model, images, timeout=30, boxes=None):
+def send_grpc(target, model, images, timeout=30, boxes=None, signature_name=SIGNATURE):
     """Predict over gRPC at ``host:port``; the parsed rows (``boxes``: as ``send_rest``)."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
@@ -241,7 +251,8 @@ def send_grpc(target, model, images, timeout=30, boxes=None):
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     with grpc.insecure_channel(target, options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_request(images, model) if boxes is None else detection_request(images, boxes, model)
+        request = predict_request(images, model, signature_name) if boxes is None else \
+            detection_request(images, boxes, model, signature_name)
         return parse_predict_response(stub.Predict(request, timeout))
 
 
@@ -292,6 +303,8 @@ def main(argv=None):
     proposals.add_argument("--boxes", help="detector: proposals, a .npy (one image) or .npz keyed by file name")
     proposals.add_argument("--selective-search", action="store_true",
                            help="detector: compute the proposals here (keras_spp, OpenCV)")
+    p.add_argument("--signature", default=SIGNATURE,
+                   help="the signature to call (an RPN detector's boxes-in one: with_boxes)")
     p.add_argument("images", nargs="+", help="JPEG or PNG files")
     args = p.parse_args(argv)
     try:
@@ -305,14 +318,14 @@ def main(argv=None):
         elif args.selective_search:
             boxes = selective_search_boxes(images)
         if args.rest:
-            rows = send_rest(args.rest, args.model, images, args.columnar, boxes=boxes)
+            rows = send_rest(args.rest, args.model, images, args.columnar, boxes=boxes, signature_name=args.signature)
         else:
-            rows = send_grpc(args.grpc, args.model, images, boxes=boxes)
+            rows = send_grpc(args.grpc, args.model, images, boxes=boxes, signature_name=args.signature)
     except (OSError, RuntimeError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e}{_hint(e, boxes)}", file=sys.stderr)
         return 1
     except Exception as e:  # grpc.RpcError and friends: report, do not dump a traceback
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"error: {type(e).__name__}: {e}{_hint(e, boxes)}", file=sys.stderr)
         return 1
     for path, row in zip(args.images, rows, strict=False):
         if "num_detections" in row:
@@ -326,6 +339,11 @@ def main(argv=None):
         top = ", ".join(f"{label} {float(score):.3f}" for label, score in pairs)
         print(f"{path}: {top}")
     return 0
+
+
+def _hint(error, boxes):
+    """``NEEDS_BOXES`` after a server's refusal of images alone that names the missing boxes."""
+    return f"\n{NEEDS_BOXES}" if boxes is None and "boxes" in str(error) else ""
 
 
 if __name__ == "__main__":

@@ -97,16 +97,27 @@ def resolve(model_path):
 
 def read_detector_json(path):
     """``(class names or None, settings dict, metadata dict)`` from a ``detector.json``."""
-    if path is None:
-        return None, {}, {}
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not readable JSON ({e}); fix it, or pass --labels and the settings' flags.") from e
+    meta = _detector_json(path)
     names = meta.get("class_names")
     return ([str(n) for n in names] if names is not None else None), dict(meta.get("settings") or {}), \
         dict(meta.get("metadata") or {})
+
+
+def read_proposer(path, model):
+    """The detector's RPN (``LearnedProposals``) named by its ``detector.json``, or ``None``."""
+    from keras_spp.detection.detector import load_proposer
+
+    return load_proposer(os.path.dirname(path), _detector_json(path).get("rpn"), model) if path else None
+
+
+def _detector_json(path):
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is not readable JSON ({e}); fix it, or pass --labels and the settings' flags.") from e
 
 
 def settings_from(stored, overrides):
@@ -133,27 +144,23 @@ def detector(model, meta):
     """The detector kind for a loaded ``spp_detector`` Keras ``model`` (``export.saved_model.KINDS``).
 
     ``meta``: ``labels``, ``labels_file``, ``max_side`` (``None``: the model's),
-    ``max_pixels``, ``jit``, ``settings`` (``DetectionSettings``). Sets ``meta["jit"]``
-    to whether XLA was applied (R-CNN's window features have no XLA path).
+    ``max_pixels``, ``jit``, ``settings`` (``DetectionSettings``) and ``proposer``
+    (the detector's ``LearnedProposals`` or ``None``). Sets ``meta["jit"]`` to whether
+    XLA was applied (R-CNN's window features have no XLA path).
     """
-    from keras_spp.detection.detector import postprocess
     from keras_spp.detection.features import MultiScaleRoiFeatures
 
     roi = _check_model(model, meta["labels"])
-    settings = meta["settings"]
-    count = int(settings.max_detections)
+    count = int(meta["settings"].max_detections)
     spp = isinstance(roi, MultiScaleRoiFeatures)
+    proposer = meta.get("proposer")
     max_side = meta.get("max_side") or (roi.max_side if spp else 2000)
     if not isinstance(max_side, int) or max_side < 1:
         raise ValueError(f"--max-side must be a positive integer; got {max_side!r}.")
     meta["max_side"] = max_side
     meta["jit"] = bool(meta["jit"]) and spp
-    head = _head_of(model, roi) if spp else None
-    if spp:
-        # 256 px: any backbone takes it; the search goes down from there.
-        smallest = image_ops.smallest_side(lambda x: roi.backbone(x, training=False), 256)
-    else:
-        smallest = 1
+    # 256 px: any backbone takes it; the search goes down from there.
+    smallest = image_ops.smallest_side(lambda x: roi.backbone(x, training=False), 256) if spp else 1
     table = tf.lookup.StaticHashTable(
         tf.lookup.TextFileInitializer(
             meta["labels_file"], tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
@@ -161,111 +168,17 @@ def detector(model, meta):
         ),
         default_value="",
     )
-
-    def detect_one(image, boxes, name):
-        """uint8 ``[H, W, 3]`` and padded ``[R, 4]`` -> the padded outputs of one image."""
-        boxes = tf.boolean_mask(boxes, real_rows(boxes))
-        image, boxes = cap_size(image, boxes, max_side)
-        h, w = tf.shape(image)[0], tf.shape(image)[1]
-        if spp:
-            image = _check_scales(image, boxes, roi, smallest, name)
-        if head is not None:
-            outputs = head(window_features(roi, image[tf.newaxis], boxes, meta["jit"]), training=False)
-        else:
-            outputs = model({"image": image[tf.newaxis], "boxes": boxes}, training=False)
-        found, scores, classes = postprocess(outputs, boxes, h, w, settings)
-        size = tf.cast(tf.stack([h, w, h, w]), tf.float32)
-        found = found / size
-        n = tf.shape(scores)[0]
-        pad = count - n
-        labels = table.lookup(tf.cast(classes, tf.int64))
-        return (
-            tf.ensure_shape(tf.pad(found, [[0, pad], [0, 0]]), [count, 4]),
-            tf.ensure_shape(tf.pad(scores, [[0, pad]]), [count]),
-            tf.ensure_shape(tf.pad(tf.cast(classes + 1, tf.float32), [[0, pad]]), [count]),
-            tf.ensure_shape(tf.pad(labels, [[0, pad]], constant_values=""), [count]),
-            tf.cast(n, tf.float32),
-        )
-
-    signature = (
-        tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.float32),
-        tf.TensorSpec([count], tf.float32), tf.TensorSpec([count], tf.string), tf.TensorSpec([], tf.float32),
-    )
-
-    def outputs(mapped):
-        names = ("detection_boxes", "detection_scores", "detection_classes", "detection_labels", "num_detections")
-        return dict(zip(names, mapped, strict=True))
-
-    def serving_default(image_bytes, boxes):
-        image_bytes = image_ops.check_encoded(image_bytes)
-        boxes = _check_boxes(boxes, tf.shape(image_bytes)[0], "image_bytes")
-
-        def one(args):
-            encoded, image_boxes = args
-            return detect_one(image_ops.decode(encoded, meta["max_pixels"]), image_boxes, "image_bytes")
-
-        # Fully known per-image output shapes: map_fn returns [0, ...] for an empty batch.
-        return outputs(tf.map_fn(one, (image_bytes, boxes), fn_output_signature=signature))
-
-    def detect_images(image_tensor, boxes):
-        image_tensor = _check_image_tensor(image_tensor)
-        boxes = _check_boxes(boxes, tf.shape(image_tensor)[0], "image_tensor")
-        mapped = tf.map_fn(lambda args: detect_one(args[0], args[1], "image_tensor"), (image_tensor, boxes),
-                           fn_output_signature=signature)
-        return outputs(mapped)
-
-    keras_side = {}
-
-    def reference(decoded, boxes_per_image):
-        """Expected outputs for uint8 images and their unpadded ``[R, 4]`` proposals:
-        ``Detector.detect`` of the Keras model (no XLA) after the max-side rule."""
-        from keras_spp.detection.detector import Detector
-
-        was = getattr(roi, "jit_compile", None)
-        if spp:
-            roi.jit_compile = False
-        try:
-            if "detector" not in keras_side:  # one tf.function for every call: traced once
-                keras_side["detector"] = Detector(model, meta["labels"], settings)
-            keras_detector = keras_side["detector"]
-            rows = []
-            for image, boxes in zip(decoded, boxes_per_image, strict=True):
-                boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-                boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-                capped, capped_boxes = cap_size(tf.constant(image), tf.constant(boxes), max_side)
-                capped, capped_boxes = capped.numpy(), capped_boxes.numpy()
-                found, scores, classes = keras_detector.detect(capped, capped_boxes, settings)
-                rows.append(padded_outputs(found, scores, classes, capped.shape[:2], count, meta["labels"]))
-        finally:
-            if spp:
-                roi.jit_compile = was
-        return stack_outputs(rows, count)
+    detect_one = _image_detector(model, roi, proposer, meta, smallest, table)
+    reference = _keras_reference(model, roi, proposer, meta)
 
     def cases(files, decoded):
-        return reference_cases(files, decoded, reference, smallest, max_side)
+        if proposer is None:
+            return reference_cases(files, decoded, reference, smallest, max_side)
+        return rpn_reference_cases(files, decoded, reference, smallest, max_side)
 
-    output_signature = {
-        "detection_boxes": ["DT_FLOAT", [-1, count, 4]],
-        "detection_scores": ["DT_FLOAT", [-1, count]],
-        "detection_classes": ["DT_FLOAT", [-1, count]],
-        "detection_labels": ["DT_STRING", [-1, count]],
-        "num_detections": ["DT_FLOAT", [-1]],
-    }
-    boxes_spec = tf.TensorSpec([None, None, 4], tf.float32, name="boxes")
     return {
-        "endpoints": {
-            "serving_default": (serving_default, [tf.TensorSpec([None], tf.string, name="image_bytes"), boxes_spec]),
-            "detect_images": (detect_images, [tf.TensorSpec([None, None, None, 3], tf.uint8, name="image_tensor"),
-                                              boxes_spec]),
-        },
+        **_endpoints(detect_one, proposer is not None, count, meta["max_pixels"]),
         "track": [table],
-        "signatures": {
-            "serving_default": {"inputs": {"image_bytes": ["DT_STRING", [-1]], "boxes": ["DT_FLOAT", [-1, -1, 4]]},
-                                "outputs": output_signature},
-            "detect_images": {"inputs": {"image_tensor": ["DT_UINT8", [-1, -1, -1, 3]],
-                                         "boxes": ["DT_FLOAT", [-1, -1, 4]]},
-                              "outputs": output_signature},
-        },
         "reference": reference,
         "cases": cases,
         # Detections are compared row by row (a row: one detection's box, score, class
@@ -283,10 +196,168 @@ def detector(model, meta):
         "bytes_input": ("serving_default", "image_bytes"),
         "float_input": ("detect_images", "image_tensor"),
         "about": {"max_side": max_side, "max_pixels": meta["max_pixels"], "smallest_side": smallest,
-                  "settings": {k: getattr(settings, k) for k in SETTING_FLAGS},
+                  "settings": {k: getattr(meta["settings"], k) for k in SETTING_FLAGS},
                   "scales": list(roi.scales) if spp else None,
-                  "proposals": "reference_boxes(height, width): a grid of windows (export.detector)"},
+                  "proposals": ("the detector's RPN (image alone); with_boxes: " if proposer is not None else "")
+                  + "reference_boxes(height, width): a grid of windows (export.detector)",
+                  **({"rpn": proposer.to_dict()} if proposer is not None else {})},
     }
+
+
+def _image_detector(model, roi, proposer, meta, smallest, table):
+    """``detect_one(image uint8 [H, W, 3], boxes [R, 4] padded or None, input name)``
+    -> the padded outputs of one image; ``boxes=None`` asks the RPN."""
+    from keras_spp.detection.detector import postprocess
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+
+    spp = isinstance(roi, MultiScaleRoiFeatures)
+    head = _head_of(model, roi) if spp else None
+    settings, max_side, count = meta["settings"], meta["max_side"], int(meta["settings"].max_detections)
+
+    def detect_one(image, boxes, name):
+        if boxes is None:
+            image, _ = cap_size(image, tf.zeros([0, 4]), max_side)
+            image = _check_scales(image, tf.zeros([0, 4]), roi, smallest, name, always=proposer.scale_indices)
+            pixels = tf.cast(image[tf.newaxis], tf.float32)
+            boxes, _, maps = proposer.propose(pixels)
+            image = _check_scales(image, boxes, roi, smallest, name)
+            outputs = head(roi.pool_windows(pixels, boxes, meta["jit"], maps), training=False)
+        else:
+            boxes = tf.boolean_mask(boxes, real_rows(boxes))
+            image, boxes = cap_size(image, boxes, max_side)
+            if spp:
+                image = _check_scales(image, boxes, roi, smallest, name)
+            if head is not None:
+                outputs = head(window_features(roi, image[tf.newaxis], boxes, meta["jit"]), training=False)
+            else:
+                outputs = model({"image": image[tf.newaxis], "boxes": boxes}, training=False)
+        h, w = tf.shape(image)[0], tf.shape(image)[1]
+        found, scores, classes = postprocess(outputs, boxes, h, w, settings)
+        found = found / tf.cast(tf.stack([h, w, h, w]), tf.float32)
+        n = tf.shape(scores)[0]
+        pad = count - n
+        labels = table.lookup(tf.cast(classes, tf.int64))
+        return (
+            tf.ensure_shape(tf.pad(found, [[0, pad], [0, 0]]), [count, 4]),
+            tf.ensure_shape(tf.pad(scores, [[0, pad]]), [count]),
+            tf.ensure_shape(tf.pad(tf.cast(classes + 1, tf.float32), [[0, pad]]), [count]),
+            tf.ensure_shape(tf.pad(labels, [[0, pad]], constant_values=""), [count]),
+            tf.cast(n, tf.float32),
+        )
+
+    return detect_one
+
+
+OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "detection_labels", "num_detections")
+
+
+def _endpoints(detect_one, rpn, count, max_pixels):
+    """``{"endpoints": {name: (fn, input specs)}, "signatures": reference.json's}``.
+
+    Without an RPN: ``serving_default`` (image_bytes, boxes) and ``detect_images``
+    (image_tensor, boxes). With one: those two take the images alone, and the
+    boxes-in pair stays as ``with_boxes`` and ``detect_images_with_boxes``."""
+    signature = (
+        tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.float32),
+        tf.TensorSpec([count], tf.float32), tf.TensorSpec([count], tf.string), tf.TensorSpec([], tf.float32),
+    )
+
+    def outputs(mapped):
+        return dict(zip(OUTPUT_NAMES, mapped, strict=True))
+
+    def bytes_with_boxes(image_bytes, boxes):
+        image_bytes = image_ops.check_encoded(image_bytes)
+        boxes = _check_boxes(boxes, tf.shape(image_bytes)[0], "image_bytes")
+
+        def one(args):
+            encoded, image_boxes = args
+            return detect_one(image_ops.decode(encoded, max_pixels), image_boxes, "image_bytes")
+
+        # Fully known per-image output shapes: map_fn returns [0, ...] for an empty batch.
+        return outputs(tf.map_fn(one, (image_bytes, boxes), fn_output_signature=signature))
+
+    def images_with_boxes(image_tensor, boxes):
+        image_tensor = _check_image_tensor(image_tensor)
+        boxes = _check_boxes(boxes, tf.shape(image_tensor)[0], "image_tensor")
+        return outputs(tf.map_fn(lambda args: detect_one(args[0], args[1], "image_tensor"), (image_tensor, boxes),
+                                 fn_output_signature=signature))
+
+    def bytes_alone(image_bytes):
+        image_bytes = image_ops.check_encoded(image_bytes)
+        return outputs(tf.map_fn(lambda encoded: detect_one(image_ops.decode(encoded, max_pixels), None,
+                                                            "image_bytes"),
+                                 image_bytes, fn_output_signature=signature))
+
+    def images_alone(image_tensor):
+        image_tensor = _check_image_tensor(image_tensor)
+        return outputs(tf.map_fn(lambda image: detect_one(image, None, "image_tensor"), image_tensor,
+                                 fn_output_signature=signature))
+
+    bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
+    tensor_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="image_tensor")
+    boxes_spec = tf.TensorSpec([None, None, 4], tf.float32, name="boxes")
+    output_signature = {
+        "detection_boxes": ["DT_FLOAT", [-1, count, 4]],
+        "detection_scores": ["DT_FLOAT", [-1, count]],
+        "detection_classes": ["DT_FLOAT", [-1, count]],
+        "detection_labels": ["DT_STRING", [-1, count]],
+        "num_detections": ["DT_FLOAT", [-1]],
+    }
+    bytes_inputs = {"image_bytes": ["DT_STRING", [-1]]}
+    tensor_inputs = {"image_tensor": ["DT_UINT8", [-1, -1, -1, 3]]}
+    boxes_input = {"boxes": ["DT_FLOAT", [-1, -1, 4]]}
+    with_boxes = {
+        BOXES_SIGNATURES[rpn][0]: (bytes_with_boxes, [bytes_spec, boxes_spec], {**bytes_inputs, **boxes_input}),
+        BOXES_SIGNATURES[rpn][1]: (images_with_boxes, [tensor_spec, boxes_spec], {**tensor_inputs, **boxes_input}),
+    }
+    alone = {"serving_default": (bytes_alone, [bytes_spec], bytes_inputs),
+             "detect_images": (images_alone, [tensor_spec], tensor_inputs)} if rpn else {}
+    every = {**alone, **with_boxes}
+    return {"endpoints": {name: (fn, specs) for name, (fn, specs, _) in every.items()},
+            "signatures": {name: {"inputs": inputs, "outputs": output_signature}
+                           for name, (_, _, inputs) in every.items()}}
+
+
+# The boxes-in signatures (image_bytes, image_tensor), by whether the detector has an RPN.
+BOXES_SIGNATURES = {False: ("serving_default", "detect_images"), True: ("with_boxes", "detect_images_with_boxes")}
+
+
+def _keras_reference(model, roi, proposer, meta):
+    """``reference(decoded, boxes_per_image)``: the expected outputs for uint8 images
+    and their unpadded ``[R, 4]`` proposals (``None``: the RPN's), from
+    ``Detector.detect`` of the Keras model (no XLA) after the max-side rule."""
+    from keras_spp.detection.detector import Detector
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+
+    spp = isinstance(roi, MultiScaleRoiFeatures)
+    settings, max_side, count = meta["settings"], meta["max_side"], int(meta["settings"].max_detections)
+    keras_side = {}
+
+    def reference(decoded, boxes_per_image=None):
+        was = getattr(roi, "jit_compile", None)
+        if spp:
+            roi.jit_compile = False
+        try:
+            if "detector" not in keras_side:  # one tf.function for every call: traced once
+                keras_side["detector"] = Detector(model, meta["labels"], settings, proposer=proposer)
+            keras_detector = keras_side["detector"]
+            rows = []
+            for image, boxes in zip(decoded, boxes_per_image or [None] * len(decoded), strict=True):
+                if boxes is not None:
+                    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+                    boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+                capped, capped_boxes = cap_size(tf.constant(image), tf.constant(
+                    np.zeros((0, 4), np.float32) if boxes is None else boxes), max_side)
+                capped = capped.numpy()
+                found, scores, classes = keras_detector.detect(
+                    capped, None if boxes is None else capped_boxes.numpy(), settings)
+                rows.append(padded_outputs(found, scores, classes, capped.shape[:2], count, meta["labels"]))
+        finally:
+            if spp:
+                roi.jit_compile = was
+        return stack_outputs(rows, count)
+
+    return reference
 
 
 def window_features(roi, image, boxes, jit):
@@ -363,9 +434,10 @@ def _check_image_tensor(images):
         return tf.identity(images)
 
 
-def _check_scales(image, boxes, roi, smallest, name):
-    """``image`` after asserting that at every scale some box is pooled at, the resized
-    image has at least ``smallest`` pixels per side (the backbone's minimum)."""
+def _check_scales(image, boxes, roi, smallest, name, always=()):
+    """``image`` after asserting that at every scale some box is pooled at (and at the
+    scales ``always``, an RPN's), the resized image has at least ``smallest`` pixels
+    per side (the backbone's minimum)."""
     from keras_spp.detection import scales as scales_lib
 
     h, w = tf.shape(image)[0], tf.shape(image)[1]
@@ -373,6 +445,7 @@ def _check_scales(image, boxes, roi, smallest, name):
     sizes = tf.stack([scales_lib.scaled_size_tf(h, w, factors[i]) for i in range(len(roi.scales))])  # [S, 2]
     chosen = scales_lib.assign_scales_tf(boxes, factors, roi.window_size)
     used = tf.reduce_any(tf.one_hot(chosen, len(roi.scales), on_value=True, off_value=False), axis=0)
+    used = used | tf.constant([i in always for i in range(len(roi.scales))])
     sides = tf.where(used, tf.reduce_min(sizes, axis=1), tf.int32.max)
     check = tf.debugging.Assert(
         tf.reduce_min(sides) >= smallest,
@@ -472,8 +545,10 @@ def oversize_image(max_side):
     return f"oversize-{short}x{long}.jpg", buffer.getvalue()
 
 
-def reference_cases(files, decoded, reference, smallest, max_side):
-    """``(cases, warmup inputs, extra files)`` of ``reference.json`` for the detector."""
+def reference_cases(files, decoded, reference, smallest, max_side, signatures=BOXES_SIGNATURES[False]):
+    """``(cases, warmup inputs, extra files)`` of ``reference.json`` for the detector's
+    boxes-in ``signatures`` (image_bytes, image_tensor)."""
+    by_bytes, by_tensor = signatures
     names = [name for name, _ in files]
     images = [decoded[n] for n in names]
     boxes = [reference_boxes(*image.shape[:2]) for image in images]
@@ -485,28 +560,28 @@ def reference_cases(files, decoded, reference, smallest, max_side):
 
     cases = [
         {"name": "images of several sizes, JPEG and PNG, in one batch; proposals padded with zero rows",
-         "signature": "serving_default",
+         "signature": by_bytes,
          "inputs": {"image_bytes": {"files": names}, "boxes": array(padded)},
          "outputs": jsonable(reference(images, boxes))},
-        {"name": "decoded pixels (image_tensor), a batch of two", "signature": "detect_images",
+        {"name": "decoded pixels (image_tensor), a batch of two", "signature": by_tensor,
          "inputs": {"image_tensor": {"decoded_files": [names[0], names[0]]},
                     "boxes": array(pad_boxes([boxes[0], boxes[0][::2]]))},
          "outputs": jsonable(reference([first, first], [boxes[0], boxes[0][::2]]))},
-        {"name": "an image whose proposals are all padding", "signature": "serving_default",
+        {"name": "an image whose proposals are all padding", "signature": by_bytes,
          "inputs": {"image_bytes": {"files": names[:1]}, "boxes": array(np.zeros((1, 3, 4)))},
          "outputs": jsonable(reference([first], [np.zeros((0, 4))]))},
-        {"name": "empty batch", "signature": "serving_default",
+        {"name": "empty batch", "signature": by_bytes,
          "inputs": {"image_bytes": {"b64": []}, "boxes": array(np.zeros((0, 1, 4)))},
          "outputs": jsonable(reference([], []))},
-        {"name": "bytes that are no image", "signature": "serving_default",
+        {"name": "bytes that are no image", "signature": by_bytes,
          "inputs": {"image_bytes": {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]},
                     "boxes": array(pad_boxes([boxes[0], boxes[0]]))},
          "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
-        {"name": "truncated JPEG", "signature": "serving_default",
+        {"name": "truncated JPEG", "signature": by_bytes,
          "inputs": {"image_bytes": {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]},
                     "boxes": array(pad_boxes([boxes[0]]))},
          "error": {"type": "InvalidArgumentError", "contains": ""}},
-        {"name": "boxes for fewer images than image_bytes", "signature": "serving_default",
+        {"name": "boxes for fewer images than image_bytes", "signature": by_bytes,
          "inputs": {"image_bytes": {"files": names[:2]}, "boxes": array(pad_boxes([boxes[0]]))},
          "error": {"type": "InvalidArgumentError", "contains": "must be the number of images"}},
     ]
@@ -518,17 +593,54 @@ def reference_cases(files, decoded, reference, smallest, max_side):
         big_boxes = reference_boxes(*image.shape[:2])
         extra.append(oversize)
         cases.append({"name": f"an image above the maximum side ({image.shape[0]} x {image.shape[1]}; resized to "
-                              f"a longer side of {max_side}, its boxes with it)", "signature": "serving_default",
+                              f"a longer side of {max_side}, its boxes with it)", "signature": by_bytes,
                       "inputs": {"image_bytes": {"files": [name]}, "boxes": array(pad_boxes([big_boxes]))},
                       "outputs": jsonable(reference([image], [big_boxes]))})
     if smallest > 1:  # 1 x min(max_side, 2000) px with one window over all of it
         long = min(max_side, 2000)
         line = np.zeros((1, long, 3), np.uint8)
-        cases.append({"name": "an image too elongated for the detector", "signature": "serving_default",
+        cases.append({"name": "an image too elongated for the detector", "signature": by_bytes,
                       "inputs": {"image_bytes": {"b64": [b64(png_bytes(line))]},
                                  "boxes": array([[[0, 0, 1, long]]])},
                       "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
     # One warmup request per image size (each compiles its own XLA programs).
     warmup = [{"image_bytes": np.array([encoded], dtype=object), "boxes": pad_boxes([b])}
               for (_, encoded), b in zip(files, boxes, strict=True)]
+    return cases, warmup, extra
+
+
+def rpn_reference_cases(files, decoded, reference, smallest, max_side):
+    """``(cases, warmup inputs, extra files)`` for an RPN detector: images alone in
+    ``serving_default`` and ``detect_images``, then the boxes-in cases under their names."""
+    names = [name for name, _ in files]
+    images = [decoded[n] for n in names]
+    first = images[0]
+    blank = np.full((240, 320, 3), 128, np.uint8)
+    cases = [
+        {"name": "images of several sizes, JPEG and PNG, in one batch, bytes alone (the RPN proposes)",
+         "signature": "serving_default", "inputs": {"image_bytes": {"files": names}},
+         "outputs": jsonable(reference(images))},
+        {"name": "decoded pixels (image_tensor) alone, a batch of two", "signature": "detect_images",
+         "inputs": {"image_tensor": {"decoded_files": [names[0], names[0]]}},
+         "outputs": jsonable(reference([first, first]))},
+        {"name": "a flat grey image (nothing to find)", "signature": "serving_default",
+         "inputs": {"image_bytes": {"b64": [b64(png_bytes(blank))]}}, "outputs": jsonable(reference([blank]))},
+        {"name": "empty batch", "signature": "serving_default", "inputs": {"image_bytes": {"b64": []}},
+         "outputs": jsonable(reference([]))},
+        {"name": "bytes that are no image", "signature": "serving_default",
+         "inputs": {"image_bytes": {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]}},
+         "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
+        {"name": "truncated JPEG", "signature": "serving_default",
+         "inputs": {"image_bytes": {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]}},
+         "error": {"type": "InvalidArgumentError", "contains": ""}},
+    ]
+    if smallest > 1:
+        line = np.zeros((1, min(max_side, 2000), 3), np.uint8)
+        cases.append({"name": "an image too elongated for the RPN's scale", "signature": "serving_default",
+                      "inputs": {"image_bytes": {"b64": [b64(png_bytes(line))]}},
+                      "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
+    boxes_cases, _, extra = reference_cases(files, decoded, reference, smallest, max_side, BOXES_SIGNATURES[True])
+    cases += [case for case in boxes_cases if "error" not in case or "number of images" in case["error"]["contains"]]
+    # One warmup request per image size, images alone (each size compiles its own XLA programs).
+    warmup = [{"image_bytes": np.array([encoded], dtype=object)} for _, encoded in files]
     return cases, warmup, extra

@@ -155,6 +155,8 @@ def export(model_path, kind, out, labels=None, top_k=None, min_side=None, max_si
             f.write("".join(f"{name}\n" for name in names))
         meta = {"labels": names, "labels_file": labels_file, "max_side": max_side, "max_pixels": max_pixels,
                 "jit": bool(jit), **extra}
+        if kind == "detector":
+            meta["proposer"] = detector_kind.read_proposer(detector_json, model)
         spec = KINDS[kind](model, meta)
         archive = keras.export.ExportArchive()
         archive.track(model)

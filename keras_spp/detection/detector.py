@@ -189,15 +189,22 @@ class Detector:
         with open(meta_path) as f:
             meta = json.load(f)
         model = keras.saving.load_model(model_path)
-        proposer = None
-        if meta.get("rpn") is not None:
-            from keras_spp.detection.learned_proposals import LearnedProposals
-
-            rpn_path = os.path.join(directory, RPN_FILE)
-            if not os.path.exists(rpn_path):
-                raise FileNotFoundError(f"{rpn_path} not found: detector.json names an RPN, whose head is saved there.")
-            proposer = LearnedProposals.from_dict(keras.saving.load_model(rpn_path), roi_features_of(model), meta["rpn"])
+        proposer = load_proposer(directory, meta.get("rpn"), model)
         return cls(model, meta["class_names"], DetectionSettings(**meta["settings"]), meta.get("metadata"), proposer)
+
+
+def load_proposer(directory, stored, model):
+    """The ``LearnedProposals`` of a detector folder (``None`` when ``stored``, the
+    ``"rpn"`` entry of its ``detector.json``, is ``None``), on ``model``'s own window
+    feature layer so that the RPN and the windows share one conv5."""
+    if stored is None:
+        return None
+    from keras_spp.detection.learned_proposals import LearnedProposals
+
+    rpn_path = os.path.join(directory, RPN_FILE)
+    if not os.path.exists(rpn_path):
+        raise FileNotFoundError(f"{rpn_path} not found: detector.json names an RPN, whose head is saved there.")
+    return LearnedProposals.from_dict(keras.saving.load_model(rpn_path), roi_features_of(model), stored)
 
 
 def _as_image(image):
