@@ -55,7 +55,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
     >>> from keras_spp.models import backbone
     >>> layer = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(200, 300))
     >>> layer(np.zeros((1, 150, 180, 3), "float32"), np.array([[0, 0, 50, 60.]], "float32")).shape
-    TensorShape([1, 600])
+    TensorShape([1, 1600])
     """
 
     def __init__(

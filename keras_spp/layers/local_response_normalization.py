@@ -15,6 +15,7 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> LocalResponseNormalization()(np.ones((1, 4, 4, 8), "float32")).shape
     TensorShape([1, 4, 4, 8])
     """

@@ -23,6 +23,7 @@ class MinimumInputSize(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> check = MinimumInputSize(29, name="check_size")
     >>> check(np.zeros((1, 32, 40, 3), "float32")).shape
     TensorShape([1, 32, 40, 3])

@@ -27,6 +27,7 @@ class RoiPyramidPooling(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> features = np.random.rand(1, 43, 58, 8).astype("float32")
     >>> boxes = np.array([[0, 0, 687, 916], [96, 32, 480, 400]], "float32")
     >>> RoiPyramidPooling(levels=(2, 1))(features, boxes, np.array([0, 0])).shape

@@ -29,6 +29,7 @@ class SpatialPyramidPooling(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> inputs = keras.Input((None, None, 3))
     >>> x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
     >>> x = SpatialPyramidPooling(levels=(4, 2, 1))(x)

@@ -60,6 +60,7 @@ def backbone(name, width=1.0, input_shape=(None, None, 3)):
 
     Example:
 
+    >>> import numpy as np
     >>> zf = backbone("zf5", width=0.25)
     >>> zf(np.zeros((1, 224, 224, 3), "float32")).shape
     TensorShape([1, 13, 13, 64])

@@ -26,6 +26,7 @@ def spp_classifier(
 
     Example:
 
+    >>> import numpy as np
     >>> from keras_spp.models import backbone
     >>> net = spp_classifier(backbone("zf5", width=0.125), 10, fc_units=64)
     >>> [net(np.zeros((1, s, s, 3), "float32")).shape[1] for s in (180, 224, 301)]
