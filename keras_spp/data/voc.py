@@ -147,7 +147,9 @@ def load_image(path):
         with Image.open(path) as image:
             image.load()
             return _to_rgb(image)
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+    except Image.DecompressionBombError as error:
+        raise _bomb_error(path, error) from error
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as error:
         raise ValueError(f"Cannot read image {path}: {_reason(path, error)}.") from error
 
 
@@ -162,6 +164,8 @@ def image_size(path):
     try:
         with Image.open(path) as image:
             width, height = image.size
+    except Image.DecompressionBombError as error:
+        raise _bomb_error(path, error) from error
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as error:
         raise ValueError(f"Cannot read image {path}: {_reason(path, error)}.") from error
     return height, width
@@ -338,7 +342,7 @@ def _read_example(root, image_id, label_of, class_names, images):
         flag = _text(element, "difficult")
         try:
             is_difficult = bool(int(float(flag))) if flag else False
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ValueError(
                 f"Malformed annotation XML {xml_path}: object {number} has <difficult>{flag}</difficult>; "
                 "accepted: 0 or 1."
@@ -370,7 +374,8 @@ def _size(annotation, key, xml_path):
         value = float(text)
     except ValueError:
         value = -1.0
-    if value < 0 or value != int(value):
+    # inf and nan are floats too: int() of them would raise an error naming no file.
+    if not np.isfinite(value) or value < 0 or value != int(value):
         raise ValueError(f"Malformed annotation XML {xml_path}: <size><{key}> is {text!r}, not a pixel count.")
     return int(value)
 
@@ -398,6 +403,14 @@ def _to_rgb(image):
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.asarray(image, np.uint8).copy()
+
+
+def _bomb_error(path, error):
+    """Pillow's DecompressionBombError (not an OSError) as a ValueError naming the file."""
+    return ValueError(
+        f"Cannot read image {path}: Pillow refuses it as a possible decompression bomb ({error}); "
+        "raise PIL.Image.MAX_IMAGE_PIXELS (or set it to None) if the image is genuine."
+    )
 
 
 def _reason(path, error):

@@ -133,6 +133,11 @@ def test_missing_split_annotation_and_image_are_file_not_found(tmp_path):
     (annotation("m.jpg", [("dog", 1, 2, "abc", 4, 0)]), "<xmax> 'abc'"),
     (annotation("m.jpg", [("dog", 1, 2, 3, 4, "maybe")]), "difficult"),
     (annotation("m.jpg", [], size=("x", 10)), "<height>"),
+    (annotation("m.jpg", [], size=("inf", 10)), "<height> is 'inf'"),
+    (annotation("m.jpg", [], size=(10, "nan")), "<width> is 'nan'"),
+    (annotation("m.jpg", [], size=("-inf", 10)), "<height>"),
+    (annotation("m.jpg", [("dog", 1, 2, 3, 4, "inf")]), "difficult"),
+    (annotation("m.jpg", [("dog", 1, 2, 3, 4, "nan")]), "difficult"),
     ("<annotation><object><name>dog</name></object></annotation>", "no <bndbox>"),
 ])
 def test_malformed_xml_names_the_file(tmp_path, xml, match):
@@ -209,6 +214,19 @@ def test_corrupt_image_without_size_is_a_value_error_naming_it(tmp_path):
     (example,) = voc.read_voc(root, "trainval")[0]
     with pytest.raises(ValueError, match=r"bad\.jpg"):
         voc.load_image(example.image_path)
+
+
+def test_decompression_bomb_is_a_value_error_naming_the_image(tmp_path, monkeypatch):
+    # Pillow refuses images over twice MAX_IMAGE_PIXELS with DecompressionBombError
+    # (not an OSError); a 64 x 64 image is one under a limit of 1000 pixels.
+    Image.fromarray(rgb(64, 64)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    for read in (voc.image_size, voc.load_image):
+        with pytest.raises(ValueError, match=r"huge\.png.*4096 pixels.*MAX_IMAGE_PIXELS"):
+            read(tmp_path / "huge.png")
+    root = make_voc(tmp_path / "voc", {"huge": ("huge.png", rgb(64, 64), annotation("huge.png", [], size=None))})
+    with pytest.raises(ValueError, match=r"huge\.png"):
+        voc.read_voc(root, "trainval")
 
 
 def test_write_then_read_is_exact_for_integer_boxes(tmp_path):
