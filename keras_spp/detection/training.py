@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import logging
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -132,11 +133,24 @@ def _subsample(max_iou, num_gt, budget, keep_iou, rng):
 
 
 def _load_cached(path, windows):
+    """The cached features of exactly these windows, else None (then recomputed).
+
+    A file that cannot be read as such a cache (empty, cut short by a killed run,
+    other arrays) is treated as missing, with a warning; it is overwritten.
+    """
     if not path or not os.path.exists(path):
         return None
-    with np.load(path) as cached:
-        if cached["windows"].shape == windows.shape and np.array_equal(cached["windows"], windows):
-            return cached["features"]
+    try:
+        with np.load(path) as cached:
+            cached_windows, features = cached["windows"], cached["features"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        log.warning("window-feature cache %s is unreadable (%s: %s); recomputing it", path, type(error).__name__, error)
+        return None
+    if cached_windows.shape == windows.shape and np.array_equal(cached_windows, windows):
+        if features.ndim == 2 and len(features) == len(windows):
+            return features
+        log.warning("window-feature cache %s holds %s features for %d windows; recomputing it",
+                    path, features.shape, len(windows))
     return None
 
 

@@ -74,3 +74,21 @@ def test_cached_features_are_reused_only_for_the_same_windows(tmp_path):
     assert len(fewer.windows) < len(first.windows)
     np.testing.assert_allclose(fewer.features[:, :4], fewer.windows, rtol=1e-3, atol=0.1)
     np.testing.assert_array_equal(np.load(path)["windows"], fewer.windows)
+
+
+def test_empty_or_corrupt_cache_files_are_recomputed_with_a_warning(tmp_path, caplog):
+    example, proposals = example_with_proposals(tmp_path)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    path = cache / "im.npz"
+    np.savez(tmp_path / "other.npz", boxes=np.zeros([2, 4]))  # the wrong arrays
+    for content in (b"", b"PK\x03\x04 cut short", (tmp_path / "other.npz").read_bytes()):
+        path.write_bytes(content)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger=training.log.name):
+            (record,) = training.compute_window_features(coordinates, [example], proposals, cache_dir=str(cache))
+        np.testing.assert_allclose(record.features[:, :4], record.windows, rtol=1e-3, atol=0.1)
+        assert any("im.npz" in message and "recomput" in message for message in caplog.messages)
+        # The recomputed features replace the bad file.
+        with np.load(path) as cached:
+            np.testing.assert_array_equal(cached["windows"], record.windows)
