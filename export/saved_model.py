@@ -146,8 +146,9 @@ def export(model_path, kind, out, labels=None, top_k=None, min_side=None, max_si
 
     import keras_spp.detection.heads  # noqa: F401  (registers the detectors' window feature layers)
     import keras_spp.layers  # noqa: F401  (registers the custom layers that load_model meets)
+    from keras_spp.models.saving import load_keras_model
 
-    model = keras.saving.load_model(model_path, compile=False)
+    model = load_keras_model(model_path, "--model", compile=False)
     parent = os.path.dirname(out)
     with tempfile.TemporaryDirectory() as scratch:
         labels_file = os.path.join(scratch, "labels.txt")

@@ -198,6 +198,17 @@ def test_cli_refuses_bad_requests_with_clear_errors(exported, tmp_path, capsys):
     assert "invalid choice: 'segmenter'" in capsys.readouterr().err
 
 
+def test_a_corrupt_model_file_is_refused_naming_it(tmp_path, capsys):
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a\nb\nc\n")
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 cut short")
+    code = saved_model.main(["--model", str(tmp_path / "model.keras"), "--kind", "classifier", "--labels",
+                             str(labels), "--min-side", "64", "--out", str(tmp_path / "out" / "1")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--model" in err and "model.keras is not a .keras archive" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_fixed_size_model_is_refused(tmp_path):
     from export.classifier import classifier
     from keras_spp.models import pool5_classifier
