@@ -54,18 +54,63 @@ def test_set_linear_writes_and_checks_shapes(detector):
         heads.set_linear(detector, "svm", kernel[:, :2], np.zeros(2))
 
 
-def test_truncated_svd_full_rank_is_exact_and_low_rank_is_close(detector):
+def test_truncated_svd_full_rank_keeps_the_layers(detector):
     x = inputs()
     reference = detector(x)
-    same = heads.truncated_fc(detector, {"fc6": 1000, "fc7": 1000})(x)
-    np.testing.assert_allclose(same["class_probabilities"], reference["class_probabilities"], rtol=1e-5)
-    # Rank = min(m, n) - 1 drops only the smallest singular direction.
-    low = heads.truncated_fc(detector, {"fc6": 23, "fc7": 23})
-    assert low.get_layer("pooled_head").get_layer("fc6_svd_u").units == 23
-    err = np.abs(low(x)["class_probabilities"] - reference["class_probabilities"]).max()
-    assert err < 0.05
+    same = heads.truncated_fc(detector, {"fc6": 1000, "fc7": 1000})
+    assert same.get_layer("pooled_head").get_layer("fc6") is detector.get_layer("fc6")
+    np.testing.assert_allclose(same(x)["class_probabilities"], reference["class_probabilities"], rtol=1e-5)
     with pytest.raises(ValueError, match="'fc6' or 'fc7'"):
         heads.truncated_fc(detector, {"fc8": 3})
+
+
+@pytest.fixture(scope="module")
+def low_rank_detector():
+    """A detector whose fc6 has rank 5 and fc7 rank 7 exactly (its own, not the shared one)."""
+    keras.utils.set_random_seed(1)
+    roi = MultiScaleRoiFeatures(backbone("zf5", width=0.125), (96,), (2, 1), window_size=48, name="roi_features")
+    model = heads.spp_detector(roi, num_classes=3, fc_units=24)
+    rng = np.random.default_rng(2)
+    for name, rank in (("fc6", 5), ("fc7", 7)):
+        kernel, bias = model.get_layer(name).get_weights()
+        low = rng.normal(size=(kernel.shape[0], rank)) @ rng.normal(size=(rank, kernel.shape[1]))
+        low /= np.sqrt(kernel.shape[0] * rank)
+        model.get_layer(name).set_weights([low.astype(np.float32), rng.normal(0, 0.1, bias.shape).astype(np.float32)])
+    # SVMs start at zero: give them weights, so that their scores show fc7 linearly.
+    heads.set_linear(model, "svm", rng.normal(size=(24, 3)).astype(np.float32), np.zeros(3, np.float32))
+    return model
+
+
+def test_truncated_svd_at_the_kernels_rank_is_exact(low_rank_detector):
+    x = inputs()
+    reference = low_rank_detector(x)
+    truncated = heads.truncated_fc(low_rank_detector, {"fc6": 5, "fc7": 7})
+    head = truncated.get_layer("pooled_head")
+    assert head.get_layer("fc6_svd_u").units == 5 and head.get_layer("fc7_svd_u").units == 7
+    got = truncated(x)
+    scale = np.abs(reference["svm_scores"]).max()
+    assert scale > 0
+    np.testing.assert_allclose(got["svm_scores"], reference["svm_scores"], rtol=1e-4, atol=1e-4 * scale)
+    np.testing.assert_allclose(got["class_probabilities"], reference["class_probabilities"], rtol=1e-4, atol=1e-6)
+
+
+def test_truncated_svd_below_the_rank_is_the_best_rank_k_kernel(low_rank_detector):
+    # Eckart-Young: the best rank-k approximation (unique here: distinct singular
+    # values) misses by sqrt(sum of the squared singular values past k) in Frobenius
+    # norm and by the (k+1)-th in spectral norm; nothing else of rank k does.
+    head = heads.pooled_head(low_rank_detector, {"fc6": 3, "fc7": 4})
+    for name, rank in (("fc6", 3), ("fc7", 4)):
+        kernel, bias = (w.astype(np.float64) for w in low_rank_detector.get_layer(name).get_weights())
+        (u,) = head.get_layer(f"{name}_svd_u").get_weights()
+        v, v_bias = head.get_layer(f"{name}_svd_v").get_weights()
+        composite = u.astype(np.float64) @ v
+        singular = np.linalg.svd(kernel, compute_uv=False)
+        assert u.shape == (kernel.shape[0], rank) and v.shape == (rank, kernel.shape[1])
+        assert singular[rank - 1] > 1.01 * singular[rank]  # the truncation point is not a tie
+        assert np.linalg.norm(kernel - composite) == pytest.approx(np.sqrt(np.sum(singular[rank:] ** 2)), rel=1e-4)
+        assert np.linalg.norm(kernel - composite, 2) == pytest.approx(singular[rank], rel=1e-4)
+        np.testing.assert_array_equal(v_bias, bias.astype(np.float32))
+        assert head.get_layer(f"{name}_svd_v").activation is low_rank_detector.get_layer(name).activation
 
 
 def test_rcnn_features_take_the_same_heads():
