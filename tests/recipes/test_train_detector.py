@@ -244,3 +244,32 @@ def test_bad_rpn_flags_are_explained(tmp_path, flags, message):
     with pytest.raises(SystemExit, match=re.escape(message)):
         train_detector.main(["--pretrained", str(tmp_path / "c.keras"), "--proposals", "rpn", *flags,
                              "--out", str(tmp_path / "o")])
+
+
+def test_proposals_benchmark_compares_selective_search_and_the_rpn(trained, trained_rpn, tmp_path):
+    from benchmarks import proposals as benchmark
+
+    root, ss_out = trained
+    _, rpn_out = trained_rpn
+    out = tmp_path / "proposals.json"
+    assert benchmark.main(["--ss-detector", str(ss_out / "detector"), "--rpn-detector", str(rpn_out / "detector"),
+                           "--data-dir", str(root / "data"), "--timed", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["images"] == 3 and report["timed_images"] == 2 and report["split"] == "test"
+    ss, rpn = report["selective_search"], report["rpn"]
+    # The export serves what the Keras detector finds, for both kinds of proposals.
+    assert ss["served_max_abs_diff"] <= 1e-4 and rpn["served_max_abs_diff"] <= 1e-4
+    assert 0 < rpn["proposals_per_image"] <= 50  # --rpn-proposals of the fixture
+    assert rpn["scales"] == [688] and ss["settings"]["max_proposals"] == 2000
+    assert set(rpn["recall@0.5"]) == {"50", "100", "300", "1000", "all"}
+    for key in ("proposals_s", "end_to_end_keras_s", "end_to_end_saved_model_s"):
+        assert key in ss and key in rpn
+    assert {"end_to_end_speedup_keras", "end_to_end_speedup_saved_model", "rpn_proposal_share"} <= set(rpn)
+
+
+def test_proposals_benchmark_refuses_a_detector_without_rpn(trained):
+    from benchmarks import proposals as benchmark
+
+    _, ss_out = trained
+    with pytest.raises(SystemExit, match="has no RPN: train it with --proposals rpn"):
+        benchmark.main(["--ss-detector", str(ss_out / "detector"), "--rpn-detector", str(ss_out / "detector")])

@@ -1,0 +1,259 @@
+"""Selective search against learned proposals (an RPN on the same conv5) on held-out
+images: proposal recall, proposal time, end-to-end time from JPEG bytes to
+detections, and VOC07 mAP, in one run on this machine; prints JSON.
+
+    python -m benchmarks.proposals --ss-detector outputs/detector/detector \
+        --rpn-detector outputs/detector-rpn/detector [--split test] [--timed 40] \
+        [--out benchmarks/results/proposals-cpu-2core.json]
+
+Both detectors come from ``recipes.train_detector`` on the same pretrained
+classifier, scales and head settings; the first with ``--proposals
+selective-search`` (selective search run here with the settings it was trained
+with, cached), the second with ``--proposals rpn``. For every held-out image:
+
+* recall@0.5 of the first 50/100/300/1000/all proposals (every object counts);
+* VOC07 mAP (11-point) with the detector's own settings on its own proposals;
+* on the first ``--timed`` images, after one warm-up pass over them (XLA compiles
+  once per image size), the median seconds an image of:
+  - ``proposals_s``: selective search on the decoded image; for the RPN the head
+    and the proposal layer on conv5 (``proposals_with_conv5_s`` adds the conv5 at
+    the RPN's scale, which the windows then pool from);
+  - ``end_to_end_keras_s``: JPEG decode, proposals, ``Detector.detect``;
+  - ``end_to_end_saved_model_s``: the export (``export.saved_model``, XLA) as TF
+    Serving loads it (``tf.saved_model.load``'s ``serving_default``): for selective
+    search the client decodes, searches and sends the boxes with the bytes; the
+    RPN detector takes the bytes alone.
+
+``rpn.end_to_end_speedup_*``: selective search's end-to-end time over the RPN's,
+per path; ``rpn.rpn_proposal_share``: the RPN's proposal time over its end-to-end
+time (SavedModel). ``served_max_abs_diff``: the export's detections against the
+Keras detector's on the timed images (normalized boxes and scores).
+"""
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks.report import emit
+
+COUNTS = (50, 100, 300, 1000, None)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ss-detector", default="outputs/detector/detector")
+    p.add_argument("--rpn-detector", default="outputs/detector-rpn/detector")
+    p.add_argument("--split", default="test", help="held-out split (validation: val)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--max-images", type=int, default=None, help="the first N held-out images")
+    p.add_argument("--timed", type=int, default=40, help="held-out images timed (one at a time)")
+    p.add_argument("--out", default=None)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from benchmarks.pooling import machine
+    from keras_spp.data.detection_sources import load_detection
+    from keras_spp.detection.detector import Detector
+
+    ss_detector, rpn_detector = Detector.load(args.ss_detector), Detector.load(args.rpn_detector)
+    if rpn_detector.proposer is None:
+        raise SystemExit(f"--rpn-detector {args.rpn_detector} has no RPN: train it with --proposals rpn.")
+    meta = ss_detector.metadata
+    examples, _ = load_detection(meta.get("dataset", "mnist-detection"), args.split, data_dir=args.data_dir,
+                                 **meta.get("dataset_options", {}))
+    examples = examples[: args.max_images]
+    timed = examples[: args.timed]
+    with tempfile.TemporaryDirectory() as scratch:
+        ss = selective_search_side(ss_detector, examples, timed, args, scratch)
+        rpn = rpn_side(rpn_detector, examples, timed, args, scratch)
+    for path in ("keras", "saved_model"):
+        rpn[f"end_to_end_speedup_{path}"] = ss[f"end_to_end_{path}_s"] / rpn[f"end_to_end_{path}_s"]
+    rpn["rpn_proposal_share"] = rpn["proposals_s"] / rpn["end_to_end_saved_model_s"]
+    rpn["rpn_proposal_share_with_conv5"] = rpn["proposals_with_conv5_s"] / rpn["end_to_end_saved_model_s"]
+    report = {"benchmark": "proposals", "machine": machine(), "split": args.split, "images": len(examples),
+              "timed_images": len(timed), "selective_search": ss, "rpn": rpn,
+              "targets": targets(ss, rpn)}
+    emit(report, args.out)
+    return 0
+
+
+def targets(ss, rpn):
+    """The issue's targets, each with the two numbers it compares."""
+    return {
+        "rpn_recall_300_vs_ss_recall_2000": [rpn["recall@0.5"]["300"], ss["recall@0.5"]["all"]],
+        "rpn_map_vs_ss_map": [rpn["voc07_map"], ss["voc07_map"]],
+        "rpn_proposal_share_at_most_0.10": rpn["rpn_proposal_share"],
+        "end_to_end_speedup_at_least_5": rpn["end_to_end_speedup_saved_model"],
+        "served_max_abs_diff_at_most_1e-4": max(rpn["served_max_abs_diff"], ss["served_max_abs_diff"]),
+    }
+
+
+def selective_search_side(detector, examples, timed, args, scratch):
+    from keras_spp.detection import proposal_cache
+    from keras_spp.detection.proposals import selective_search
+
+    search = proposal_cache.trained_search_params(detector.metadata.get("proposals", {}))
+    cache = proposal_cache.proposal_cache(args.data_dir, detector.metadata.get("dataset", "mnist-detection"))
+    proposals = proposal_cache.proposals_for(examples, cache_dir=cache, search=search)
+    served = _export(args.ss_detector, scratch, "ss")
+
+    def propose(image):
+        return selective_search(image, **search)
+
+    def keras_path(encoded):
+        image = _decode(encoded)
+        return detector.detect(image, propose(image))
+
+    def served_path(encoded):
+        image = _decode(encoded)
+        return _serve(served, encoded, propose(image))
+
+    out = {"settings": search, **_quality(detector, examples, proposals)}
+    out.update(_timings(timed, {"proposals_s": lambda e: propose(_decode(e)), "end_to_end_keras_s": keras_path,
+                                "end_to_end_saved_model_s": served_path}))
+    out["served_max_abs_diff"] = _served_diff(detector, served, timed, lambda image: propose(image))
+    return out
+
+
+def rpn_side(detector, examples, timed, args, scratch):
+    import tensorflow as tf
+
+    from keras_spp.data.voc import load_image
+
+    proposer = detector.proposer
+    proposals, _ = proposer.proposals_for(examples, load_image, desc="rpn proposals")
+    served = _export(args.rpn_detector, scratch, "rpn")
+    roi, index = proposer.roi, proposer.scale_indices[0]
+    propose_full = tf.function(lambda image: proposer.propose(image)[0],
+                               input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.float32), tf.TensorSpec([2], tf.int32),
+                                  tf.TensorSpec([], tf.float32)])
+    def propose_from_map(conv5, size, factor):
+        return proposer.propose_from_map(conv5, size[0], size[1], factor)[0]
+
+    conv5_of = tf.function(lambda image, factor: roi.backbone(roi.resized(image, factor), training=False),
+                           input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32),
+                                            tf.TensorSpec([], tf.float32)])
+    maps = {}
+
+    def head_and_layer(encoded):
+        if encoded not in maps:  # conv5 is the detector's anyway: computed once, outside the timing
+            image = _decode(encoded)[None].astype(np.float32)
+            factor = _factor(roi, image.shape[1:3], index)
+            resized = roi.resized(tf.constant(image), factor)
+            maps[encoded] = (conv5_of(tf.constant(image), tf.constant(factor)),
+                             tf.shape(resized)[1:3], tf.constant(factor))
+        return propose_from_map(*maps[encoded])
+
+    out = {"scales": list(proposer.scales), "anchors": proposer.anchors.to_dict(),
+           "settings": proposer.to_dict()["settings"], **_quality(detector, examples, proposals)}
+    out.update(_timings(timed, {
+        "proposals_s": head_and_layer,
+        "proposals_with_conv5_s": lambda e: propose_full(tf.constant(_decode(e)[None], tf.float32)),
+        "end_to_end_keras_s": lambda e: detector.detect(_decode(e)),
+        "end_to_end_saved_model_s": lambda e: _serve(served, e, None),
+    }))
+    out["served_max_abs_diff"] = _served_diff(detector, served, timed, None)
+    return out
+
+
+def _quality(detector, examples, proposals):
+    from keras_spp.detection.detector import evaluate_detector
+    from keras_spp.detection.rpn_training import proposal_recall
+
+    found = {e.image_id: np.asarray(proposals[e.image_id]) for e in examples}
+    evaluation = evaluate_detector(detector, examples, found, {"own": detector.settings}, desc="mAP")[0]["own"]
+    return {"recall@0.5": proposal_recall(found, examples, COUNTS),
+            "proposals_per_image": float(np.mean([len(b) for b in found.values()])),
+            "voc07_map": float(evaluation["map_voc07"])}
+
+
+def _timings(examples, paths):
+    """Median seconds per image of each path over ``examples`` after a warm-up pass;
+    the paths interleaved image by image so that drifts of the machine hit all alike."""
+    encoded = [_read(e.image_path) for e in examples]
+    for data in encoded:  # warm-up: tracing, and XLA's compilation per image size
+        for fn in paths.values():
+            fn(data)
+    seconds = {name: [] for name in paths}
+    for data in encoded:
+        for name, fn in paths.items():
+            start = time.perf_counter()
+            _block(fn(data))
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def _served_diff(detector, served, examples, propose):
+    """Largest difference between the export's and the Keras detector's normalized
+    boxes and scores over ``examples`` (detection counts must agree)."""
+    worst = 0.0
+    for example in examples:
+        data = _read(example.image_path)
+        image = _decode(data)
+        boxes = None if propose is None else propose(image)
+        found, scores, _ = detector.detect(image, boxes)
+        out = _serve(served, data, boxes)
+        n = int(out["num_detections"][0])
+        if n != len(scores):
+            return float("inf")
+        h, w = image.shape[:2]
+        worst = max(worst, float(np.abs(out["detection_scores"][0, :n] - scores).max(initial=0)),
+                    float(np.abs(out["detection_boxes"][0, :n] - found / [h, w, h, w]).max(initial=0)))
+    return worst
+
+
+def _export(detector_dir, scratch, name):
+    import tensorflow as tf
+
+    from export import saved_model
+
+    out = saved_model.export(detector_dir, "detector", os.path.join(scratch, name, "1"))
+    return tf.saved_model.load(out).signatures["serving_default"]
+
+
+def _serve(signature, encoded, boxes):
+    import tensorflow as tf
+
+    inputs = {"image_bytes": tf.constant([encoded])}
+    if boxes is not None:
+        inputs["boxes"] = tf.constant(np.asarray(boxes, np.float32).reshape(1, -1, 4))
+    return {k: v.numpy() for k, v in signature(**inputs).items()}
+
+
+def _factor(roi, size, index):
+    from keras_spp.detection import scales as scales_lib
+
+    return float(scales_lib.scale_factors(size[0], size[1], roi.scales, roi.max_side)[index])
+
+
+def _decode(encoded):
+    import tensorflow as tf
+
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _block(value):
+    """Waits for ``value`` (numpy conversion of any tensors in it)."""
+    if hasattr(value, "numpy"):
+        value.numpy()
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            _block(v)
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
