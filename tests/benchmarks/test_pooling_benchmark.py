@@ -29,3 +29,27 @@ def test_benchmark_prints_json_for_a_small_problem():
     assert roi["speedup_xla_vs"]["segment_max"]["forward"] > 0
     assert set(report["image_level"]["xla"]) == {"pool5_6x6_ms", "spp_6_3_2_1_ms", "spp_overhead"}
     assert report["machine"]["cores"] >= 1
+
+
+def test_speedups_are_each_configs_median_over_xlas(monkeypatch, tmp_path):
+    """Children that report set medians: the speedups are known numbers, a failed
+    child is reported as an error and left out of them."""
+    medians = {"keras_spp_xla": (2.0, 8.0), "segment_max": (10.0, 12.0), "keras_spp_graph": (3.0, 4.0)}
+
+    def run(cmd, **kwargs):
+        name = cmd[cmd.index("--_one") + 1]
+        if name == "crop_and_resize":
+            return subprocess.CompletedProcess(cmd, 1, "", "Traceback ...\nRuntimeError: no kernel")
+        forward, backward = medians[name]
+        result = {"forward": {"median_ms": forward}, "forward_backward": {"median_ms": backward}}
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(result) + "\n", "")
+
+    monkeypatch.setattr(pooling.subprocess, "run", run)
+    monkeypatch.setattr(pooling, "image_level", lambda *args, **kwargs: {})
+    out = tmp_path / "pooling.json"
+    assert pooling.main(["--configs", "keras_spp_xla,segment_max,crop_and_resize,keras_spp_graph",
+                         "--out", str(out)]) == 0
+    roi = json.loads(out.read_text())["roi_pyramid_pool"]
+    assert roi["speedup_xla_vs"] == {"segment_max": {"forward": 5.0, "forward_backward": 1.5},
+                                     "keras_spp_graph": {"forward": 1.5, "forward_backward": 0.5}}
+    assert roi["crop_and_resize"] == {"error": ["RuntimeError: no kernel"]}

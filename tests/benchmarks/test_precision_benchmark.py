@@ -16,10 +16,39 @@ def test_benchmark_times_both_policies_and_prints_json(tmp_path):
     for timings in report["policies"].values():
         for name in ("train_step_ms", "window_features_ms_per_image"):
             assert 0 < timings[name]["min"] <= timings[name]["median"] <= timings[name]["max"]
-    speedup = report["speedup_over_float32"]
-    assert speedup["train_step_ms"] == round(report["policies"]["float32"]["train_step_ms"]["median"]
-                                             / report["policies"]["mixed_bfloat16"]["train_step_ms"]["median"], 2)
+    assert set(report["speedup_over_float32"]) == {"train_step_ms", "window_features_ms_per_image"}
     assert isinstance(report["machine"]["bf16"], list)
+
+
+def test_policies_take_turns_and_speedups_are_float32_medians_over_bfloat16s(monkeypatch, tmp_path):
+    """With timers that return set milliseconds, the report's medians and speedups are
+    known numbers, and the order of the calls shows the policies alternating."""
+    from benchmarks import precision
+
+    calls = []
+    times = {("float32", "train"): [30.0, 20.0, 10.0], ("mixed_bfloat16", "train"): [5.0, 10.0, 100.0],
+             ("float32", "windows"): [9.0] * 6, ("mixed_bfloat16", "windows"): [4.0, 2.0, 3.0, 3.0, 1.0, 5.0]}
+
+    def timer(policy, kind):
+        values = iter(times[policy, kind])
+
+        def time_it():
+            calls.append((policy, kind))
+            return next(values)
+
+        return time_it
+
+    monkeypatch.setattr(precision, "train_step_timer", lambda policy, *args, **kwargs: (timer(policy, "train"), policy))
+    monkeypatch.setattr(precision, "window_features_timer", lambda policy, *args, **kwargs: timer(policy, "windows"))
+    out = tmp_path / "precision.json"
+    assert precision.main(["--rounds", "3", "--repeats", "2", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["policies"]["float32"]["train_step_ms"] == {"median": 20.0, "min": 10.0, "max": 30.0}
+    assert report["policies"]["mixed_bfloat16"]["window_features_ms_per_image"]["median"] == 3.0
+    assert report["speedup_over_float32"] == {"train_step_ms": 2.0, "window_features_ms_per_image": 3.0}
+    one_round = [("float32", "train"), ("float32", "windows"), ("float32", "windows"),
+                 ("mixed_bfloat16", "train"), ("mixed_bfloat16", "windows"), ("mixed_bfloat16", "windows")]
+    assert calls == one_round * 3
 
 
 def test_the_benchmark_times_the_main_jobs_pretraining_model_at_its_detection_scales():
