@@ -182,16 +182,18 @@ def load_data(args):
 
 def build_detector(args, class_names, context):
     """The pretrained conv layers, the window feature layer and the untrained detector."""
-    import keras
-
     from keras_spp.detection.features import MultiScaleRoiFeatures
     from keras_spp.detection.features import backbone_of
     from keras_spp.detection.heads import spp_detector
     from keras_spp.detection.transfer import transferable_fc_weights
     from keras_spp.models.backbones import TABLE_1
     from keras_spp.models.backbones import feature_stride
+    from keras_spp.models.saving import load_keras_model
 
-    pretrained = keras.saving.load_model(args.pretrained)
+    try:
+        pretrained = load_keras_model(args.pretrained, "--pretrained")
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     conv = backbone_of(pretrained)
     conv.trainable = False
     stride = args.feature_stride or (feature_stride(conv.name) if conv.name in TABLE_1 else None)

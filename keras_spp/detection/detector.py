@@ -25,6 +25,7 @@ from keras_spp.detection.heads import pooled_head
 from keras_spp.detection.heads import roi_features_of
 from keras_spp.detection.nms import box_voting
 from keras_spp.detection.nms import per_class_nms
+from keras_spp.models.saving import load_keras_model
 from keras_spp.validation import is_number
 
 SCORINGS = ("softmax", "svm")
@@ -188,7 +189,7 @@ class Detector:
                 raise FileNotFoundError(f"{needed} not found: a detector folder holds model.keras and detector.json.")
         with open(meta_path) as f:
             meta = json.load(f)
-        model = keras.saving.load_model(model_path)
+        model = load_keras_model(model_path, "the detector's model")
         proposer = load_proposer(directory, meta.get("rpn"), model)
         return cls(model, meta["class_names"], DetectionSettings(**meta["settings"]), meta.get("metadata"), proposer)
 
@@ -204,7 +205,7 @@ def load_proposer(directory, stored, model):
     rpn_path = os.path.join(directory, RPN_FILE)
     if not os.path.exists(rpn_path):
         raise FileNotFoundError(f"{rpn_path} not found: detector.json names an RPN, whose head is saved there.")
-    return LearnedProposals.from_dict(keras.saving.load_model(rpn_path), roi_features_of(model), stored)
+    return LearnedProposals.from_dict(load_keras_model(rpn_path, "the detector's RPN"), roi_features_of(model), stored)
 
 
 def _as_image(image):

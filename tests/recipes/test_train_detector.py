@@ -39,10 +39,20 @@ def test_training_writes_a_detector_and_its_evaluation(trained):
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == {"train": 6, "test": 3}
     assert results["config"]["negative_iou"] == "0,0.5"
-    for key in ("softmax", "softmax+bb", "svm", "svm+bb", "softmax+bb+vote", "svm+bb+vote"):
-        assert 0.0 <= results["evaluation"][key]["map_voc07"] <= 1.0
     assert len(results["svm"]) == 10
     detector = Detector.load(out / "detector")
+    # The saved detector, loaded again, scores the held-out images as the run reported.
+    from keras_spp.data.detection_sources import load_detection
+    from keras_spp.detection import proposal_cache
+    from keras_spp.detection.evaluation_settings import evaluation_summary
+
+    test, _ = load_detection("mnist-detection", "test", data_dir=str(root / "data"), num_trainval=6, num_test=3)
+    proposals = proposal_cache.proposals_for(
+        test, cache_dir=proposal_cache.proposal_cache(str(root / "data"), "mnist-detection"),
+        search=proposal_cache.trained_search_params(detector.metadata["proposals"]))
+    again = evaluation_summary(detector, test, proposals)
+    for key in ("softmax", "softmax+bb", "svm", "svm+bb", "softmax+bb+vote", "svm+bb+vote"):
+        assert again[key]["map_voc07"] == pytest.approx(results["evaluation"][key]["map_voc07"], abs=1e-6), key
     assert detector.class_names == tuple(str(d) for d in range(10))
     assert detector.metadata["scales"] == [688]
     assert detector.metadata["conv_steps"] == 3 and results["seconds"]["conv_fine_tune"] > 0
@@ -101,7 +111,6 @@ def test_detection_benchmark_prints_the_table_with_speedups(trained, tmp_path, c
     for row in report["rows"]:
         assert 0 <= row["map_softmax+bb"] <= 1 and 0 <= row["map_svm+bb"] <= 1
         assert row["total_s"] > 0 and row["dense_total_s"] > 0
-        assert row["speedup_total"] == pytest.approx(report["rows"][0]["total_s"] / row["total_s"])
     assert report["rows"][-1]["svd_ranks"] == {"fc6": 4, "fc7": 4}
     assert "at 2000 windows/image" in report["table"]
 
@@ -232,6 +241,14 @@ def test_a_detector_without_rpn_asks_for_proposals(trained):
     detector = Detector.load(out / "detector")
     with pytest.raises(ValueError, match="--proposals rpn"):
         detector.detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_a_corrupt_pretrained_model_is_named(trained, tmp_path):
+    root, _ = trained
+    (tmp_path / "c.keras").write_bytes(b"not a zip")
+    with pytest.raises(SystemExit, match=r"--pretrained .*c\.keras is not a \.keras archive"):
+        train_detector.main(["--pretrained", str(tmp_path / "c.keras"), "--data-dir", str(root / "data"),
+                             "--mnist-images", "6,3", "--out", str(tmp_path / "o")])
 
 
 @pytest.mark.parametrize("flags, message", [
