@@ -75,7 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--rpn-epochs", type=int, default=6)
     p.add_argument("--rpn-lr", type=float, default=1e-3, help="Adam; 10x lower for the last quarter")
     p.add_argument("--rpn-proposals", type=int, default=300, help="RPN proposals kept per held-out image (after NMS)")
-    p.add_argument("--rpn-train-proposals", type=int, default=2000,
+    # Nearly every RPN proposal overlaps a digit, so --max-train-windows, which keeps
+    # all windows near objects, does not thin them: 2000 an image ran out of 24 GiB.
+    p.add_argument("--rpn-train-proposals", type=int, default=300,
                    help="RPN proposals per training image that the heads learn from")
     p.add_argument("--rpn-pre-nms", type=int, default=6000, help="best-scored boxes NMS sees")
     p.add_argument("--rpn-nms", type=float, default=0.7)

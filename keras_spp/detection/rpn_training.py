@@ -71,8 +71,11 @@ def train_rpn(learned, records, config=RpnTrainingConfig(), verbose=1, callbacks
     trainer = rpn_lib.RpnTrainer(learned.head)
     trainer.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=False)
     dataset = rpn_lib.training_dataset(records, config.targets, seed=config.seed)
-    return trainer.fit(dataset, epochs=int(config.epochs), steps_per_epoch=steps, verbose=verbose,
-                       callbacks=callbacks or [])
+    history = trainer.fit(dataset, epochs=int(config.epochs), steps_per_epoch=steps, verbose=verbose,
+                          callbacks=callbacks or [])
+    # The trainer holds the dataset of every record's conv5 (GBs at 800 px): let it go.
+    history.set_model(None)
+    return history
 
 
 def proposal_recall(proposals, examples, counts=(50, 100, 300, 1000, None), iou=0.5):
