@@ -17,109 +17,175 @@ An empty batch gives outputs with a first dimension of 0. The network runs under
 outside, since their output shapes depend on the data.
 """
 
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 
 from export import images as image_ops
+from export.encoding import b64
+from export.encoding import jsonable
+from export.encoding import png_bytes
+from export.kinds import ServingKind
+from export.kinds import bytes_warmup
+from export.kinds import label_names
+from export.kinds import label_table
+from keras_spp.validation import positive_int
 
-def classifier(model, meta):
-    """The classifier kind for a loaded Keras ``model`` (see ``export.saved_model.KINDS``).
+
+class ClassifierKind(ServingKind):
+    """The classifier kind for a loaded Keras ``model`` (``export.kinds``).
 
     ``meta``: ``labels`` (class names, in class-id order), ``labels_file`` (the same,
     one per line, which becomes ``assets/labels.txt``), ``min_side``, ``max_side``,
     ``max_pixels``, ``top_k``, ``jit``.
     """
-    num_classes = _check_model(model, meta["labels"])
-    k = min(meta["top_k"], num_classes)
-    min_side, max_side = meta["min_side"], meta["max_side"]
-    smallest = image_ops.smallest_side(lambda x: model(x, training=False), min_side)
-    # The label map lives in the SavedModel's assets and is read through a table, so
-    # that relabelling is an edit of assets/labels.txt, not a new graph.
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.TextFileInitializer(
-            meta["labels_file"], tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-        ),
-        default_value="",
-    )
-    # One trace for every size; XLA then compiles once per input shape it meets.
-    network = tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-        jit_compile=meta["jit"],
-    )
 
-    def view(image, name="image_bytes"):
-        return image_ops.check_view(image_ops.full_view(image, min_side, max_side), smallest, max_side, name)
+    name = "classifier"
+    float_input = ("classify_images", "images")
+    # Ids and names are compared exactly, except where the Keras scores of two
+    # neighbours are within the tolerance of each other (a tie may swap them).
+    compare = {
+        "probabilities": {"atol": 1e-4},
+        "scores": {"atol": 1e-4},
+        "classes": {"ties_by": "scores"},
+        "labels": {"ties_by": "scores"},
+    }
 
-    def outputs(probabilities):
-        probabilities = tf.ensure_shape(tf.cast(probabilities, tf.float32), [None, num_classes])
-        scores, classes = tf.math.top_k(probabilities, k)
+    @classmethod
+    def options(cls, model_path, labels, options):
+        """``options``: ``top_k`` (default 5), ``min_side`` (default: ``results.json``'s
+        ``config.min_side``), ``max_side`` (default 2048); detection settings are refused."""
+        settings = options.get("settings")
+        if settings and any(v is not None for v in settings.values()):
+            from export.detector import SETTING_FLAGS
+
+            raise ValueError(f"Detection settings ({', '.join(SETTING_FLAGS[k] for k in settings)}) "
+                             "are options of --kind detector.")
+        top_k = 5 if options.get("top_k") is None else options["top_k"]
+        max_side = image_ops.MAX_SIDE if options.get("max_side") is None else options["max_side"]
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"No model file at {model_path} (a .keras file saved by Keras 3).")
+        positive_int("--top-k", top_k)
+        results = results_next_to(model_path)
+        names = label_names(labels, results, model_path)
+        min_side = _min_side(options.get("min_side"), results, model_path)
+        if max_side < min_side:
+            raise ValueError(f"--max-side ({max_side}) must be at least the min side ({min_side}).")
+        return model_path, names, {"min_side": min_side, "top_k": top_k, "max_side": max_side}
+
+    def __init__(self, model, meta):
+        self.model, self.meta = model, meta
+        self.num_classes = _check_model(model, meta["labels"])
+        self.k = min(meta["top_k"], self.num_classes)
+        self.smallest_side = image_ops.smallest_side(lambda x: model(x, training=False), meta["min_side"])
+        self.table = label_table(meta["labels_file"])
+        self.track = [self.table]
+        # One trace for every size; XLA then compiles once per input shape it meets.
+        self.network = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+            jit_compile=meta["jit"],
+        )
+        self.endpoints = {
+            "serving_default": (self.serving_default, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
+            "classify_images": (self.classify_images,
+                                [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]),
+        }
+        outputs = {
+            "probabilities": ["DT_FLOAT", [-1, self.num_classes]],
+            "classes": ["DT_INT32", [-1, self.k]],
+            "labels": ["DT_STRING", [-1, self.k]],
+            "scores": ["DT_FLOAT", [-1, self.k]],
+        }
+        self.signatures = {
+            "serving_default": {"inputs": {"image_bytes": ["DT_STRING", [-1]]}, "outputs": outputs},
+            "classify_images": {"inputs": {"images": ["DT_FLOAT", [-1, -1, -1, 3]]}, "outputs": outputs},
+        }
+
+    def _view(self, image, name="image_bytes"):
+        max_side = self.meta["max_side"]
+        view = image_ops.full_view(image, self.meta["min_side"], max_side)
+        return image_ops.check_view(view, self.smallest_side, max_side, name)
+
+    def _outputs(self, probabilities):
+        probabilities = tf.ensure_shape(tf.cast(probabilities, tf.float32), [None, self.num_classes])
+        scores, classes = tf.math.top_k(probabilities, self.k)
         return {
             "probabilities": probabilities,
             "classes": classes,
-            "labels": table.lookup(tf.cast(classes, tf.int64)),
+            "labels": self.table.lookup(tf.cast(classes, tf.int64)),
             "scores": scores,
         }
 
-    def serving_default(image_bytes):
+    def serving_default(self, image_bytes):
+        """``image_bytes`` string ``[N]`` -> the outputs (module docstring)."""
         image_bytes = image_ops.check_encoded(image_bytes)
 
         def one(encoded):
-            x = view(image_ops.decode(encoded, meta["max_pixels"]))
-            return network(x[tf.newaxis])[0]
+            x = self._view(image_ops.decode(encoded, self.meta["max_pixels"]))
+            return self.network(x[tf.newaxis])[0]
 
         # A fully known per-image output shape lets map_fn return [0, C] for an empty batch.
-        probabilities = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([num_classes], tf.float32))
-        return outputs(probabilities)
+        probabilities = tf.map_fn(one, image_bytes,
+                                  fn_output_signature=tf.TensorSpec([self.num_classes], tf.float32))
+        return self._outputs(probabilities)
 
-    def classify_images(images):
+    def classify_images(self, images):
+        """``images`` float32 ``[N, H, W, 3]`` -> the outputs (module docstring)."""
         images = _check_float_images(images)
 
         def run():
-            x = tf.map_fn(lambda image: view(image, "images"), images,
+            x = tf.map_fn(lambda image: self._view(image, "images"), images,
                           fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
-            return tf.cast(network(x), tf.float32)
+            return tf.cast(self.network(x), tf.float32)
 
         # map_fn cannot stack zero images of an unknown size: an empty batch skips the network.
-        probabilities = tf.cond(tf.shape(images)[0] > 0, run, lambda: tf.zeros([0, num_classes]))
-        return outputs(probabilities)
+        probabilities = tf.cond(tf.shape(images)[0] > 0, run, lambda: tf.zeros([0, self.num_classes]))
+        return self._outputs(probabilities)
 
-    def reference(decoded):
+    def reference(self, decoded):
         """Expected outputs of ``serving_default`` for uint8 images, from the Keras model."""
-        rows = [model(image_ops.full_view(image, min_side, max_side)[tf.newaxis], training=False).numpy()[0]
+        min_side, max_side = self.meta["min_side"], self.meta["max_side"]
+        rows = [self.model(image_ops.full_view(image, min_side, max_side)[tf.newaxis], training=False).numpy()[0]
                 for image in decoded]
-        return top_k_outputs(np.array(rows, np.float32).reshape(-1, num_classes), k, meta["labels"])
+        return top_k_outputs(np.array(rows, np.float32).reshape(-1, self.num_classes), self.k, self.meta["labels"])
 
-    signature = {
-        "probabilities": ["DT_FLOAT", [-1, num_classes]],
-        "classes": ["DT_INT32", [-1, k]],
-        "labels": ["DT_STRING", [-1, k]],
-        "scores": ["DT_FLOAT", [-1, k]],
-    }
-    return {
-        "endpoints": {
-            "serving_default": (serving_default, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
-            "classify_images": (classify_images, [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]),
-        },
-        "track": [table],
-        "signatures": {
-            "serving_default": {"inputs": {"image_bytes": ["DT_STRING", [-1]]}, "outputs": signature},
-            "classify_images": {"inputs": {"images": ["DT_FLOAT", [-1, -1, -1, 3]]}, "outputs": signature},
-        },
-        "reference": reference,
-        # Ids and names are compared exactly, except where the Keras scores of two
-        # neighbours are within the tolerance of each other (a tie may swap them).
-        "compare": {
-            "probabilities": {"atol": 1e-4},
-            "scores": {"atol": 1e-4},
-            "classes": {"ties_by": "scores"},
-            "labels": {"ties_by": "scores"},
-        },
-        "smallest_side": smallest,
-        "bytes_input": ("serving_default", "image_bytes"),
-        "float_input": ("classify_images", "images"),
-    }
+    def cases(self, files, decoded):
+        """The bytes of several sizes in one batch, float pixels, an empty batch, and
+        bad input; warmup: one request per reference image."""
+        names = [name for name, _ in files]
+        first = names[0]
+        bytes_signature, bytes_input = self.bytes_input
+        float_signature, float_input = self.float_input
+        cases = [
+            {"name": "images of several sizes, JPEG and PNG, in one batch", "signature": bytes_signature,
+             "inputs": {bytes_input: {"files": names}},
+             "outputs": jsonable(self.reference([decoded[n] for n in names]))},
+            {"name": "float pixels, a batch of two", "signature": float_signature,
+             "inputs": {float_input: {"decoded_files": [first, first]}},
+             "outputs": jsonable(self.reference([decoded[first], decoded[first]]))},
+            {"name": "empty batch", "signature": bytes_signature, "inputs": {bytes_input: {"b64": []}},
+             "outputs": jsonable(self.reference([]))},
+            {"name": "bytes that are no image", "signature": bytes_signature,
+             "inputs": {bytes_input: {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]}},
+             "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
+            {"name": "truncated JPEG", "signature": bytes_signature,
+             "inputs": {bytes_input: {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]}},
+             "error": {"type": "InvalidArgumentError", "contains": ""}},
+        ]
+        if self.smallest_side > 1:  # 1 x 2000 px: its view is about 1 px high at any max side up to 2000
+            line = np.zeros((1, 2000, 3), np.uint8)
+            cases.append({"name": "an image too elongated for the network", "signature": bytes_signature,
+                          "inputs": {bytes_input: {"b64": [b64(png_bytes(line))]}},
+                          "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
+        return cases, bytes_warmup(files, bytes_input), []
+
+    def about(self):
+        """``{"view": ...}``: the full-image view's sides."""
+        return {"view": {"min_side": self.meta["min_side"], "max_side": self.meta["max_side"],
+                         "max_pixels": self.meta["max_pixels"], "smallest_side": self.smallest_side}}
 
 
 def top_k_outputs(probabilities, k, labels):
@@ -169,3 +235,28 @@ def _check_float_images(images):
     ]
     with tf.control_dependencies(checks):
         return tf.identity(images)
+
+
+def results_next_to(model_path):
+    """The ``results.json`` that ``recipes.train_classifier`` wrote next to ``model_path``, or ``None``."""
+    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "results.json")
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path} is not readable JSON ({e}); fix it or pass --labels and --min-side.") from e
+
+
+def _min_side(min_side, results, model_path):
+    if min_side is None and results is not None:
+        min_side = results.get("config", {}).get("min_side")
+    if min_side is None:
+        raise ValueError(
+            f"No min side for the full-image view: results.json next to {model_path} has no config.min_side; "
+            "pass --min-side (the training's, e.g. 256 for ImageNet-like data, 128 for mnist-scenes)."
+        )
+    if not isinstance(min_side, int) or min_side < 1:
+        raise ValueError(f"The min side must be a positive integer; got {min_side!r}.")
+    return min_side

@@ -68,6 +68,9 @@ from export.client import pad_boxes
 from export.encoding import b64
 from export.encoding import jsonable
 from export.encoding import png_bytes
+from export.kinds import ServingKind
+from export.kinds import label_names
+from export.kinds import label_table
 from keras_spp.validation import is_number
 from keras_spp.validation import positive_int
 
@@ -140,68 +143,91 @@ def settings_from(stored, overrides):
         raise ValueError(f"Bad detection settings: {e}") from e
 
 
-def detector(model, meta):
-    """The detector kind for a loaded ``spp_detector`` Keras ``model`` (``export.saved_model.KINDS``).
+class DetectorKind(ServingKind):
+    """The detector kind for a loaded ``spp_detector`` Keras ``model`` (``export.kinds``).
 
     ``meta``: ``labels``, ``labels_file``, ``max_side`` (``None``: the model's),
     ``max_pixels``, ``jit``, ``settings`` (``DetectionSettings``) and ``proposer``
-    (the detector's ``LearnedProposals`` or ``None``). Sets ``meta["jit"]`` to whether
-    XLA was applied (R-CNN's window features have no XLA path).
+    (the detector's ``LearnedProposals`` or ``None``; when absent, read from the
+    ``detector.json`` at ``meta["detector_json"]``). Sets ``meta["max_side"]`` to the
+    side applied, and ``meta["jit"]`` to whether XLA was applied (R-CNN's window
+    features have no XLA path).
     """
-    from keras_spp.detection.features import MultiScaleRoiFeatures
 
-    roi = _check_model(model, meta["labels"])
-    count = int(meta["settings"].max_detections)
-    spp = isinstance(roi, MultiScaleRoiFeatures)
-    proposer = meta.get("proposer")
-    max_side = meta.get("max_side") or (roi.max_side if spp else 2000)
-    if not isinstance(max_side, int) or max_side < 1:
-        raise ValueError(f"--max-side must be a positive integer; got {max_side!r}.")
-    meta["max_side"] = max_side
-    meta["jit"] = bool(meta["jit"]) and spp
-    # 256 px: any backbone takes it; the search goes down from there.
-    smallest = image_ops.smallest_side(lambda x: roi.backbone(x, training=False), 256) if spp else 1
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.TextFileInitializer(
-            meta["labels_file"], tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
-        ),
-        default_value="",
-    )
-    detect_one = _image_detector(model, roi, proposer, meta, smallest, table)
-    reference = _keras_reference(model, roi, proposer, meta)
-
-    def cases(files, decoded):
-        if proposer is None:
-            return reference_cases(files, decoded, reference, smallest, max_side)
-        return rpn_reference_cases(files, decoded, reference, smallest, max_side)
-
-    return {
-        **_endpoints(detect_one, proposer is not None, count, meta["max_pixels"]),
-        "track": [table],
-        "reference": reference,
-        "cases": cases,
-        # Detections are compared row by row (a row: one detection's box, score, class
-        # and label), within atol for floats and exactly for classes and labels, except
-        # where the Keras scores of neighbouring rows are within the tolerance of each
-        # other (a near-tie that XLA's rounding may order the other way).
-        "compare": {
-            "detection_boxes": {"atol": 1e-4, "ties_by": "detection_scores"},
-            "detection_scores": {"atol": 1e-4, "ties_by": "detection_scores"},
-            "detection_classes": {"ties_by": "detection_scores"},
-            "detection_labels": {"ties_by": "detection_scores"},
-            "num_detections": {"atol": 0.0},
-        },
-        "smallest_side": smallest,
-        "bytes_input": ("serving_default", "image_bytes"),
-        "float_input": ("detect_images", "image_tensor"),
-        "about": {"max_side": max_side, "max_pixels": meta["max_pixels"], "smallest_side": smallest,
-                  "settings": {k: getattr(meta["settings"], k) for k in SETTING_FLAGS},
-                  "scales": list(roi.scales) if spp else None,
-                  "proposals": ("the detector's RPN (image alone); with_boxes: " if proposer is not None else "")
-                  + "reference_boxes(height, width): a grid of windows (export.detector)",
-                  **({"rpn": proposer.to_dict()} if proposer is not None else {})},
+    name = "detector"
+    float_input = ("detect_images", "image_tensor")
+    # Detections are compared row by row (a row: one detection's box, score, class
+    # and label), within atol for floats and exactly for classes and labels, except
+    # where the Keras scores of neighbouring rows are within the tolerance of each
+    # other (a near-tie that XLA's rounding may order the other way).
+    compare = {
+        "detection_boxes": {"atol": 1e-4, "ties_by": "detection_scores"},
+        "detection_scores": {"atol": 1e-4, "ties_by": "detection_scores"},
+        "detection_classes": {"ties_by": "detection_scores"},
+        "detection_labels": {"ties_by": "detection_scores"},
+        "num_detections": {"atol": 0.0},
     }
+
+    @classmethod
+    def options(cls, model_path, labels, options):
+        """``options``: ``settings`` (``{DetectionSettings field: value}`` over the
+        ``detector.json``'s) and ``max_side``; ``top_k`` and ``min_side`` are refused."""
+        given = [flag for flag, key in (("--top-k", "top_k"), ("--min-side", "min_side"))
+                 if options.get(key) is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} are classifier options: a detector's image scales are in its "
+                             "model, and it returns up to --max-detections detections per image.")
+        model_path, detector_json = resolve(model_path)
+        stored_names, stored_settings, _ = read_detector_json(detector_json)
+        found = {"classes": stored_names} if stored_names is not None else None
+        names = label_names(labels, found, model_path, "a detector.json with 'class_names'")
+        settings = settings_from(stored_settings, options.get("settings") or {})
+        return model_path, names, {"settings": settings, "detector_json": detector_json,
+                                   "max_side": options.get("max_side"), "min_side": None, "top_k": None}
+
+    def __init__(self, model, meta):
+        from keras_spp.detection.features import MultiScaleRoiFeatures
+
+        if "proposer" not in meta:
+            meta["proposer"] = read_proposer(meta.get("detector_json"), model)
+        self.model, self.meta, self.proposer = model, meta, meta["proposer"]
+        self.roi = roi = _check_model(model, meta["labels"])
+        self.spp = spp = isinstance(roi, MultiScaleRoiFeatures)
+        max_side = meta.get("max_side") or (roi.max_side if spp else 2000)
+        if not isinstance(max_side, int) or max_side < 1:
+            raise ValueError(f"--max-side must be a positive integer; got {max_side!r}.")
+        meta["max_side"] = max_side
+        meta["jit"] = bool(meta["jit"]) and spp
+        # 256 px: any backbone takes it; the search goes down from there.
+        self.smallest_side = image_ops.smallest_side(lambda x: roi.backbone(x, training=False), 256) if spp else 1
+        self.table = label_table(meta["labels_file"])
+        self.track = [self.table]
+        detect_one = _image_detector(model, roi, self.proposer, meta, self.smallest_side, self.table)
+        self._keras = _keras_reference(model, roi, self.proposer, meta)
+        built = _endpoints(detect_one, self.proposer is not None, int(meta["settings"].max_detections),
+                           meta["max_pixels"])
+        self.endpoints, self.signatures = built["endpoints"], built["signatures"]
+
+    def reference(self, decoded, boxes_per_image=None):
+        """The expected outputs for uint8 images and their unpadded ``[R, 4]``
+        proposals (``None``: the RPN's), from ``Detector.detect`` of the Keras model."""
+        return self._keras(decoded, boxes_per_image)
+
+    def cases(self, files, decoded):
+        """``reference_cases``, or for a detector with an RPN ``rpn_reference_cases``."""
+        make = reference_cases if self.proposer is None else rpn_reference_cases
+        return make(files, decoded, self.reference, self.smallest_side, self.meta["max_side"])
+
+    def about(self):
+        """``{"detector": ...}``: the sides, the settings, the scales and the proposals."""
+        proposer, meta = self.proposer, self.meta
+        return {"detector": {
+            "max_side": meta["max_side"], "max_pixels": meta["max_pixels"], "smallest_side": self.smallest_side,
+            "settings": {k: getattr(meta["settings"], k) for k in SETTING_FLAGS},
+            "scales": list(self.roi.scales) if self.spp else None,
+            "proposals": ("the detector's RPN (image alone); with_boxes: " if proposer is not None else "")
+            + "reference_boxes(height, width): a grid of windows (export.detector)",
+            **({"rpn": proposer.to_dict()} if proposer is not None else {})}}
 
 
 def _image_detector(model, roi, proposer, meta, smallest, table):

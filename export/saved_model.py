@@ -38,31 +38,10 @@ TF Serving runs XLA programs only when started with ``--xla_cpu_compilation_enab
 (CPU) or ``--xla_gpu_compilation_enabled=true`` (GPU); without the flag such a
 model fails at load (its warmup) and ``--no-jit`` exports are the ones to serve.
 
-Kinds: ``KINDS[name](model, meta) -> spec`` builds the serving endpoints of a loaded
-Keras model. ``meta``: ``labels`` (names in id order), ``labels_file`` (them, one per
-line: track a table on it and it becomes ``assets/labels.txt``), ``min_side``,
-``max_side``, ``max_pixels``, ``top_k``, ``jit`` (the detector: ``settings``, a
-``DetectionSettings``, no ``min_side`` nor ``top_k``; it may set ``max_side`` and
-``jit`` to what it applied). ``spec``:
-
-* ``endpoints``: ``{signature: (fn, [tf.TensorSpec(shape, dtype, name=input)])}``, one
-  of them ``serving_default``; each ``fn`` returns a dict of output tensors.
-* ``track``: what the endpoints use beside the model's variables (lookup tables).
-* ``signatures``: ``{signature: {"inputs": {name: [dtype, shape]}, "outputs": ...}}``
-  with dtypes as ``DT_FLOAT`` and -1 for unknown dims: what ``saved_model_cli`` must show.
-* ``bytes_input``, ``float_input``: ``(signature, input)`` of the encoded-image input
-  and of the pixel input, which the reference cases feed.
-* ``reference``: ``fn([uint8 [H, W, 3], ...]) -> {output: numpy [N, ...]}``, the Keras
-  model's answer for decoded images, the expectation of both inputs.
-* ``compare``: ``{output: {"atol": x}}`` for floats, ``{output: {"ties_by": other}}``
-  for values compared exactly except between near-tied neighbours of ``other``.
-* ``smallest_side``: pixels per side the network needs (an error case uses it).
-* optional ``cases``: ``fn(files, decoded) -> (cases, warmup, extra files)``, the
-  kind's own reference cases (as ``reference.json`` stores them; inputs beside the
-  images given as ``{"dtype", "shape", "values"}``), warmup inputs (``[{input: numpy
-  array}]`` for ``serving_default``) and ``[(name, bytes)]`` more files for the
-  reference folder, for kinds whose inputs are more than images; and
-  ``about``, a dict stored in ``reference.json`` under the kind's name.
+Kinds: ``KINDS[name]`` is a ``export.kinds.ServingKind``: ``options`` turns the
+command line into the kind's ``meta``, and ``KINDS[name](model, meta)`` holds the
+serving endpoints of a loaded Keras model, their signatures, the Keras reference
+and the verification cases (``export.kinds`` says what each is).
 """
 
 import argparse
@@ -73,17 +52,14 @@ import shutil
 import sys
 import tempfile
 
-from export import classifier as classifier_kind
-from export import detector as detector_kind
-from export.encoding import b64
-from export.encoding import jsonable
-from export.encoding import png_bytes
+from export.classifier import ClassifierKind
+from export.detector import DetectorKind
 from export.images import MAX_PIXELS
 from export.images import MAX_SIDE
 from keras_spp.validation import positive_int
 
-# A new kind is one more entry; the module docstring says what it returns.
-KINDS = {"classifier": classifier_kind.classifier, "detector": detector_kind.detector}
+# A new kind is one more entry: a subclass of export.kinds.ServingKind.
+KINDS = {kind.name: kind for kind in (ClassifierKind, DetectorKind)}
 
 REFERENCE_DIR = os.path.join("assets.extra", "reference")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -103,6 +79,28 @@ def export(model_path, kind, out, labels=None, top_k=None, min_side=None, max_si
     if kind not in KINDS:
         raise ValueError(f"Unknown --kind {kind!r}; known: {', '.join(sorted(KINDS))}.")
     out = os.path.abspath(out)
+    _check_out(out, overwrite)
+    for name, value in (("--max-side", max_side), ("--max-pixels", max_pixels)):
+        if value is not None:
+            positive_int(name, value)
+    options = {"top_k": top_k, "min_side": min_side, "max_side": max_side, "settings": settings}
+    model_path, names, extra = KINDS[kind].options(model_path, labels, options)
+
+    import keras_spp.detection.heads  # noqa: F401  (registers the detectors' window feature layers)
+    import keras_spp.layers  # noqa: F401  (registers the custom layers that load_model meets)
+    from keras_spp.models.saving import load_keras_model
+
+    model = load_keras_model(model_path, "--model", compile=False)
+    with tempfile.TemporaryDirectory() as scratch:
+        labels_file = os.path.join(scratch, "labels.txt")
+        with open(labels_file, "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}\n" for name in names))
+        meta = {"labels": names, "labels_file": labels_file, "max_pixels": max_pixels, "jit": bool(jit), **extra}
+        _write(KINDS[kind](model, meta), model, out)
+    return out
+
+
+def _check_out(out, overwrite):
     version = os.path.basename(out)
     if not version.isdigit():
         raise ValueError(
@@ -111,120 +109,33 @@ def export(model_path, kind, out, labels=None, top_k=None, min_side=None, max_si
         )
     if os.path.exists(out) and os.listdir(out) and not overwrite:
         raise ValueError(f"{out} exists and is not empty; export a new version number, or pass --overwrite.")
-    for name, value in (("--max-side", max_side), ("--max-pixels", max_pixels)):
-        if value is not None:
-            positive_int(name, value)
-    if kind == "detector":
-        given = [flag for flag, value in (("--top-k", top_k), ("--min-side", min_side)) if value is not None]
-        if given:
-            raise ValueError(f"{' and '.join(given)} are classifier options: a detector's image scales are in its "
-                             "model, and it returns up to --max-detections detections per image.")
-        model_path, detector_json = detector_kind.resolve(model_path)
-        stored_names, stored_settings, _ = detector_kind.read_detector_json(detector_json)
-        found = {"classes": stored_names} if stored_names is not None else None
-        names = _labels(labels, found, model_path, "a detector.json with 'class_names'")
-        detection_settings = detector_kind.settings_from(stored_settings, settings or {})
-        extra = {"settings": detection_settings, "min_side": None, "top_k": None}
-    else:
-        if settings and any(v is not None for v in settings.values()):
-            raise ValueError(f"Detection settings ({', '.join(detector_kind.SETTING_FLAGS[k] for k in settings)}) "
-                             "are options of --kind detector.")
-        top_k = 5 if top_k is None else top_k
-        max_side = MAX_SIDE if max_side is None else max_side
-        if not os.path.isfile(model_path):
-            raise FileNotFoundError(f"No model file at {model_path} (a .keras file saved by Keras 3).")
-        positive_int("--top-k", top_k)
-        results = _results_next_to(model_path)
-        names = _labels(labels, results, model_path)
-        min_side = _min_side(min_side, results, model_path)
-        if max_side < min_side:
-            raise ValueError(f"--max-side ({max_side}) must be at least the min side ({min_side}).")
-        extra = {"min_side": min_side, "top_k": top_k}
 
+
+def _write(serving, model, out):
+    """The SavedModel of ``serving`` (a ``ServingKind`` of ``model``) and its reference,
+    written beside ``out`` and renamed to it."""
     import keras
-    import tensorflow as tf
 
-    import keras_spp.detection.heads  # noqa: F401  (registers the detectors' window feature layers)
-    import keras_spp.layers  # noqa: F401  (registers the custom layers that load_model meets)
-    from keras_spp.models.saving import load_keras_model
-
-    model = load_keras_model(model_path, "--model", compile=False)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    for resource in serving.track:
+        archive.track(resource)
+    for name, (fn, signature) in serving.endpoints.items():
+        archive.add_endpoint(name, fn, signature)
+    # A name TF Serving skips (not a number), so that a server polling <base> never
+    # loads a half-written version.
     parent = os.path.dirname(out)
-    with tempfile.TemporaryDirectory() as scratch:
-        labels_file = os.path.join(scratch, "labels.txt")
-        with open(labels_file, "w", encoding="utf-8") as f:
-            f.write("".join(f"{name}\n" for name in names))
-        meta = {"labels": names, "labels_file": labels_file, "max_side": max_side, "max_pixels": max_pixels,
-                "jit": bool(jit), **extra}
-        if kind == "detector":
-            meta["proposer"] = detector_kind.read_proposer(detector_json, model)
-        spec = KINDS[kind](model, meta)
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        for resource in spec["track"]:
-            archive.track(resource)
-        for name, (fn, signature) in spec["endpoints"].items():
-            archive.add_endpoint(name, fn, signature)
-        # A name TF Serving skips (not a number), so that a server polling <base> never
-        # loads a half-written version.
-        os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{version}.partial-", dir=parent)
-        try:
-            archive.write_out(staging, verbose=False)
-            _write_reference(staging, spec, kind, meta, tf)
-            if os.path.exists(out):
-                shutil.rmtree(out)
-            os.replace(staging, out)
-        finally:
-            if os.path.exists(staging):
-                shutil.rmtree(staging)
-    return out
-
-
-def _results_next_to(model_path):
-    path = os.path.join(os.path.dirname(os.path.abspath(model_path)), "results.json")
-    if not os.path.exists(path):
-        return None
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.partial-", dir=parent)
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not readable JSON ({e}); fix it or pass --labels and --min-side.") from e
-
-
-def _labels(labels, results, model_path, wanted="a results.json with 'classes'"):
-    if labels is not None:
-        with open(labels, encoding="utf-8") as f:
-            names = [line.rstrip("\r\n") for line in f]
-        while names and names[-1] == "":  # a trailing blank line is not a class
-            names.pop()
-        source = labels
-    elif results is not None and "classes" in results:
-        names, source = [str(c) for c in results["classes"]], "results.json"
-    else:
-        raise ValueError(
-            f"No label map: there is no {wanted} next to {model_path}; "
-            "pass --labels FILE, one class name per line in class-id order."
-        )
-    if not names:
-        raise ValueError(f"The label map from {source} is empty; give one name per class.")
-    bad = [n for n in names if "\n" in n or "\r" in n]
-    if bad:
-        raise ValueError(f"Class names must be single lines (they are stored one per line); got {bad[:3]}.")
-    return names
-
-
-def _min_side(min_side, results, model_path):
-    if min_side is None and results is not None:
-        min_side = results.get("config", {}).get("min_side")
-    if min_side is None:
-        raise ValueError(
-            f"No min side for the full-image view: results.json next to {model_path} has no config.min_side; "
-            "pass --min-side (the training's, e.g. 256 for ImageNet-like data, 128 for mnist-scenes)."
-        )
-    if not isinstance(min_side, int) or min_side < 1:
-        raise ValueError(f"The min side must be a positive integer; got {min_side!r}.")
-    return min_side
+        archive.write_out(staging, verbose=False)
+        _write_reference(staging, serving)
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.replace(staging, out)
+    finally:
+        if os.path.exists(staging):
+            shutil.rmtree(staging)
 
 
 def reference_images():
@@ -256,83 +167,39 @@ def reference_images():
     ]
 
 
-def _write_reference(root, spec, kind, meta, tf):
+def _write_reference(root, serving):
     """Reference images, the Keras model's outputs for them and the warmup requests."""
-    from export.client import predict_request
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
     from export.client import tensor_request
 
     folder = os.path.join(root, REFERENCE_DIR)
     os.makedirs(folder)
     files = reference_images()
-    for name, encoded in files:
-        with open(os.path.join(folder, name), "wb") as f:
-            f.write(encoded)
-    names = [name for name, _ in files]
     decoded = {name: tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
                for name, encoded in files}
-    bytes_signature, bytes_input = spec["bytes_input"]
-    if "cases" in spec:
-        cases, warmup, extra = spec["cases"](files, decoded)
-        for name, encoded in extra:
-            with open(os.path.join(folder, name), "wb") as f:
-                f.write(encoded)
-    else:
-        cases, warmup = _classifier_cases(files, decoded, spec, names, names[0]), None
+    cases, warmup, extra = serving.cases(files, decoded)
+    for name, encoded in files + extra:
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(encoded)
     reference = {
-        "kind": kind,
+        "kind": serving.name,
         "format": 1,
-        "xla": meta["jit"],
-        **({kind: spec["about"]} if "about" in spec else {
-            "view": {"min_side": meta["min_side"], "max_side": meta["max_side"], "max_pixels": meta["max_pixels"],
-                     "smallest_side": spec["smallest_side"]}}),
+        "xla": serving.meta["jit"],
+        **serving.about(),
         "assets": ["labels.txt"],
-        "signatures": spec["signatures"],
-        "compare": spec["compare"],
+        "signatures": serving.signatures,
+        "compare": serving.compare,
         "cases": cases,
     }
     with open(os.path.join(folder, "reference.json"), "w", encoding="utf-8") as f:
         json.dump(reference, f, indent=1)
-
-    from tensorflow_serving.apis import prediction_log_pb2
-
     with tf.io.TFRecordWriter(os.path.join(root, WARMUP_FILE)) as writer:
-        if warmup is None:  # one request per size: each compiles its own XLA program
-            requests = [predict_request([encoded], model_name="", signature_name=bytes_signature,
-                                        input_name=bytes_input) for _, encoded in files]
-        else:
-            requests = [tensor_request(inputs, model_name="", signature_name=bytes_signature) for inputs in warmup]
-        for request in requests:
+        for inputs in warmup:
+            request = tensor_request(inputs, model_name="", signature_name=serving.bytes_input[0])
             log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
-
-
-def _classifier_cases(files, decoded, spec, names, first):
-    import numpy as np
-
-    bytes_signature, bytes_input = spec["bytes_input"]
-    float_signature, float_input = spec["float_input"]
-    cases = [
-        {"name": "images of several sizes, JPEG and PNG, in one batch", "signature": bytes_signature,
-         "inputs": {bytes_input: {"files": names}},
-         "outputs": jsonable(spec["reference"]([decoded[n] for n in names]))},
-        {"name": "float pixels, a batch of two", "signature": float_signature,
-         "inputs": {float_input: {"decoded_files": [first, first]}},
-         "outputs": jsonable(spec["reference"]([decoded[first], decoded[first]]))},
-        {"name": "empty batch", "signature": bytes_signature, "inputs": {bytes_input: {"b64": []}},
-         "outputs": jsonable(spec["reference"]([]))},
-        {"name": "bytes that are no image", "signature": bytes_signature,
-         "inputs": {bytes_input: {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]}},
-         "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
-        {"name": "truncated JPEG", "signature": bytes_signature,
-         "inputs": {bytes_input: {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]}},
-         "error": {"type": "InvalidArgumentError", "contains": ""}},
-    ]
-    if spec["smallest_side"] > 1:  # 1 x 2000 px: its view is about 1 px high at any max side up to 2000
-        line = np.zeros((1, 2000, 3), np.uint8)
-        cases.append({"name": "an image too elongated for the network", "signature": bytes_signature,
-                      "inputs": {bytes_input: {"b64": [b64(png_bytes(line))]}},
-                      "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
-    return cases
 
 
 def main(argv=None):

@@ -210,17 +210,17 @@ def test_a_corrupt_model_file_is_refused_naming_it(tmp_path, capsys):
 
 
 def test_a_fixed_size_model_is_refused(tmp_path):
-    from export.classifier import classifier
+    from export.classifier import ClassifierKind
     from keras_spp.models import pool5_classifier
 
     model = pool5_classifier("zf5", 3, width=0.0625, fc_units=8)
     with pytest.raises(ValueError, match="only 224x224 images.*SPP head"):
-        classifier(model, {"labels": ["a", "b", "c"], "top_k": 5, "min_side": 64, "max_side": 320,
+        ClassifierKind(model, {"labels": ["a", "b", "c"], "top_k": 5, "min_side": 64, "max_side": 320,
                            "max_pixels": 10**6, "jit": True, "labels_file": str(tmp_path / "x.txt")})
 
 
 def test_top_k_is_capped_at_the_number_of_classes(tmp_path):
-    from export.classifier import classifier
+    from export.classifier import ClassifierKind
     from keras_spp.models import backbone
     from keras_spp.models import spp_classifier
 
@@ -228,10 +228,10 @@ def test_top_k_is_capped_at_the_number_of_classes(tmp_path):
     model = spp_classifier(backbone("zf5", width=0.0625), 3, fc_units=8)
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
-    spec = classifier(model, {"labels": ["a", "b", "c"], "top_k": 5, "min_side": 48, "max_side": 320,
-                              "max_pixels": 10**6, "jit": False, "labels_file": str(labels)})
-    assert spec["signatures"]["serving_default"]["outputs"]["classes"] == ["DT_INT32", [-1, 3]]
-    fn, _ = spec["endpoints"]["serving_default"]
+    kind = ClassifierKind(model, {"labels": ["a", "b", "c"], "top_k": 5, "min_side": 48, "max_side": 320,
+                                  "max_pixels": 10**6, "jit": False, "labels_file": str(labels)})
+    assert kind.signatures["serving_default"]["outputs"]["classes"] == ["DT_INT32", [-1, 3]]
+    fn, _ = kind.endpoints["serving_default"]
     out = fn(tf.constant([encode(photo(50, 60))]))
     assert sorted(out["classes"].numpy()[0]) == [0, 1, 2]
     assert sorted(label.decode() for label in out["labels"].numpy()[0]) == ["a", "b", "c"]
