@@ -136,6 +136,25 @@ def load_classification(
         option; a folder that does not exist, has no images, or has none in the
         split.
     """
+    kind = _source_kind(name, split, options)
+    if kind == "mnist-scenes":
+        return _mnist_scenes_source(name, split, data_dir, seed, shuffle_files, **options)
+    if kind == "mnist-windows":
+        return _mnist_windows_source(name, split, data_dir, seed, shuffle_files, **options)
+    if kind == "folder":
+        path = name[len("folder:"):]
+        if not path:
+            raise ValueError("`name` 'folder:<path>' needs a path, e.g. 'folder:~/data/flowers'.")
+        return _folder_source(
+            name, pathlib.Path(path).expanduser(), split, seed, validation_fraction, shuffle_files=shuffle_files
+        )
+    tfds_name = name[len("tfds:"):] if name.startswith("tfds:") else name
+    return _tfds_source(name, tfds_name, split, data_dir, options.get("manual_dir"))
+
+
+def _source_kind(name, split, options):
+    """``"mnist-scenes"``, ``"mnist-windows"``, ``"folder"`` or ``"tfds"``, after
+    checking that the source takes ``split`` and ``options``."""
     if not isinstance(name, str):
         raise ValueError(f"`name` must be a string, one of {_known_names()}; got {name!r}.")
     if name in ("mnist-scenes", "mnist-windows"):
@@ -154,20 +173,7 @@ def load_classification(
         )
     if split not in SPLITS and kind != "tfds":
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}; got {split!r}.")
-
-    if kind == "mnist-scenes":
-        return _mnist_scenes_source(name, split, data_dir, seed, shuffle_files, **options)
-    if kind == "mnist-windows":
-        return _mnist_windows_source(name, split, data_dir, seed, shuffle_files, **options)
-    if kind == "folder":
-        path = name[len("folder:"):]
-        if not path:
-            raise ValueError("`name` 'folder:<path>' needs a path, e.g. 'folder:~/data/flowers'.")
-        return _folder_source(
-            name, pathlib.Path(path).expanduser(), split, seed, validation_fraction, shuffle_files=shuffle_files
-        )
-    tfds_name = name[len("tfds:"):] if name.startswith("tfds:") else name
-    return _tfds_source(name, tfds_name, split, data_dir, options.get("manual_dir"))
+    return kind
 
 
 def _known_names():

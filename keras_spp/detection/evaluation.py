@@ -116,6 +116,32 @@ def evaluate_detections(detections, ground_truths, num_classes, iou_threshold=0.
     ({0: 2}, {0: 1}, 0.848485)
     """
     num_classes = positive_int("num_classes", num_classes)
+    keys = _check_arguments(detections, ground_truths, num_classes, iou_threshold, class_names)
+    num_positives, num_difficult, classes, outcomes = _outcomes(detections, ground_truths, num_classes,
+                                                                iou_threshold)
+    ap07, ap_area = [], []
+    counts = {name: [] for name in ("num_detections", "true_positives", "false_positives", "ignored", "recall")}
+    for c in range(num_classes):
+        class_ap07, class_ap_area, class_counts = _class_result(outcomes[classes == c], num_positives[c])
+        ap07.append(class_ap07)
+        ap_area.append(class_ap_area)
+        for name, value in class_counts.items():
+            counts[name].append(value)
+    result = {
+        "ap_voc07": dict(zip(keys, ap07)),
+        "ap_area": dict(zip(keys, ap_area)),
+        "map_voc07": _nanmean(ap07),
+        "map_area": _nanmean(ap_area),
+        "num_positives": dict(zip(keys, num_positives.tolist())),
+        "num_difficult": dict(zip(keys, num_difficult.tolist())),
+    }
+    for name, values in counts.items():
+        result[name] = dict(zip(keys, values))
+    return result
+
+
+def _check_arguments(detections, ground_truths, num_classes, iou_threshold, class_names):
+    """The result's keys: ``class_names``, else the class indices."""
     if not (isinstance(iou_threshold, (int, float, np.integer, np.floating)) and 0 < iou_threshold <= 1):
         raise ValueError(f"`iou_threshold` must be a number in (0, 1]; got {iou_threshold!r}.")
     keys = list(range(num_classes))
@@ -131,11 +157,16 @@ def evaluate_detections(detections, ground_truths, num_classes, iou_threshold=0.
             f"`detections` has {len(detections)} images and `ground_truths` "
             f"{len(ground_truths)}; they must have one entry per image, in the same order."
         )
+    return keys
 
+
+def _outcomes(detections, ground_truths, num_classes, iou_threshold):
+    """``(positives [K], difficult [K], classes [N], outcomes [N])``: per class the
+    non-difficult and difficult boxes, and every detection's class and outcome (1 true
+    positive, 0 false positive, -1 ignored) by descending score, stable."""
     num_positives = np.zeros(num_classes, np.int64)
     num_difficult = np.zeros(num_classes, np.int64)
-    # Per image: scores, classes and outcome of its detections in input order;
-    # outcome 1 = true positive, 0 = false positive, -1 = ignored.
+    # Per image: scores, classes and outcome of its detections in input order.
     parts = [(np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int8))]
     for image, (det, gt) in enumerate(zip(detections, ground_truths)):
         d_boxes, d_scores, d_classes = _detections(det, image, num_classes)
@@ -147,44 +178,29 @@ def evaluate_detections(detections, ground_truths, num_classes, iou_threshold=0.
     all_scores, all_classes, all_outcomes = (np.concatenate(p) for p in zip(*parts))
     # One stable sort of everything gives each class its stable order too.
     order = np.argsort(-all_scores, kind="stable")
-    all_classes, all_outcomes = all_classes[order], all_outcomes[order]
+    return num_positives, num_difficult, all_classes[order], all_outcomes[order]
 
-    ap07, ap_area = [], []
-    counts = {name: [] for name in ("num_detections", "true_positives", "false_positives", "ignored", "recall")}
-    for c in range(num_classes):
-        outcome = all_outcomes[all_classes == c]
-        num_detections = len(outcome)
-        # Ignored detections change neither count, so they are dropped from the curve.
-        outcome = outcome[outcome >= 0]
-        tp = np.cumsum(outcome == 1, dtype=np.float64)
-        fp = np.cumsum(outcome == 0, dtype=np.float64)
-        npos = num_positives[c]
-        counts["num_detections"].append(num_detections)
-        counts["true_positives"].append(int(tp[-1]) if tp.size else 0)
-        counts["false_positives"].append(int(fp[-1]) if fp.size else 0)
-        counts["ignored"].append(num_detections - len(outcome))
-        if npos == 0:
-            ap07.append(math.nan)
-            ap_area.append(math.nan)
-            counts["recall"].append(math.nan)
-            continue
-        recall = tp / npos
-        precision = tp / np.maximum(tp + fp, 1.0)
-        ap07.append(average_precision(recall, precision, "voc07"))
-        ap_area.append(average_precision(recall, precision, "area"))
-        counts["recall"].append(float(recall[-1]) if recall.size else 0.0)
 
-    result = {
-        "ap_voc07": dict(zip(keys, ap07)),
-        "ap_area": dict(zip(keys, ap_area)),
-        "map_voc07": _nanmean(ap07),
-        "map_area": _nanmean(ap_area),
-        "num_positives": dict(zip(keys, num_positives.tolist())),
-        "num_difficult": dict(zip(keys, num_difficult.tolist())),
+def _class_result(outcome, npos):
+    """``(AP voc07, AP area, {count: value})`` of one class from its detections'
+    outcomes by descending score and its number of positives."""
+    num_detections = len(outcome)
+    # Ignored detections change neither count, so they are dropped from the curve.
+    outcome = outcome[outcome >= 0]
+    tp = np.cumsum(outcome == 1, dtype=np.float64)
+    fp = np.cumsum(outcome == 0, dtype=np.float64)
+    counts = {
+        "num_detections": num_detections,
+        "true_positives": int(tp[-1]) if tp.size else 0,
+        "false_positives": int(fp[-1]) if fp.size else 0,
+        "ignored": num_detections - len(outcome),
     }
-    for name, values in counts.items():
-        result[name] = dict(zip(keys, values))
-    return result
+    if npos == 0:
+        return math.nan, math.nan, {**counts, "recall": math.nan}
+    recall = tp / npos
+    precision = tp / np.maximum(tp + fp, 1.0)
+    counts["recall"] = float(recall[-1]) if recall.size else 0.0
+    return average_precision(recall, precision, "voc07"), average_precision(recall, precision, "area"), counts
 
 
 def format_table(result):

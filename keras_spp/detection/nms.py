@@ -61,8 +61,14 @@ def per_class_nms(
     per_class = max_detections if max_per_class is None else positive_int("max_per_class", max_per_class)
     boxes, scores = _check_inputs(boxes, scores)
 
+    keep, kept_scores = _kept_per_class(boxes, scores, per_class, iou_threshold, score_threshold)
+    return _best_over_classes(boxes, keep, kept_scores, per_class, max_detections)
+
+
+def _kept_per_class(boxes, scores, per_class, iou_threshold, score_threshold):
+    """``(rows [K, per_class] int32, scores [K, per_class])``: each class's NMS survivors,
+    best first, padded with row 0 and score ``-inf``."""
     class_scores = tf.transpose(scores)  # [K, R]
-    shared = boxes.shape.rank == 2
     # Zero-area stand-ins for inverted boxes; the outputs keep the originals.
     suppress_boxes = tf.concat([boxes[..., :2], tf.maximum(boxes[..., 2:], boxes[..., :2])], -1)
 
@@ -75,17 +81,18 @@ def per_class_nms(
         return tf.pad(keep, pad), kept
 
     signature = (tf.TensorSpec([per_class], tf.int32), tf.TensorSpec([per_class], tf.float32))
-    if shared:
-        keep, kept_scores = tf.map_fn(
-            lambda s: select(suppress_boxes, s), class_scores, fn_output_signature=signature
-        )
-    else:
-        keep, kept_scores = tf.map_fn(
-            lambda args: select(*args),
-            (tf.transpose(suppress_boxes, [1, 0, 2]), class_scores),
-            fn_output_signature=signature,
-        )
+    if boxes.shape.rank == 2:
+        return tf.map_fn(lambda s: select(suppress_boxes, s), class_scores, fn_output_signature=signature)
+    return tf.map_fn(
+        lambda args: select(*args),
+        (tf.transpose(suppress_boxes, [1, 0, 2]), class_scores),
+        fn_output_signature=signature,
+    )
 
+
+def _best_over_classes(boxes, keep, kept_scores, per_class, max_detections):
+    """The ``max_detections`` best of the kept candidates over all classes: ``(boxes,
+    scores, classes)`` in ``per_class_nms``' order."""
     # Kept candidates as a [K, per_class] grid, class-major, padded with -inf (no
     # kept score is -inf: it never passes `> score_threshold`). top_k puts equal
     # values in index order, which gives the documented tie order.
@@ -94,7 +101,7 @@ def per_class_nms(
     top_scores, flat = tf.math.top_k(tf.reshape(kept_scores, [-1]), k=total)
     classes = flat // per_class
     rows = tf.gather_nd(keep, tf.stack([classes, flat % per_class], axis=1))
-    if shared:
+    if boxes.shape.rank == 2:
         out_boxes = tf.gather(boxes, rows)
     else:
         out_boxes = tf.gather_nd(boxes, tf.stack([rows, classes], axis=1))

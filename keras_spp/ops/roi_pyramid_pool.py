@@ -72,11 +72,25 @@ def roi_pyramid_pool(
     batch, height, width = shape[0], shape[1], shape[2]
     valid = _check_boxes(boxes, box_indices, batch)
     cells = boxes_to_cells(boxes, spatial_scale, height, width, coordinate_rule)
-    y_first, x_first, y_last, x_last = tf.unstack(cells, num=4, axis=1)
     # An out-of-range index would read another image's cells; clamp it and let
     # `valid` mark the row.
     images = tf.clip_by_value(box_indices, 0, tf.maximum(batch - 1, 0))
+    pooled = _pool_levels(features, cells, images, levels)
 
+    count = tf.shape(boxes)[0]
+    output = tf.concat([tf.reshape(pooled[n], tf.stack([count, -1])) for n in levels], axis=1)
+    output = tf.where(valid[:, tf.newaxis], output, tf.constant(np.nan, output.dtype))
+    dim = pyramid_output_dim(features.shape[3], levels)
+    return tf.ensure_shape(output, [boxes.shape[0], dim])
+
+
+def _pool_levels(features, cells, images, levels):
+    """``{n: [R, n, n, C]}``: each box's maxima at every level, the finest ones from a
+    block-max table over its inclusive ``cells`` ``[R, 4]`` of image ``images`` ``[R]``,
+    the others merged from a finer level."""
+    shape = tf.shape(features)
+    height, width = shape[1], shape[2]
+    y_first, x_first, y_last, x_last = tf.unstack(cells, num=4, axis=1)
     plan = bins.derivation_plan(levels)
     finest = [n for n in sorted(plan) if plan[n] is None]
     # The largest bin over a <= H cells has ceil(a/n) + 1 cells, and at most H.
@@ -101,12 +115,7 @@ def roi_pyramid_pool(
             x_start + x_first[:, tf.newaxis],
             x_end + x_first[:, tf.newaxis],
         )
-
-    count = tf.shape(boxes)[0]
-    output = tf.concat([tf.reshape(pooled[n], tf.stack([count, -1])) for n in levels], axis=1)
-    output = tf.where(valid[:, tf.newaxis], output, tf.constant(np.nan, output.dtype))
-    dim = pyramid_output_dim(features.shape[3], levels)
-    return tf.ensure_shape(output, [boxes.shape[0], dim])
+    return pooled
 
 
 def _check_static(features, boxes, box_indices):
