@@ -126,8 +126,38 @@ def main(argv=None):
     if args.head == "pool" and len(set(args.sizes)) > 1:
         print("--head pool takes one fixed size; use --sizes with one value", file=sys.stderr)
         return 2
-    from keras_spp.training.distribute import gather_from_workers
+    strategy = _setup(args)  # first: it may split the CPU into logical devices
+    import keras
+
+    from keras_spp.data import pipelines
+    from keras_spp.data.multisize import SizeSchedule
     from keras_spp.training.distribute import is_chief
+
+    keras.utils.set_random_seed(args.seed)
+    chief = is_chief(strategy)
+    out = args.out if chief else os.path.join(args.out, f"worker-{strategy.cluster_resolver.task_id}")
+    os.makedirs(out, exist_ok=True)
+    data = _load_data(args)
+    schedule = SizeSchedule(args.sizes, args.size_mode, seed=args.seed)
+    steps = pipelines.steps_per_epoch(data["num_train"], args.batch_size)
+    with strategy.scope():
+        model = build_model(args, len(data["info"].class_names), total_steps=steps * args.epochs)
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+    backup, start_epoch, done, history_csv = _resume(args, config, strategy, model, out)
+    callbacks = _callbacks(args, schedule, history_csv, out) + ([backup] if chief else [])
+    started = time.perf_counter()
+    _fit(args, model, data, schedule, steps, callbacks, backup, start_epoch, done)
+    train_seconds = time.perf_counter() - started
+    if not chief:
+        return 0
+    _report(args, model, out, config, data, steps, train_seconds, history_csv)
+    backup.clear()
+    print(f"wrote {out}/model.keras, results.json, history.csv, curves.png")
+    return 0
+
+
+def _setup(args):
+    """The distribution strategy; settles ``args.no_jit`` and ``args.dtype_policy``."""
     from keras_spp.training.distribute import make_strategy
     from keras_spp.training.precision import resolve_dtype_policy
 
@@ -143,24 +173,19 @@ def main(argv=None):
             # compiling with XLA"): the first step would fail.
             print("multi-worker on CPU: the train step is not compiled with XLA (as --no-jit)", file=sys.stderr)
             args.no_jit = True
+    return strategy
 
-    import keras
 
-    from keras_spp.callbacks import LogLearningRate
-    from keras_spp.callbacks import ResumableBackup
-    from keras_spp.callbacks import TrainingCurves
-    from keras_spp.data import pipelines
-    from keras_spp.data.multisize import LogInputSize
-    from keras_spp.data.multisize import SizeSchedule
+def _source_options(args):
+    return {"manual_dir": args.manual_dir} if args.manual_dir else {}
+
+
+def _load_data(args):
+    """``{"train", "info", "num_train", "val", "val_info"}``: the sources, cut to
+    ``--max-train`` and ``--max-eval``."""
     from keras_spp.data.sources import load_classification
-    from keras_spp.data.views import evaluate
 
-    keras.utils.set_random_seed(args.seed)
-    chief = is_chief(strategy)
-    out = args.out if chief else os.path.join(args.out, f"worker-{strategy.cluster_resolver.task_id}")
-    os.makedirs(out, exist_ok=True)
-
-    options = {"manual_dir": args.manual_dir} if args.manual_dir else {}
+    options = _source_options(args)
     train_source, info = load_classification(args.dataset, "train", data_dir=args.data_dir, seed=args.seed, **options)
     val_source, val_info = load_classification(
         args.dataset, "validation", data_dir=args.data_dir, seed=args.seed, **options
@@ -171,14 +196,17 @@ def main(argv=None):
         num_train = min(num_train or args.max_train, args.max_train)
     if not num_train:
         num_train = int(train_source.reduce(0, lambda n, _: n + 1))
-    crop = max(args.sizes)
-    schedule = SizeSchedule(args.sizes, args.size_mode, seed=args.seed)
-    steps = pipelines.steps_per_epoch(num_train, args.batch_size)
-    classes = len(info.class_names)
+    if args.max_eval:
+        val_source = val_source.take(args.max_eval)
+    return {"train": train_source, "info": info, "num_train": num_train, "val": val_source, "val_info": val_info}
 
-    with strategy.scope():
-        model = build_model(args, classes, total_steps=steps * args.epochs)
-    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(args).items()}
+
+def _resume(args, config, strategy, model, out):
+    """``(backup, start epoch, batches done in it, history.csv path)``: the run's
+    ``ResumableBackup``, restored into ``model`` if there is one."""
+    from keras_spp.callbacks import ResumableBackup
+    from keras_spp.training.distribute import gather_from_workers
+
     # Everything that shapes the training, so that a backup is resumed only by its own run.
     fingerprint = {k: v for k, v in config.items() if k not in ("max_eval", "views", "verbose", "out", "backup_every")}
     # One backup for all workers: the chief's (<out>/backup), which only the chief writes and every
@@ -208,38 +236,35 @@ def main(argv=None):
         os.remove(history_csv)  # a fresh run, not a resumed one
     elif start_epoch or done:
         print(f"resuming from the backup: epoch {start_epoch + 1}, after batch {done}")
+    return backup, start_epoch, done, history_csv
 
-    def train_data(first_epoch, skip, epochs):
-        return shard_by_data(pipelines.training_dataset(
-            train_source, args.batch_size, crop=crop, min_side=args.min_side, schedule=schedule,
-            jitter=args.jitter, seed=args.seed, cache=True, start_epoch=first_epoch, skip_batches=skip,
-            epochs=epochs, flip=args.flip,
-        ))
 
-    def shard_by_data(dataset):
-        # Multi-worker: every worker runs the whole pipeline (a pure function of the seed) and
-        # keeps its part of each global batch (tf.distribute rebatches the global batch into
-        # per-replica batches, then DATA sharding takes this worker's), so the global batches,
-        # their order and the skip of a resumed epoch are the single-device run's. AUTO would pick
-        # this for folders and mnist-scenes (no file reader in the pipeline) but FILE for TFDS
-        # (TFRecord files): each worker would read its own files, so other global batches, and
-        # files of unequal sizes would give the workers unequal numbers of batches.
-        if args.strategy != "multi-worker":
-            return dataset
-        import tensorflow as tf
+def _shard_by_data(dataset, strategy):
+    # Multi-worker: every worker runs the whole pipeline (a pure function of the seed) and
+    # keeps its part of each global batch (tf.distribute rebatches the global batch into
+    # per-replica batches, then DATA sharding takes this worker's), so the global batches,
+    # their order and the skip of a resumed epoch are the single-device run's. AUTO would pick
+    # this for folders and mnist-scenes (no file reader in the pipeline) but FILE for TFDS
+    # (TFRecord files): each worker would read its own files, so other global batches, and
+    # files of unequal sizes would give the workers unequal numbers of batches.
+    if strategy != "multi-worker":
+        return dataset
+    import tensorflow as tf
 
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        return dataset.with_options(options)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options)
 
-    if args.max_eval:
-        val_source = val_source.take(args.max_eval)
-    val_data = shard_by_data(
-        pipelines.center_crop_dataset(val_source, args.batch_size, crop=crop, min_side=args.min_side))
-    # Known steps spare Keras a first pass that ends in "ran out of data".
-    val_count = min(filter(None, (val_info.num_examples, args.max_eval)), default=None)
-    val_steps = -(-val_count // args.batch_size) if val_count else None
-    callbacks = [
+
+def _callbacks(args, schedule, history_csv, out):
+    """The callbacks of every worker (the chief adds its backup)."""
+    import keras
+
+    from keras_spp.callbacks import LogLearningRate
+    from keras_spp.callbacks import TrainingCurves
+    from keras_spp.data.multisize import LogInputSize
+
+    return [
         LogInputSize(schedule),
         # Before the CSV logger, which then records the learning rate they put in the logs.
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2)
@@ -250,15 +275,30 @@ def main(argv=None):
         keras.callbacks.ModelCheckpoint(os.path.join(out, "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
     ]
-    if chief:
-        callbacks.append(backup)
+
+
+def _fit(args, model, data, schedule, steps, callbacks, backup, start_epoch, done):
+    """Trains to ``--epochs`` from ``start_epoch``, after batch ``done`` of it."""
+    from keras_spp.data import pipelines
+
+    crop = max(args.sizes)
+    val_data = _shard_by_data(
+        pipelines.center_crop_dataset(data["val"], args.batch_size, crop=crop, min_side=args.min_side), args.strategy)
+    # Known steps spare Keras a first pass that ends in "ran out of data".
+    val_count = min(filter(None, (data["val_info"].num_examples, args.max_eval)), default=None)
+    val_steps = -(-val_count // args.batch_size) if val_count else None
+
     def fit(first_epoch, last_epoch, skip):
         # Epochs first_epoch..last_epoch-1, the first of them from batch `skip` on.
-        model.fit(train_data(first_epoch, skip, last_epoch - first_epoch), epochs=last_epoch,
-                  initial_epoch=first_epoch, steps_per_epoch=steps - skip, validation_data=val_data,
-                  validation_steps=val_steps, shuffle=False, callbacks=callbacks, verbose=args.verbose)
+        train = _shard_by_data(pipelines.training_dataset(
+            data["train"], args.batch_size, crop=crop, min_side=args.min_side, schedule=schedule,
+            jitter=args.jitter, seed=args.seed, cache=True, start_epoch=first_epoch, skip_batches=skip,
+            epochs=last_epoch - first_epoch, flip=args.flip,
+        ), args.strategy)
+        model.fit(train, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps - skip,
+                  validation_data=val_data, validation_steps=val_steps, shuffle=False, callbacks=callbacks,
+                  verbose=args.verbose)
 
-    started = time.perf_counter()
     if done and start_epoch < args.epochs:
         # The rest of the interrupted epoch, as its own shorter fit.
         backup.batch_offset = done
@@ -266,14 +306,18 @@ def main(argv=None):
         start_epoch += 1
     if start_epoch < args.epochs:
         fit(start_epoch, args.epochs, 0)
-    train_seconds = time.perf_counter() - started
-    if not chief:
-        return 0
+
+
+def _report(args, model, out, config, data, steps, train_seconds, history_csv):
+    """Saves the model, evaluates it on the test split, prints and writes ``results.json``."""
+    from keras_spp.data.sources import load_classification
+    from keras_spp.data.views import evaluate
 
     model.save(os.path.join(out, "model.keras"))
     views = args.views if args.head == "spp" else tuple(v for v in args.views if v in ("center", "ten_view"))
-    test_source, _ = load_classification(args.dataset, "test", data_dir=args.data_dir, seed=args.seed, **options)
-    evaluation = evaluate(model, test_source, views=views, crop=crop, min_side=args.min_side,
+    test_source, _ = load_classification(args.dataset, "test", data_dir=args.data_dir, seed=args.seed,
+                                         **_source_options(args))
+    evaluation = evaluate(model, test_source, views=views, crop=max(args.sizes), min_side=args.min_side,
                           scales=_scales(args.min_side), max_examples=args.max_eval, verbose=args.verbose > 0,
                           flip=args.flip)
     print("\nview          top-1 err %   top-5 acc")
@@ -281,8 +325,8 @@ def main(argv=None):
         print(f"{view:<13} {r['top1_error_pct']:>10.2f}   {r['top5']:.4f}   ({r['examples']} images)")
     results = {
         "config": config,
-        "classes": list(info.class_names),
-        "train_examples": num_train,
+        "classes": list(data["info"].class_names),
+        "train_examples": data["num_train"],
         "steps_per_epoch": steps,
         # What fit distributed each global batch of --batch-size over (1: one device).
         "replicas_in_sync": model.distribute_strategy.num_replicas_in_sync,
@@ -292,9 +336,6 @@ def main(argv=None):
     }
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
-    backup.clear()
-    print(f"wrote {out}/model.keras, results.json, history.csv, curves.png")
-    return 0
 
 
 def _scales(min_side):
