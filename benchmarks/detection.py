@@ -33,6 +33,7 @@ from benchmarks.serving import random_proposals
 
 DENSE_WINDOWS = 2000
 
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--detector", default="outputs/detector/detector", help="a 1-scale detector from train_detector")
@@ -52,58 +53,112 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import keras
-    import tensorflow as tf
-
     from benchmarks.pooling import machine
     from benchmarks.report import emit
-    from keras_spp.data.detection_sources import load_detection
-    from keras_spp.data.voc import load_image
-    from keras_spp.detection import heads
     from keras_spp.detection import training
-    from keras_spp.detection.detector import Detector
-    from keras_spp.detection.detector import postprocess
-    from keras_spp.detection.evaluation import evaluate_detections
     from keras_spp.detection.evaluation_settings import EVALUATION_SETTINGS
-    from keras_spp.detection.features import MultiScaleRoiFeatures
+
+    data = _load(args)
+    test, proposals = data["test"], data["proposals"]
+    # Selective search time, on images it has not cached (the cache would hide it).
+    ss_seconds = _search_seconds(test[:5], data["proposal_params"])
+    dense = _dense_windows(test[: args.dense_images])
+    config = training.HeadTrainingConfig(steps=args.steps or data["meta"].get("steps", 3000), seed=0)
+    methods, window = _methods(args, data, config)
+    settings = {name: EVALUATION_SETTINGS[name] for name in ("softmax+bb", "svm+bb")}
+    rows = []
+    for name, scales, detector, svd in methods:
+        rows.append(_measure(name, scales, detector, svd, data, dense, settings))
+        print(_row(rows[-1]), flush=True)
+
+    add_speedups(rows)
+    dense_windows = float(np.mean([len(b) for b in dense.values()])) if dense else None
+    report = {
+        "benchmark": "detection",
+        "machine": machine(),
+        "dataset": data["meta"]["dataset"],
+        "test_images": len(test),
+        "dense_timed_images": len(dense),
+        "dense_windows_per_image": dense_windows or 0.0,
+        "pair_training": {"images": len(data["train"]), "windows_per_image": args.windows, "steps": config.steps},
+        "proposals_per_image": float(np.mean([len(proposals[e.image_id]) for e in test])),
+        "selective_search_s_per_image": float(np.median(ss_seconds)),
+        "window_size": window,
+        "rows": rows,
+        "table": _table(rows, dense_windows),
+    }
+    print(report["table"])
+    emit(report, args.out)
+    return 0
+
+
+def _load(args):
+    """The trained detector (``spp``, its ``meta``), the test and training images and
+    the proposals of both, as the detector was trained with them."""
+    from keras_spp.data.detection_sources import load_detection
+    from keras_spp.detection.detector import Detector
     from keras_spp.detection.proposal_cache import proposal_cache
     from keras_spp.detection.proposal_cache import trained_search_params
     from keras_spp.detection.proposals import compute_proposals
-    from keras_spp.detection.proposals import selective_search
-    from keras_spp.detection.rcnn import WarpedWindowFeatures
-    from keras_spp.detection.transfer import transferable_fc_weights
 
     spp = Detector.load(args.detector)
     meta = spp.metadata
-    roi = heads.roi_features_of(spp.model)
-    conv = roi.backbone
-    num_classes = len(spp.class_names)
-    fc_units = spp.model.get_layer("fc6").units
     options = meta.get("dataset_options", {})
     test, _ = load_detection(meta["dataset"], "test", data_dir=args.data_dir, **options)
     train, _ = load_detection(meta["dataset"], "trainval", data_dir=args.data_dir, **options)
     test, train = test[: args.test], train[: args.train]
     proposal_params = trained_search_params(meta["proposals"])
     proposals = compute_proposals(train + test, proposal_cache(args.data_dir, meta["dataset"]), **proposal_params)
+    return {"spp": spp, "meta": meta, "test": test, "train": train, "proposal_params": proposal_params,
+            "proposals": proposals}
 
-    # Selective search time, on images it has not cached (the cache would hide it).
-    ss_seconds = []
-    for example in test[:5]:
+
+def _search_seconds(examples, proposal_params):
+    """Selective search's seconds on each of ``examples``."""
+    from keras_spp.data.voc import load_image
+    from keras_spp.detection.proposals import selective_search
+
+    seconds = []
+    for example in examples:
         image = load_image(example.image_path)
         start = time.perf_counter()
         selective_search(image, **proposal_params)
-        ss_seconds.append(time.perf_counter() - start)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def _dense_windows(examples):
+    """``{image id: [DENSE_WINDOWS, 4]}``: quality-mode proposals topped up with random boxes."""
+    from keras_spp.data.voc import load_image
+    from keras_spp.detection.proposals import selective_search
 
     # The paper times ~2000 windows per image; fast mode finds far fewer on these
     # images, and R-CNN's cost grows with the count while SPP-net's conv does not.
     dense = {}
-    for example in test[: args.dense_images]:
+    for example in examples:
         image = load_image(example.image_path)
         found = selective_search(image, mode="quality", min_size=0, max_proposals=DENSE_WINDOWS)
         extra = random_proposals(*image.shape[:2], DENSE_WINDOWS - len(found), seed=len(dense))
         dense[example.image_id] = np.concatenate([np.asarray(found, np.float32).reshape(-1, 4), extra])
+    return dense
 
-    config = training.HeadTrainingConfig(steps=args.steps or meta.get("steps", 3000), seed=0)
+
+def _methods(args, data, config):
+    """``([(name, scales, Detector, SVD ranks or None)], R-CNN's window size)``: R-CNN
+    and SPP-net's twin trained here on the same windows, the trained detectors, and
+    the same for ``--detector5``."""
+    import keras
+
+    from keras_spp.detection import heads
+    from keras_spp.detection import training
+    from keras_spp.detection.detector import Detector
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.rcnn import WarpedWindowFeatures
+    from keras_spp.detection.transfer import transferable_fc_weights
+
+    spp, meta, train = data["spp"], data["meta"], data["train"]
+    roi = heads.roi_features_of(spp.model)
+    fc_units = spp.model.get_layer("fc6").units
     trained_fc = {name: spp.model.get_layer(name).get_weights() for name in ("fc6", "fc7")}
     classifier = _pretrained_classifier(meta)  # loaded once: every head below starts from it
 
@@ -122,10 +177,11 @@ def main(argv=None):
         ), name)
 
     def trained_pair_member(features_layer, name):
-        model = heads.spp_detector(features_layer, num_classes, fc_units=fc_units,
+        model = heads.spp_detector(features_layer, len(spp.class_names), fc_units=fc_units,
                                    fc_weights=starting_fc(features_layer.output_dim), name=name)
         records = training.compute_window_features(
-            features_layer, train, proposals, max_windows=args.windows, seed=0, desc=f"{name} training features"
+            features_layer, train, data["proposals"], max_windows=args.windows, seed=0,
+            desc=f"{name} training features"
         )
         keras.utils.set_random_seed(0)
         training.fine_tune(model, records, train, config, verbose=0)
@@ -134,7 +190,7 @@ def main(argv=None):
         return Detector(model, spp.class_names, spp.settings)
 
     window = int(meta.get("window_size", 224))
-    rcnn_layer = WarpedWindowFeatures(conv, roi.levels, window_size=window, context=16, name="rcnn_features")
+    rcnn_layer = WarpedWindowFeatures(roi.backbone, roi.levels, window_size=window, context=16, name="rcnn_features")
     rcnn = trained_pair_member(rcnn_layer, "rcnn")
     spp_twin = trained_twin(roi, "spp_same_windows")
 
@@ -149,75 +205,76 @@ def main(argv=None):
         spp5_twin = trained_twin(roi5, "spp_same_windows_multiscale")
         methods += [("SPP-net (same training windows)", _scales(roi5), spp5_twin, None),
                     ("SPP-net", _scales(roi5), spp5, None), ("SPP-net + SVD", _scales(roi5), spp5, ranks)]
+    return methods, window
 
-    settings = {name: EVALUATION_SETTINGS[name] for name in ("softmax+bb", "svm+bb")}
-    rows = []
-    for name, scales, detector, svd in methods:
-        features = heads.roi_features_of(detector.model)
-        head = heads.pooled_head(detector.model, svd)
-        spec = [tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)]
-        features_fn = tf.function(lambda i, b, f=features: f(i, b), input_signature=spec)
-        head_fn = tf.function(lambda x, h=head: h(x, training=False),
-                              input_signature=[tf.TensorSpec([None, features.output_dim], tf.float32)])
 
-        def run(image, boxes, settings_list):
-            t0 = time.perf_counter()
-            pooled = features_fn(image, boxes)
-            pooled.numpy()
-            t1 = time.perf_counter()
-            outputs = {k: v.numpy() for k, v in head_fn(pooled).items()}
-            t2 = time.perf_counter()
-            found = [postprocess(outputs, boxes, image.shape[1], image.shape[2], s) for s in settings_list]
-            found = [tuple(t.numpy() for t in f) for f in found]
-            t3 = time.perf_counter()
-            return found, (t1 - t0, t2 - t1, t2 - t0 + (t3 - t2) / len(settings_list))
+def _timed_detector(detector, svd):
+    """``run(image [1, H, W, 3], boxes [R, 4], settings list) -> (detections per
+    settings, (conv s, fc s, total s))``: the window features and the heads as
+    separate ``tf.function``s, timed apart."""
+    import tensorflow as tf
 
-        detections = {k: [] for k in settings}
-        times, dense_times = [], []
-        for i, example in enumerate(_progress(test, name, scales)):
-            image = tf.constant(load_image(example.image_path)[None], tf.float32)
-            boxes = tf.constant(np.asarray(proposals[example.image_id], np.float32).reshape(-1, 4))
-            if i == 0:  # warm-up: tracing and first-call allocations are not per-image costs
-                run(image, boxes, list(settings.values()))
-            found, spent = run(image, boxes, list(settings.values()))
-            times.append(spent)
-            for key, f in zip(settings, found):
-                detections[key].append(f)
-            if example.image_id in dense:
-                _, spent = run(image, tf.constant(dense[example.image_id]), [settings["softmax+bb"]])
-                dense_times.append(spent)
-        times = np.median(np.array(times), axis=0)
-        result = {"method": name, "scales": scales, "svd_ranks": svd,
-                  "conv_s": float(times[0]), "fc_s": float(times[1]), "total_s": float(times[2])}
-        if dense_times:
-            dense_med = np.median(np.array(dense_times), axis=0)
-            result.update(dense_conv_s=float(dense_med[0]), dense_fc_s=float(dense_med[1]),
-                          dense_total_s=float(dense_med[2]))
-        gts = [(e.boxes, e.labels, e.difficult) for e in test]
-        for key, dets in detections.items():
-            evaluation = evaluate_detections(dets, gts, num_classes, class_names=spp.class_names)
-            result[f"map_{key}"] = float(evaluation["map_voc07"])
-        rows.append(result)
-        print(_row(result), flush=True)
+    from keras_spp.detection import heads
+    from keras_spp.detection.detector import postprocess
 
-    add_speedups(rows)
-    report = {
-        "benchmark": "detection",
-        "machine": machine(),
-        "dataset": meta["dataset"],
-        "test_images": len(test),
-        "dense_timed_images": len(dense),
-        "dense_windows_per_image": float(np.mean([len(b) for b in dense.values()])) if dense else 0.0,
-        "pair_training": {"images": len(train), "windows_per_image": args.windows, "steps": config.steps},
-        "proposals_per_image": float(np.mean([len(proposals[e.image_id]) for e in test])),
-        "selective_search_s_per_image": float(np.median(ss_seconds)),
-        "window_size": window,
-        "rows": rows,
-        "table": _table(rows, float(np.mean([len(b) for b in dense.values()])) if dense else None),
-    }
-    print(report["table"])
-    emit(report, args.out)
-    return 0
+    features = heads.roi_features_of(detector.model)
+    head = heads.pooled_head(detector.model, svd)
+    spec = [tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)]
+    features_fn = tf.function(lambda i, b: features(i, b), input_signature=spec)
+    head_fn = tf.function(lambda x: head(x, training=False),
+                          input_signature=[tf.TensorSpec([None, features.output_dim], tf.float32)])
+
+    def run(image, boxes, settings_list):
+        t0 = time.perf_counter()
+        pooled = features_fn(image, boxes)
+        pooled.numpy()
+        t1 = time.perf_counter()
+        outputs = {k: v.numpy() for k, v in head_fn(pooled).items()}
+        t2 = time.perf_counter()
+        found = [postprocess(outputs, boxes, image.shape[1], image.shape[2], s) for s in settings_list]
+        found = [tuple(t.numpy() for t in f) for f in found]
+        t3 = time.perf_counter()
+        return found, (t1 - t0, t2 - t1, t2 - t0 + (t3 - t2) / len(settings_list))
+
+    return run
+
+
+def _measure(name, scales, detector, svd, data, dense, settings):
+    """One row of the table: median times on the test images (and on the ``dense``
+    ones at 2000 windows), and the mAP of every ``settings``."""
+    import tensorflow as tf
+
+    from keras_spp.data.voc import load_image
+    from keras_spp.detection.evaluation import evaluate_detections
+
+    run = _timed_detector(detector, svd)
+    detections = {k: [] for k in settings}
+    times, dense_times = [], []
+    for i, example in enumerate(_progress(data["test"], name, scales)):
+        image = tf.constant(load_image(example.image_path)[None], tf.float32)
+        boxes = tf.constant(np.asarray(data["proposals"][example.image_id], np.float32).reshape(-1, 4))
+        if i == 0:  # warm-up: tracing and first-call allocations are not per-image costs
+            run(image, boxes, list(settings.values()))
+        found, spent = run(image, boxes, list(settings.values()))
+        times.append(spent)
+        for key, f in zip(settings, found):
+            detections[key].append(f)
+        if example.image_id in dense:
+            _, spent = run(image, tf.constant(dense[example.image_id]), [settings["softmax+bb"]])
+            dense_times.append(spent)
+    times = np.median(np.array(times), axis=0)
+    result = {"method": name, "scales": scales, "svd_ranks": svd,
+              "conv_s": float(times[0]), "fc_s": float(times[1]), "total_s": float(times[2])}
+    if dense_times:
+        dense_med = np.median(np.array(dense_times), axis=0)
+        result.update(dense_conv_s=float(dense_med[0]), dense_fc_s=float(dense_med[1]),
+                      dense_total_s=float(dense_med[2]))
+    gts = [(e.boxes, e.labels, e.difficult) for e in data["test"]]
+    spp = data["spp"]
+    for key, dets in detections.items():
+        evaluation = evaluate_detections(dets, gts, len(spp.class_names), class_names=spp.class_names)
+        result[f"map_{key}"] = float(evaluation["map_voc07"])
+    return result
 
 
 def add_speedups(rows):
