@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_spp.detection import scales as scales_lib
 from keras_spp.detection.features import MultiScaleRoiFeatures
 from keras_spp.detection.features import backbone_of
 from keras_spp.detection.features import context_windows
@@ -22,11 +21,11 @@ def reference(conv, image, boxes, scales, levels, window, context=None):
     """Obvious version: every box on its own, at the scale the paper's rule picks;
     with ``context``, the square around it pooled from that scale's map too."""
     h, w = image.shape[1:3]
-    factors = scales_lib.scale_factors(h, w, scales).astype(np.float32)
-    chosen = scales_lib.assign_scales(boxes, factors, window)
+    factors = [np.float32(f) for f in reference_factors(h, w, scales)]  # the layer's are float32
     rows = []
-    for box, i in zip(boxes, chosen):
-        size = scales_lib.scaled_size(h, w, factors[i])
+    for box in boxes:
+        i = reference_scale(box, factors, window)
+        size = reference_size(h, w, factors[i])
         maps = conv(tf.image.resize(image, size, antialias=True))
         scaled = box * factors[i]
         row = [roi_pyramid_pool(maps, scaled[None], [0], levels, 1 / 16)[0].numpy()]
@@ -35,6 +34,28 @@ def reference(conv, image, boxes, scales, levels, window, context=None):
             row.append(roi_pyramid_pool(maps, np.float32([square]), [0], levels, 1 / 16)[0].numpy())
         rows.append(np.concatenate(row))
     return np.stack(rows) if rows else np.zeros((0, 0))
+
+
+def reference_factors(height, width, scales, max_side=2000):
+    """The paper's resize: the shorter side to ``s``, unless the longer then passes ``max_side``."""
+    return [min(s / min(height, width), max_side / max(height, width)) for s in scales]
+
+
+def reference_scale(box, factors, window):
+    """The first scale at which the box's area is closest to ``window ** 2``."""
+    y1, x1, y2, x2 = (float(v) for v in box)
+    area = max(y2 - y1, 0.0) * max(x2 - x1, 0.0)
+    best, best_distance = 0, None
+    for i, f in enumerate(factors):
+        distance = abs(area * float(f) ** 2 - window**2)
+        if best_distance is None or distance < best_distance:
+            best, best_distance = i, distance
+    return best
+
+
+def reference_size(height, width, factor):
+    """The image's size at ``factor``: each side rounded, at least 1."""
+    return max(1, round(height * float(factor))), max(1, round(width * float(factor)))
 
 
 def reference_context_window(box, context, height, width):
