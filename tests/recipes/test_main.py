@@ -37,8 +37,16 @@ def test_stages_run_in_order_with_arguments_their_recipes_parse(calls, tmp_path)
     assert detector.dataset == "mnist-detection" and detector.steps == 50
     assert detector.scales == main.DETECTION_SCALES == "200,288,400,560,800,1100"
     assert detector.window_size == 64 and detector.min_proposal_size == 4
-    assert detector.proposal_max_side == 0 and detector.proposal_k == 100
+    assert detector.proposals == "rpn" and detector.rpn_scales is None  # the scale nearest 800 px: 800
     assert detector.context == 2 and detector.negative_iou == "0,0.5" and detector.max_train_windows == 256
+
+
+def test_selective_search_is_one_flag_away(calls, tmp_path):
+    assert main.main(["--proposals", "selective-search", "--out", str(tmp_path)]) == 0
+    detector = train_detector.parse_args(calls[2][1])
+    assert detector.proposals == "selective-search" and detector.min_proposal_size == 4
+    assert detector.proposal_max_side == 0 and detector.proposal_k == 100
+    assert detector.scales == main.DETECTION_SCALES and detector.context == 2
 
 
 def test_defaults_12_pretraining_epochs_and_3000_fine_tuning_minibatches(calls, tmp_path):
