@@ -133,8 +133,7 @@ def rpn_side(detector, examples, timed, args, scratch):
     propose_full = tf.function(lambda image: proposer.propose(image)[0],
                                input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
 
-    @tf.function(input_signature=[tf.TensorSpec([1, None, None, None], tf.float32), tf.TensorSpec([2], tf.int32),
-                                  tf.TensorSpec([], tf.float32)])
+    @tf.function(reduce_retracing=True)  # conv5 is in the backbone's dtype (bfloat16 under mixed precision)
     def propose_from_map(conv5, size, factor):
         return proposer.propose_from_map(conv5, size[0], size[1], factor)[0]
 
@@ -165,14 +164,21 @@ def rpn_side(detector, examples, timed, args, scratch):
 
 
 def _quality(detector, examples, proposals):
-    from keras_spp.detection.detector import evaluate_detector
+    """Recall, and VOC07 mAP with the detector's own settings (``voc07_map``) and
+    with each of ``evaluation_settings``' (softmax or SVM, box regression, voting)."""
+    from keras_spp.detection.evaluation_settings import EVALUATION_SETTINGS
+    from keras_spp.detection.evaluation_settings import evaluation_summary
     from keras_spp.detection.rpn_training import proposal_recall
 
     found = {e.image_id: np.asarray(proposals[e.image_id]) for e in examples}
-    evaluation = evaluate_detector(detector, examples, found, {"own": detector.settings}, desc="mAP")[0]["own"]
+    settings = {"own": detector.settings, **EVALUATION_SETTINGS}
+    evaluation = evaluation_summary(detector, examples, found, settings)
     return {"recall@0.5": proposal_recall(found, examples, COUNTS),
+            "recall@0.7": proposal_recall(found, examples, COUNTS, iou=0.7),
             "proposals_per_image": float(np.mean([len(b) for b in found.values()])),
-            "voc07_map": float(evaluation["map_voc07"])}
+            "voc07_map": float(evaluation["own"]["map_voc07"]),
+            "voc07_map_by_setting": {name: float(v["map_voc07"]) for name, v in evaluation.items()
+                                     if isinstance(v, dict) and name != "own"}}
 
 
 def _timings(examples, paths):
