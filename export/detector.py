@@ -100,17 +100,13 @@ def resolve(model_path):
 
 def read_detector_json(path):
     """``(class names or None, settings dict, metadata dict)`` from a ``detector.json``."""
-    meta = _detector_json(path)
+    return _fields(_detector_json(path))
+
+
+def _fields(meta):
     names = meta.get("class_names")
     return ([str(n) for n in names] if names is not None else None), dict(meta.get("settings") or {}), \
         dict(meta.get("metadata") or {})
-
-
-def read_proposer(path, model):
-    """The detector's RPN (``LearnedProposals``) named by its ``detector.json``, or ``None``."""
-    from keras_spp.detection.detector import load_proposer
-
-    return load_proposer(os.path.dirname(path), _detector_json(path).get("rpn"), model) if path else None
 
 
 def _detector_json(path):
@@ -148,8 +144,8 @@ class DetectorKind(ServingKind):
 
     ``meta``: ``labels``, ``labels_file``, ``max_side`` (``None``: the model's),
     ``max_pixels``, ``jit``, ``settings`` (``DetectionSettings``) and ``proposer``
-    (the detector's ``LearnedProposals`` or ``None``; when absent, read from the
-    ``detector.json`` at ``meta["detector_json"]``). Sets ``meta["max_side"]`` to the
+    (the detector's ``LearnedProposals`` or ``None``; when absent, loaded from the
+    ``rpn`` entry of its ``detector.json``, ``meta["rpn"]``, and ``meta["detector_dir"]``). Sets ``meta["max_side"]`` to the
     side applied, and ``meta["jit"]`` to whether XLA was applied (R-CNN's window
     features have no XLA path).
     """
@@ -178,18 +174,22 @@ class DetectorKind(ServingKind):
             raise ValueError(f"{' and '.join(given)} are classifier options: a detector's image scales are in its "
                              "model, and it returns up to --max-detections detections per image.")
         model_path, detector_json = resolve(model_path)
-        stored_names, stored_settings, _ = read_detector_json(detector_json)
+        stored = _detector_json(detector_json)  # read once: names, settings and the RPN's entry
+        stored_names, stored_settings, _ = _fields(stored)
         found = {"classes": stored_names} if stored_names is not None else None
         names = label_names(labels, found, model_path, "a detector.json with 'class_names'")
         settings = settings_from(stored_settings, options.get("settings") or {})
-        return model_path, names, {"settings": settings, "detector_json": detector_json,
+        return model_path, names, {"settings": settings, "rpn": stored.get("rpn"),
+                                   "detector_dir": os.path.dirname(detector_json) if detector_json else None,
                                    "max_side": options.get("max_side"), "min_side": None, "top_k": None}
 
     def __init__(self, model, meta):
         from keras_spp.detection.features import MultiScaleRoiFeatures
 
         if "proposer" not in meta:
-            meta["proposer"] = read_proposer(meta.get("detector_json"), model)
+            from keras_spp.detection.detector import load_proposer
+
+            meta["proposer"] = load_proposer(meta.get("detector_dir"), meta.get("rpn"), model)
         self.model, self.meta, self.proposer = model, meta, meta["proposer"]
         self.roi = roi = _check_model(model, meta["labels"])
         self.spp = spp = isinstance(roi, MultiScaleRoiFeatures)

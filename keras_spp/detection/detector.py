@@ -122,21 +122,19 @@ class Detector:
         )
         self._proposed_outputs = None
 
-    def proposed_outputs(self, image, jit_compile=False):
-        """``(proposals [R, 4], outputs)`` of the RPN detector for ``image`` float
-        ``[1, H, W, 3]`` (TensorFlow): the windows pooled from the conv5 maps the RPN
-        computed, the other scales' maps computed as the windows need them."""
-        if self.proposer is None:
-            raise ValueError(NO_RPN)
-        if self._head is None:  # built eagerly: it reads the fc weights
-            self._head = pooled_head(self.model) if tf.executing_eagerly() else None
-            if self._head is None:
-                raise RuntimeError("call proposed_outputs eagerly once before tracing it (Detector.detect does).")
-        roi = roi_features_of(self.model)
-        boxes, _, maps = self.proposer.propose(image)
-        return boxes, self._head(roi.pool_windows(image, boxes, jit_compile, maps), training=False)
+    def _rpn_outputs(self):
+        """A tf.function: float ``[1, H, W, 3]`` -> ``(proposals [R, 4], outputs)``, the
+        windows pooled from the conv5 maps the RPN computed (the other scales' as the
+        windows need them). Built on first use, eagerly: ``pooled_head`` reads the fc weights."""
+        if self._proposed_outputs is None:
+            head, roi = pooled_head(self.model), roi_features_of(self.model)
 
-    _head = None
+            def run(image):
+                boxes, _, maps = self.proposer.propose(image)
+                return boxes, head(roi.pool_windows(image, boxes, False, maps), training=False)
+
+            self._proposed_outputs = tf.function(run, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        return self._proposed_outputs
 
     def outputs(self, image, proposals):
         """Raw model outputs (numpy) for an ``[H, W, 3]`` image and ``[R, 4]`` proposals."""
@@ -155,11 +153,7 @@ class Detector:
         if proposals is None:
             if self.proposer is None:
                 raise ValueError(NO_RPN)
-            if self._proposed_outputs is None:
-                self._head = self._head or pooled_head(self.model)
-                self._proposed_outputs = tf.function(
-                    self.proposed_outputs, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-            proposals, out = self._proposed_outputs(tf.constant(image[None]))
+            proposals, out = self._rpn_outputs()(tf.constant(image[None]))
             boxes, scores, classes = postprocess(out, proposals, image.shape[0], image.shape[1], settings)
             return boxes.numpy(), scores.numpy(), classes.numpy()
         proposals = np.asarray(proposals, np.float32).reshape(-1, 4)

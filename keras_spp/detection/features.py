@@ -135,16 +135,14 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         count = tf.shape(boxes)[0]
 
         def pooled():
-            if feature_map is not None:
+            scaled = boxes * factor
+            if jit_compile:  # a power-of-two row count: one XLA program per image size and bucket
+                scaled = tf.pad(scaled, [[0, bucket_size(count) - count], [0, 0]])
+            if feature_map is not None:  # an RPN's conv5 of this scale: the pooling alone
                 size = scales_lib.scaled_size_tf(height, width, factor)
-                pool = self._pool_map_xla if jit_compile else self.pool_map
-                padded = tf.pad(boxes * factor, [[0, bucket_size(count) - count], [0, 0]]) if jit_compile else None
-                return pool(feature_map, boxes * factor if padded is None else padded, size)[:count]
+                return (self._pool_map_xla if jit_compile else self.pool_map)(feature_map, scaled, size)[:count]
             resized = self.resized(image, factor, height, width)
-            if not jit_compile:
-                return self.pool_scaled(resized, boxes * factor)
-            padded = tf.pad(boxes * factor, [[0, bucket_size(count) - count], [0, 0]])
-            return self._pool_scaled_xla(resized, padded)[:count]
+            return (self._pool_scaled_xla if jit_compile else self.pool_scaled)(resized, scaled)[:count]
 
         def empty():
             return tf.zeros([0, self.output_dim], self.compute_dtype)

@@ -29,7 +29,6 @@ def tiny_detector(folder, seed=3, context=None):
     """ZF-5 at 1/8 width, one scale of 160 px, random heads with spread-out scores."""
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.features import MultiScaleRoiFeatures
-    from keras_spp.detection.heads import set_linear
     from keras_spp.detection.heads import spp_detector
     from keras_spp.models import backbone
 
@@ -37,14 +36,20 @@ def tiny_detector(folder, seed=3, context=None):
     roi = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(160,), levels=(2, 1), window_size=64,
                                 context=context, name="roi_features")
     model = spp_detector(roi, len(CLASSES), fc_units=16)
-    rng = np.random.default_rng(seed)
+    spread_heads(model, roi, np.random.default_rng(seed))
+    detector = Detector(model, CLASSES)
+    detector.save(folder)
+    return detector
+
+
+def spread_heads(model, roi, rng):
+    """Random fc8, SVM and box heads (fc_units 16, three classes) with spread-out scores."""
+    from keras_spp.detection.heads import set_linear
+
     # fc8 at N(0, 0.01) gives near-uniform softmax scores; N(0, 1) spreads them out.
     model.get_layer("fc8").set_weights([rng.normal(0, 1, (16, 4)).astype("float32"), np.zeros(4, "float32")])
     set_linear(model, "svm", rng.normal(0, 0.5, (16, 3)), rng.normal(0, 0.1, 3))
     set_linear(model, "bbox", rng.normal(0, 0.01, (roi.output_dim, 12)), np.zeros(12))
-    detector = Detector(model, CLASSES)
-    detector.save(folder)
-    return detector
 
 
 @pytest.fixture(scope="module")

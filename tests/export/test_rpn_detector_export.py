@@ -15,6 +15,7 @@ from tests.export.conftest import encode
 from tests.export.conftest import fake_rest_server
 from tests.export.conftest import photo
 from tests.export.test_detector_export import CLASSES
+from tests.export.test_detector_export import spread_heads
 from tests.export.test_detector_export import tiny_detector
 
 ATOL = 1e-4
@@ -27,7 +28,6 @@ def tiny_rpn_detector(folder, seed=5):
     from keras_spp.detection.anchors import AnchorConfig
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.features import MultiScaleRoiFeatures
-    from keras_spp.detection.heads import set_linear
     from keras_spp.detection.heads import spp_detector
     from keras_spp.detection.learned_proposals import LearnedProposals
     from keras_spp.detection.learned_proposals import ProposalSettings
@@ -39,9 +39,7 @@ def tiny_rpn_detector(folder, seed=5):
                                 name="roi_features")
     model = spp_detector(roi, len(CLASSES), fc_units=16)
     rng = np.random.default_rng(seed)
-    model.get_layer("fc8").set_weights([rng.normal(0, 1, (16, 4)).astype("float32"), np.zeros(4, "float32")])
-    set_linear(model, "svm", rng.normal(0, 0.5, (16, 3)), rng.normal(0, 0.1, 3))
-    set_linear(model, "bbox", rng.normal(0, 0.01, (roi.output_dim, 12)), np.zeros(12))
+    spread_heads(model, roi, rng)
     anchors = AnchorConfig((24.0, 48.0, 96.0), (1.0, 2.0), 16.0)
     head = rpn_head(roi.backbone.output_shape[-1], anchors.per_cell, hidden=16)
     for layer in head.layers:
