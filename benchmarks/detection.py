@@ -44,9 +44,13 @@ def parse_args(argv=None):
     p.add_argument("--windows", type=int, default=128, help="training windows per image for the pair")
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default: the detector's)")
     p.add_argument("--svd-ranks", default="fc6=128,fc7=64")
-    p.add_argument("--dense-images", type=int, default=5,
-                   help="also time on the first N test images with the paper's 2000 windows each "
-                        "(selective search in quality mode, topped up with random boxes); 0 to skip")
+    p.add_argument(
+        "--dense-images",
+        type=int,
+        default=5,
+        help="also time on the first N test images with the paper's 2000 windows each "
+        "(selective search in quality mode, topped up with random boxes); 0 to skip",
+    )
     p.add_argument("--out", default=None)
     return p.parse_args(argv)
 
@@ -97,8 +101,7 @@ def _load(args):
     the proposals of both, as the detector was trained with them."""
     from keras_spp.data.detection_sources import load_detection
     from keras_spp.detection.detector import Detector
-    from keras_spp.detection.proposal_cache import proposal_cache
-    from keras_spp.detection.proposal_cache import trained_search_params
+    from keras_spp.detection.proposal_cache import proposal_cache, trained_search_params
     from keras_spp.detection.proposals import compute_proposals
 
     spp = Detector.load(args.detector)
@@ -109,8 +112,14 @@ def _load(args):
     test, train = test[: args.test], train[: args.train]
     proposal_params = trained_search_params(meta["proposals"])
     proposals = compute_proposals(train + test, proposal_cache(args.data_dir, meta["dataset"]), **proposal_params)
-    return {"spp": spp, "meta": meta, "test": test, "train": train, "proposal_params": proposal_params,
-            "proposals": proposals}
+    return {
+        "spp": spp,
+        "meta": meta,
+        "test": test,
+        "train": train,
+        "proposal_params": proposal_params,
+        "proposals": proposals,
+    }
 
 
 def _search_seconds(examples, proposal_params):
@@ -149,10 +158,8 @@ def _methods(args, data, config):
     the same for ``--detector5``."""
     import keras
 
-    from keras_spp.detection import heads
-    from keras_spp.detection import training
+    from keras_spp.detection import heads, training
     from keras_spp.detection.detector import Detector
-    from keras_spp.detection.features import MultiScaleRoiFeatures
     from keras_spp.detection.rcnn import WarpedWindowFeatures
     from keras_spp.detection.transfer import transferable_fc_weights
 
@@ -170,18 +177,18 @@ def _methods(args, data, config):
         return from_classifier or fitting
 
     def trained_twin(trained_roi, name):
-        # A fresh RoI layer of the trained detector's geometry, for heads trained on R-CNN's windows.
-        return trained_pair_member(MultiScaleRoiFeatures(
-            trained_roi.backbone, trained_roi.scales, trained_roi.levels, trained_roi.feature_stride,
-            trained_roi.window_size, context=trained_roi.context, name="roi_features",
-        ), name)
+        return trained_pair_member(_fresh_roi_like(trained_roi), name)
 
     def trained_pair_member(features_layer, name):
-        model = heads.spp_detector(features_layer, len(spp.class_names), fc_units=fc_units,
-                                   fc_weights=starting_fc(features_layer.output_dim), name=name)
+        model = heads.spp_detector(
+            features_layer,
+            len(spp.class_names),
+            fc_units=fc_units,
+            fc_weights=starting_fc(features_layer.output_dim),
+            name=name,
+        )
         records = training.compute_window_features(
-            features_layer, train, data["proposals"], max_windows=args.windows, seed=0,
-            desc=f"{name} training features"
+            features_layer, train, data["proposals"], max_windows=args.windows, seed=0, desc=f"{name} training features"
         )
         keras.utils.set_random_seed(0)
         training.fine_tune(model, records, train, config, verbose=0)
@@ -195,17 +202,39 @@ def _methods(args, data, config):
     spp_twin = trained_twin(roi, "spp_same_windows")
 
     ranks = dict((k, int(v)) for k, v in (item.split("=") for item in args.svd_ranks.split(",")))
-    methods = [("R-CNN", "1 window at a time", rcnn, None), ("SPP-net (same training windows)", _scales(roi), spp_twin, None),
-               ("SPP-net", _scales(roi), spp, None), ("SPP-net + SVD", _scales(roi), spp, ranks)]
+    methods = [
+        ("R-CNN", "1 window at a time", rcnn, None),
+        ("SPP-net (same training windows)", _scales(roi), spp_twin, None),
+        ("SPP-net", _scales(roi), spp, None),
+        ("SPP-net + SVD", _scales(roi), spp, ranks),
+    ]
     if args.detector5:
         spp5 = Detector.load(args.detector5)
         roi5 = heads.roi_features_of(spp5.model)
         # The paper's Table 10 compares R-CNN with SPP-net at one scale and at five:
         # the multi-scale detector's own twin, trained on the same windows as R-CNN.
         spp5_twin = trained_twin(roi5, "spp_same_windows_multiscale")
-        methods += [("SPP-net (same training windows)", _scales(roi5), spp5_twin, None),
-                    ("SPP-net", _scales(roi5), spp5, None), ("SPP-net + SVD", _scales(roi5), spp5, ranks)]
+        methods += [
+            ("SPP-net (same training windows)", _scales(roi5), spp5_twin, None),
+            ("SPP-net", _scales(roi5), spp5, None),
+            ("SPP-net + SVD", _scales(roi5), spp5, ranks),
+        ]
     return methods, window
+
+
+def _fresh_roi_like(trained_roi):
+    """A new RoI layer of the trained detector's geometry, for heads trained on R-CNN's windows."""
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+
+    return MultiScaleRoiFeatures(
+        trained_roi.backbone,
+        trained_roi.scales,
+        trained_roi.levels,
+        trained_roi.feature_stride,
+        trained_roi.window_size,
+        context=trained_roi.context,
+        name="roi_features",
+    )
 
 
 def _timed_detector(detector, svd):
@@ -221,8 +250,9 @@ def _timed_detector(detector, svd):
     head = heads.pooled_head(detector.model, svd)
     spec = [tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)]
     features_fn = tf.function(lambda i, b: features(i, b), input_signature=spec)
-    head_fn = tf.function(lambda x: head(x, training=False),
-                          input_signature=[tf.TensorSpec([None, features.output_dim], tf.float32)])
+    head_fn = tf.function(
+        lambda x: head(x, training=False), input_signature=[tf.TensorSpec([None, features.output_dim], tf.float32)]
+    )
 
     def run(image, boxes, settings_list):
         t0 = time.perf_counter()
@@ -263,12 +293,19 @@ def _measure(name, scales, detector, svd, data, dense, settings):
             _, spent = run(image, tf.constant(dense[example.image_id]), [settings["softmax+bb"]])
             dense_times.append(spent)
     times = np.median(np.array(times), axis=0)
-    result = {"method": name, "scales": scales, "svd_ranks": svd,
-              "conv_s": float(times[0]), "fc_s": float(times[1]), "total_s": float(times[2])}
+    result = {
+        "method": name,
+        "scales": scales,
+        "svd_ranks": svd,
+        "conv_s": float(times[0]),
+        "fc_s": float(times[1]),
+        "total_s": float(times[2]),
+    }
     if dense_times:
         dense_med = np.median(np.array(dense_times), axis=0)
-        result.update(dense_conv_s=float(dense_med[0]), dense_fc_s=float(dense_med[1]),
-                      dense_total_s=float(dense_med[2]))
+        result.update(
+            dense_conv_s=float(dense_med[0]), dense_fc_s=float(dense_med[1]), dense_total_s=float(dense_med[2])
+        )
     gts = [(e.boxes, e.labels, e.difficult) for e in data["test"]]
     spp = data["spp"]
     for key, dets in detections.items():
@@ -312,18 +349,24 @@ def _progress(items, name, scales):
 
 
 def _row(r):
-    line = (f"{r['method']:<32} {r['scales']:<24} {r['map_softmax+bb']:>7.3f} {r['map_svm+bb']:>7.3f} "
-            f"{r['conv_s']:>7.3f} {r['fc_s']:>7.3f} {r['total_s']:>7.3f} {r.get('speedup_total', 1.0):>7.1f}x")
+    line = (
+        f"{r['method']:<32} {r['scales']:<24} {r['map_softmax+bb']:>7.3f} {r['map_svm+bb']:>7.3f} "
+        f"{r['conv_s']:>7.3f} {r['fc_s']:>7.3f} {r['total_s']:>7.3f} {r.get('speedup_total', 1.0):>7.1f}x"
+    )
     if "dense_total_s" in r:
-        line += (f" | {r['dense_conv_s']:>7.3f} {r['dense_fc_s']:>7.3f} {r['dense_total_s']:>7.3f}"
-                 f" {r.get('dense_speedup_total', 1.0):>7.1f}x")
+        line += (
+            f" | {r['dense_conv_s']:>7.3f} {r['dense_fc_s']:>7.3f} {r['dense_total_s']:>7.3f}"
+            f" {r.get('dense_speedup_total', 1.0):>7.1f}x"
+        )
     return line
 
 
 def _table(rows, dense_windows=None):
     dense = f"at {dense_windows:.0f} windows/image" if dense_windows else "dense proposals"
-    head = (f"{'method':<32} {'scales':<24} {'mAP sm':>7} {'mAP svm':>7} {'conv s':>7} {'fc s':>7} "
-            f"{'total s':>7} {'speedup':>8} | {dense}: conv, fc, total, speedup")
+    head = (
+        f"{'method':<32} {'scales':<24} {'mAP sm':>7} {'mAP svm':>7} {'conv s':>7} {'fc s':>7} "
+        f"{'total s':>7} {'speedup':>8} | {dense}: conv, fc, total, speedup"
+    )
     return "\n".join([head] + [_row(r) for r in rows])
 
 

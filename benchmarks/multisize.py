@@ -39,8 +39,9 @@ def run(sizes, width, fc_units, batch, steps, epochs, seed=0):
     model = zf5(10, width=width, fc_units=fc_units)
     model.compile(keras.optimizers.SGD(0.001, momentum=0.9), "sparse_categorical_crossentropy", jit_compile=True)
     schedule = SizeSchedule(sizes)
-    data = training_dataset(source, batch, crop=large, min_side=large + 16, schedule=schedule, jitter=0.0,
-                            cache=True, epochs=epochs)
+    data = training_dataset(
+        source, batch, crop=large, min_side=large + 16, schedule=schedule, jitter=0.0, cache=True, epochs=epochs
+    )
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -52,8 +53,11 @@ def run(sizes, width, fc_units, batch, steps, epochs, seed=0):
     seconds = []
     model.fit(data, epochs=epochs, steps_per_epoch=steps, callbacks=[Timer()], verbose=0)
     per_epoch = [
-        {"size": schedule.size_for_epoch(e), "seconds": round(s, 3),
-         "megapixels": batch * steps * schedule.size_for_epoch(e) ** 2 / 1e6}
+        {
+            "size": schedule.size_for_epoch(e),
+            "seconds": round(s, 3),
+            "megapixels": batch * steps * schedule.size_for_epoch(e) ** 2 / 1e6,
+        }
         for e, s in enumerate(seconds)
     ]
     first_seen = {}

@@ -226,11 +226,25 @@ def main(argv=None):
 
     report = {"machine": machine(), "roi_pyramid_pool": {}, "image_level": None}
     report["roi_pyramid_pool"]["problem"] = {
-        "map": [height, width, channels], "boxes": args.boxes, "levels": list(LEVELS), "coordinate_rule": "spp",
+        "map": [height, width, channels],
+        "boxes": args.boxes,
+        "levels": list(LEVELS),
+        "coordinate_rule": "spp",
     }
     for name in args.configs.split(","):
-        cmd = [sys.executable, "-m", "benchmarks.pooling", "--_one", name, "--boxes", str(args.boxes),
-               "--map", args.map, "--repeats", str(args.repeats if name != "segment_max" else max(1, args.repeats // 5))]
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.pooling",
+            "--_one",
+            name,
+            "--boxes",
+            str(args.boxes),
+            "--map",
+            args.map,
+            "--repeats",
+            str(args.repeats if name != "segment_max" else max(1, args.repeats // 5)),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             report["roi_pyramid_pool"][name] = {"error": done.stderr.strip().splitlines()[-1:]}
@@ -242,7 +256,8 @@ def main(argv=None):
         ours = roi["keras_spp_xla"]
         roi["speedup_xla_vs"] = {
             k: {p: round(roi[k][p]["median_ms"] / ours[p]["median_ms"], 2) for p in ("forward", "forward_backward")}
-            for k in ("segment_max", "crop_and_resize", "keras_spp_graph") if "forward" in roi.get(k, {})
+            for k in ("segment_max", "crop_and_resize", "keras_spp_graph")
+            if "forward" in roi.get(k, {})
         }
     report["image_level"] = image_level(args.repeats, batch=args.image_batch, width=args.zf5_width)
     emit(report, args.out)

@@ -28,8 +28,16 @@ from keras_spp.data.mnist_windows import CLASS_NAMES as MNIST_WINDOWS_CLASSES
 # tests/benchmarks/test_precision_benchmark.py checks that they agree).
 DETECTION_SCALES = (200, 288, 400, 560, 800, 1100)
 DETECTION_WINDOW = 64
-PRETRAINING = {"backbone": "zf5", "head": "spp", "levels": (6, 3, 2, 1), "dropout": 0.5, "optimizer": "adam",
-               "learning_rate": 3e-4, "momentum": 0.9, "weight_decay": 5e-4}
+PRETRAINING = {
+    "backbone": "zf5",
+    "head": "spp",
+    "levels": (6, 3, 2, 1),
+    "dropout": 0.5,
+    "optimizer": "adam",
+    "learning_rate": 3e-4,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+}
 
 POLICIES = ("float32", "mixed_bfloat16")
 
@@ -58,20 +66,28 @@ def pretraining_model(policy, width, fc_units, size):
     for mnist-windows, without XLA (``--jit auto`` on a CPU)."""
     from keras_spp.training.classifier import build_classifier
 
-    return build_classifier(num_classes=len(MNIST_WINDOWS_CLASSES), width=width, fc_units=fc_units, image_size=size,
-                            dtype_policy=policy, jit_compile=False, **PRETRAINING)
+    return build_classifier(
+        num_classes=len(MNIST_WINDOWS_CLASSES),
+        width=width,
+        fc_units=fc_units,
+        image_size=size,
+        dtype_policy=policy,
+        jit_compile=False,
+        **PRETRAINING,
+    )
 
 
 def window_features_timer(model, windows, image_size, seed=0):
     """``time()``: ms for one image's windows through the detector's feature layer."""
     import tensorflow as tf
 
-    from keras_spp.detection.features import MultiScaleRoiFeatures
-    from keras_spp.detection.features import backbone_of
+    from keras_spp.detection.features import MultiScaleRoiFeatures, backbone_of
 
     roi = MultiScaleRoiFeatures(backbone_of(model), DETECTION_SCALES, window_size=DETECTION_WINDOW)
-    run = tf.function(lambda image, boxes: roi(image, boxes),
-                      input_signature=[tf.TensorSpec([1, None, None, 3]), tf.TensorSpec([None, 4])])
+    run = tf.function(
+        lambda image, boxes: roi(image, boxes),
+        input_signature=[tf.TensorSpec([1, None, None, 3]), tf.TensorSpec([None, 4])],
+    )
     rng = np.random.default_rng(seed)
     height, width = image_size
     image = tf.constant(rng.integers(0, 256, size=(1, height, width, 3)).astype(np.float32))
@@ -91,8 +107,7 @@ def window_features_timer(model, windows, image_size, seed=0):
 
 
 def summary(samples):
-    return {"median": round(float(np.median(samples)), 1), "min": round(min(samples), 1),
-            "max": round(max(samples), 1)}
+    return {"median": round(float(np.median(samples)), 1), "min": round(min(samples), 1), "max": round(max(samples), 1)}
 
 
 def bf16_flags():
@@ -130,15 +145,20 @@ def main(argv=None):
         for policy, (train, features) in timers.items():
             samples[policy]["train_step_ms"].append(train())
             samples[policy]["window_features_ms_per_image"].extend(features() for _ in range(args.repeats))
-    results = {policy: {name: summary(values) for name, values in timings.items()}
-               for policy, timings in samples.items()}
+    results = {
+        policy: {name: summary(values) for name, values in timings.items()} for policy, timings in samples.items()
+    }
     base, bf16 = results["float32"], results["mixed_bfloat16"]
     report = {
         "machine": {**machine(), "bf16": bf16_flags()},
         "model": {"backbone": "zf5", "width": args.width, "fc_units": args.fc_units, "head": "spp", "xla": False},
         "train": {"batch": args.batch, "size": args.size, "steps": args.steps, "rounds": args.rounds},
-        "window_features": {"scales": list(DETECTION_SCALES), "windows": args.windows, "image": list(image_size),
-                            "repeats_per_round": args.repeats},
+        "window_features": {
+            "scales": list(DETECTION_SCALES),
+            "windows": args.windows,
+            "image": list(image_size),
+            "repeats_per_round": args.repeats,
+        },
         "policies": results,
         "speedup_over_float32": {
             name: round(base[name]["median"] / bf16[name]["median"], 2)

@@ -65,8 +65,9 @@ def main(argv=None):
     if rpn_detector.proposer is None:
         raise SystemExit(f"--rpn-detector {args.rpn_detector} has no RPN: train it with --proposals rpn.")
     meta = ss_detector.metadata
-    examples, _ = load_detection(meta.get("dataset", "mnist-detection"), args.split, data_dir=args.data_dir,
-                                 **meta.get("dataset_options", {}))
+    examples, _ = load_detection(
+        meta.get("dataset", "mnist-detection"), args.split, data_dir=args.data_dir, **meta.get("dataset_options", {})
+    )
     examples = examples[: args.max_images]
     timed = examples[: args.timed]
     with tempfile.TemporaryDirectory() as scratch:
@@ -76,9 +77,16 @@ def main(argv=None):
         rpn[f"end_to_end_speedup_{path}"] = ss[f"end_to_end_{path}_s"] / rpn[f"end_to_end_{path}_s"]
     rpn["rpn_proposal_share"] = rpn["proposals_s"] / rpn["end_to_end_saved_model_s"]
     rpn["rpn_proposal_share_with_conv5"] = rpn["proposals_with_conv5_s"] / rpn["end_to_end_saved_model_s"]
-    report = {"benchmark": "proposals", "machine": machine(), "split": args.split, "images": len(examples),
-              "timed_images": len(timed), "selective_search": ss, "rpn": rpn,
-              "targets": targets(ss, rpn)}
+    report = {
+        "benchmark": "proposals",
+        "machine": machine(),
+        "split": args.split,
+        "images": len(examples),
+        "timed_images": len(timed),
+        "selective_search": ss,
+        "rpn": rpn,
+        "targets": targets(ss, rpn),
+    }
     emit(report, args.out)
     return 0
 
@@ -115,8 +123,16 @@ def selective_search_side(detector, examples, timed, args, scratch):
         return _serve(served, encoded, propose(image))
 
     out = {"settings": search, **_quality(detector, examples, proposals)}
-    out.update(_timings(timed, {"proposals_s": lambda e: propose(_decode(e)), "end_to_end_keras_s": keras_path,
-                                "end_to_end_saved_model_s": served_path}))
+    out.update(
+        _timings(
+            timed,
+            {
+                "proposals_s": lambda e: propose(_decode(e)),
+                "end_to_end_keras_s": keras_path,
+                "end_to_end_saved_model_s": served_path,
+            },
+        )
+    )
     out["served_max_abs_diff"] = _served_diff(detector, served, timed, lambda image: propose(image))
     return out
 
@@ -130,16 +146,18 @@ def rpn_side(detector, examples, timed, args, scratch):
     proposals, _ = proposer.proposals_for(examples, load_image, desc="rpn proposals")
     served = _export(args.rpn_detector, scratch, "rpn")
     roi, index = proposer.roi, proposer.scale_indices[0]
-    propose_full = tf.function(lambda image: proposer.propose(image)[0],
-                               input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    propose_full = tf.function(
+        lambda image: proposer.propose(image)[0], input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)]
+    )
 
     @tf.function(reduce_retracing=True)  # conv5 is in the backbone's dtype (bfloat16 under mixed precision)
     def propose_from_map(conv5, size, factor):
         return proposer.propose_from_map(conv5, size[0], size[1], factor)[0]
 
-    conv5_of = tf.function(lambda image, factor: roi.backbone(roi.resized(image, factor), training=False),
-                           input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32),
-                                            tf.TensorSpec([], tf.float32)])
+    conv5_of = tf.function(
+        lambda image, factor: roi.backbone(roi.resized(image, factor), training=False),
+        input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)],
+    )
     maps = {}
 
     def head_and_layer(encoded):
@@ -147,18 +165,30 @@ def rpn_side(detector, examples, timed, args, scratch):
             image = _decode(encoded)[None].astype(np.float32)
             factor = _factor(roi, image.shape[1:3], index)
             resized = roi.resized(tf.constant(image), factor)
-            maps[encoded] = (conv5_of(tf.constant(image), tf.constant(factor)),
-                             tf.shape(resized)[1:3], tf.constant(factor))
+            maps[encoded] = (
+                conv5_of(tf.constant(image), tf.constant(factor)),
+                tf.shape(resized)[1:3],
+                tf.constant(factor),
+            )
         return propose_from_map(*maps[encoded])
 
-    out = {"scales": list(proposer.scales), "anchors": proposer.anchors.to_dict(),
-           "settings": proposer.to_dict()["settings"], **_quality(detector, examples, proposals)}
-    out.update(_timings(timed, {
-        "proposals_s": head_and_layer,
-        "proposals_with_conv5_s": lambda e: propose_full(tf.constant(_decode(e)[None], tf.float32)),
-        "end_to_end_keras_s": lambda e: detector.detect(_decode(e)),
-        "end_to_end_saved_model_s": lambda e: _serve(served, e, None),
-    }))
+    out = {
+        "scales": list(proposer.scales),
+        "anchors": proposer.anchors.to_dict(),
+        "settings": proposer.to_dict()["settings"],
+        **_quality(detector, examples, proposals),
+    }
+    out.update(
+        _timings(
+            timed,
+            {
+                "proposals_s": head_and_layer,
+                "proposals_with_conv5_s": lambda e: propose_full(tf.constant(_decode(e)[None], tf.float32)),
+                "end_to_end_keras_s": lambda e: detector.detect(_decode(e)),
+                "end_to_end_saved_model_s": lambda e: _serve(served, e, None),
+            },
+        )
+    )
     out["served_max_abs_diff"] = _served_diff(detector, served, timed, None)
     return out
 
@@ -166,19 +196,21 @@ def rpn_side(detector, examples, timed, args, scratch):
 def _quality(detector, examples, proposals):
     """Recall, and VOC07 mAP with the detector's own settings (``voc07_map``) and
     with each of ``evaluation_settings``' (softmax or SVM, box regression, voting)."""
-    from keras_spp.detection.evaluation_settings import EVALUATION_SETTINGS
-    from keras_spp.detection.evaluation_settings import evaluation_summary
+    from keras_spp.detection.evaluation_settings import EVALUATION_SETTINGS, evaluation_summary
     from keras_spp.detection.rpn_training import proposal_recall
 
     found = {e.image_id: np.asarray(proposals[e.image_id]) for e in examples}
     settings = {"own": detector.settings, **EVALUATION_SETTINGS}
     evaluation = evaluation_summary(detector, examples, found, settings)
-    return {"recall@0.5": proposal_recall(found, examples, COUNTS),
-            "recall@0.7": proposal_recall(found, examples, COUNTS, iou=0.7),
-            "proposals_per_image": float(np.mean([len(b) for b in found.values()])),
-            "voc07_map": float(evaluation["own"]["map_voc07"]),
-            "voc07_map_by_setting": {name: float(v["map_voc07"]) for name, v in evaluation.items()
-                                     if isinstance(v, dict) and name != "own"}}
+    return {
+        "recall@0.5": proposal_recall(found, examples, COUNTS),
+        "recall@0.7": proposal_recall(found, examples, COUNTS, iou=0.7),
+        "proposals_per_image": float(np.mean([len(b) for b in found.values()])),
+        "voc07_map": float(evaluation["own"]["map_voc07"]),
+        "voc07_map_by_setting": {
+            name: float(v["map_voc07"]) for name, v in evaluation.items() if isinstance(v, dict) and name != "own"
+        },
+    }
 
 
 def _timings(examples, paths):
@@ -211,8 +243,11 @@ def _served_diff(detector, served, examples, propose):
         if n != len(scores):
             return float("inf")
         h, w = image.shape[:2]
-        worst = max(worst, float(np.abs(out["detection_scores"][0, :n] - scores).max(initial=0)),
-                    float(np.abs(out["detection_boxes"][0, :n] - found / [h, w, h, w]).max(initial=0)))
+        worst = max(
+            worst,
+            float(np.abs(out["detection_scores"][0, :n] - scores).max(initial=0)),
+            float(np.abs(out["detection_boxes"][0, :n] - found / [h, w, h, w]).max(initial=0)),
+        )
     return worst
 
 

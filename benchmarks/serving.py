@@ -65,8 +65,9 @@ def paths(model, exports, min_side, max_side):
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
         return resize_min_side(image, min_side, max_side)[tf.newaxis]
 
-    graph = tf.function(lambda x: model(x, training=False),
-                        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    graph = tf.function(
+        lambda x: model(x, training=False), input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)]
+    )
     result = {}
     for name, export_dir in exports.items():
         result[f"saved_model_session{'' if name == 'xla' else '_' + name}"] = _session_path(export_dir)
@@ -105,11 +106,13 @@ def detector_paths(detector, exports):
     result = {}
     for name, export_dir in exports.items():
         result[f"saved_model_session{'' if name == 'xla' else '_' + name}"] = _session_path(
-            export_dir, inputs=("image_bytes", "boxes"), output="detection_scores")
+            export_dir, inputs=("image_bytes", "boxes"), output="detection_scores"
+        )
     if "xla" in exports:
         signature = tf.saved_model.load(exports["xla"]).signatures["serving_default"]
         result["saved_model_load"] = lambda b, boxes: signature(
-            image_bytes=tf.constant([b]), boxes=tf.constant(boxes[None]))["detection_scores"].numpy()[0]
+            image_bytes=tf.constant([b]), boxes=tf.constant(boxes[None])
+        )["detection_scores"].numpy()[0]
 
     def keras_graph(encoded, boxes):
         image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
@@ -180,10 +183,18 @@ def latencies(fns, images, repeats, min_side=None, max_side=None, reference="ker
         report[label] = {
             "jpeg_kb": round(len(encoded) / 1024, 1),
             **view,
-            **{name: {**percentiles(times[name]), "first_call_ms": first[name],
-                      **({"max_abs_diff_vs_keras": float(np.max(np.abs(outputs[name] - expected)))}
-                         if expected is not None else {})}
-               for name in fns},
+            **{
+                name: {
+                    **percentiles(times[name]),
+                    "first_call_ms": first[name],
+                    **(
+                        {"max_abs_diff_vs_keras": float(np.max(np.abs(outputs[name] - expected)))}
+                        if expected is not None
+                        else {}
+                    ),
+                }
+                for name in fns
+            },
         }
     return report
 
@@ -191,8 +202,10 @@ def latencies(fns, images, repeats, min_side=None, max_side=None, reference="ker
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kind", choices=("classifier", "detector"), default="classifier")
-    p.add_argument("--model", help="a .keras classifier, or a detector's folder (default: ZF-5 with random weights, "
-                                   "--width, --fc-units)")
+    p.add_argument(
+        "--model",
+        help="a .keras classifier, or a detector's folder (default: ZF-5 with random weights, --width, --fc-units)",
+    )
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--fc-units", type=int, default=512)
     p.add_argument("--classes", type=int, default=10)
@@ -226,15 +239,28 @@ def main(argv=None):
             model_path = os.path.join(scratch, "model", "model.keras")
             os.makedirs(os.path.dirname(model_path))
             model.save(model_path)
-            described = {"backbone": "zf5", "head": "spp", "width": args.width, "fc_units": args.fc_units,
-                         "classes": args.classes, "weights": "random (latency does not depend on them)"}
+            described = {
+                "backbone": "zf5",
+                "head": "spp",
+                "width": args.width,
+                "fc_units": args.fc_units,
+                "classes": args.classes,
+                "weights": "random (latency does not depend on them)",
+            }
         labels = os.path.join(scratch, "labels.txt")
         with open(labels, "w") as f:
             f.write("".join(f"class {i}\n" for i in range(model.outputs[0].shape[-1])))
         exports = {}
         for name, jit in (("xla", True), ("no_xla", False)):
-            exports[name] = export(model_path, "classifier", os.path.join(scratch, name, "1"), labels=labels,
-                                   min_side=args.min_side, max_side=args.max_side, jit=jit)
+            exports[name] = export(
+                model_path,
+                "classifier",
+                os.path.join(scratch, name, "1"),
+                labels=labels,
+                min_side=args.min_side,
+                max_side=args.max_side,
+                jit=jit,
+            )
         fns = paths(model, exports, args.min_side, args.max_side)
         images = {f"{h}x{w}": jpeg(h, w) for h, w in sizes}
         report = {
@@ -263,9 +289,15 @@ def _detector_main(args, sizes):
             folder = os.path.join(scratch, "detector")
             scales = tuple(int(v) for v in args.scales.split(","))
             detector = random_detector(folder, args.width, args.fc_units, args.classes, scales)
-            described = {"backbone": "zf5", "head": "spp_detector", "width": args.width, "fc_units": args.fc_units,
-                         "classes": args.classes, "scales": list(scales),
-                         "weights": "random (near-uniform softmax: every window passes the score threshold)"}
+            described = {
+                "backbone": "zf5",
+                "head": "spp_detector",
+                "width": args.width,
+                "fc_units": args.fc_units,
+                "classes": args.classes,
+                "scales": list(scales),
+                "weights": "random (near-uniform softmax: every window passes the score threshold)",
+            }
         exports = {}
         for name, jit in (("xla", True), ("no_xla", False)):
             exports[name] = export(folder, "detector", os.path.join(scratch, name, "1"), jit=jit)
@@ -275,8 +307,10 @@ def _detector_main(args, sizes):
             "machine": machine(),
             "kind": "detector",
             "model": described,
-            "settings": {k: getattr(detector.settings, k) for k in ("scoring", "box_regression", "nms_iou",
-                                                                     "score_threshold", "max_detections")},
+            "settings": {
+                k: getattr(detector.settings, k)
+                for k in ("scoring", "box_regression", "nms_iou", "score_threshold", "max_detections")
+            },
             "proposals_per_image": args.proposals,
             "repeats": args.repeats,
             "batch": 1,

@@ -24,13 +24,8 @@ import numpy as np
 import tensorflow as tf
 
 from export import images as image_ops
-from export.encoding import b64
-from export.encoding import jsonable
-from export.encoding import png_bytes
-from export.kinds import ServingKind
-from export.kinds import bytes_warmup
-from export.kinds import label_names
-from export.kinds import label_table
+from export.encoding import b64, jsonable, png_bytes
+from export.kinds import ServingKind, bytes_warmup, label_names, label_table
 from keras_spp.validation import positive_int
 
 
@@ -61,8 +56,9 @@ class ClassifierKind(ServingKind):
         if settings and any(v is not None for v in settings.values()):
             from export.detector import SETTING_FLAGS
 
-            raise ValueError(f"Detection settings ({', '.join(SETTING_FLAGS[k] for k in settings)}) "
-                             "are options of --kind detector.")
+            raise ValueError(
+                f"Detection settings ({', '.join(SETTING_FLAGS[k] for k in settings)}) are options of --kind detector."
+            )
         top_k = 5 if options.get("top_k") is None else options["top_k"]
         max_side = image_ops.MAX_SIDE if options.get("max_side") is None else options["max_side"]
         if not os.path.isfile(model_path):
@@ -90,8 +86,10 @@ class ClassifierKind(ServingKind):
         )
         self.endpoints = {
             "serving_default": (self.serving_default, [tf.TensorSpec([None], tf.string, name="image_bytes")]),
-            "classify_images": (self.classify_images,
-                                [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")]),
+            "classify_images": (
+                self.classify_images,
+                [tf.TensorSpec([None, None, None, 3], tf.float32, name="images")],
+            ),
         }
         outputs = {
             "probabilities": ["DT_FLOAT", [-1, self.num_classes]],
@@ -128,8 +126,7 @@ class ClassifierKind(ServingKind):
             return self.network(x[tf.newaxis])[0]
 
         # A fully known per-image output shape lets map_fn return [0, C] for an empty batch.
-        probabilities = tf.map_fn(one, image_bytes,
-                                  fn_output_signature=tf.TensorSpec([self.num_classes], tf.float32))
+        probabilities = tf.map_fn(one, image_bytes, fn_output_signature=tf.TensorSpec([self.num_classes], tf.float32))
         return self._outputs(probabilities)
 
     def classify_images(self, images):
@@ -137,8 +134,11 @@ class ClassifierKind(ServingKind):
         images = _check_float_images(images)
 
         def run():
-            x = tf.map_fn(lambda image: self._view(image, "images"), images,
-                          fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32))
+            x = tf.map_fn(
+                lambda image: self._view(image, "images"),
+                images,
+                fn_output_signature=tf.TensorSpec([None, None, 3], tf.float32),
+            )
             return tf.cast(self.network(x), tf.float32)
 
         # map_fn cannot stack zero images of an unknown size: an empty batch skips the network.
@@ -148,8 +148,10 @@ class ClassifierKind(ServingKind):
     def reference(self, decoded):
         """Expected outputs of ``serving_default`` for uint8 images, from the Keras model."""
         min_side, max_side = self.meta["min_side"], self.meta["max_side"]
-        rows = [self.model(image_ops.full_view(image, min_side, max_side)[tf.newaxis], training=False).numpy()[0]
-                for image in decoded]
+        rows = [
+            self.model(image_ops.full_view(image, min_side, max_side)[tf.newaxis], training=False).numpy()[0]
+            for image in decoded
+        ]
         return top_k_outputs(np.array(rows, np.float32).reshape(-1, self.num_classes), self.k, self.meta["labels"])
 
     def cases(self, files, decoded):
@@ -160,32 +162,59 @@ class ClassifierKind(ServingKind):
         bytes_signature, bytes_input = self.bytes_input
         float_signature, float_input = self.float_input
         cases = [
-            {"name": "images of several sizes, JPEG and PNG, in one batch", "signature": bytes_signature,
-             "inputs": {bytes_input: {"files": names}},
-             "outputs": jsonable(self.reference([decoded[n] for n in names]))},
-            {"name": "float pixels, a batch of two", "signature": float_signature,
-             "inputs": {float_input: {"decoded_files": [first, first]}},
-             "outputs": jsonable(self.reference([decoded[first], decoded[first]]))},
-            {"name": "empty batch", "signature": bytes_signature, "inputs": {bytes_input: {"b64": []}},
-             "outputs": jsonable(self.reference([]))},
-            {"name": "bytes that are no image", "signature": bytes_signature,
-             "inputs": {bytes_input: {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]}},
-             "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
-            {"name": "truncated JPEG", "signature": bytes_signature,
-             "inputs": {bytes_input: {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]}},
-             "error": {"type": "InvalidArgumentError", "contains": ""}},
+            {
+                "name": "images of several sizes, JPEG and PNG, in one batch",
+                "signature": bytes_signature,
+                "inputs": {bytes_input: {"files": names}},
+                "outputs": jsonable(self.reference([decoded[n] for n in names])),
+            },
+            {
+                "name": "float pixels, a batch of two",
+                "signature": float_signature,
+                "inputs": {float_input: {"decoded_files": [first, first]}},
+                "outputs": jsonable(self.reference([decoded[first], decoded[first]])),
+            },
+            {
+                "name": "empty batch",
+                "signature": bytes_signature,
+                "inputs": {bytes_input: {"b64": []}},
+                "outputs": jsonable(self.reference([])),
+            },
+            {
+                "name": "bytes that are no image",
+                "signature": bytes_signature,
+                "inputs": {bytes_input: {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]}},
+                "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"},
+            },
+            {
+                "name": "truncated JPEG",
+                "signature": bytes_signature,
+                "inputs": {bytes_input: {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]}},
+                "error": {"type": "InvalidArgumentError", "contains": ""},
+            },
         ]
         if self.smallest_side > 1:  # 1 x 2000 px: its view is about 1 px high at any max side up to 2000
             line = np.zeros((1, 2000, 3), np.uint8)
-            cases.append({"name": "an image too elongated for the network", "signature": bytes_signature,
-                          "inputs": {bytes_input: {"b64": [b64(png_bytes(line))]}},
-                          "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
+            cases.append(
+                {
+                    "name": "an image too elongated for the network",
+                    "signature": bytes_signature,
+                    "inputs": {bytes_input: {"b64": [b64(png_bytes(line))]}},
+                    "error": {"type": "InvalidArgumentError", "contains": "too elongated"},
+                }
+            )
         return cases, bytes_warmup(files, bytes_input), []
 
     def about(self):
         """``{"view": ...}``: the full-image view's sides."""
-        return {"view": {"min_side": self.meta["min_side"], "max_side": self.meta["max_side"],
-                         "max_pixels": self.meta["max_pixels"], "smallest_side": self.smallest_side}}
+        return {
+            "view": {
+                "min_side": self.meta["min_side"],
+                "max_side": self.meta["max_side"],
+                "max_pixels": self.meta["max_pixels"],
+                "smallest_side": self.smallest_side,
+            }
+        }
 
 
 def top_k_outputs(probabilities, k, labels):

@@ -44,9 +44,11 @@ import sys
 
 INPUT = "image_bytes"
 SIGNATURE = "serving_default"
-NEEDS_BOXES = ("this detector export takes each image's proposals beside it (it has no RPN): pass --boxes or "
-               "--selective-search, or export a detector trained with `python -m recipes.train_detector "
-               "--proposals rpn`, whose serving_default takes images alone.")
+NEEDS_BOXES = (
+    "this detector export takes each image's proposals beside it (it has no RPN): pass --boxes or "
+    "--selective-search, or export a detector trained with `python -m recipes.train_detector "
+    "--proposals rpn`, whose serving_default takes images alone."
+)
 
 
 def rest_body(images, columnar=False, signature_name=SIGNATURE, input_name=INPUT):
@@ -90,8 +92,10 @@ def detection_rest_body(images, boxes, columnar=False, signature_name=SIGNATURE)
     padded = pad_boxes(boxes).tolist()
     if columnar:
         return {"signature_name": signature_name, "inputs": {"image_bytes": encoded, "boxes": padded}}
-    return {"signature_name": signature_name,
-            "instances": [{"image_bytes": e, "boxes": b} for e, b in zip(encoded, padded, strict=True)]}
+    return {
+        "signature_name": signature_name,
+        "instances": [{"image_bytes": e, "boxes": b} for e, b in zip(encoded, padded, strict=True)],
+    }
 
 
 def detections(row, height=None, width=None):
@@ -106,10 +110,21 @@ def detections(row, height=None, width=None):
     if height is not None and width is not None:
         boxes = boxes * np.array([height, width, height, width], np.float64)
     labels = list(row.get("detection_labels", [""] * n))[:n]
-    return [{"label": str(label.decode() if isinstance(label, bytes) else label), "class": int(c),
-             "score": float(s), "box": [float(v) for v in box]}
-            for label, c, s, box in zip(labels, np.asarray(row["detection_classes"])[:n],
-                                        np.asarray(row["detection_scores"])[:n], boxes, strict=True)]
+    return [
+        {
+            "label": str(label.decode() if isinstance(label, bytes) else label),
+            "class": int(c),
+            "score": float(s),
+            "box": [float(v) for v in box],
+        }
+        for label, c, s, box in zip(
+            labels,
+            np.asarray(row["detection_classes"])[:n],
+            np.asarray(row["detection_scores"])[:n],
+            boxes,
+            strict=True,
+        )
+    ]
 
 
 def parse_rest_response(response):
@@ -139,14 +154,13 @@ def parse_rest_response(response):
         count = counts.pop() if counts else 0
         return [{name: values[i] for name, values in outputs.items()} for i in range(count)]
     raise ValueError(
-        f"A predict answer has 'predictions' (row form) or 'outputs' (columnar); got keys {sorted(response)}.")
+        f"A predict answer has 'predictions' (row form) or 'outputs' (columnar); got keys {sorted(response)}."
+    )
 
 
 def predict_request(images, model_name, signature_name=SIGNATURE, input_name=INPUT, version=None):
     """A gRPC ``PredictRequest`` for encoded ``images`` (bytes), as a string tensor ``[N]``."""
-    from tensorflow.core.framework import tensor_pb2
-    from tensorflow.core.framework import tensor_shape_pb2
-    from tensorflow.core.framework import types_pb2
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
@@ -221,7 +235,8 @@ def _bytes(image):
     if isinstance(image, (bytes, bytearray, memoryview)):
         return bytes(image)
     raise TypeError(
-        f"Images are sent as their encoded bytes (a JPEG or PNG file's content); got {type(image).__name__}.")
+        f"Images are sent as their encoded bytes (a JPEG or PNG file's content); got {type(image).__name__}."
+    )
 
 
 def send_rest(url, model, images, columnar=False, timeout=30, boxes=None, signature_name=SIGNATURE):
@@ -230,11 +245,15 @@ def send_rest(url, model, images, columnar=False, timeout=30, boxes=None, signat
     import urllib.error
     import urllib.request
 
-    body = rest_body(images, columnar, signature_name) if boxes is None else \
-        detection_rest_body(images, boxes, columnar, signature_name)
+    body = (
+        rest_body(images, columnar, signature_name)
+        if boxes is None
+        else detection_rest_body(images, boxes, columnar, signature_name)
+    )
     body = json.dumps(body).encode()
-    request = urllib.request.Request(f"{url.rstrip('/')}/v1/models/{model}:predict", body,
-                                     {"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/v1/models/{model}:predict", body, {"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             return parse_rest_response(answer.read())
@@ -251,8 +270,11 @@ def send_grpc(target, model, images, timeout=30, boxes=None, signature_name=SIGN
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     with grpc.insecure_channel(target, options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = predict_request(images, model, signature_name) if boxes is None else \
-            detection_request(images, boxes, model, signature_name)
+        request = (
+            predict_request(images, model, signature_name)
+            if boxes is None
+            else detection_request(images, boxes, model, signature_name)
+        )
         return parse_predict_response(stub.Predict(request, timeout))
 
 
@@ -301,10 +323,12 @@ def main(argv=None):
     p.add_argument("--columnar", action="store_true", help="REST: the columnar ('inputs') form")
     proposals = p.add_mutually_exclusive_group()
     proposals.add_argument("--boxes", help="detector: proposals, a .npy (one image) or .npz keyed by file name")
-    proposals.add_argument("--selective-search", action="store_true",
-                           help="detector: compute the proposals here (keras_spp, OpenCV)")
-    p.add_argument("--signature", default=SIGNATURE,
-                   help="the signature to call (an RPN detector's boxes-in one: with_boxes)")
+    proposals.add_argument(
+        "--selective-search", action="store_true", help="detector: compute the proposals here (keras_spp, OpenCV)"
+    )
+    p.add_argument(
+        "--signature", default=SIGNATURE, help="the signature to call (an RPN detector's boxes-in one: with_boxes)"
+    )
     p.add_argument("images", nargs="+", help="JPEG or PNG files")
     args = p.parse_args(argv)
     try:

@@ -65,14 +65,9 @@ import tensorflow as tf
 
 from export import images as image_ops
 from export.client import pad_boxes
-from export.encoding import b64
-from export.encoding import jsonable
-from export.encoding import png_bytes
-from export.kinds import ServingKind
-from export.kinds import label_names
-from export.kinds import label_table
-from keras_spp.validation import is_number
-from keras_spp.validation import positive_int
+from export.encoding import b64, jsonable, png_bytes
+from export.kinds import ServingKind, label_names, label_table
+from keras_spp.validation import is_number, positive_int
 
 SETTING_FLAGS = {  # DetectionSettings field -> the export's command-line flag
     "scoring": "--scoring",
@@ -93,7 +88,8 @@ def resolve(model_path):
     if not os.path.isfile(model_file):
         raise FileNotFoundError(
             f"No model file at {model_file}: --model is a detector folder written by recipes.train_detector "
-            "(model.keras and detector.json) or its model.keras.")
+            "(model.keras and detector.json) or its model.keras."
+        )
     meta = os.path.join(folder, "detector.json")
     return model_file, (meta if os.path.isfile(meta) else None)
 
@@ -105,8 +101,11 @@ def read_detector_json(path):
 
 def _fields(meta):
     names = meta.get("class_names")
-    return ([str(n) for n in names] if names is not None else None), dict(meta.get("settings") or {}), \
-        dict(meta.get("metadata") or {})
+    return (
+        ([str(n) for n in names] if names is not None else None),
+        dict(meta.get("settings") or {}),
+        dict(meta.get("metadata") or {}),
+    )
 
 
 def _detector_json(path):
@@ -145,7 +144,8 @@ class DetectorKind(ServingKind):
     ``meta``: ``labels``, ``labels_file``, ``max_side`` (``None``: the model's),
     ``max_pixels``, ``jit``, ``settings`` (``DetectionSettings``) and ``proposer``
     (the detector's ``LearnedProposals`` or ``None``; when absent, loaded from the
-    ``rpn`` entry of its ``detector.json``, ``meta["rpn"]``, and ``meta["detector_dir"]``). Sets ``meta["max_side"]`` to the
+    ``rpn`` entry of its ``detector.json``, ``meta["rpn"]``, and
+    ``meta["detector_dir"]``). Sets ``meta["max_side"]`` to the
     side applied, and ``meta["jit"]`` to whether XLA was applied (R-CNN's window
     features have no XLA path).
     """
@@ -168,20 +168,32 @@ class DetectorKind(ServingKind):
     def options(cls, model_path, labels, options):
         """``options``: ``settings`` (``{DetectionSettings field: value}`` over the
         ``detector.json``'s) and ``max_side``; ``top_k`` and ``min_side`` are refused."""
-        given = [flag for flag, key in (("--top-k", "top_k"), ("--min-side", "min_side"))
-                 if options.get(key) is not None]
+        given = [
+            flag for flag, key in (("--top-k", "top_k"), ("--min-side", "min_side")) if options.get(key) is not None
+        ]
         if given:
-            raise ValueError(f"{' and '.join(given)} are classifier options: a detector's image scales are in its "
-                             "model, and it returns up to --max-detections detections per image.")
+            raise ValueError(
+                f"{' and '.join(given)} are classifier options: a detector's image scales are in its "
+                "model, and it returns up to --max-detections detections per image."
+            )
         model_path, detector_json = resolve(model_path)
         stored = _detector_json(detector_json)  # read once: names, settings and the RPN's entry
         stored_names, stored_settings, _ = _fields(stored)
         found = {"classes": stored_names} if stored_names is not None else None
         names = label_names(labels, found, model_path, "a detector.json with 'class_names'")
         settings = settings_from(stored_settings, options.get("settings") or {})
-        return model_path, names, {"settings": settings, "rpn": stored.get("rpn"),
-                                   "detector_dir": os.path.dirname(detector_json) if detector_json else None,
-                                   "max_side": options.get("max_side"), "min_side": None, "top_k": None}
+        return (
+            model_path,
+            names,
+            {
+                "settings": settings,
+                "rpn": stored.get("rpn"),
+                "detector_dir": os.path.dirname(detector_json) if detector_json else None,
+                "max_side": options.get("max_side"),
+                "min_side": None,
+                "top_k": None,
+            },
+        )
 
     def __init__(self, model, meta):
         from keras_spp.detection.features import MultiScaleRoiFeatures
@@ -204,8 +216,9 @@ class DetectorKind(ServingKind):
         self.track = [self.table]
         detect_one = _image_detector(model, roi, self.proposer, meta, self.smallest_side, self.table)
         self._keras = _keras_reference(model, roi, self.proposer, meta)
-        built = _endpoints(detect_one, self.proposer is not None, int(meta["settings"].max_detections),
-                           meta["max_pixels"])
+        built = _endpoints(
+            detect_one, self.proposer is not None, int(meta["settings"].max_detections), meta["max_pixels"]
+        )
         self.endpoints, self.signatures = built["endpoints"], built["signatures"]
 
     def reference(self, decoded, boxes_per_image=None):
@@ -221,13 +234,18 @@ class DetectorKind(ServingKind):
     def about(self):
         """``{"detector": ...}``: the sides, the settings, the scales and the proposals."""
         proposer, meta = self.proposer, self.meta
-        return {"detector": {
-            "max_side": meta["max_side"], "max_pixels": meta["max_pixels"], "smallest_side": self.smallest_side,
-            "settings": {k: getattr(meta["settings"], k) for k in SETTING_FLAGS},
-            "scales": list(self.roi.scales) if self.spp else None,
-            "proposals": ("the detector's RPN (image alone); with_boxes: " if proposer is not None else "")
-            + "reference_boxes(height, width): a grid of windows (export.detector)",
-            **({"rpn": proposer.to_dict()} if proposer is not None else {})}}
+        return {
+            "detector": {
+                "max_side": meta["max_side"],
+                "max_pixels": meta["max_pixels"],
+                "smallest_side": self.smallest_side,
+                "settings": {k: getattr(meta["settings"], k) for k in SETTING_FLAGS},
+                "scales": list(self.roi.scales) if self.spp else None,
+                "proposals": ("the detector's RPN (image alone); with_boxes: " if proposer is not None else "")
+                + "reference_boxes(height, width): a grid of windows (export.detector)",
+                **({"rpn": proposer.to_dict()} if proposer is not None else {}),
+            }
+        }
 
 
 def _image_detector(model, roi, proposer, meta, smallest, table):
@@ -277,15 +295,15 @@ def _image_detector(model, roi, proposer, meta, smallest, table):
 OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "detection_labels", "num_detections")
 
 
-def _endpoints(detect_one, rpn, count, max_pixels):
-    """``{"endpoints": {name: (fn, input specs)}, "signatures": reference.json's}``.
-
-    Without an RPN: ``serving_default`` (image_bytes, boxes) and ``detect_images``
-    (image_tensor, boxes). With one: those two take the images alone, and the
-    boxes-in pair stays as ``with_boxes`` and ``detect_images_with_boxes``."""
+def _serving_functions(detect_one, count, max_pixels):
+    """The four batch functions over ``detect_one``: bytes or tensors, with or
+    without boxes; each maps over the batch and names the OD API outputs."""
     signature = (
-        tf.TensorSpec([count, 4], tf.float32), tf.TensorSpec([count], tf.float32),
-        tf.TensorSpec([count], tf.float32), tf.TensorSpec([count], tf.string), tf.TensorSpec([], tf.float32),
+        tf.TensorSpec([count, 4], tf.float32),
+        tf.TensorSpec([count], tf.float32),
+        tf.TensorSpec([count], tf.float32),
+        tf.TensorSpec([count], tf.string),
+        tf.TensorSpec([], tf.float32),
     )
 
     def outputs(mapped):
@@ -305,20 +323,47 @@ def _endpoints(detect_one, rpn, count, max_pixels):
     def images_with_boxes(image_tensor, boxes):
         image_tensor = _check_image_tensor(image_tensor)
         boxes = _check_boxes(boxes, tf.shape(image_tensor)[0], "image_tensor")
-        return outputs(tf.map_fn(lambda args: detect_one(args[0], args[1], "image_tensor"), (image_tensor, boxes),
-                                 fn_output_signature=signature))
+        return outputs(
+            tf.map_fn(
+                lambda args: detect_one(args[0], args[1], "image_tensor"),
+                (image_tensor, boxes),
+                fn_output_signature=signature,
+            )
+        )
 
     def bytes_alone(image_bytes):
         image_bytes = image_ops.check_encoded(image_bytes)
-        return outputs(tf.map_fn(lambda encoded: detect_one(image_ops.decode(encoded, max_pixels), None,
-                                                            "image_bytes"),
-                                 image_bytes, fn_output_signature=signature))
+        return outputs(
+            tf.map_fn(
+                lambda encoded: detect_one(image_ops.decode(encoded, max_pixels), None, "image_bytes"),
+                image_bytes,
+                fn_output_signature=signature,
+            )
+        )
 
     def images_alone(image_tensor):
         image_tensor = _check_image_tensor(image_tensor)
-        return outputs(tf.map_fn(lambda image: detect_one(image, None, "image_tensor"), image_tensor,
-                                 fn_output_signature=signature))
+        return outputs(
+            tf.map_fn(
+                lambda image: detect_one(image, None, "image_tensor"), image_tensor, fn_output_signature=signature
+            )
+        )
 
+    return {
+        "bytes_with_boxes": bytes_with_boxes,
+        "images_with_boxes": images_with_boxes,
+        "bytes_alone": bytes_alone,
+        "images_alone": images_alone,
+    }
+
+
+def _endpoints(detect_one, rpn, count, max_pixels):
+    """``{"endpoints": {name: (fn, input specs)}, "signatures": reference.json's}``.
+
+    Without an RPN: ``serving_default`` (image_bytes, boxes) and ``detect_images``
+    (image_tensor, boxes). With one: those two take the images alone, and the
+    boxes-in pair stays as ``with_boxes`` and ``detect_images_with_boxes``."""
+    fns = _serving_functions(detect_one, count, max_pixels)
     bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
     tensor_spec = tf.TensorSpec([None, None, None, 3], tf.uint8, name="image_tensor")
     boxes_spec = tf.TensorSpec([None, None, 4], tf.float32, name="boxes")
@@ -333,15 +378,26 @@ def _endpoints(detect_one, rpn, count, max_pixels):
     tensor_inputs = {"image_tensor": ["DT_UINT8", [-1, -1, -1, 3]]}
     boxes_input = {"boxes": ["DT_FLOAT", [-1, -1, 4]]}
     with_boxes = {
-        BOXES_SIGNATURES[rpn][0]: (bytes_with_boxes, [bytes_spec, boxes_spec], {**bytes_inputs, **boxes_input}),
-        BOXES_SIGNATURES[rpn][1]: (images_with_boxes, [tensor_spec, boxes_spec], {**tensor_inputs, **boxes_input}),
+        BOXES_SIGNATURES[rpn][0]: (fns["bytes_with_boxes"], [bytes_spec, boxes_spec], {**bytes_inputs, **boxes_input}),
+        BOXES_SIGNATURES[rpn][1]: (
+            fns["images_with_boxes"],
+            [tensor_spec, boxes_spec],
+            {**tensor_inputs, **boxes_input},
+        ),
     }
-    alone = {"serving_default": (bytes_alone, [bytes_spec], bytes_inputs),
-             "detect_images": (images_alone, [tensor_spec], tensor_inputs)} if rpn else {}
+    alone = (
+        {
+            "serving_default": (fns["bytes_alone"], [bytes_spec], bytes_inputs),
+            "detect_images": (fns["images_alone"], [tensor_spec], tensor_inputs),
+        }
+        if rpn
+        else {}
+    )
     every = {**alone, **with_boxes}
-    return {"endpoints": {name: (fn, specs) for name, (fn, specs, _) in every.items()},
-            "signatures": {name: {"inputs": inputs, "outputs": output_signature}
-                           for name, (_, _, inputs) in every.items()}}
+    return {
+        "endpoints": {name: (fn, specs) for name, (fn, specs, _) in every.items()},
+        "signatures": {name: {"inputs": inputs, "outputs": output_signature} for name, (_, _, inputs) in every.items()},
+    }
 
 
 # The boxes-in signatures (image_bytes, image_tensor), by whether the detector has an RPN.
@@ -372,11 +428,13 @@ def _keras_reference(model, roi, proposer, meta):
                 if boxes is not None:
                     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
                     boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-                capped, capped_boxes = cap_size(tf.constant(image), tf.constant(
-                    np.zeros((0, 4), np.float32) if boxes is None else boxes), max_side)
+                capped, capped_boxes = cap_size(
+                    tf.constant(image), tf.constant(np.zeros((0, 4), np.float32) if boxes is None else boxes), max_side
+                )
                 capped = capped.numpy()
                 found, scores, classes = keras_detector.detect(
-                    capped, None if boxes is None else capped_boxes.numpy(), settings)
+                    capped, None if boxes is None else capped_boxes.numpy(), settings
+                )
                 rows.append(padded_outputs(found, scores, classes, capped.shape[:2], count, meta["labels"]))
         finally:
             if spp:
@@ -401,8 +459,10 @@ def _head_of(model, roi):
     try:
         pooled = roi.output
     except (AttributeError, ValueError) as e:  # a layer shared by several models has no one output
-        raise ValueError(f"The window feature layer {roi.name!r} is used more than once; export a detector built "
-                         "by spp_detector (saved by Detector.save).") from e
+        raise ValueError(
+            f"The window feature layer {roi.name!r} is used more than once; export a detector built "
+            "by spp_detector (saved by Detector.save)."
+        ) from e
     return keras.Model(pooled, model.output, name="detector_head")
 
 
@@ -437,9 +497,13 @@ def _check_boxes(boxes, batch, images_name):
     checks = [
         tf.debugging.Assert(
             tf.equal(shape[0], batch),
-            [f"boxes: its first dimension must be the number of images in {images_name} (one [R, 4] array of "
-             "proposals per image, padded with all-zero rows to a common R); got boxes of shape", shape,
-             "for this many images:", batch],
+            [
+                f"boxes: its first dimension must be the number of images in {images_name} (one [R, 4] array of "
+                "proposals per image, padded with all-zero rows to a common R); got boxes of shape",
+                shape,
+                "for this many images:",
+                batch,
+            ],
         ),
         tf.debugging.Assert(
             tf.reduce_all(tf.math.is_finite(boxes)),
@@ -475,17 +539,21 @@ def _check_scales(image, boxes, roi, smallest, name, always=()):
     sides = tf.where(used, tf.reduce_min(sizes, axis=1), tf.int32.max)
     check = tf.debugging.Assert(
         tf.reduce_min(sides) >= smallest,
-        [f"{name}: an image too elongated for the detector: at a scale its proposals use, it is resized to "
-         "(height, width)", tf.gather(sizes, tf.argmin(sides)),
-         f"and the backbone needs at least {smallest} pixels per side (image height, width:", tf.stack([h, w]), ")"],
+        [
+            f"{name}: an image too elongated for the detector: at a scale its proposals use, it is resized to "
+            "(height, width)",
+            tf.gather(sizes, tf.argmin(sides)),
+            f"and the backbone needs at least {smallest} pixels per side (image height, width:",
+            tf.stack([h, w]),
+            ")",
+        ],
     )
     with tf.control_dependencies([check]):
         return tf.identity(image)
 
 
 def _check_model(model, labels):
-    from keras_spp.detection.heads import OUTPUTS
-    from keras_spp.detection.heads import roi_features_of
+    from keras_spp.detection.heads import OUTPUTS, roi_features_of
 
     names = set(model.output) if isinstance(model.output, dict) else set()
     input_names = {getattr(t, "name", "") for t in model.inputs}
@@ -493,12 +561,15 @@ def _check_model(model, labels):
         raise ValueError(
             f"A detector export takes a model of keras_spp.detection.heads.spp_detector (inputs image and boxes, "
             f"outputs {', '.join(OUTPUTS)}); {model.name} has inputs {sorted(input_names)} and outputs "
-            f"{sorted(names)}. A classifier is exported with --kind classifier.")
+            f"{sorted(names)}. A classifier is exported with --kind classifier."
+        )
     roi = roi_features_of(model)
     units = model.get_layer("svm").units
     if units != len(labels):
-        raise ValueError(f"The detector has {units} classes but the label map has {len(labels)} names; give one "
-                         "name per class (background excluded), in class-id order.")
+        raise ValueError(
+            f"The detector has {units} classes but the label map has {len(labels)} names; give one "
+            "name per class (background excluded), in class-id order."
+        )
     return roi
 
 
@@ -523,11 +594,13 @@ def padded_outputs(boxes, scores, classes, size, count, labels):
 
 def stack_outputs(rows, count):
     if not rows:
-        return {"detection_boxes": np.zeros((0, count, 4), np.float32),
-                "detection_scores": np.zeros((0, count), np.float32),
-                "detection_classes": np.zeros((0, count), np.float32),
-                "detection_labels": np.zeros((0, count), dtype=object),
-                "num_detections": np.zeros(0, np.float32)}
+        return {
+            "detection_boxes": np.zeros((0, count, 4), np.float32),
+            "detection_scores": np.zeros((0, count), np.float32),
+            "detection_classes": np.zeros((0, count), np.float32),
+            "detection_labels": np.zeros((0, count), dtype=object),
+            "num_detections": np.zeros(0, np.float32),
+        }
     return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
 
@@ -539,6 +612,7 @@ def reference_boxes(height, width, fractions=(0.25, 0.5, 0.75)):
     A fixed function of the size, so the export needs no OpenCV; what a detector
     answers for them is beside the point, only that the export answers the same.
     """
+
     def spans(extent):
         out = []
         for f in fractions:
@@ -571,6 +645,78 @@ def oversize_image(max_side):
     return f"oversize-{short}x{long}.jpg", buffer.getvalue()
 
 
+def _float_array(a):
+    return jsonable({"x": np.asarray(a, np.float32)})["x"]
+
+
+def _refused_requests(files, boxes, by_bytes):
+    """Cases that must fail with a named error: bytes that are no image, a cut JPEG,
+    fewer box lists than images."""
+    names = [name for name, _ in files]
+    array = _float_array
+    return [
+        {
+            "name": "bytes that are no image",
+            "signature": by_bytes,
+            "inputs": {
+                "image_bytes": {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]},
+                "boxes": array(pad_boxes([boxes[0], boxes[0]])),
+            },
+            "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"},
+        },
+        {
+            "name": "truncated JPEG",
+            "signature": by_bytes,
+            "inputs": {
+                "image_bytes": {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]},
+                "boxes": array(pad_boxes([boxes[0]])),
+            },
+            "error": {"type": "InvalidArgumentError", "contains": ""},
+        },
+        {
+            "name": "boxes for fewer images than image_bytes",
+            "signature": by_bytes,
+            "inputs": {"image_bytes": {"files": names[:2]}, "boxes": array(pad_boxes([boxes[0]]))},
+            "error": {"type": "InvalidArgumentError", "contains": "must be the number of images"},
+        },
+    ]
+
+
+def _size_limit_cases(reference, smallest, max_side, by_bytes):
+    """An image over ``max_side`` (resized, its boxes with it) and one too elongated
+    for the backbone: ``(cases, extra files)``."""
+    array = _float_array
+    cases = []
+    extra = []
+    oversize = oversize_image(max_side)
+    if oversize is not None:
+        name, encoded = oversize
+        image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+        big_boxes = reference_boxes(*image.shape[:2])
+        extra.append(oversize)
+        cases.append(
+            {
+                "name": f"an image above the maximum side ({image.shape[0]} x {image.shape[1]}; resized to "
+                f"a longer side of {max_side}, its boxes with it)",
+                "signature": by_bytes,
+                "inputs": {"image_bytes": {"files": [name]}, "boxes": array(pad_boxes([big_boxes]))},
+                "outputs": jsonable(reference([image], [big_boxes])),
+            }
+        )
+    if smallest > 1:  # 1 x min(max_side, 2000) px with one window over all of it
+        long = min(max_side, 2000)
+        line = np.zeros((1, long, 3), np.uint8)
+        cases.append(
+            {
+                "name": "an image too elongated for the detector",
+                "signature": by_bytes,
+                "inputs": {"image_bytes": {"b64": [b64(png_bytes(line))]}, "boxes": array([[[0, 0, 1, long]]])},
+                "error": {"type": "InvalidArgumentError", "contains": "too elongated"},
+            }
+        )
+    return cases, extra
+
+
 def reference_cases(files, decoded, reference, smallest, max_side, signatures=BOXES_SIGNATURES[False]):
     """``(cases, warmup inputs, extra files)`` of ``reference.json`` for the detector's
     boxes-in ``signatures`` (image_bytes, image_tensor)."""
@@ -580,58 +726,44 @@ def reference_cases(files, decoded, reference, smallest, max_side, signatures=BO
     boxes = [reference_boxes(*image.shape[:2]) for image in images]
     padded = pad_boxes(boxes)  # sizes differ, so do their grids: the shorter lists are padded
     first = images[0]
-
-    def array(a):
-        return jsonable({"x": np.asarray(a, np.float32)})["x"]
-
+    array = _float_array
     cases = [
-        {"name": "images of several sizes, JPEG and PNG, in one batch; proposals padded with zero rows",
-         "signature": by_bytes,
-         "inputs": {"image_bytes": {"files": names}, "boxes": array(padded)},
-         "outputs": jsonable(reference(images, boxes))},
-        {"name": "decoded pixels (image_tensor), a batch of two", "signature": by_tensor,
-         "inputs": {"image_tensor": {"decoded_files": [names[0], names[0]]},
-                    "boxes": array(pad_boxes([boxes[0], boxes[0][::2]]))},
-         "outputs": jsonable(reference([first, first], [boxes[0], boxes[0][::2]]))},
-        {"name": "an image whose proposals are all padding", "signature": by_bytes,
-         "inputs": {"image_bytes": {"files": names[:1]}, "boxes": array(np.zeros((1, 3, 4)))},
-         "outputs": jsonable(reference([first], [np.zeros((0, 4))]))},
-        {"name": "empty batch", "signature": by_bytes,
-         "inputs": {"image_bytes": {"b64": []}, "boxes": array(np.zeros((0, 1, 4)))},
-         "outputs": jsonable(reference([], []))},
-        {"name": "bytes that are no image", "signature": by_bytes,
-         "inputs": {"image_bytes": {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]},
-                    "boxes": array(pad_boxes([boxes[0], boxes[0]]))},
-         "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
-        {"name": "truncated JPEG", "signature": by_bytes,
-         "inputs": {"image_bytes": {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]},
-                    "boxes": array(pad_boxes([boxes[0]]))},
-         "error": {"type": "InvalidArgumentError", "contains": ""}},
-        {"name": "boxes for fewer images than image_bytes", "signature": by_bytes,
-         "inputs": {"image_bytes": {"files": names[:2]}, "boxes": array(pad_boxes([boxes[0]]))},
-         "error": {"type": "InvalidArgumentError", "contains": "must be the number of images"}},
+        {
+            "name": "images of several sizes, JPEG and PNG, in one batch; proposals padded with zero rows",
+            "signature": by_bytes,
+            "inputs": {"image_bytes": {"files": names}, "boxes": array(padded)},
+            "outputs": jsonable(reference(images, boxes)),
+        },
+        {
+            "name": "decoded pixels (image_tensor), a batch of two",
+            "signature": by_tensor,
+            "inputs": {
+                "image_tensor": {"decoded_files": [names[0], names[0]]},
+                "boxes": array(pad_boxes([boxes[0], boxes[0][::2]])),
+            },
+            "outputs": jsonable(reference([first, first], [boxes[0], boxes[0][::2]])),
+        },
+        {
+            "name": "an image whose proposals are all padding",
+            "signature": by_bytes,
+            "inputs": {"image_bytes": {"files": names[:1]}, "boxes": array(np.zeros((1, 3, 4)))},
+            "outputs": jsonable(reference([first], [np.zeros((0, 4))])),
+        },
+        {
+            "name": "empty batch",
+            "signature": by_bytes,
+            "inputs": {"image_bytes": {"b64": []}, "boxes": array(np.zeros((0, 1, 4)))},
+            "outputs": jsonable(reference([], [])),
+        },
+        *_refused_requests(files, boxes, by_bytes),
     ]
-    extra = []
-    oversize = oversize_image(max_side)
-    if oversize is not None:
-        name, encoded = oversize
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
-        big_boxes = reference_boxes(*image.shape[:2])
-        extra.append(oversize)
-        cases.append({"name": f"an image above the maximum side ({image.shape[0]} x {image.shape[1]}; resized to "
-                              f"a longer side of {max_side}, its boxes with it)", "signature": by_bytes,
-                      "inputs": {"image_bytes": {"files": [name]}, "boxes": array(pad_boxes([big_boxes]))},
-                      "outputs": jsonable(reference([image], [big_boxes]))})
-    if smallest > 1:  # 1 x min(max_side, 2000) px with one window over all of it
-        long = min(max_side, 2000)
-        line = np.zeros((1, long, 3), np.uint8)
-        cases.append({"name": "an image too elongated for the detector", "signature": by_bytes,
-                      "inputs": {"image_bytes": {"b64": [b64(png_bytes(line))]},
-                                 "boxes": array([[[0, 0, 1, long]]])},
-                      "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
+    limit_cases, extra = _size_limit_cases(reference, smallest, max_side, by_bytes)
+    cases += limit_cases
     # One warmup request per image size (each compiles its own XLA programs).
-    warmup = [{"image_bytes": np.array([encoded], dtype=object), "boxes": pad_boxes([b])}
-              for (_, encoded), b in zip(files, boxes, strict=True)]
+    warmup = [
+        {"image_bytes": np.array([encoded], dtype=object), "boxes": pad_boxes([b])}
+        for (_, encoded), b in zip(files, boxes, strict=True)
+    ]
     return cases, warmup, extra
 
 
@@ -643,28 +775,53 @@ def rpn_reference_cases(files, decoded, reference, smallest, max_side):
     first = images[0]
     blank = np.full((240, 320, 3), 128, np.uint8)
     cases = [
-        {"name": "images of several sizes, JPEG and PNG, in one batch, bytes alone (the RPN proposes)",
-         "signature": "serving_default", "inputs": {"image_bytes": {"files": names}},
-         "outputs": jsonable(reference(images))},
-        {"name": "decoded pixels (image_tensor) alone, a batch of two", "signature": "detect_images",
-         "inputs": {"image_tensor": {"decoded_files": [names[0], names[0]]}},
-         "outputs": jsonable(reference([first, first]))},
-        {"name": "a flat grey image (nothing to find)", "signature": "serving_default",
-         "inputs": {"image_bytes": {"b64": [b64(png_bytes(blank))]}}, "outputs": jsonable(reference([blank]))},
-        {"name": "empty batch", "signature": "serving_default", "inputs": {"image_bytes": {"b64": []}},
-         "outputs": jsonable(reference([]))},
-        {"name": "bytes that are no image", "signature": "serving_default",
-         "inputs": {"image_bytes": {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]}},
-         "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"}},
-        {"name": "truncated JPEG", "signature": "serving_default",
-         "inputs": {"image_bytes": {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]}},
-         "error": {"type": "InvalidArgumentError", "contains": ""}},
+        {
+            "name": "images of several sizes, JPEG and PNG, in one batch, bytes alone (the RPN proposes)",
+            "signature": "serving_default",
+            "inputs": {"image_bytes": {"files": names}},
+            "outputs": jsonable(reference(images)),
+        },
+        {
+            "name": "decoded pixels (image_tensor) alone, a batch of two",
+            "signature": "detect_images",
+            "inputs": {"image_tensor": {"decoded_files": [names[0], names[0]]}},
+            "outputs": jsonable(reference([first, first])),
+        },
+        {
+            "name": "a flat grey image (nothing to find)",
+            "signature": "serving_default",
+            "inputs": {"image_bytes": {"b64": [b64(png_bytes(blank))]}},
+            "outputs": jsonable(reference([blank])),
+        },
+        {
+            "name": "empty batch",
+            "signature": "serving_default",
+            "inputs": {"image_bytes": {"b64": []}},
+            "outputs": jsonable(reference([])),
+        },
+        {
+            "name": "bytes that are no image",
+            "signature": "serving_default",
+            "inputs": {"image_bytes": {"b64": [b64(files[0][1]), b64(b"<html>not an image</html>")]}},
+            "error": {"type": "InvalidArgumentError", "contains": "not JPEG or PNG data"},
+        },
+        {
+            "name": "truncated JPEG",
+            "signature": "serving_default",
+            "inputs": {"image_bytes": {"b64": [b64(files[0][1][: len(files[0][1]) // 3])]}},
+            "error": {"type": "InvalidArgumentError", "contains": ""},
+        },
     ]
     if smallest > 1:
         line = np.zeros((1, min(max_side, 2000), 3), np.uint8)
-        cases.append({"name": "an image too elongated for the RPN's scale", "signature": "serving_default",
-                      "inputs": {"image_bytes": {"b64": [b64(png_bytes(line))]}},
-                      "error": {"type": "InvalidArgumentError", "contains": "too elongated"}})
+        cases.append(
+            {
+                "name": "an image too elongated for the RPN's scale",
+                "signature": "serving_default",
+                "inputs": {"image_bytes": {"b64": [b64(png_bytes(line))]}},
+                "error": {"type": "InvalidArgumentError", "contains": "too elongated"},
+            }
+        )
     boxes_cases, _, extra = reference_cases(files, decoded, reference, smallest, max_side, BOXES_SIGNATURES[True])
     cases += [case for case in boxes_cases if "error" not in case or "number of images" in case["error"]["contains"]]
     # One warmup request per image size, images alone (each size compiles its own XLA programs).

@@ -27,8 +27,11 @@ def b64(data):
 def jsonable(outputs):
     """``{name: array}`` as ``{name: {"dtype", "shape", "values"}}`` (strings as ``"string"``).
 
-    >>> jsonable({"n": [[1, 2]], "label": ["7"]})
-    {'n': {'dtype': 'int64', 'shape': [1, 2], 'values': [[1, 2]]}, 'label': {'dtype': 'string', 'shape': [1], 'values': ['7']}}
+    >>> encoded = jsonable({"n": [[1, 2]], "label": ["7"]})
+    >>> encoded["n"]
+    {'dtype': 'int64', 'shape': [1, 2], 'values': [[1, 2]]}
+    >>> encoded["label"]
+    {'dtype': 'string', 'shape': [1], 'values': ['7']}
     """
     import numpy as np
 

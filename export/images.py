@@ -46,8 +46,11 @@ def check_encoded(image_bytes, name="image_bytes"):
     check = tf.debugging.Assert(
         tf.size(bad) == 0,
         # No quotes in the text: Assert escapes them, and the message reads worse for it.
-        [f"{name}: the items at these batch positions are not {FORMATS} data (accepted: {FORMATS} files "
-         "of any size, their bytes as they are; in REST, base64-encoded in a b64 object):", bad],
+        [
+            f"{name}: the items at these batch positions are not {FORMATS} data (accepted: {FORMATS} files "
+            "of any size, their bytes as they are; in REST, base64-encoded in a b64 object):",
+            bad,
+        ],
         summarize=16,
     )
     with tf.control_dependencies([check]):
@@ -56,6 +59,7 @@ def check_encoded(image_bytes, name="image_bytes"):
 
 def header_size(one):
     """``[height, width]`` (int64) that a JPEG or PNG's header declares, without decoding."""
+
     def png():
         # IHDR: width then height, big-endian uint32, at bytes 16..24. A shorter string
         # reads as 0 x 0 here and is left to the decoder, which calls it invalid PNG data.
@@ -78,8 +82,11 @@ def decode(one, max_pixels=MAX_PIXELS):
     size = header_size(one)
     check = tf.debugging.Assert(
         size[0] * size[1] <= max_pixels,
-        [f"image_bytes: an image of more than {max_pixels} pixels was refused before decoding "
-         "(height, width as its header declares):", size],
+        [
+            f"image_bytes: an image of more than {max_pixels} pixels was refused before decoding "
+            "(height, width as its header declares):",
+            size,
+        ],
     )
     with tf.control_dependencies([check]):
         return tf.io.decode_image(one, channels=3, expand_animations=False)
@@ -95,9 +102,12 @@ def check_view(view, smallest, max_side, name="image_bytes"):
     size = tf.shape(view)[:2]
     check = tf.debugging.Assert(
         tf.reduce_min(size) >= smallest,
-        [f"{name}: an image too elongated to classify: its full view is (height, width)", size,
-         f"and the network needs at least {smallest} pixels per side (accepted: aspect ratios up to "
-         f"{max_side}:{smallest})"],
+        [
+            f"{name}: an image too elongated to classify: its full view is (height, width)",
+            size,
+            f"and the network needs at least {smallest} pixels per side (accepted: aspect ratios up to "
+            f"{max_side}:{smallest})",
+        ],
     )
     with tf.control_dependencies([check]):
         return tf.identity(view)
@@ -121,10 +131,7 @@ def smallest_side(network, upper):
             graph = traced.get_concrete_function(tf.TensorSpec((1, s, s, 3), tf.float32)).graph
         except Exception:  # too small shows as ValueError or InvalidArgumentError, by layer
             return False
-        return not any(
-            t.shape.rank == 4 and 0 in t.shape[1:3]
-            for op in graph.get_operations() for t in op.outputs
-        )
+        return not any(t.shape.rank == 4 and 0 in t.shape[1:3] for op in graph.get_operations() for t in op.outputs)
 
     if not works(upper):
         raise ValueError(f"The model cannot take even a {upper}x{upper} image; check --min-side and the model.")

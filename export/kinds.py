@@ -66,8 +66,11 @@ def label_table(labels_file):
 
     return tf.lookup.StaticHashTable(
         tf.lookup.TextFileInitializer(
-            labels_file, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER,
-            tf.string, tf.lookup.TextFileIndex.WHOLE_LINE,
+            labels_file,
+            tf.int64,
+            tf.lookup.TextFileIndex.LINE_NUMBER,
+            tf.string,
+            tf.lookup.TextFileIndex.WHOLE_LINE,
         ),
         default_value="",
     )

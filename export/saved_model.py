@@ -54,8 +54,7 @@ import tempfile
 
 from export.classifier import ClassifierKind
 from export.detector import DetectorKind
-from export.images import MAX_PIXELS
-from export.images import MAX_SIDE
+from export.images import MAX_PIXELS, MAX_SIDE
 from keras_spp.validation import positive_int
 
 # A new kind is one more entry: a subclass of export.kinds.ServingKind.
@@ -65,8 +64,19 @@ REFERENCE_DIR = os.path.join("assets.extra", "reference")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 
 
-def export(model_path, kind, out, labels=None, top_k=None, min_side=None, max_side=None,
-           max_pixels=MAX_PIXELS, jit=True, overwrite=False, settings=None):
+def export(
+    model_path,
+    kind,
+    out,
+    labels=None,
+    top_k=None,
+    min_side=None,
+    max_side=None,
+    max_pixels=MAX_PIXELS,
+    jit=True,
+    overwrite=False,
+    settings=None,
+):
     """Export ``model_path`` (a ``.keras`` file; a detector's folder) as kind ``kind``
     into the version folder ``out``.
 
@@ -155,10 +165,10 @@ def reference_images():
     def resized(array, height, width):
         return np.asarray(Image.fromarray(array).resize((width, height), Image.BILINEAR))
 
-    chelsea = data.chelsea()                       # 300 x 451, landscape
+    chelsea = data.chelsea()  # 300 x 451, landscape
     astronaut = resized(data.astronaut(), 160, 160)  # square
-    coffee = data.coffee()[40:340, 200:380]         # 300 x 180, portrait
-    panorama = resized(data.rocket(), 36, 360)      # 1 : 10
+    coffee = data.coffee()[40:340, 200:380]  # 300 x 180, portrait
+    panorama = resized(data.rocket(), 36, 360)  # 1 : 10
     return [
         ("chelsea-300x451.jpg", encode(chelsea, "JPEG", quality=90)),
         ("astronaut-160x160.png", encode(astronaut, "PNG")),
@@ -177,8 +187,9 @@ def _write_reference(root, serving):
     folder = os.path.join(root, REFERENCE_DIR)
     os.makedirs(folder)
     files = reference_images()
-    decoded = {name: tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
-               for name, encoded in files}
+    decoded = {
+        name: tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy() for name, encoded in files
+    }
     cases, warmup, extra = serving.cases(files, decoded)
     for name, encoded in files + extra:
         with open(os.path.join(folder, name), "wb") as f:
@@ -207,34 +218,63 @@ def main(argv=None):
     p.add_argument("--model", required=True, help="the .keras file (a detector: its folder, or its model.keras)")
     p.add_argument("--kind", required=True, choices=sorted(KINDS))
     p.add_argument("--out", required=True, help="the version folder, <base>/<integer>")
-    p.add_argument("--labels", help="class names, one per line (default: results.json next to the model; "
-                                    "a detector: its detector.json)")
-    p.add_argument("--top-k", type=int,
-                   help="classifier: ids, names and scores returned per image (default 5, at most the classes)")
+    p.add_argument(
+        "--labels",
+        help="class names, one per line (default: results.json next to the model; a detector: its detector.json)",
+    )
+    p.add_argument(
+        "--top-k",
+        type=int,
+        help="classifier: ids, names and scores returned per image (default 5, at most the classes)",
+    )
     p.add_argument("--min-side", type=int, help="classifier: the full-image view's min side (default: the training's)")
-    p.add_argument("--max-side", type=int,
-                   help=f"classifier: the view's longer side at most (default {MAX_SIDE}); detector: larger images "
-                        "are first resized to this longer side (default: the detector's max side, 2000)")
+    p.add_argument(
+        "--max-side",
+        type=int,
+        help=f"classifier: the view's longer side at most (default {MAX_SIDE}); detector: larger images "
+        "are first resized to this longer side (default: the detector's max side, 2000)",
+    )
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are refused before decoding")
     p.add_argument("--no-jit", action="store_true", help="no XLA in the serving functions")
     p.add_argument("--scoring", choices=["softmax", "svm"], help="detector: scores (default: detector.json's)")
     p.add_argument("--score-threshold", type=float, help="detector: keep scores above this (default: detector.json's)")
-    p.add_argument("--max-detections", type=int,
-                   help="detector: detections per image, the outputs' second dimension (default: detector.json's)")
+    p.add_argument(
+        "--max-detections",
+        type=int,
+        help="detector: detections per image, the outputs' second dimension (default: detector.json's)",
+    )
     p.add_argument("--nms-iou", type=float, help="detector: per-class NMS IoU threshold (default: detector.json's)")
     p.add_argument("--no-box-regression", action="store_true", help="detector: proposals as they are, not regressed")
-    p.add_argument("--vote-iou", type=float,
-                   help="detector: box voting after NMS with windows overlapping this much (default: detector.json's)")
+    p.add_argument(
+        "--vote-iou",
+        type=float,
+        help="detector: box voting after NMS with windows overlapping this much (default: detector.json's)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing version folder")
     args = p.parse_args(argv)
-    settings = {"scoring": args.scoring, "score_threshold": args.score_threshold,
-                "max_detections": args.max_detections, "nms_iou": args.nms_iou, "vote_iou": args.vote_iou,
-                "box_regression": False if args.no_box_regression else None}
+    settings = {
+        "scoring": args.scoring,
+        "score_threshold": args.score_threshold,
+        "max_detections": args.max_detections,
+        "nms_iou": args.nms_iou,
+        "vote_iou": args.vote_iou,
+        "box_regression": False if args.no_box_regression else None,
+    }
     settings = {k: v for k, v in settings.items() if v is not None}
     try:
-        out = export(args.model, args.kind, args.out, labels=args.labels, top_k=args.top_k, min_side=args.min_side,
-                     max_side=args.max_side, max_pixels=args.max_pixels, jit=not args.no_jit, overwrite=args.overwrite,
-                     settings=settings)
+        out = export(
+            args.model,
+            args.kind,
+            args.out,
+            labels=args.labels,
+            top_k=args.top_k,
+            min_side=args.min_side,
+            max_side=args.max_side,
+            max_pixels=args.max_pixels,
+            jit=not args.no_jit,
+            overwrite=args.overwrite,
+            settings=settings,
+        )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -57,8 +57,10 @@ def case_inputs(export_dir, case, signature):
             arrays[name] = np.array([base64.b64decode(v) for v in spec["b64"]], dtype=object)
         elif "decoded_files" in spec:
             dtype = tf.dtypes.as_dtype(signature["inputs"][name][0].lower().replace("dt_", "")).as_numpy_dtype
-            images = [tf.io.decode_image(_read(os.path.join(folder, f)), channels=3, expand_animations=False).numpy()
-                      for f in spec["decoded_files"]]
+            images = [
+                tf.io.decode_image(_read(os.path.join(folder, f)), channels=3, expand_animations=False).numpy()
+                for f in spec["decoded_files"]
+            ]
             arrays[name] = np.stack(images).astype(dtype)
         elif "values" in spec:  # a numeric input (a detector's boxes), shape included
             arrays[name] = np.array(spec["values"], dtype=spec["dtype"]).reshape(spec["shape"])
@@ -226,8 +228,9 @@ def check(export_dir):
         ok = False
     if bool(facts["xla_compiled_calls"]) != bool(reference.get("xla")):
         ok = False
-        report["xla_problem"] = (f"the export says xla={reference.get('xla')} but the graph has "
-                                 f"{facts['xla_compiled_calls']} XLA calls")
+        report["xla_problem"] = (
+            f"the export says xla={reference.get('xla')} but the graph has {facts['xla_compiled_calls']} XLA calls"
+        )
     report["modules"] = {
         "keras_spp": any(m == "keras_spp" or m.startswith("keras_spp.") for m in sys.modules),
         "keras": "keras" in sys.modules,
@@ -240,8 +243,10 @@ def check(export_dir):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python export/serving_check.py EXPORT_DIR (the version folder, e.g. exported/spp/1)",
-              file=sys.stderr)
+        print(
+            "usage: python export/serving_check.py EXPORT_DIR (the version folder, e.g. exported/spp/1)",
+            file=sys.stderr,
+        )
         return 2
     try:
         report = check(argv[0])

@@ -84,9 +84,11 @@ def check_layout(export_dir, reference):
     problems = []
     if not os.path.basename(os.path.normpath(export_dir)).isdigit():
         problems.append("the folder is not named by a version number, which TF Serving needs (<base>/<integer>)")
-    for need in ["saved_model.pb", os.path.join("variables", "variables.index"),
-                 os.path.join("assets.extra", "tf_serving_warmup_requests")] + \
-            [os.path.join("assets", a) for a in reference.get("assets", [])]:
+    for need in [
+        "saved_model.pb",
+        os.path.join("variables", "variables.index"),
+        os.path.join("assets.extra", "tf_serving_warmup_requests"),
+    ] + [os.path.join("assets", a) for a in reference.get("assets", [])]:
         if not os.path.exists(os.path.join(export_dir, need)):
             problems.append(f"{need} is missing")
     return problems
@@ -119,18 +121,24 @@ def verify(export_dir, timeout=600):
     if not os.path.isfile(path):
         versions = sorted(d for d in os.listdir(export_dir) if d.isdigit()) if os.path.isdir(export_dir) else []
         hint = f" (its versions: {', '.join(os.path.join(export_dir, v) for v in versions)})" if versions else ""
-        raise FileNotFoundError(f"{path} is missing: {export_dir} is not a version folder written by "
-                                f"python -m export.saved_model{hint}.")
+        raise FileNotFoundError(
+            f"{path} is missing: {export_dir} is not a version folder written by python -m export.saved_model{hint}."
+        )
     with open(path, encoding="utf-8") as f:
         reference = json.load(f)
     report = {"export_dir": export_dir, "layout": check_layout(export_dir, reference)}
 
     # Both children at once: each spends most of its time importing and loading TensorFlow.
-    show = subprocess.Popen(saved_model_cli() + ["show", "--dir", export_dir, "--all"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    show = subprocess.Popen(
+        saved_model_cli() + ["show", "--dir", export_dir, "--all"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     # A script path, not -m: the child must not import this package's parents.
-    child = subprocess.Popen([sys.executable, CHECK_SCRIPT, export_dir],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, CHECK_SCRIPT, export_dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     shown_out, shown_err = _communicate(show, timeout)
     child_out, child_err = _communicate(child, timeout)
     if show.returncode:
@@ -143,8 +151,7 @@ def verify(export_dir, timeout=600):
         report["serving_check"] = json.loads(child_out)
     except ValueError:
         report["serving_check"] = {"ok": False, "problem": f"exit {child.returncode}: {_tail(child_err)}"}
-    report["ok"] = (not report["layout"] and not report["saved_model_cli"]
-                    and bool(report["serving_check"].get("ok")))
+    report["ok"] = not report["layout"] and not report["saved_model_cli"] and bool(report["serving_check"].get("ok"))
     return report
 
 
@@ -166,17 +173,22 @@ def summary(report):
     mark = {True: "ok  ", False: "FAIL"}
     out = [f"{report['export_dir']}"]
     out.append(f"{mark[not report['layout']]} TF Serving layout" + "".join(f"\n       {p}" for p in report["layout"]))
-    out.append(f"{mark[not report['saved_model_cli']]} saved_model_cli show --all: signatures, dtypes, shapes"
-               + "".join(f"\n       {p}" for p in report["saved_model_cli"]))
+    out.append(
+        f"{mark[not report['saved_model_cli']]} saved_model_cli show --all: signatures, dtypes, shapes"
+        + "".join(f"\n       {p}" for p in report["saved_model_cli"])
+    )
     for name, sig in report.get("signatures", {}).items():
         if name.startswith("__"):
             continue
-        inputs, outputs = (", ".join(f"{k} {d} {s}" for k, (d, s) in sorted(sig[part].items()))
-                           for part in ("inputs", "outputs"))
+        inputs, outputs = (
+            ", ".join(f"{k} {d} {s}" for k, (d, s) in sorted(sig[part].items())) for part in ("inputs", "outputs")
+        )
         out.append(f"       {name}: ({inputs}) -> ({outputs})")
     check = report["serving_check"]
-    out.append(f"{mark[bool(check.get('ok'))]} serving_check.py (TensorFlow only, keras_spp imported: "
-               f"{check.get('modules', {}).get('keras_spp')})")
+    out.append(
+        f"{mark[bool(check.get('ok'))]} serving_check.py (TensorFlow only, keras_spp imported: "
+        f"{check.get('modules', {}).get('keras_spp')})"
+    )
     if "problem" in check:
         out.append(f"       {check['problem']}")
     tolerance = {k: v["atol"] for k, v in check.get("tolerance", {}).items() if "atol" in v}
@@ -190,10 +202,14 @@ def summary(report):
             problem = f" {details['problem']}" if "problem" in details else ""
             out.append(f"  {mark[row['ok']]} {loader}: {row['case']}:{said}{problem}")
     if "device_placements" in check:
-        out.append(f"{mark[not check['device_placements']]} device placements outside the saver: "
-                   f"{check['device_placements'] or 'none'}")
-        out.append(f"       XLA-compiled calls in the graph: {check.get('xla_compiled_calls')}"
-                   + (f" ({check['xla_problem']})" if "xla_problem" in check else ""))
+        out.append(
+            f"{mark[not check['device_placements']]} device placements outside the saver: "
+            f"{check['device_placements'] or 'none'}"
+        )
+        out.append(
+            f"       XLA-compiled calls in the graph: {check.get('xla_compiled_calls')}"
+            + (f" ({check['xla_problem']})" if "xla_problem" in check else "")
+        )
     out.append("PASSED" if report["ok"] else "FAILED")
     return "\n".join(out)
 

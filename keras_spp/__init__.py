@@ -2,7 +2,11 @@
 
 __version__ = "0.1.0"
 
-from keras_spp import data
-from keras_spp import layers
-from keras_spp import models
-from keras_spp import ops
+from keras_spp import data, layers, models, ops
+
+__all__ = [
+    "data",
+    "layers",
+    "models",
+    "ops",
+]

@@ -43,8 +43,10 @@ def positive_int(name, value, allow_zero=False, *, minimum=None, maximum=None, n
         accepted = f"an integer in [{low}, {maximum}]"
     else:
         accepted = {1: "a positive integer", 0: "a non-negative integer"}.get(low, f"an integer >= {low}")
-    raise ValueError(f"{_named(name)} must be {accepted}{f' ({hint})' if hint else ''}"
-                     f"{f' or None ({none})' if none is not None else ''}; got {value!r}.")
+    raise ValueError(
+        f"{_named(name)} must be {accepted}{f' ({hint})' if hint else ''}"
+        f"{f' or None ({none})' if none is not None else ''}; got {value!r}."
+    )
 
 
 def is_integer(value):

@@ -3,9 +3,7 @@
 import colorsys
 
 import numpy as np
-from PIL import Image
-from PIL import ImageDraw
-from PIL import ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 
 def class_colour(index):
@@ -89,8 +87,11 @@ def draw_examples(detector, examples, proposals, path, count=6, min_score=0.5):
             continue
         boxes, scores, classes = detector.detect(image, proposals[example.image_id])
         keep = scores >= min_score
-        pictures.append(draw_detections(image, boxes[keep], scores[keep], classes[keep], detector.class_names,
-                                        ground_truth=example.boxes))
+        pictures.append(
+            draw_detections(
+                image, boxes[keep], scores[keep], classes[keep], detector.class_names, ground_truth=example.boxes
+            )
+        )
     if pictures:
         image_grid(pictures, columns=3).save(path)
     return path

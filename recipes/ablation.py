@@ -46,8 +46,21 @@ def main(argv=None):
     for seed in seeds:
         for name, variant in VARIANTS.items():
             out = os.path.join(args.out, f"{_slug(name)}-seed{seed}")
-            cmd = [sys.executable, "-m", "recipes.train_classifier", "--seed", str(seed), "--epochs", str(args.epochs),
-                   "--views", "center,full", "--out", out, "--verbose", "2"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "recipes.train_classifier",
+                "--seed",
+                str(seed),
+                "--epochs",
+                str(args.epochs),
+                "--views",
+                "center,full",
+                "--out",
+                out,
+                "--verbose",
+                "2",
+            ]
             cmd += [a.format(large=args.large, small=args.small) for a in variant] + extra
             if args.max_train:
                 cmd += ["--max-train", str(args.max_train)]
@@ -75,8 +88,11 @@ def summarise(runs):
         for view in ("center", "full"):
             errors = [r["evaluation"][view]["top1_error_pct"] for r in results if view in r["evaluation"]]
             if errors:
-                row[view] = {"mean": float(np.mean(errors)), "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else 0.0,
-                             "runs": errors}
+                row[view] = {
+                    "mean": float(np.mean(errors)),
+                    "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else 0.0,
+                    "runs": errors,
+                }
         row["train_seconds"] = float(np.mean([r["train_seconds"] for r in results]))
         row["examples"] = results[0]["evaluation"]["center"]["examples"]
         table[name] = row
@@ -93,7 +109,8 @@ def render(table, command, seeds, seconds):
     for name, row in table.items():
         cells = [
             f"{row[v]['mean']:.2f} ± {row[v]['std']:.2f} ({', '.join(f'{e:.1f}' for e in row[v]['runs'])})"
-            if v in row else "n/a (fixed input size)"
+            if v in row
+            else "n/a (fixed input size)"
             for v in ("center", "full")
         ]
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {row['train_seconds']:.0f} |")

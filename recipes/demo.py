@@ -122,7 +122,9 @@ def _plot(vectors, rows, path):
     names = list(dict.fromkeys(r["photo"] for r in rows))
     views = list(dict.fromkeys(r["view"] for r in rows))
     fig, axes = plt.subplots(
-        len(names) + 1, len(views), figsize=(3.2 * len(views), 2.6 * len(names) + 2.2),
+        len(names) + 1,
+        len(views),
+        figsize=(3.2 * len(views), 2.6 * len(names) + 2.2),
         gridspec_kw={"height_ratios": [1] * len(names) + [0.9]},
     )
     biggest = max(max(r["input"]) for r in rows)

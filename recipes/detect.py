@@ -22,15 +22,31 @@ def parse_args(argv=None):
     p.add_argument("--min-score", type=float, default=None, help="default: 0.5 (softmax) or 0 (svm)")
     p.add_argument("--nms", type=float, default=0.3)
     p.add_argument("--max-detections", type=int, default=100)
-    p.add_argument("--vote-iou", type=float, default=None,
-                   help="box voting after NMS with windows overlapping this much (default: the detector's setting)")
+    p.add_argument(
+        "--vote-iou",
+        type=float,
+        default=None,
+        help="box voting after NMS with windows overlapping this much (default: the detector's setting)",
+    )
     p.add_argument("--proposals-from", default=None, help=".npz or folder of <image name>.npy (y1 x1 y2 x2)")
-    p.add_argument("--max-proposals", type=int, default=None, help="default: the detector's training setting, else 2000")
-    p.add_argument("--min-proposal-size", type=int, default=None, help="default: the detector's training setting, else 20")
-    p.add_argument("--proposal-max-side", type=int, default=None,
-                   help="search a copy downscaled to this longer side (0: full size); default: the detector's training setting")
-    p.add_argument("--proposal-k", type=int, default=None,
-                   help="selective search's first segmentation scale; default: the detector's training setting")
+    p.add_argument(
+        "--max-proposals", type=int, default=None, help="default: the detector's training setting, else 2000"
+    )
+    p.add_argument(
+        "--min-proposal-size", type=int, default=None, help="default: the detector's training setting, else 20"
+    )
+    p.add_argument(
+        "--proposal-max-side",
+        type=int,
+        default=None,
+        help="search a copy downscaled to this longer side (0: full size); default: the detector's training setting",
+    )
+    p.add_argument(
+        "--proposal-k",
+        type=int,
+        default=None,
+        help="selective search's first segmentation scale; default: the detector's training setting",
+    )
     p.add_argument("--out", default="detections")
     return p.parse_args(argv)
 
@@ -40,8 +56,7 @@ def main(argv=None):
     from tqdm.auto import tqdm
 
     from keras_spp.data.voc import load_image
-    from keras_spp.detection.detector import DetectionSettings
-    from keras_spp.detection.detector import Detector
+    from keras_spp.detection.detector import DetectionSettings, Detector
     from keras_spp.detection.proposals import load_precomputed_proposals
     from keras_spp.visualization import draw_detections
 
@@ -49,8 +64,14 @@ def main(argv=None):
     scoring = args.scoring or detector.settings.scoring
     threshold = args.min_score if args.min_score is not None else (0.5 if scoring == "softmax" else 0.0)
     vote_iou = args.vote_iou if args.vote_iou is not None else detector.settings.vote_iou
-    settings = DetectionSettings(scoring, box_regression=not args.no_box_regression, nms_iou=args.nms,
-                                 score_threshold=threshold, max_detections=args.max_detections, vote_iou=vote_iou)
+    settings = DetectionSettings(
+        scoring,
+        box_regression=not args.no_box_regression,
+        nms_iou=args.nms,
+        score_threshold=threshold,
+        max_detections=args.max_detections,
+        vote_iou=vote_iou,
+    )
     os.makedirs(args.out, exist_ok=True)
     names = [os.path.splitext(os.path.basename(p))[0] for p in args.images]
     precomputed = load_precomputed_proposals(args.proposals_from, names) if args.proposals_from else None
@@ -92,8 +113,12 @@ def _search_params(args, trained):
     from keras_spp.detection.proposal_cache import trained_search_params
 
     params = trained_search_params(trained)
-    given = {"min_size": args.min_proposal_size, "max_proposals": args.max_proposals,
-             "max_side": args.proposal_max_side, "base_k": args.proposal_k}
+    given = {
+        "min_size": args.min_proposal_size,
+        "max_proposals": args.max_proposals,
+        "max_side": args.proposal_max_side,
+        "base_k": args.proposal_k,
+    }
     params.update({name: value for name, value in given.items() if value is not None})
     params["max_side"] = params["max_side"] or None  # 0: full size
     return params

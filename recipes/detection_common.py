@@ -6,8 +6,12 @@ from keras_spp.detection import proposal_cache
 
 def search_params(args):
     """``selective_search``'s settings from ``train_detector``'s flags."""
-    return proposal_cache.search_params(max_proposals=args.max_proposals, min_size=args.min_proposal_size,
-                                        max_side=args.proposal_max_side, base_k=args.proposal_k)
+    return proposal_cache.search_params(
+        max_proposals=args.max_proposals,
+        min_size=args.min_proposal_size,
+        max_side=args.proposal_max_side,
+        base_k=args.proposal_k,
+    )
 
 
 def proposals_tag(args):
@@ -18,7 +22,8 @@ def proposals_tag(args):
 def proposals_for(examples, args):
     """``proposal_cache.Proposals`` for ``examples`` as the flags say; prints how many."""
     cache_dir = None if args.proposals_from else proposal_cache.proposal_cache(args.data_dir, args.dataset)
-    proposals = proposal_cache.proposals_for(examples, precomputed=args.proposals_from, cache_dir=cache_dir,
-                                             search=search_params(args))
+    proposals = proposal_cache.proposals_for(
+        examples, precomputed=args.proposals_from, cache_dir=cache_dir, search=search_params(args)
+    )
     print(proposals.summary(), flush=True)
     return proposals

@@ -10,17 +10,23 @@ layout) with that classifier's conv layers, evaluated on held-out images and dra
 import argparse
 import os
 
-from recipes import demo
-from recipes import train_classifier
-from recipes import train_detector
+from recipes import demo, train_classifier, train_detector
 
 # Six scales 1.4x apart: every digit (1/15 to 1/2.5 of its canvas) has one where it is near 64 px.
 DETECTION_SCALES = "200,288,400,560,800,1100"
 # The size the classifier saw its digits' ink at.
 DETECTION_WINDOW = "64"
 # Selective search at full size with finer segmentations finds the narrow 1s.
-DETECTION_PROPOSALS = ("--proposals", "selective-search", "--min-proposal-size", "4", "--proposal-max-side", "0",
-                       "--proposal-k", "100")
+DETECTION_PROPOSALS = (
+    "--proposals",
+    "selective-search",
+    "--min-proposal-size",
+    "4",
+    "--proposal-max-side",
+    "0",
+    "--proposal-k",
+    "100",
+)
 # An RPN at the scale nearest 800 px, 300 proposals an image: as good on the validation images, 10x faster.
 DETECTION_RPN = ("--proposals", "rpn", "--min-proposal-size", "4")
 # A context square twice each window's side tells a 1 from a piece of a straight line.
@@ -33,8 +39,12 @@ def main(argv=None):
     # Why each default: docs/training.md ("The main job") and docs/results.md.
     p.add_argument("--epochs", type=int, default=12, help="classifier (backbone pretraining) epochs")
     p.add_argument("--detector-steps", type=int, default=3000, help="fc fine-tuning minibatches")
-    p.add_argument("--proposals", default=PROPOSALS, choices=["rpn", "selective-search"],
-                   help="the detector's proposals: an RPN on its conv5 (default) or the paper's selective search")
+    p.add_argument(
+        "--proposals",
+        default=PROPOSALS,
+        choices=["rpn", "selective-search"],
+        help="the detector's proposals: an RPN on its conv5 (default) or the paper's selective search",
+    )
     p.add_argument("--out", default="outputs")
     args = p.parse_args(argv)
     print("== 1/3: one fixed-length representation for every input size\n", flush=True)
@@ -46,18 +56,52 @@ def main(argv=None):
     code = train_classifier.main(
         # The detector's own kind of windows (+7 points mAP over mnist-scenes); one size;
         # bfloat16 where the CPU computes in it; the rate 10x lower for the last quarter.
-        ["--dataset", "mnist-windows", "--backbone", "zf5", "--head", "spp", "--sizes", "112",
-         "--dtype-policy", "auto", "--lr-schedule", "step", "--lr-drop", "0.25",
-         "--epochs", str(args.epochs), "--out", classifier, "--verbose", "2"]
+        [
+            "--dataset",
+            "mnist-windows",
+            "--backbone",
+            "zf5",
+            "--head",
+            "spp",
+            "--sizes",
+            "112",
+            "--dtype-policy",
+            "auto",
+            "--lr-schedule",
+            "step",
+            "--lr-drop",
+            "0.25",
+            "--epochs",
+            str(args.epochs),
+            "--out",
+            classifier,
+            "--verbose",
+            "2",
+        ]
     )
     if code:
         return code
     print("\n== 3/3: SPP-net detection on mnist-detection with the classifier's conv layers\n", flush=True)
     proposals = DETECTION_RPN if args.proposals == "rpn" else DETECTION_PROPOSALS
     return train_detector.main(
-        ["--pretrained", os.path.join(classifier, "model.keras"), "--dataset", "mnist-detection",
-         "--scales", DETECTION_SCALES, "--window-size", DETECTION_WINDOW, *proposals, *DETECTION_CONTEXT,
-         "--steps", str(args.detector_steps), "--out", os.path.join(args.out, "detector"), "--verbose", "2"]
+        [
+            "--pretrained",
+            os.path.join(classifier, "model.keras"),
+            "--dataset",
+            "mnist-detection",
+            "--scales",
+            DETECTION_SCALES,
+            "--window-size",
+            DETECTION_WINDOW,
+            *proposals,
+            *DETECTION_CONTEXT,
+            "--steps",
+            str(args.detector_steps),
+            "--out",
+            os.path.join(args.out, "detector"),
+            "--verbose",
+            "2",
+        ]
     )
 
 

@@ -38,49 +38,10 @@ LEARNING_RATES = {"sgd": 0.01, "adam": 3e-4}
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backbone", default="zf5", choices=["zf5", "convnet5", "overfeat5", "overfeat7"])
-    p.add_argument("--head", default="spp", choices=["spp", "pool"])
-    p.add_argument("--levels", default="6,3,2,1", help="SPP levels, bins per side")
-    p.add_argument("--width", type=float, default=0.25, help="filter multiplier of the backbone (1 = the paper)")
-    p.add_argument("--fc-units", type=int, default=512, help="fc6/fc7 units (4096 in the paper)")
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--dataset", default="mnist-scenes", help="mnist-scenes, mnist-windows, folder:<path>, a TFDS name or tfds:<name>")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--manual-dir", default=None, help="TFDS manual download folder (imagenet2012)")
-    p.add_argument("--sizes", default=None, help="training sizes, e.g. 224,180 (dataset default)")
-    p.add_argument("--size-mode", default="alternate", choices=["alternate", "random"])
-    p.add_argument("--min-side", type=int, default=None, help="images resized to this min side (dataset default)")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--optimizer", choices=sorted(LEARNING_RATES), default=None,
-                   help="sgd (the paper: momentum, weight decay) or adam (dataset default)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (0.01 for sgd, 3e-4 for adam)")
-    p.add_argument("--lr-schedule", default="plateau", choices=LR_SCHEDULES,
-                   help="plateau: 10x lower when the validation loss stalls for 2 epochs; step: 10x lower for "
-                        "the last --lr-drop of the steps; cosine: cosine decay to 1%% over all steps")
-    p.add_argument("--lr-drop", type=float, default=0.25, help="--lr-schedule step: the fraction of the steps at 1/10")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--jitter", type=float, default=0.4)
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
-                   help="random horizontal flips (dataset default: off for mnist-scenes)")
-    p.add_argument("--max-train", type=int, default=None, help="use only the first N training examples")
-    p.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N examples")
-    p.add_argument("--views", default="center,full,ten_view,multi_scale")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strategy", default="default", choices=STRATEGIES)
-    p.add_argument("--cpu-devices", type=int, default=0, help="split the CPU into N logical devices (tests of mirrored)")
-    p.add_argument("--jit", default="auto", choices=["auto", "on", "off"],
-                   help="compile the train step with XLA: auto = only when a GPU or TPU is visible (on this "
-                        "2-core CPU, ZF-5's XLA train step runs 2.6x slower than TensorFlow's own kernels)")
-    p.add_argument("--no-jit", action="store_true", help="the same as --jit off")
-    p.add_argument("--dtype-policy", default="float32", choices=DTYPE_POLICIES,
-                   help="Keras dtype policy: mixed_bfloat16 computes in bfloat16 with float32 weights; auto: "
-                        "mixed_bfloat16 where the hardware has bfloat16 arithmetic (a CPU with AVX-512 BF16 "
-                        "or AMX, GPUs of compute capability 8.0 or newer, TPUs), float32 elsewhere")
-    p.add_argument("--backup-every", type=int, default=50, help="batches between backups")
-    p.add_argument("--out", default="outputs/classifier")
-    p.add_argument("--verbose", type=int, default=1)
+    _model_arguments(p.add_argument_group("model"))
+    _data_arguments(p.add_argument_group("data"))
+    _optimization_arguments(p.add_argument_group("optimisation"))
+    _run_arguments(p.add_argument_group("devices, precision and output"))
     args = p.parse_args(argv)
     defaults = DATASET_DEFAULTS.get(args.dataset, GENERIC_DEFAULTS)
     args.min_side = args.min_side or defaults["min_side"]
@@ -97,6 +58,89 @@ def parse_args(argv=None):
     return args
 
 
+def _model_arguments(group):
+    group.add_argument("--backbone", default="zf5", choices=["zf5", "convnet5", "overfeat5", "overfeat7"])
+    group.add_argument("--head", default="spp", choices=["spp", "pool"])
+    group.add_argument("--levels", default="6,3,2,1", help="SPP levels, bins per side")
+    group.add_argument("--width", type=float, default=0.25, help="filter multiplier of the backbone (1 = the paper)")
+    group.add_argument("--fc-units", type=int, default=512, help="fc6/fc7 units (4096 in the paper)")
+    group.add_argument("--dropout", type=float, default=0.5)
+
+
+def _data_arguments(group):
+    group.add_argument(
+        "--dataset",
+        default="mnist-scenes",
+        help="mnist-scenes, mnist-windows, folder:<path>, a TFDS name or tfds:<name>",
+    )
+    group.add_argument("--data-dir", default=None)
+    group.add_argument("--manual-dir", default=None, help="TFDS manual download folder (imagenet2012)")
+    group.add_argument("--sizes", default=None, help="training sizes, e.g. 224,180 (dataset default)")
+    group.add_argument("--size-mode", default="alternate", choices=["alternate", "random"])
+    group.add_argument("--min-side", type=int, default=None, help="images resized to this min side (dataset default)")
+
+
+def _optimization_arguments(group):
+    group.add_argument("--epochs", type=int, default=5)
+    group.add_argument("--batch-size", type=int, default=32)
+    group.add_argument(
+        "--optimizer",
+        choices=sorted(LEARNING_RATES),
+        default=None,
+        help="sgd (the paper: momentum, weight decay) or adam (dataset default)",
+    )
+    group.add_argument("--lr", type=float, default=None, help="learning rate (0.01 for sgd, 3e-4 for adam)")
+    group.add_argument(
+        "--lr-schedule",
+        default="plateau",
+        choices=LR_SCHEDULES,
+        help="plateau: 10x lower when the validation loss stalls for 2 epochs; step: 10x lower for "
+        "the last --lr-drop of the steps; cosine: cosine decay to 1%% over all steps",
+    )
+    group.add_argument(
+        "--lr-drop", type=float, default=0.25, help="--lr-schedule step: the fraction of the steps at 1/10"
+    )
+    group.add_argument("--momentum", type=float, default=0.9)
+    group.add_argument("--weight-decay", type=float, default=5e-4)
+    group.add_argument("--jitter", type=float, default=0.4)
+    group.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="random horizontal flips (dataset default: off for mnist-scenes)",
+    )
+    group.add_argument("--max-train", type=int, default=None, help="use only the first N training examples")
+    group.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N examples")
+    group.add_argument("--views", default="center,full,ten_view,multi_scale")
+
+
+def _run_arguments(group):
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--strategy", default="default", choices=STRATEGIES)
+    group.add_argument(
+        "--cpu-devices", type=int, default=0, help="split the CPU into N logical devices (tests of mirrored)"
+    )
+    group.add_argument(
+        "--jit",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="compile the train step with XLA: auto = only when a GPU or TPU is visible (on this "
+        "2-core CPU, ZF-5's XLA train step runs 2.6x slower than TensorFlow's own kernels)",
+    )
+    group.add_argument("--no-jit", action="store_true", help="the same as --jit off")
+    group.add_argument(
+        "--dtype-policy",
+        default="float32",
+        choices=DTYPE_POLICIES,
+        help="Keras dtype policy: mixed_bfloat16 computes in bfloat16 with float32 weights; auto: "
+        "mixed_bfloat16 where the hardware has bfloat16 arithmetic (a CPU with AVX-512 BF16 "
+        "or AMX, GPUs of compute capability 8.0 or newer, TPUs), float32 elsewhere",
+    )
+    group.add_argument("--backup-every", type=int, default=50, help="batches between backups")
+    group.add_argument("--out", default="outputs/classifier")
+    group.add_argument("--verbose", type=int, default=1)
+
+
 def _use_xla(args):
     if args.no_jit or args.jit == "off":
         return False
@@ -104,20 +148,30 @@ def _use_xla(args):
         return True
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU")
-                or args.strategy == "tpu")
+    return bool(
+        tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU") or args.strategy == "tpu"
+    )
 
 
 def build_model(args, num_classes, total_steps):
     """The flags' compiled classifier (``keras_spp.training.classifier.build_classifier``)."""
-    from keras_spp.training.classifier import build_classifier
-    from keras_spp.training.classifier import learning_rate_schedule
+    from keras_spp.training.classifier import build_classifier, learning_rate_schedule
 
     return build_classifier(
-        args.backbone, num_classes, head=args.head, levels=args.levels, width=args.width, fc_units=args.fc_units,
-        dropout=args.dropout, image_size=max(args.sizes), dtype_policy=args.dtype_policy, optimizer=args.optimizer,
+        args.backbone,
+        num_classes,
+        head=args.head,
+        levels=args.levels,
+        width=args.width,
+        fc_units=args.fc_units,
+        dropout=args.dropout,
+        image_size=max(args.sizes),
+        dtype_policy=args.dtype_policy,
+        optimizer=args.optimizer,
         learning_rate=learning_rate_schedule(args.lr, args.lr_schedule, total_steps, args.lr_drop),
-        momentum=args.momentum, weight_decay=args.weight_decay, jit_compile=not args.no_jit,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        jit_compile=not args.no_jit,
     )
 
 
@@ -260,18 +314,21 @@ def _callbacks(args, schedule, history_csv, out):
     """The callbacks of every worker (the chief adds its backup)."""
     import keras
 
-    from keras_spp.callbacks import LogLearningRate
-    from keras_spp.callbacks import TrainingCurves
+    from keras_spp.callbacks import LogLearningRate, TrainingCurves
     from keras_spp.data.multisize import LogInputSize
 
     return [
         LogInputSize(schedule),
         # Before the CSV logger, which then records the learning rate they put in the logs.
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2)
-        if args.lr_schedule == "plateau" else LogLearningRate(),
+        if args.lr_schedule == "plateau"
+        else LogLearningRate(),
         keras.callbacks.CSVLogger(history_csv, append=True),
-        TrainingCurves(history_csv, os.path.join(out, "curves.png"),
-                       title=f"{args.backbone} {args.head} sizes {args.sizes} on {args.dataset}"),
+        TrainingCurves(
+            history_csv,
+            os.path.join(out, "curves.png"),
+            title=f"{args.backbone} {args.head} sizes {args.sizes} on {args.dataset}",
+        ),
         keras.callbacks.ModelCheckpoint(os.path.join(out, "best.keras"), monitor="val_accuracy", save_best_only=True),
         keras.callbacks.TensorBoard(os.path.join(out, "tensorboard")),
     ]
@@ -283,21 +340,42 @@ def _fit(args, model, data, schedule, steps, callbacks, backup, start_epoch, don
 
     crop = max(args.sizes)
     val_data = _shard_by_data(
-        pipelines.center_crop_dataset(data["val"], args.batch_size, crop=crop, min_side=args.min_side), args.strategy)
+        pipelines.center_crop_dataset(data["val"], args.batch_size, crop=crop, min_side=args.min_side), args.strategy
+    )
     # Known steps spare Keras a first pass that ends in "ran out of data".
     val_count = min(filter(None, (data["val_info"].num_examples, args.max_eval)), default=None)
     val_steps = -(-val_count // args.batch_size) if val_count else None
 
     def fit(first_epoch, last_epoch, skip):
         # Epochs first_epoch..last_epoch-1, the first of them from batch `skip` on.
-        train = _shard_by_data(pipelines.training_dataset(
-            data["train"], args.batch_size, crop=crop, min_side=args.min_side, schedule=schedule,
-            jitter=args.jitter, seed=args.seed, cache=True, start_epoch=first_epoch, skip_batches=skip,
-            epochs=last_epoch - first_epoch, flip=args.flip,
-        ), args.strategy)
-        model.fit(train, epochs=last_epoch, initial_epoch=first_epoch, steps_per_epoch=steps - skip,
-                  validation_data=val_data, validation_steps=val_steps, shuffle=False, callbacks=callbacks,
-                  verbose=args.verbose)
+        train = _shard_by_data(
+            pipelines.training_dataset(
+                data["train"],
+                args.batch_size,
+                crop=crop,
+                min_side=args.min_side,
+                schedule=schedule,
+                jitter=args.jitter,
+                seed=args.seed,
+                cache=True,
+                start_epoch=first_epoch,
+                skip_batches=skip,
+                epochs=last_epoch - first_epoch,
+                flip=args.flip,
+            ),
+            args.strategy,
+        )
+        model.fit(
+            train,
+            epochs=last_epoch,
+            initial_epoch=first_epoch,
+            steps_per_epoch=steps - skip,
+            validation_data=val_data,
+            validation_steps=val_steps,
+            shuffle=False,
+            callbacks=callbacks,
+            verbose=args.verbose,
+        )
 
     if done and start_epoch < args.epochs:
         # The rest of the interrupted epoch, as its own shorter fit.
@@ -315,11 +393,20 @@ def _report(args, model, out, config, data, steps, train_seconds, history_csv):
 
     model.save(os.path.join(out, "model.keras"))
     views = args.views if args.head == "spp" else tuple(v for v in args.views if v in ("center", "ten_view"))
-    test_source, _ = load_classification(args.dataset, "test", data_dir=args.data_dir, seed=args.seed,
-                                         **_source_options(args))
-    evaluation = evaluate(model, test_source, views=views, crop=max(args.sizes), min_side=args.min_side,
-                          scales=_scales(args.min_side), max_examples=args.max_eval, verbose=args.verbose > 0,
-                          flip=args.flip)
+    test_source, _ = load_classification(
+        args.dataset, "test", data_dir=args.data_dir, seed=args.seed, **_source_options(args)
+    )
+    evaluation = evaluate(
+        model,
+        test_source,
+        views=views,
+        crop=max(args.sizes),
+        min_side=args.min_side,
+        scales=_scales(args.min_side),
+        max_examples=args.max_eval,
+        verbose=args.verbose > 0,
+        flip=args.flip,
+    )
     print("\nview          top-1 err %   top-5 acc")
     for view, r in evaluation.items():
         print(f"{view:<13} {r['top1_error_pct']:>10.2f}   {r['top5']:.4f}   ({r['examples']} images)")

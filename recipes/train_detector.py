@@ -34,73 +34,135 @@ RPN_SCALE = 800
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pretrained", default=DEFAULT_PRETRAINED, help="an SPP classifier .keras whose conv layers are used")
-    p.add_argument("--feature-stride", type=float, default=None,
-                   help="pixels per conv5 cell (known for the Table 1 backbones)")
-    p.add_argument("--dataset", default="mnist-detection", help="mnist-detection, voc:<path>, voc/2007, voc/2012")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--mnist-images", default="1000,200",
-                   help="mnist-detection: trainval,test[,val] image counts (built once, cached); with a val count, "
-                        "--test-split val evaluates on the validation scenes")
-    p.add_argument("--train-split", default="trainval")
-    p.add_argument("--test-split", default="test")
-    p.add_argument("--max-train", type=int, default=None, help="use the first N training images")
-    p.add_argument("--max-test", type=int, default=None, help="evaluate on the first N held-out images")
-    p.add_argument("--scales", default="688", help="shorter sides, e.g. 688 or 480,576,688,864,1200")
-    p.add_argument("--window-size", type=int, default=224,
-                   help="each window is pooled at the scale where its area is closest to this squared")
-    p.add_argument("--levels", default="6,3,2,1")
-    p.add_argument("--context", type=float, default=0.0,
-                   help="also pool a square this many times each window's longer side around it, from the same "
-                        "scale (beyond the paper; 0: off, the paper's)")
-    p.add_argument("--max-train-windows", type=int, default=0,
-                   help="features of at most this many windows per training image: every ground truth box and "
-                        "window overlapping an object by IoU >= 0.1, then a seeded sample of the rest (0: all)")
-    p.add_argument("--proposals", default="selective-search", choices=["selective-search", "rpn"],
-                   help="selective search (the paper's) or an RPN trained on the frozen conv5 (Faster R-CNN's)")
-    p.add_argument("--max-proposals", type=int, default=2000, help="selective search boxes kept per image")
-    p.add_argument("--min-proposal-size", type=int, default=20)
-    p.add_argument("--proposal-max-side", type=int, default=0,
-                   help="selective search runs on a copy downscaled to this longer side (0: full size, the "
-                        "paper's); faster, but small objects merge into their surroundings (offline default: "
-                        "recall@0.5 0.972 at 400 against 0.982 at full size)")
-    p.add_argument("--proposal-k", type=int, default=None,
-                   help="selective search's first segmentation scale k (then 2k, 3k); smaller finds smaller "
-                        "objects (default: OpenCV's 150)")
-    p.add_argument("--rpn-scales", default=None,
-                   help="--proposals rpn: the detection scales it looks at (default: the one of --scales nearest "
-                        f"{RPN_SCALE} px)")
+    _data_arguments(p.add_argument_group("backbone and data"))
+    _feature_arguments(p.add_argument_group("window features"))
+    _proposal_arguments(p.add_argument_group("proposals"))
+    _training_arguments(p.add_argument_group("fine-tuning and output"))
+    return p.parse_args(argv)
+
+
+def _data_arguments(group):
+    group.add_argument(
+        "--pretrained", default=DEFAULT_PRETRAINED, help="an SPP classifier .keras whose conv layers are used"
+    )
+    group.add_argument(
+        "--feature-stride", type=float, default=None, help="pixels per conv5 cell (known for the Table 1 backbones)"
+    )
+    group.add_argument("--dataset", default="mnist-detection", help="mnist-detection, voc:<path>, voc/2007, voc/2012")
+    group.add_argument("--data-dir", default=None)
+    group.add_argument(
+        "--mnist-images",
+        default="1000,200",
+        help="mnist-detection: trainval,test[,val] image counts (built once, cached); with a val count, "
+        "--test-split val evaluates on the validation scenes",
+    )
+    group.add_argument("--train-split", default="trainval")
+    group.add_argument("--test-split", default="test")
+    group.add_argument("--max-train", type=int, default=None, help="use the first N training images")
+    group.add_argument("--max-test", type=int, default=None, help="evaluate on the first N held-out images")
+
+
+def _feature_arguments(group):
+    group.add_argument("--scales", default="688", help="shorter sides, e.g. 688 or 480,576,688,864,1200")
+    group.add_argument(
+        "--window-size",
+        type=int,
+        default=224,
+        help="each window is pooled at the scale where its area is closest to this squared",
+    )
+    group.add_argument("--levels", default="6,3,2,1")
+    group.add_argument(
+        "--context",
+        type=float,
+        default=0.0,
+        help="also pool a square this many times each window's longer side around it, from the same "
+        "scale (beyond the paper; 0: off, the paper's)",
+    )
+    group.add_argument(
+        "--max-train-windows",
+        type=int,
+        default=0,
+        help="features of at most this many windows per training image: every ground truth box and "
+        "window overlapping an object by IoU >= 0.1, then a seeded sample of the rest (0: all)",
+    )
+
+
+def _proposal_arguments(group):
+    group.add_argument(
+        "--proposals",
+        default="selective-search",
+        choices=["selective-search", "rpn"],
+        help="selective search (the paper's) or an RPN trained on the frozen conv5 (Faster R-CNN's)",
+    )
+    group.add_argument("--max-proposals", type=int, default=2000, help="selective search boxes kept per image")
+    group.add_argument("--min-proposal-size", type=int, default=20)
+    group.add_argument(
+        "--proposal-max-side",
+        type=int,
+        default=0,
+        help="selective search runs on a copy downscaled to this longer side (0: full size, the "
+        "paper's); faster, but small objects merge into their surroundings (offline default: "
+        "recall@0.5 0.972 at 400 against 0.982 at full size)",
+    )
+    group.add_argument(
+        "--proposal-k",
+        type=int,
+        default=None,
+        help="selective search's first segmentation scale k (then 2k, 3k); smaller finds smaller "
+        "objects (default: OpenCV's 150)",
+    )
+    group.add_argument(
+        "--rpn-scales",
+        default=None,
+        help=f"--proposals rpn: the detection scales it looks at (default: the one of --scales nearest {RPN_SCALE} px)",
+    )
     # Seven sizes 1.4x apart and three shapes (chosen on the validation images: VOC07 mAP
     # 0.902 against 0.874 with Faster R-CNN's 32-256 x (1, 2, 3); docs/results.md).
-    p.add_argument("--rpn-anchor-sizes", default="32,45,64,90,128,180,256",
-                   help="anchor sides, pixels at the RPN's scale")
-    p.add_argument("--rpn-aspect-ratios", default="1,2,3.5", help="anchor height / width")
-    p.add_argument("--rpn-epochs", type=int, default=6)
-    p.add_argument("--rpn-lr", type=float, default=1e-3, help="Adam; 10x lower for the last quarter")
-    p.add_argument("--rpn-proposals", type=int, default=300, help="RPN proposals kept per held-out image (after NMS)")
+    group.add_argument(
+        "--rpn-anchor-sizes", default="32,45,64,90,128,180,256", help="anchor sides, pixels at the RPN's scale"
+    )
+    group.add_argument("--rpn-aspect-ratios", default="1,2,3.5", help="anchor height / width")
+    group.add_argument("--rpn-epochs", type=int, default=6)
+    group.add_argument("--rpn-lr", type=float, default=1e-3, help="Adam; 10x lower for the last quarter")
+    group.add_argument(
+        "--rpn-proposals", type=int, default=300, help="RPN proposals kept per held-out image (after NMS)"
+    )
     # Nearly every RPN proposal overlaps a digit, so --max-train-windows, which keeps
     # all windows near objects, does not thin them: 2000 an image ran out of 24 GiB.
-    p.add_argument("--rpn-train-proposals", type=int, default=300,
-                   help="RPN proposals per training image that the heads learn from")
-    p.add_argument("--rpn-pre-nms", type=int, default=6000, help="best-scored boxes NMS sees")
-    p.add_argument("--rpn-nms", type=float, default=0.7)
-    p.add_argument("--proposals-from", default=None, help="precomputed proposals (.npz or folder of .npy)")
-    p.add_argument("--steps", type=int, default=6000, help="fine-tuning minibatches")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    p.add_argument("--lr", type=float, default=3e-4, help="then 10x lower for the last sixth of the steps")
-    p.add_argument("--dropout", type=float, default=0.5)
-    p.add_argument("--negative-iou", default="0.1,0.5",
-                   help="IoU range [lo, hi) of fine-tuning's background windows (the paper: 0.1,0.5)")
-    p.add_argument("--conv-steps", type=int, default=0,
-                   help="then train the conv layers with fc6-fc8 through the RoI op for this many images "
-                        "(Fast R-CNN's fine-tuning, beyond the paper; 0: conv layers stay as pretrained)")
-    p.add_argument("--conv-lr", type=float, default=1e-4, help="then 10x lower for the last sixth of --conv-steps")
-    p.add_argument("--conv-windows", type=int, default=64, help="windows per image in --conv-steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="outputs/detector")
-    p.add_argument("--verbose", type=int, default=1)
-    return p.parse_args(argv)
+    group.add_argument(
+        "--rpn-train-proposals",
+        type=int,
+        default=300,
+        help="RPN proposals per training image that the heads learn from",
+    )
+    group.add_argument("--rpn-pre-nms", type=int, default=6000, help="best-scored boxes NMS sees")
+    group.add_argument("--rpn-nms", type=float, default=0.7)
+    group.add_argument("--proposals-from", default=None, help="precomputed proposals (.npz or folder of .npy)")
+
+
+def _training_arguments(group):
+    group.add_argument("--steps", type=int, default=6000, help="fine-tuning minibatches")
+    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
+    group.add_argument("--lr", type=float, default=3e-4, help="then 10x lower for the last sixth of the steps")
+    group.add_argument("--dropout", type=float, default=0.5)
+    group.add_argument(
+        "--negative-iou",
+        default="0.1,0.5",
+        help="IoU range [lo, hi) of fine-tuning's background windows (the paper: 0.1,0.5)",
+    )
+    group.add_argument(
+        "--conv-steps",
+        type=int,
+        default=0,
+        help="then train the conv layers with fc6-fc8 through the RoI op for this many images "
+        "(Fast R-CNN's fine-tuning, beyond the paper; 0: conv layers stay as pretrained)",
+    )
+    group.add_argument("--conv-lr", type=float, default=1e-4, help="then 10x lower for the last sixth of --conv-steps")
+    group.add_argument("--conv-windows", type=int, default=64, help="windows per image in --conv-steps")
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--out", default="outputs/detector")
+    group.add_argument("--verbose", type=int, default=1)
 
 
 def _negative_iou(text, positive_iou):
@@ -151,10 +213,13 @@ def check_args(args):
     try:
         context = validate_context(args.context or None)  # the layer's own rule
     except ValueError:
-        raise SystemExit(f"--context must be 0 (off) or at least 1 (the square's side per window side, e.g. 2); "
-                         f"got {args.context:g}") from None
+        raise SystemExit(
+            f"--context must be 0 (off) or at least 1 (the square's side per window side, e.g. 2); got {args.context:g}"
+        ) from None
     if args.max_train_windows < 0:
-        raise SystemExit(f"--max-train-windows must be 0 (every window) or a positive count; got {args.max_train_windows}")
+        raise SystemExit(
+            f"--max-train-windows must be 0 (every window) or a positive count; got {args.max_train_windows}"
+        )
     if not os.path.exists(args.pretrained):
         raise SystemExit(
             f"--pretrained {args.pretrained} not found: train an SPP classifier first "
@@ -164,10 +229,15 @@ def check_args(args):
         scales = _ints(args.scales, "--scales")
         missing = [s for s in _rpn_scales(args, scales) if s not in scales]
         if missing:
-            raise SystemExit(f"--rpn-scales must be among --scales {args.scales} (the RPN shares their conv5); "
-                             f"got {args.rpn_scales}")
-        for flag, value in (("--rpn-epochs", args.rpn_epochs), ("--rpn-proposals", args.rpn_proposals),
-                            ("--rpn-train-proposals", args.rpn_train_proposals), ("--rpn-pre-nms", args.rpn_pre_nms)):
+            raise SystemExit(
+                f"--rpn-scales must be among --scales {args.scales} (the RPN shares their conv5); got {args.rpn_scales}"
+            )
+        for flag, value in (
+            ("--rpn-epochs", args.rpn_epochs),
+            ("--rpn-proposals", args.rpn_proposals),
+            ("--rpn-train-proposals", args.rpn_train_proposals),
+            ("--rpn-pre-nms", args.rpn_pre_nms),
+        ):
             if value < 1:
                 raise SystemExit(f"{flag} must be a positive count; got {value}")
     return {"negative_iou": negative_iou, "context": context}
@@ -180,19 +250,19 @@ def load_data(args):
     train, class_names = load_detection(args.dataset, args.train_split, data_dir=args.data_dir, **options)
     test, _ = load_detection(args.dataset, args.test_split, data_dir=args.data_dir, **options)
     train, test = train[: args.max_train], test[: args.max_test]
-    print(f"{len(train)} training and {len(test)} held-out ({args.test_split}) images, {len(class_names)} classes",
-          flush=True)
+    print(
+        f"{len(train)} training and {len(test)} held-out ({args.test_split}) images, {len(class_names)} classes",
+        flush=True,
+    )
     return {"train": train, "test": test, "class_names": class_names, "options": options}
 
 
 def build_detector(args, class_names, context):
     """The pretrained conv layers, the window feature layer and the untrained detector."""
-    from keras_spp.detection.features import MultiScaleRoiFeatures
-    from keras_spp.detection.features import backbone_of
+    from keras_spp.detection.features import MultiScaleRoiFeatures, backbone_of
     from keras_spp.detection.heads import spp_detector
     from keras_spp.detection.transfer import transferable_fc_weights
-    from keras_spp.models.backbones import TABLE_1
-    from keras_spp.models.backbones import feature_stride
+    from keras_spp.models.backbones import TABLE_1, feature_stride
     from keras_spp.models.saving import load_keras_model
 
     try:
@@ -210,8 +280,11 @@ def build_detector(args, class_names, context):
     fc_weights = transferable_fc_weights(pretrained, roi.output_dim)
     fc_units = fc_weights["fc6"][0].shape[1] if fc_weights else 4096
     model = spp_detector(roi, len(class_names), fc_units=fc_units, dropout=args.dropout, fc_weights=fc_weights)
-    print(f"backbone {conv.name} (stride {stride:g}), scales {scales}, levels {levels}: "
-          f"{roi.output_dim}-d window features, fc {fc_units}", flush=True)
+    print(
+        f"backbone {conv.name} (stride {stride:g}), scales {scales}, levels {levels}: "
+        f"{roi.output_dim}-d window features, fc {fc_units}",
+        flush=True,
+    )
     return {"conv": conv, "roi": roi, "model": model, "stride": stride, "levels": levels, "scales": scales}
 
 
@@ -227,16 +300,16 @@ def make_proposals(args, data, built, seconds):
 
     from keras_spp.callbacks import TrainingCurves
     from keras_spp.data.voc import load_image
-    from keras_spp.detection import rpn
-    from keras_spp.detection import rpn_training
-    from keras_spp.detection import training
+    from keras_spp.detection import rpn, rpn_training, training
     from keras_spp.detection.anchors import AnchorConfig
-    from keras_spp.detection.learned_proposals import LearnedProposals
-    from keras_spp.detection.learned_proposals import ProposalSettings
+    from keras_spp.detection.learned_proposals import LearnedProposals, ProposalSettings
 
     roi = built["roi"]
-    anchors = AnchorConfig(_floats(args.rpn_anchor_sizes, "--rpn-anchor-sizes"),
-                           _floats(args.rpn_aspect_ratios, "--rpn-aspect-ratios"), built["stride"])
+    anchors = AnchorConfig(
+        _floats(args.rpn_anchor_sizes, "--rpn-anchor-sizes"),
+        _floats(args.rpn_aspect_ratios, "--rpn-aspect-ratios"),
+        built["stride"],
+    )
     head = rpn.rpn_head(roi.backbone.output_shape[-1], anchors.per_cell)
     indices = tuple(built["scales"].index(s) for s in _rpn_scales(args, built["scales"]))
     settings = ProposalSettings(args.rpn_pre_nms, args.rpn_proposals, args.rpn_nms, args.min_proposal_size)
@@ -244,12 +317,21 @@ def make_proposals(args, data, built, seconds):
     t0 = time.perf_counter()
     records, stats = rpn_training.rpn_records(proposer, data["train"], load_image)
     history_csv = os.path.join(args.out, "history_rpn.csv")
-    history = rpn_training.train_rpn(proposer, records, rpn_training.RpnTrainingConfig(
-        epochs=args.rpn_epochs, learning_rate=args.rpn_lr, final_learning_rate=args.rpn_lr / 10, seed=args.seed,
-    ), verbose=args.verbose, callbacks=[
-        keras.callbacks.CSVLogger(history_csv),
-        TrainingCurves(history_csv, os.path.join(args.out, "curves_rpn.png"), title="RPN on frozen conv5"),
-    ])
+    history = rpn_training.train_rpn(
+        proposer,
+        records,
+        rpn_training.RpnTrainingConfig(
+            epochs=args.rpn_epochs,
+            learning_rate=args.rpn_lr,
+            final_learning_rate=args.rpn_lr / 10,
+            seed=args.seed,
+        ),
+        verbose=args.verbose,
+        callbacks=[
+            keras.callbacks.CSVLogger(history_csv),
+            TrainingCurves(history_csv, os.path.join(args.out, "curves_rpn.png"), title="RPN on frozen conv5"),
+        ],
+    )
     del records
     seconds["rpn_training"] = time.perf_counter() - t0
     built["proposals_tag"] = f"rpn{args.rpn_train_proposals}-" + training.weights_fingerprint(head)
@@ -260,11 +342,21 @@ def make_proposals(args, data, built, seconds):
     proposals.update(test_proposals)
     seconds["proposals"] = time.perf_counter() - t0
     recall = rpn_training.proposal_recall(test_proposals, data["test"])
-    print(f"RPN: recall@0.5 on the held-out images {recall}, {per_image * 1000:.0f} ms an image "
-          "(conv5 at its scales included)", flush=True)
-    return proposals, proposer, {"anchor_stats": stats, "held_out_recall": recall,
-                                 "seconds_per_image": per_image, "final": {k: float(v[-1]) for k, v in
-                                                                            history.history.items()}}
+    print(
+        f"RPN: recall@0.5 on the held-out images {recall}, {per_image * 1000:.0f} ms an image "
+        "(conv5 at its scales included)",
+        flush=True,
+    )
+    return (
+        proposals,
+        proposer,
+        {
+            "anchor_stats": stats,
+            "held_out_recall": recall,
+            "seconds_per_image": per_image,
+            "final": {k: float(v[-1]) for k, v in history.history.items()},
+        },
+    )
 
 
 def train_heads(args, data, built, proposals, checked, seconds):
@@ -273,46 +365,50 @@ def train_heads(args, data, built, proposals, checked, seconds):
     import keras
 
     from keras_spp.callbacks import TrainingCurves
-    from keras_spp.detection import conv_fine_tuning
     from keras_spp.detection import training
-    from recipes import detection_common as common
 
     roi, model, train = built["roi"], built["model"], data["train"]
     config = training.HeadTrainingConfig(
-        steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr, final_learning_rate=args.lr / 10,
-        optimizer=args.optimizer, negative_iou=checked["negative_iou"], seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        final_learning_rate=args.lr / 10,
+        optimizer=args.optimizer,
+        negative_iou=checked["negative_iou"],
+        seed=args.seed,
     )
-    tag = built.get("proposals_tag") or common.proposals_tag(args)
-    cache = os.path.join(args.out, "cache", "-".join([
-        training.weights_fingerprint(built["conv"]), "s" + "_".join(map(str, built["scales"])),
-        "l" + "_".join(map(str, built["levels"])), f"w{args.window_size}", tag,
-        *([f"c{args.context:g}"] if args.context else []),
-        *([f"n{args.max_train_windows}"] if args.max_train_windows else []),
-    ]))
     t0 = time.perf_counter()
     records = training.compute_window_features(
-        roi, train, proposals, cache_dir=cache, max_windows=args.max_train_windows or None,
-        keep_iou=training.NEAR_OBJECT_IOU, seed=args.seed, desc="window features",
+        roi,
+        train,
+        proposals,
+        cache_dir=_feature_cache_dir(args, built),
+        max_windows=args.max_train_windows or None,
+        keep_iou=training.NEAR_OBJECT_IOU,
+        seed=args.seed,
+        desc="window features",
     )
     seconds["window_features"] = time.perf_counter() - t0
     history_csv = os.path.join(args.out, "history.csv")
     if os.path.exists(history_csv):
         os.remove(history_csv)
     t0 = time.perf_counter()
-    training.fine_tune(model, records, train, config, verbose=args.verbose, callbacks=[
-        keras.callbacks.CSVLogger(history_csv),
-        TrainingCurves(history_csv, os.path.join(args.out, "curves.png"), title="fc6-fc8 fine-tuning"),
-    ])
+    training.fine_tune(
+        model,
+        records,
+        train,
+        config,
+        verbose=args.verbose,
+        callbacks=[
+            keras.callbacks.CSVLogger(history_csv),
+            TrainingCurves(history_csv, os.path.join(args.out, "curves.png"), title="fc6-fc8 fine-tuning"),
+        ],
+    )
     seconds["fine_tune"] = time.perf_counter() - t0
     seconds["conv_fine_tune"] = 0.0
     if args.conv_steps > 0:
         t0 = time.perf_counter()
-        conv_fine_tuning.fine_tune_end_to_end(model, records, train, conv_fine_tuning.ConvFineTuningConfig(
-            steps=args.conv_steps, windows_per_image=args.conv_windows, learning_rate=args.conv_lr,
-            final_learning_rate=args.conv_lr / 10, negative_iou=checked["negative_iou"], seed=args.seed,
-        ), verbose=args.verbose, callbacks=[keras.callbacks.CSVLogger(os.path.join(args.out, "history_conv.csv"))])
-        # The regressors and SVMs learn from the features of the conv layers as they are now.
-        records = training.compute_window_features(roi, train, proposals, desc="window features (fine-tuned conv)")
+        records = _fine_tune_conv(args, built, train, proposals, records, checked)
         seconds["conv_fine_tune"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     regression_windows = training.fit_box_regression(model, records, train, config)
@@ -321,20 +417,75 @@ def train_heads(args, data, built, proposals, checked, seconds):
     return regression_windows, svm_stats
 
 
+def _feature_cache_dir(args, built):
+    """A folder named by everything the cached window features depend on."""
+    from keras_spp.detection import training
+    from recipes import detection_common as common
+
+    parts = [
+        training.weights_fingerprint(built["conv"]),
+        "s" + "_".join(map(str, built["scales"])),
+        "l" + "_".join(map(str, built["levels"])),
+        f"w{args.window_size}",
+        built.get("proposals_tag") or common.proposals_tag(args),
+        *([f"c{args.context:g}"] if args.context else []),
+        *([f"n{args.max_train_windows}"] if args.max_train_windows else []),
+    ]
+    return os.path.join(args.out, "cache", "-".join(parts))
+
+
+def _fine_tune_conv(args, built, train, proposals, records, checked):
+    """Fast R-CNN's conv fine-tuning through the RoI op; returns the window features
+    recomputed with the tuned conv layers, which the regressors and SVMs learn from."""
+    import keras
+
+    from keras_spp.detection import conv_fine_tuning, training
+
+    config = conv_fine_tuning.ConvFineTuningConfig(
+        steps=args.conv_steps,
+        windows_per_image=args.conv_windows,
+        learning_rate=args.conv_lr,
+        final_learning_rate=args.conv_lr / 10,
+        negative_iou=checked["negative_iou"],
+        seed=args.seed,
+    )
+    history = keras.callbacks.CSVLogger(os.path.join(args.out, "history_conv.csv"))
+    conv_fine_tuning.fine_tune_end_to_end(
+        built["model"], records, train, config, verbose=args.verbose, callbacks=[history]
+    )
+    return training.compute_window_features(built["roi"], train, proposals, desc="window features (fine-tuned conv)")
+
+
 def save_detector(args, data, built, proposer):
     from keras_spp.detection.detector import Detector
 
     if args.proposals == "rpn":
         proposal_meta = {"method": "rpn", "train_proposals": args.rpn_train_proposals}
     else:
-        proposal_meta = {"method": "selective-search", "max": args.max_proposals, "min_size": args.min_proposal_size,
-                         "max_side": args.proposal_max_side or None, "base_k": args.proposal_k}
-    detector = Detector(built["model"], data["class_names"], metadata={
-        "dataset": args.dataset, "dataset_options": data["options"], "pretrained": os.path.abspath(args.pretrained),
-        "scales": list(built["scales"]), "levels": list(built["levels"]), "window_size": args.window_size,
-        "feature_stride": built["stride"], "proposals": proposal_meta, "steps": args.steps,
-        "conv_steps": args.conv_steps,
-    }, proposer=proposer)
+        proposal_meta = {
+            "method": "selective-search",
+            "max": args.max_proposals,
+            "min_size": args.min_proposal_size,
+            "max_side": args.proposal_max_side or None,
+            "base_k": args.proposal_k,
+        }
+    detector = Detector(
+        built["model"],
+        data["class_names"],
+        metadata={
+            "dataset": args.dataset,
+            "dataset_options": data["options"],
+            "pretrained": os.path.abspath(args.pretrained),
+            "scales": list(built["scales"]),
+            "levels": list(built["levels"]),
+            "window_size": args.window_size,
+            "feature_stride": built["stride"],
+            "proposals": proposal_meta,
+            "steps": args.steps,
+            "conv_steps": args.conv_steps,
+        },
+        proposer=proposer,
+    )
     detector.save(os.path.join(args.out, "detector"))
     return detector
 
@@ -342,8 +493,7 @@ def save_detector(args, data, built, proposer):
 def report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report):
     import numpy as np
 
-    from keras_spp.detection.evaluation_settings import evaluation_summary
-    from keras_spp.detection.evaluation_settings import format_evaluation
+    from keras_spp.detection.evaluation_settings import evaluation_summary, format_evaluation
     from keras_spp.visualization import draw_examples
 
     out, test = args.out, data["test"]
@@ -364,8 +514,10 @@ def report(args, data, detector, proposals, seconds, regression_windows, svm_sta
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(results, f, indent=2, default=_json_default)
     print(format_evaluation(evaluation))
-    print(f"training took {seconds['training_total'] / 60:.1f} min; wrote {out}/detector, results.json, curves.png, "
-          "detections.png")
+    print(
+        f"training took {seconds['training_total'] / 60:.1f} min; wrote {out}/detector, results.json, curves.png, "
+        "detections.png"
+    )
 
 
 def _ints(text, flag):
@@ -394,8 +546,10 @@ def dataset_options(args):
         if len(counts) not in (2, 3) or min(counts) < 0:
             raise ValueError
     except ValueError:
-        raise SystemExit(f"--mnist-images must be two or three counts, trainval,test[,val], like 400,100 or "
-                         f"1000,200,200; got {args.mnist_images!r}") from None
+        raise SystemExit(
+            f"--mnist-images must be two or three counts, trainval,test[,val], like 400,100 or "
+            f"1000,200,200; got {args.mnist_images!r}"
+        ) from None
     options = {"num_trainval": counts[0], "num_test": counts[1]}
     if len(counts) == 3 and counts[2]:
         options["num_val"] = counts[2]

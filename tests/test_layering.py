@@ -56,9 +56,12 @@ def imported_modules(tree, module, is_package, known):
 def import_graph(root=ROOT, packages=PACKAGES):
     """``{module: {project modules it imports}}`` for every .py file of ``packages``."""
     files = {module_name(p, root): p for package in packages for p in sorted((root / package).rglob("*.py"))}
-    return {module: imported_modules(ast.parse(path.read_text(encoding="utf-8"), str(path)), module,
-                                     path.name == "__init__.py", set(files))
-            for module, path in files.items()}
+    return {
+        module: imported_modules(
+            ast.parse(path.read_text(encoding="utf-8"), str(path)), module, path.name == "__init__.py", set(files)
+        )
+        for module, path in files.items()
+    }
 
 
 def wrong_way_imports(graph, allowed=ALLOWED):
@@ -151,8 +154,10 @@ def test_the_checker_reports_a_cycle_and_a_wrong_way_import():
         "keras_spp.d": {"keras_spp.d"},  # a module importing itself counts as a cycle too
     }
     assert wrong_way_imports(graph) == ["keras_spp.c -> export.x", "recipes.r -> benchmarks.q"]
-    assert sorted(import_cycles(graph)) == [["keras_spp.a", "keras_spp.b", "keras_spp.c", "keras_spp.a"],
-                                            ["keras_spp.d", "keras_spp.d"]]
+    assert sorted(import_cycles(graph)) == [
+        ["keras_spp.a", "keras_spp.b", "keras_spp.c", "keras_spp.a"],
+        ["keras_spp.d", "keras_spp.d"],
+    ]
     acyclic = {"keras_spp.a": {"keras_spp.b"}, "keras_spp.b": set(), "export.x": {"keras_spp.a", "keras_spp.b"}}
     assert describe(acyclic) == []
 
@@ -163,7 +168,8 @@ def test_imports_inside_functions_and_relative_ones_are_found(tmp_path):
     (tmp_path / "keras_spp" / "__init__.py").write_text("from keras_spp import sub\n")
     (tmp_path / "keras_spp" / "sub" / "__init__.py").write_text("from .mod import f\n")
     (tmp_path / "keras_spp" / "sub" / "mod.py").write_text(
-        "import os\n\ndef f():\n    from ..other import g\n    import export.tool\n    return g\n")
+        "import os\n\ndef f():\n    from ..other import g\n    import export.tool\n    return g\n"
+    )
     (tmp_path / "keras_spp" / "other.py").write_text("def g():\n    from keras_spp.sub.mod import f\n")
     (tmp_path / "export" / "tool.py").write_text("from keras_spp.sub import mod\n")
     graph = import_graph(tmp_path, ("keras_spp", "export"))
@@ -186,8 +192,12 @@ def graph():
 
 
 def test_the_project_is_parsed(graph):
-    assert {"keras_spp.detection.detector", "export.saved_model", "recipes.train_detector",
-            "benchmarks.detection"} <= set(graph)
+    assert {
+        "keras_spp.detection.detector",
+        "export.saved_model",
+        "recipes.train_detector",
+        "benchmarks.detection",
+    } <= set(graph)
     assert "keras_spp.detection.nms" in graph["keras_spp.detection.detector"]  # imported at the top
     assert "keras_spp.detection.proposals" in graph["keras_spp.detection.proposal_cache"]  # in a function
 

@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
 
-from keras_spp.validation import is_integer
-from keras_spp.validation import is_number
-from keras_spp.validation import positive_int
+from keras_spp.validation import is_integer, is_number, positive_int
 
 
 def test_integers_pass_as_python_ints():
@@ -19,12 +17,15 @@ def test_what_is_not_a_positive_integer_is_refused_with_what_is_accepted(value):
         positive_int("count", value, hint="windows")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"allow_zero": True}, "`n` must be a non-negative integer; got -1."),
-    ({"minimum": 16}, "`n` must be an integer >= 16; got -1."),
-    ({"allow_zero": True, "maximum": 9}, "`n` must be an integer in [0, 9]; got -1."),
-    ({"none": "keep all"}, "`n` must be a positive integer or None (keep all); got -1."),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"allow_zero": True}, "`n` must be a non-negative integer; got -1."),
+        ({"minimum": 16}, "`n` must be an integer >= 16; got -1."),
+        ({"allow_zero": True, "maximum": 9}, "`n` must be an integer in [0, 9]; got -1."),
+        ({"none": "keep all"}, "`n` must be a positive integer or None (keep all); got -1."),
+    ],
+)
 def test_the_message_says_what_is_accepted(kwargs, message):
     with pytest.raises(ValueError) as error:
         positive_int("n", -1, **kwargs)

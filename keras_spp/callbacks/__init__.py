@@ -3,3 +3,9 @@
 from keras_spp.callbacks.log_learning_rate import LogLearningRate
 from keras_spp.callbacks.resumable_backup import ResumableBackup
 from keras_spp.callbacks.training_curves import TrainingCurves
+
+__all__ = [
+    "LogLearningRate",
+    "ResumableBackup",
+    "TrainingCurves",
+]

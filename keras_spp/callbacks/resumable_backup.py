@@ -13,7 +13,6 @@ slightly different run).
 """
 
 import glob
-
 import json
 import os
 

@@ -39,7 +39,9 @@ class TrainingCurves(keras.callbacks.Callback):
         if not rows:
             return
         epochs = [int(r["epoch"]) + 1 for r in rows]
-        names = [k for k in rows[0] if k != "epoch" and not k.startswith("val_") and k not in ("learning_rate", "input_size")]
+        names = [
+            k for k in rows[0] if k != "epoch" and not k.startswith("val_") and k not in ("learning_rate", "input_size")
+        ]
         fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.2 * (len(names) + 1), 3.4))
         for ax in axes:
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -36,14 +36,17 @@ import urllib.parse
 import numpy as np
 from tqdm import tqdm
 
-from keras_spp.data import mnist
-from keras_spp.data import mnist_detection
-from keras_spp.data import voc
+from keras_spp.data import mnist, mnist_detection, voc
 
 TFDS_DATASETS = ("voc/2007", "voc/2012")
 # Our split names to TFDS's (TFDS's voc has train, validation and test).
-TFDS_SPLITS = {"trainval": "train+validation", "train": "train", "val": "validation",
-               "validation": "validation", "test": "test"}
+TFDS_SPLITS = {
+    "trainval": "train+validation",
+    "train": "train",
+    "val": "validation",
+    "validation": "validation",
+    "test": "test",
+}
 
 _OPTIONS = {
     "mnist-detection": ("num_trainval", "num_test", "num_val", "seed"),
@@ -102,12 +105,14 @@ def load_detection(name, split, data_dir=None, **options):
                 f"got {split!r}."
             )
         if split == "val" and not options.get("num_val"):
-            raise ValueError("Source 'mnist-detection' has a 'val' split only with num_val > 0 "
-                             "(e.g. load_detection('mnist-detection', 'val', num_val=200)).")
+            raise ValueError(
+                "Source 'mnist-detection' has a 'val' split only with num_val > 0 "
+                "(e.g. load_detection('mnist-detection', 'val', num_val=200))."
+            )
         root = mnist_detection.ensure_mnist_detection(data_dir=data_dir, **options)
         return voc.read_voc(root, split, mnist_detection.CLASS_NAMES)
     if kind == "voc":
-        path = name[len("voc:"):]
+        path = name[len("voc:") :]
         if not path:
             raise ValueError("`name` 'voc:<path>' needs a path, e.g. 'voc:~/data/VOCdevkit/VOC2007'.")
         return voc.read_voc(pathlib.Path(path).expanduser(), split, options.get("class_names"))
@@ -184,6 +189,7 @@ def _detection_schema(tfds_name, features):
         "load_detection reads TFDS datasets with an 'image' Image feature and an 'objects' "
         "Sequence holding 'bbox' (BBoxFeature) and 'label' (ClassLabel), as 'voc' and 'coco' have"
     )
+
     def member(parent, key):
         return parent[key] if isinstance(parent, tfds.features.FeaturesDict) and key in parent else None
 

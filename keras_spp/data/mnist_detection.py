@@ -49,13 +49,10 @@ import io
 import pathlib
 
 import numpy as np
-from PIL import Image
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from keras_spp.data import mnist
-from keras_spp.data import mnist_scenes
-from keras_spp.data import voc
+from keras_spp.data import mnist, mnist_scenes, voc
 from keras_spp.validation import positive_int
 
 VERSION = "v1"
@@ -193,14 +190,17 @@ def write_mnist_detection(root, num_trainval=400, num_test=100, seed=0, num_val=
         ``num_val = 0`` writes no ``val`` split at all).
       seed: a non-negative integer.
     """
-    counts = {"trainval": _validate_count("num_trainval", num_trainval), "test": _validate_count("num_test", num_test),
-              "val": _validate_count("num_val", num_val)}
+    counts = {
+        "trainval": _validate_count("num_trainval", num_trainval),
+        "test": _validate_count("num_test", num_test),
+        "val": _validate_count("num_val", num_val),
+    }
     seed = mnist_scenes._validate_seed(seed)
     root = pathlib.Path(root).expanduser()
     # Read MNIST first, so that its own messages do not cut into the bar.
     data = {split: mnist.load_mnist(source) for split, (source, _) in SPLITS.items() if counts[split]}
     with tqdm(total=sum(counts.values()), desc=f"mnist-detection {root.name}", unit="img") as progress:
-        for split, (source, number) in SPLITS.items():
+        for split, (_, number) in SPLITS.items():
             if split == "val" and not counts[split]:
                 continue
             items = _split_items(data.get(split), counts[split], seed, split, number, progress)
@@ -218,8 +218,11 @@ def ensure_mnist_detection(num_trainval=400, num_test=100, seed=0, data_dir=None
     (``write_mnist_detection`` into a temporary folder renamed into place, see
     ``voc.build_voc_once``), so an interrupted build is never used.
     """
-    counts = (_validate_count("num_trainval", num_trainval), _validate_count("num_test", num_test),
-              _validate_count("num_val", num_val))
+    counts = (
+        _validate_count("num_trainval", num_trainval),
+        _validate_count("num_test", num_test),
+        _validate_count("num_val", num_val),
+    )
     seed = mnist_scenes._validate_seed(seed)
     base = mnist.data_dir() if data_dir is None else pathlib.Path(data_dir).expanduser()
     suffix = f"_val{counts[2]}" if counts[2] else ""
@@ -314,8 +317,12 @@ def _strokes(rng, image):
             y += np.sin(heading) * length / steps
             points.append((x, y))
         colour = (*(int(c) for c in rng.integers(0, 256, size=3)), int(rng.integers(60, 140)))
-        draw.line([(float(px), float(py)) for px, py in points], fill=colour,
-                  width=int(rng.integers(2, max(3, short // 40) + 1)), joint="curve")
+        draw.line(
+            [(float(px), float(py)) for px, py in points],
+            fill=colour,
+            width=int(rng.integers(2, max(3, short // 40) + 1)),
+            joint="curve",
+        )
 
 
 def _fragments(rng, canvas, fragments):
@@ -352,8 +359,11 @@ def _iou(box, boxes):
     bottom = np.minimum(box[2], boxes[:, 2])
     right = np.minimum(box[3], boxes[:, 3])
     inter = np.clip(bottom - top, 0, None) * np.clip(right - left, 0, None)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / (area(box) + area(boxes) - inter)
+    return inter / (_area(box) + _area(boxes) - inter)
+
+
+def _area(b):
+    return (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
 
 
 def _validate_sides(min_side, max_side):

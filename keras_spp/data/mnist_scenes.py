@@ -26,13 +26,14 @@ as the source ``"mnist-scenes"``.
 import pathlib
 
 import numpy as np
-from PIL import Image
-from PIL import ImageDraw
+from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from keras_spp.data import mnist
-from keras_spp.data.build_once import MARKER  # noqa: F401  (re-exported: callers check it)
-from keras_spp.data.build_once import build_once
+from keras_spp.data.build_once import (
+    MARKER,  # noqa: F401  (re-exported: callers check it)
+    build_once,
+)
 from keras_spp.validation import positive_int
 
 VERSION = "v2"
@@ -72,9 +73,7 @@ def render_scene(digit, rng, min_side=64, max_side=256):
             f"got dtype {digit.dtype} and shape {digit.shape}."
         )
     if not isinstance(rng, np.random.Generator):
-        raise ValueError(
-            f"`rng` must be a numpy.random.Generator (np.random.default_rng(seed)); got {rng!r}."
-        )
+        raise ValueError(f"`rng` must be a numpy.random.Generator (np.random.default_rng(seed)); got {rng!r}.")
 
     height = int(rng.integers(min_side, max_side + 1))
     low = max(min_side, int(np.ceil(height / MAX_ASPECT)))
@@ -142,8 +141,16 @@ def write_mnist_scenes(root=None, splits=None, seed=0, min_side=64, max_side=256
                 if split in counts:
                     digits, labels = data[split]
                     count = counts[split]
-                    _write_split(staging / split, digits[:count], labels[:count], seed, split_number,
-                                 min_side, max_side, progress)
+                    _write_split(
+                        staging / split,
+                        digits[:count],
+                        labels[:count],
+                        seed,
+                        split_number,
+                        min_side,
+                        max_side,
+                        progress,
+                    )
 
     return build_once(root, build, f"{VERSION} seed={seed} min_side={min_side} max_side={max_side} splits={counts}")
 
@@ -167,8 +174,7 @@ def _write_split(folder, digits, labels, seed, split_number, min_side, max_side,
     for index, (digit, label) in enumerate(zip(digits, labels)):
         rng = np.random.default_rng([seed, split_number, index])
         image = render_scene(digit, rng, min_side, max_side)
-        Image.fromarray(image).save(folder / str(label) / f"{index:05d}.png",
-                                    compress_level=_PNG_COMPRESS_LEVEL)
+        Image.fromarray(image).save(folder / str(label) / f"{index:05d}.png", compress_level=_PNG_COMPRESS_LEVEL)
         progress.update()
 
 
@@ -179,8 +185,7 @@ def _background(rng, height, width):
     rows, cols = (int(n) for n in rng.integers(2, 7, size=2))
     noise = rng.uniform(0.0, 255.0, size=(rows, cols, 3))
     angle = rng.uniform(0.0, 2.0 * np.pi)
-    ramp = (np.linspace(0.0, 1.0, rows)[:, None] * np.sin(angle)
-            + np.linspace(0.0, 1.0, cols)[None, :] * np.cos(angle))
+    ramp = np.linspace(0.0, 1.0, rows)[:, None] * np.sin(angle) + np.linspace(0.0, 1.0, cols)[None, :] * np.cos(angle)
     ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
     start, end = rng.uniform(0.0, 255.0, size=(2, 3))
     gradient = start + ramp[..., None] * (end - start)
@@ -249,8 +254,13 @@ def _validate_splits(splits):
         )
     for split, count in items.items():
         limit = MNIST_SIZES[split]
-        positive_int(f"splits[{split!r}]", count, allow_zero=True, maximum=limit,
-                     hint=f"MNIST's {split} split has {limit} digits")
+        positive_int(
+            f"splits[{split!r}]",
+            count,
+            allow_zero=True,
+            maximum=limit,
+            hint=f"MNIST's {split} split has {limit} digits",
+        )
     if not any(items.values()):
         raise ValueError(f"`splits` must ask for at least one image; got {splits!r}.")
     return {split: int(items[split]) for split in mnist.SPLITS if items.get(split)}

@@ -42,9 +42,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from keras_spp.data import mnist
-from keras_spp.data import mnist_detection
-from keras_spp.data import mnist_scenes
+from keras_spp.data import mnist, mnist_detection, mnist_scenes
 from keras_spp.data.build_once import build_once
 from keras_spp.validation import positive_int
 
@@ -204,8 +202,9 @@ def _random_box(rng, shape, low, high):
 
 def _overlaps_a_digit(box, boxes):
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    inter = (np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-             * np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None))
+    inter = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None) * np.clip(
+        np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None
+    )
     digit_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     iou = inter / ((box[2] - box[0]) * (box[3] - box[1]) + digit_areas - inter)
     return iou.max() >= BACKGROUND_MAX_IOU or (inter / digit_areas).max() > BACKGROUND_MAX_COVER

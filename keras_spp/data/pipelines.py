@@ -36,14 +36,15 @@ def training_dataset(
     an epoch has a single shape.
 
     The dataset runs ``epochs`` epochs from ``start_epoch``, each shuffled and
-    augmented from ``(seed, epoch)`` alone; so pass ``steps_per_epoch`` to ``fit``. Skipping ``skip_batches`` batches resumes an
-    interrupted epoch exactly where it stopped. ``cache=True`` keeps decoded source
-    images in memory.
+    augmented from ``(seed, epoch)`` alone; so pass ``steps_per_epoch`` to ``fit``.
+    Skipping ``skip_batches`` batches resumes an interrupted epoch exactly where it
+    stopped. ``cache=True`` keeps decoded source images in memory.
     """
     if crop > min_side:
         raise ValueError(f"`crop` ({crop}) must not exceed `min_side` ({min_side}).")
     if cache:
         source = source.cache()
+
     def one_epoch(epoch):
         # Seeds from (seed, epoch, position) alone: there is no iterator state to restore.
         epoch_seed = seed * 1_000_003 + epoch
@@ -62,8 +63,9 @@ def training_dataset(
         if schedule is not None:
             size = schedule.size_for_epoch(epoch)
             if size != crop:
-                data = data.map(lambda x, y: (tf.image.resize(x, [size, size], antialias=True), y),
-                                num_parallel_calls=AUTOTUNE)
+                data = data.map(
+                    lambda x, y: (tf.image.resize(x, [size, size], antialias=True), y), num_parallel_calls=AUTOTUNE
+                )
         return data
 
     if epochs < 1:
@@ -78,10 +80,7 @@ def steps_per_epoch(num_examples, batch_size):
     """Full batches per epoch (the remainder is dropped)."""
     steps = num_examples // batch_size
     if steps < 1:
-        raise ValueError(
-            f"{num_examples} training examples make no full batch of {batch_size}; "
-            "lower the batch size."
-        )
+        raise ValueError(f"{num_examples} training examples make no full batch of {batch_size}; lower the batch size.")
     return steps
 
 

@@ -33,8 +33,7 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from keras_spp.data import mnist_scenes
-from keras_spp.data import mnist_windows
+from keras_spp.data import mnist_scenes, mnist_windows
 from keras_spp.validation import is_number
 
 SPLITS = ("train", "validation", "test")
@@ -82,9 +81,7 @@ class SourceInfo:
     num_examples: int | None
 
 
-def load_classification(
-    name, split, data_dir=None, seed=0, validation_fraction=0.1, shuffle_files=True, **options
-):
+def load_classification(name, split, data_dir=None, seed=0, validation_fraction=0.1, shuffle_files=True, **options):
     """An image classification source as ``(dataset, info)``.
 
     Args:
@@ -142,13 +139,13 @@ def load_classification(
     if kind == "mnist-windows":
         return _mnist_windows_source(name, split, data_dir, seed, shuffle_files, **options)
     if kind == "folder":
-        path = name[len("folder:"):]
+        path = name[len("folder:") :]
         if not path:
             raise ValueError("`name` 'folder:<path>' needs a path, e.g. 'folder:~/data/flowers'.")
         return _folder_source(
             name, pathlib.Path(path).expanduser(), split, seed, validation_fraction, shuffle_files=shuffle_files
         )
-    tfds_name = name[len("tfds:"):] if name.startswith("tfds:") else name
+    tfds_name = name[len("tfds:") :] if name.startswith("tfds:") else name
     return _tfds_source(name, tfds_name, split, data_dir, options.get("manual_dir"))
 
 
@@ -168,9 +165,7 @@ def _source_kind(name, split, options):
     unknown = sorted(set(options) - set(_OPTIONS[kind]))
     if unknown:
         accepted = ", ".join(_OPTIONS[kind]) or "none"
-        raise ValueError(
-            f"Unknown option(s) {', '.join(unknown)} for source {name!r}; accepted: {accepted}."
-        )
+        raise ValueError(f"Unknown option(s) {', '.join(unknown)} for source {name!r}; accepted: {accepted}.")
     if split not in SPLITS and kind != "tfds":
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}; got {split!r}.")
     return kind
@@ -219,9 +214,7 @@ def _folder_source(name, root, split, seed, validation_fraction, class_names=Non
         paths, labels = _list_images(folder, class_names)
     else:
         if not is_number(validation_fraction) or not 0 <= validation_fraction < 1:
-            raise ValueError(
-                f"`validation_fraction` must be a number in [0, 1); got {validation_fraction!r}."
-            )
+            raise ValueError(f"`validation_fraction` must be a number in [0, 1); got {validation_fraction!r}.")
         if split == "test":
             raise ValueError(
                 f"Folder source {name!r}: {root} has no train/validation/test subfolders, so "
@@ -325,9 +318,7 @@ def _decode_files(paths, labels):
         # Only the failures reach Python (one call per bad file per epoch).
         return tf.cond(ok, lambda: tf.constant(True), lambda: flag_failure(path))
 
-    dataset = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(paths, tf.string), tf.constant(labels, tf.int64))
-    )
+    dataset = tf.data.Dataset.from_tensor_slices((tf.constant(paths, tf.string), tf.constant(labels, tf.int64)))
     dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.filter(keep)
     return dataset.map(lambda path, image, label, ok: (image, label))

@@ -49,17 +49,35 @@ import pathlib
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
-from PIL import Image
-from PIL import UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from keras_spp.data.build_once import MARKER  # noqa: F401  (re-exported: callers check it)
-from keras_spp.data.build_once import build_once
+from keras_spp.data.build_once import (
+    MARKER,  # noqa: F401  (re-exported: callers check it)
+    build_once,
+)
 from keras_spp.data.detection_examples import DetectionExample
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 LABELS_FILE = "labels.txt"
 
@@ -336,7 +354,16 @@ def _read_example(root, image_id, label_of, class_names, images):
         if y2 <= y1 or x2 <= x1:
             logger.warning(
                 "Dropping object %d (%r) of %s: its box xmin=%g ymin=%g xmax=%g ymax=%g has no "
-                "area inside the %dx%d image.", number, name, xml_path, xmin, ymin, xmax, ymax, width, height,
+                "area inside the %dx%d image.",
+                number,
+                name,
+                xml_path,
+                xmin,
+                ymin,
+                xmax,
+                ymax,
+                width,
+                height,
             )
             continue
         flag = _text(element, "difficult")
@@ -426,8 +453,12 @@ def _write_image(folder, image_id, image):
         data, extension = bytes(image), None
     elif isinstance(image, tuple) and len(image) == 2 and isinstance(image[0], (bytes, bytearray)):
         data, extension = bytes(image[0]), image[1]
-        if not isinstance(extension, str) or not extension.startswith(".") or _has_bad_characters(extension[1:]) \
-                or len(extension) < 2:
+        if (
+            not isinstance(extension, str)
+            or not extension.startswith(".")
+            or _has_bad_characters(extension[1:])
+            or len(extension) < 2
+        ):
             raise ValueError(f"Image {image_id!r}: the extension must look like '.jpg'; got {extension!r}.")
     else:
         array = np.asarray(image)

@@ -114,9 +114,7 @@ def encode_boxes(proposals, targets, weights=(1.0, 1.0, 1.0, 1.0)):
     weights = _weights(weights)
     py, px, ph, pw = _centre_size(proposals, "proposals")
     ty, tx, th, tw = _centre_size(targets, "targets")
-    deltas = np.stack(
-        [(ty - py) / ph, (tx - px) / pw, np.log(th / ph), np.log(tw / pw)], axis=1
-    )
+    deltas = np.stack([(ty - py) / ph, (tx - px) / pw, np.log(th / ph), np.log(tw / pw)], axis=1)
     return (deltas * weights).astype(np.float32)
 
 
@@ -172,10 +170,7 @@ def decode_boxes_tf(proposals, deltas, weights=(1.0, 1.0, 1.0, 1.0)):
         deltas = tf.cast(deltas, tf.float32)
     proposals = tf.cast(tf.convert_to_tensor(proposals), deltas.dtype)
     if proposals.shape.rank != 2 or proposals.shape[1] not in (None, 4):
-        raise ValueError(
-            "`proposals` must be [num_boxes, 4] as [y1, x1, y2, x2]; "
-            f"got shape {proposals.shape}."
-        )
+        raise ValueError(f"`proposals` must be [num_boxes, 4] as [y1, x1, y2, x2]; got shape {proposals.shape}.")
     weights = tf.constant(_weights(weights), deltas.dtype)
     squeeze, classes = _check_deltas(tuple(deltas.shape), proposals.shape[0])
     if classes is None:
@@ -250,10 +245,7 @@ def as_boxes(boxes, argument="boxes"):
     if not (np.issubdtype(array.dtype, np.number) and not np.iscomplexobj(array)):
         raise ValueError(f"`{argument}` must hold real numbers; got dtype {array.dtype}.")
     if array.ndim != 2 or array.shape[1] != 4:
-        raise ValueError(
-            f"`{argument}` must be [num_boxes, 4] as [y1, x1, y2, x2] in pixels; "
-            f"got shape {array.shape}."
-        )
+        raise ValueError(f"`{argument}` must be [num_boxes, 4] as [y1, x1, y2, x2] in pixels; got shape {array.shape}.")
     return array.astype(np.float32)
 
 
@@ -278,18 +270,14 @@ def _check_deltas(shape, count):
     ``[N, 4]`` and the number of classes (None if dynamic)."""
     rank = len(shape)
     last = shape[-1] if rank else None
-    ok = (rank == 2 and last is not None and last % 4 == 0 and last > 0) or (
-        rank == 3 and last == 4
-    )
+    ok = (rank == 2 and last is not None and last % 4 == 0 and last > 0) or (rank == 3 and last == 4)
     if not ok:
         raise ValueError(
             "`deltas` must be [N, 4], [N, 4 * K] (K classes) or [N, K, 4] as "
             f"(dy, dx, dh, dw), with a static last dimension; got shape {tuple(shape)}."
         )
     if shape[0] is not None and count is not None and shape[0] != count:
-        raise ValueError(
-            f"`deltas` has {shape[0]} rows but `proposals` has {count}; they must match."
-        )
+        raise ValueError(f"`deltas` has {shape[0]} rows but `proposals` has {count}; they must match.")
     if rank == 2:
         return last == 4, last // 4
     return False, shape[1]

@@ -35,10 +35,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spp.data.voc import load_image
-from keras_spp.detection import heads
-from keras_spp.detection import sampling
+from keras_spp.detection import heads, sampling, training
 from keras_spp.detection import scales as scales_lib
-from keras_spp.detection import training
 
 
 @dataclasses.dataclass
@@ -101,9 +99,9 @@ def sample_windows(windows, labels, config, rng):
     negatives = np.flatnonzero(labels == 0)
     num_pos = min(len(positives), int(round(config.windows_per_image * config.positive_fraction)))
     num_neg = min(len(negatives), config.windows_per_image - num_pos)
-    chosen = np.concatenate([
-        rng.choice(positives, num_pos, replace=False), rng.choice(negatives, num_neg, replace=False)
-    ]).astype(np.int64)
+    chosen = np.concatenate(
+        [rng.choice(positives, num_pos, replace=False), rng.choice(negatives, num_neg, replace=False)]
+    ).astype(np.int64)
     return np.asarray(windows, np.float32)[chosen], labels[chosen].astype(np.int32)
 
 
@@ -145,8 +143,10 @@ def image_windows_dataset(roi_features, records, examples, config):
         return {"image": resized, "boxes": boxes * tf.cast(factor, tf.float32)}, labels
 
     signature = (
-        tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32),
-        tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int64),
+        tf.TensorSpec([None, None, 3], tf.float32),
+        tf.TensorSpec([None, 4], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([], tf.int64),
     )
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
     return dataset.map(resize).prefetch(2)
@@ -185,11 +185,16 @@ def fine_tune_end_to_end(detector, records, examples, config=ConvFineTuningConfi
     with _trainable(roi.backbone):
         # Compiled after the backbone is made trainable: Keras collects the
         # trainable weights when it builds the train step.
-        model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"], jit_compile=False)
+        model.compile(
+            keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False
+        )
         return model.fit(
-            image_windows_dataset(roi, records, examples, config), steps_per_epoch=steps_per_epoch, epochs=epochs,
-            verbose=verbose, callbacks=callbacks, shuffle=False,
+            image_windows_dataset(roi, records, examples, config),
+            steps_per_epoch=steps_per_epoch,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            shuffle=False,
         )
 
 
@@ -201,4 +206,3 @@ def _trainable(model):
         yield
     finally:
         model.trainable = before
-

@@ -11,7 +11,6 @@ import logging
 import os
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 from tqdm.auto import tqdm
@@ -21,17 +20,17 @@ import keras_spp.detection.heads  # noqa: F401
 from keras_spp.data.voc import load_image
 from keras_spp.detection.boxes import decode_boxes_tf
 from keras_spp.detection.evaluation import evaluate_detections
-from keras_spp.detection.heads import pooled_head
-from keras_spp.detection.heads import roi_features_of
-from keras_spp.detection.nms import box_voting
-from keras_spp.detection.nms import per_class_nms
+from keras_spp.detection.heads import pooled_head, roi_features_of
+from keras_spp.detection.nms import box_voting, per_class_nms
 from keras_spp.models.saving import load_keras_model
 from keras_spp.validation import is_number
 
 SCORINGS = ("softmax", "svm")
 RPN_FILE = "rpn.keras"
-NO_RPN = ("this detector has no RPN (it was trained on selective search proposals): pass each image's "
-          "proposals, or train one with recipes.train_detector --proposals rpn.")
+NO_RPN = (
+    "this detector has no RPN (it was trained on selective search proposals): pass each image's "
+    "proposals, or train one with recipes.train_detector --proposals rpn."
+)
 log = logging.getLogger(__name__)
 
 
@@ -164,8 +163,11 @@ class Detector:
     def save(self, directory):
         os.makedirs(directory, exist_ok=True)
         self.model.save(os.path.join(directory, "model.keras"))
-        stored = {"class_names": list(self.class_names), "settings": dataclasses.asdict(self.settings),
-                  "metadata": self.metadata}
+        stored = {
+            "class_names": list(self.class_names),
+            "settings": dataclasses.asdict(self.settings),
+            "metadata": self.metadata,
+        }
         if self.proposer is not None:
             self.proposer.head.save(os.path.join(directory, RPN_FILE))
             stored["rpn"] = self.proposer.to_dict()

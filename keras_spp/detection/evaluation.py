@@ -28,8 +28,7 @@ import math
 
 import numpy as np
 
-from keras_spp.detection.boxes import as_boxes
-from keras_spp.detection.boxes import pairwise_iou
+from keras_spp.detection.boxes import as_boxes, pairwise_iou
 from keras_spp.validation import positive_int
 
 METRICS = ("voc07", "area")
@@ -117,8 +116,7 @@ def evaluate_detections(detections, ground_truths, num_classes, iou_threshold=0.
     """
     num_classes = positive_int("num_classes", num_classes)
     keys = _check_arguments(detections, ground_truths, num_classes, iou_threshold, class_names)
-    num_positives, num_difficult, classes, outcomes = _outcomes(detections, ground_truths, num_classes,
-                                                                iou_threshold)
+    num_positives, num_difficult, classes, outcomes = _outcomes(detections, ground_truths, num_classes, iou_threshold)
     ap07, ap_area = [], []
     counts = {name: [] for name in ("num_detections", "true_positives", "false_positives", "ignored", "recall")}
     for c in range(num_classes):
@@ -149,8 +147,7 @@ def _check_arguments(detections, ground_truths, num_classes, iou_threshold, clas
         keys = list(class_names)
         if len(keys) != num_classes:
             raise ValueError(
-                f"`class_names` has {len(keys)} names but `num_classes` is {num_classes}; "
-                "give one name per class."
+                f"`class_names` has {len(keys)} names but `num_classes` is {num_classes}; give one name per class."
             )
     if len(detections) != len(ground_truths):
         raise ValueError(
@@ -260,8 +257,7 @@ def _detections(item, image, num_classes):
         boxes, scores, classes = item
     except (TypeError, ValueError):
         raise ValueError(
-            f"`detections[{image}]` must be a (boxes [D, 4], scores [D], classes [D]) tuple; "
-            f"got {type(item).__name__}."
+            f"`detections[{image}]` must be a (boxes [D, 4], scores [D], classes [D]) tuple; got {type(item).__name__}."
         ) from None
     boxes = as_boxes(boxes, f"detections[{image}] boxes")
     scores = np.asarray(scores, np.float32).reshape(-1)
@@ -290,13 +286,10 @@ def _ground_truth(item, image, num_classes):
     boxes = as_boxes(boxes, f"ground_truths[{image}] boxes")
     labels = _labels(labels, f"ground_truths[{image}] labels", num_classes)
     difficult = np.asarray(difficult).reshape(-1)
-    flags = difficult.dtype == bool or (
-        np.issubdtype(difficult.dtype, np.integer) and np.isin(difficult, (0, 1)).all()
-    )
+    flags = difficult.dtype == bool or (np.issubdtype(difficult.dtype, np.integer) and np.isin(difficult, (0, 1)).all())
     if difficult.size and not flags:
         raise ValueError(
-            f"`ground_truths[{image}]` difficult flags must be booleans (or 0/1); "
-            f"got {difficult[:10].tolist()}."
+            f"`ground_truths[{image}]` difficult flags must be booleans (or 0/1); got {difficult[:10].tolist()}."
         )
     difficult = difficult.astype(bool)
     if not len(boxes) == len(labels) == len(difficult):
@@ -316,8 +309,7 @@ def _labels(values, argument, num_classes):
     bad = values[(values < 0) | (values >= num_classes)]
     if bad.size:
         raise ValueError(
-            f"`{argument}` must lie in [0, {num_classes}) (0-based, no background); "
-            f"got {bad[:10].tolist()}."
+            f"`{argument}` must lie in [0, {num_classes}) (0-based, no background); got {bad[:10].tolist()}."
         )
     return values.astype(np.int64)
 

@@ -3,7 +3,6 @@ the RoI pyramid op at its own scale (the paper's section 4.1), and optionally a
 context square around it pooled from the same map."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_spp.detection import scales as scales_lib
@@ -13,7 +12,6 @@ from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
 from keras_spp.validation import is_number
 
-
 MIN_BUCKET = 64
 
 
@@ -21,7 +19,7 @@ def bucket_size(count):
     """The row count ``count`` boxes are padded to under XLA: the next power of two,
     at least ``MIN_BUCKET``."""
     exponent = tf.math.ceil(tf.math.log(tf.cast(tf.maximum(count, 1), tf.float32)) / tf.math.log(2.0))
-    return tf.maximum(tf.maximum(tf.cast(2.0 ** exponent, tf.int32), count), MIN_BUCKET)
+    return tf.maximum(tf.maximum(tf.cast(2.0**exponent, tf.int32), count), MIN_BUCKET)
 
 
 @keras.saving.register_keras_serializable(package="keras_spp")
@@ -52,6 +50,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
 
     Example:
 
+    >>> import numpy as np
     >>> from keras_spp.models import backbone
     >>> layer = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(200, 300))
     >>> layer(np.zeros((1, 150, 180, 3), "float32"), np.array([[0, 0, 50, 60.]], "float32")).shape
@@ -127,8 +126,11 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         for i in range(len(self.scales)):
             where = tf.cast(tf.where(tf.equal(chosen, i))[:, 0], tf.int32)
             positions.append(where)
-            pieces.append(self._pool_at(image, tf.gather(boxes, where), factors[i], height, width, jit_compile,
-                                        feature_maps.get(i)))
+            pieces.append(
+                self._pool_at(
+                    image, tf.gather(boxes, where), factors[i], height, width, jit_compile, feature_maps.get(i)
+                )
+            )
         return tf.dynamic_stitch(positions, pieces)
 
     def _pool_at(self, image, boxes, factor, height, width, jit_compile, feature_map=None):
@@ -232,10 +234,15 @@ def context_windows(boxes, context, height, width):
     centre_x = (boxes[:, 1] + boxes[:, 3]) / 2
     half = context * tf.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / 2
     height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    return tf.stack([
-        tf.clip_by_value(centre_y - half, 0.0, height), tf.clip_by_value(centre_x - half, 0.0, width),
-        tf.clip_by_value(centre_y + half, 0.0, height), tf.clip_by_value(centre_x + half, 0.0, width),
-    ], axis=1)
+    return tf.stack(
+        [
+            tf.clip_by_value(centre_y - half, 0.0, height),
+            tf.clip_by_value(centre_x - half, 0.0, width),
+            tf.clip_by_value(centre_y + half, 0.0, height),
+            tf.clip_by_value(centre_x + half, 0.0, width),
+        ],
+        axis=1,
+    )
 
 
 def backbone_of(classifier):

@@ -16,8 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spp.detection import scales as scales_lib
-from keras_spp.detection.anchors import AnchorConfig
-from keras_spp.detection.anchors import anchor_grid
+from keras_spp.detection.anchors import AnchorConfig, anchor_grid
 from keras_spp.detection.proposal_layer import generate_proposals
 
 
@@ -40,8 +39,9 @@ class LearnedProposals:
     def __init__(self, head, roi_features, anchors=AnchorConfig(), scale_indices=(0,), settings=ProposalSettings()):
         scale_indices = tuple(int(i) for i in scale_indices)
         if not scale_indices or any(not 0 <= i < len(roi_features.scales) for i in scale_indices):
-            raise ValueError(f"`scale_indices` must index the detector's scales {roi_features.scales}; "
-                             f"got {scale_indices}.")
+            raise ValueError(
+                f"`scale_indices` must index the detector's scales {roi_features.scales}; got {scale_indices}."
+            )
         channels = roi_features.backbone.output_shape[-1]
         if head.input_shape[-1] != channels:
             raise ValueError(f"the RPN head takes {head.input_shape[-1]} channels, the backbone gives {channels}.")
@@ -84,20 +84,33 @@ class LearnedProposals:
         shape = tf.shape(conv5)
         anchors = anchor_grid(shape[1], shape[2], self.anchors)
         return generate_proposals(
-            out["objectness"][0], out["deltas"][0], anchors, height, width,
-            pre_nms_top_k=settings.pre_nms_top_k, post_nms_top_n=settings.post_nms_top_n,
-            nms_iou=settings.nms_iou, min_size=settings.min_size * factor,
+            out["objectness"][0],
+            out["deltas"][0],
+            anchors,
+            height,
+            width,
+            pre_nms_top_k=settings.pre_nms_top_k,
+            post_nms_top_n=settings.post_nms_top_n,
+            nms_iou=settings.nms_iou,
+            min_size=settings.min_size * factor,
         )
 
     def to_dict(self):
-        return {"anchors": self.anchors.to_dict(), "scale_indices": list(self.scale_indices),
-                "settings": dataclasses.asdict(self.settings)}
+        return {
+            "anchors": self.anchors.to_dict(),
+            "scale_indices": list(self.scale_indices),
+            "settings": dataclasses.asdict(self.settings),
+        }
 
     @classmethod
     def from_dict(cls, head, roi_features, stored):
-        return cls(head, roi_features, AnchorConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                                       for k, v in stored["anchors"].items()}),
-                   stored["scale_indices"], ProposalSettings(**stored["settings"]))
+        return cls(
+            head,
+            roi_features,
+            AnchorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored["anchors"].items()}),
+            stored["scale_indices"],
+            ProposalSettings(**stored["settings"]),
+        )
 
     def proposals_for(self, examples, load_image, settings=None, desc="rpn proposals"):
         """``{image_id: boxes}`` (numpy) for examples with ``image_path``; seconds per image
@@ -121,8 +134,10 @@ class LearnedProposals:
         return found, float(np.mean(seconds)) if seconds else float("nan")
 
     def _propose_fn(self, settings):
-        return tf.function(lambda image: self.propose(image, settings)[0],
-                           input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        return tf.function(
+            lambda image: self.propose(image, settings)[0],
+            input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)],
+        )
 
 
 def load_head(path):

@@ -11,8 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spp.detection.boxes import iou_tf
-from keras_spp.validation import is_number
-from keras_spp.validation import positive_int
+from keras_spp.validation import is_number, positive_int
 
 
 def per_class_nms(
@@ -73,9 +72,7 @@ def _kept_per_class(boxes, scores, per_class, iou_threshold, score_threshold):
     suppress_boxes = tf.concat([boxes[..., :2], tf.maximum(boxes[..., 2:], boxes[..., :2])], -1)
 
     def select(class_boxes, class_score):
-        keep = tf.image.non_max_suppression(
-            class_boxes, class_score, per_class, iou_threshold, score_threshold
-        )
+        keep = tf.image.non_max_suppression(class_boxes, class_score, per_class, iou_threshold, score_threshold)
         pad = [[0, per_class - tf.shape(keep)[0]]]
         kept = tf.pad(tf.gather(class_score, keep), pad, constant_values=-np.inf)
         return tf.pad(keep, pad), kept
@@ -231,10 +228,7 @@ def _check_inputs(boxes, scores):
     boxes = tf.convert_to_tensor(boxes)
     scores = tf.convert_to_tensor(scores)
     if scores.shape.rank != 2:
-        raise ValueError(
-            "`scores` must be [num_boxes, num_classes] (no background column); "
-            f"got shape {scores.shape}."
-        )
+        raise ValueError(f"`scores` must be [num_boxes, num_classes] (no background column); got shape {scores.shape}.")
     if boxes.shape.rank not in (2, 3) or boxes.shape[-1] not in (None, 4):
         raise ValueError(
             "`boxes` must be [num_boxes, 4] (shared by all classes) or "

@@ -25,8 +25,10 @@ class Proposals(dict):
     def summary(self):
         """One line: boxes per image (mean, min, max) and the seconds."""
         counts = [len(boxes) for boxes in self.values()]
-        return (f"proposals: {np.mean(counts) if counts else 0:.0f} per image on average (min {min(counts, default=0)}, "
-                f"max {max(counts, default=0)}), {self.seconds:.0f} s")
+        return (
+            f"proposals: {np.mean(counts) if counts else 0:.0f} per image on average (min {min(counts, default=0)}, "
+            f"max {max(counts, default=0)}), {self.seconds:.0f} s"
+        )
 
 
 def search_params(*, max_proposals=DEFAULT_MAX_PROPOSALS, min_size=DEFAULT_MIN_SIZE, max_side=None, base_k=None):
@@ -45,9 +47,12 @@ def trained_search_params(stored):
     >>> trained_search_params({"max": 300, "min_size": 4})
     {'min_size': 4, 'max_proposals': 300, 'max_side': None, 'base_k': None}
     """
-    return search_params(max_proposals=stored.get("max", DEFAULT_MAX_PROPOSALS),
-                         min_size=stored.get("min_size", DEFAULT_MIN_SIZE),
-                         max_side=stored.get("max_side"), base_k=stored.get("base_k"))
+    return search_params(
+        max_proposals=stored.get("max", DEFAULT_MAX_PROPOSALS),
+        min_size=stored.get("min_size", DEFAULT_MIN_SIZE),
+        max_side=stored.get("max_side"),
+        base_k=stored.get("base_k"),
+    )
 
 
 def proposals_tag(search, precomputed=None):
@@ -81,8 +86,7 @@ def proposals_for(examples, *, precomputed=None, cache_dir=None, search=None):
     """``Proposals`` for ``examples``: read from ``precomputed`` (``.npz``, ``.mat`` or
     a folder of ``.npy``) if given, else selective search with ``search``
     (``search_params``), cached under ``cache_dir`` (``proposal_cache``)."""
-    from keras_spp.detection.proposals import compute_proposals
-    from keras_spp.detection.proposals import load_precomputed_proposals
+    from keras_spp.detection.proposals import compute_proposals, load_precomputed_proposals
 
     ids = [e.image_id for e in examples]
     start = time.perf_counter()

@@ -75,8 +75,12 @@ def generate_proposals(
     top_scores, top = tf.math.top_k(scores, k=pre_nms_top_k)
     top_boxes = tf.gather(boxes, top)
     keep, valid = tf.image.non_max_suppression_padded(
-        top_boxes, top_scores, post_nms_top_n, iou_threshold=float(nms_iou),
-        score_threshold=_DROPPED / 2, pad_to_max_output_size=True,
+        top_boxes,
+        top_scores,
+        post_nms_top_n,
+        iou_threshold=float(nms_iou),
+        score_threshold=_DROPPED / 2,
+        pad_to_max_output_size=True,
     )
     keep = keep[:valid]
     return tf.gather(top_boxes, keep), tf.sigmoid(tf.gather(top_scores, keep))
@@ -105,8 +109,12 @@ class RpnProposals(keras.layers.Layer):
         generate_proposals(tf.zeros([0]), tf.zeros([0, 4]), tf.zeros([0, 4]), 1, 1, **self._settings())
 
     def _settings(self):
-        return {"pre_nms_top_k": self.pre_nms_top_k, "post_nms_top_n": self.post_nms_top_n,
-                "nms_iou": self.nms_iou, "min_size": self.min_size}
+        return {
+            "pre_nms_top_k": self.pre_nms_top_k,
+            "post_nms_top_n": self.post_nms_top_n,
+            "nms_iou": self.nms_iou,
+            "min_size": self.min_size,
+        }
 
     def call(self, objectness, deltas, anchors, image_size):
         image_size = tf.cast(image_size, tf.int32)

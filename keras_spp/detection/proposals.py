@@ -42,8 +42,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from keras_spp.validation import is_number
-from keras_spp.validation import positive_int
+from keras_spp.validation import is_number, positive_int
 
 logger = logging.getLogger(__name__)
 

@@ -10,12 +10,10 @@ detectors feed features of one length to identical heads.
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_spp.ops.bins import validate_levels
-from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
-from keras_spp.ops.spatial_pyramid_pool import spatial_pyramid_pool
+from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim, spatial_pyramid_pool
 
 PAD_VALUE = 127.5
 

@@ -17,8 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_spp.detection.boxes import encode_boxes
-from keras_spp.detection.boxes import pairwise_iou
+from keras_spp.detection.boxes import encode_boxes, pairwise_iou
 
 IGNORE, NEGATIVE, POSITIVE = -1, 0, 1
 
@@ -35,10 +34,14 @@ class RpnTargetConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.negative_iou <= self.positive_iou <= 1.0:
-            raise ValueError(f"need 0 <= negative_iou <= positive_iou <= 1; got {self.negative_iou}, {self.positive_iou}.")
+            raise ValueError(
+                f"need 0 <= negative_iou <= positive_iou <= 1; got {self.negative_iou}, {self.positive_iou}."
+            )
         if int(self.batch_size) < 1 or not 0.0 < self.positive_fraction <= 1.0:
-            raise ValueError(f"`batch_size` must be >= 1 and `positive_fraction` in (0, 1]; got "
-                             f"{self.batch_size}, {self.positive_fraction}.")
+            raise ValueError(
+                f"`batch_size` must be >= 1 and `positive_fraction` in (0, 1]; got "
+                f"{self.batch_size}, {self.positive_fraction}."
+            )
 
 
 def rpn_head(channels, anchors_per_cell, hidden=256, name="rpn"):
@@ -52,19 +55,28 @@ def rpn_head(channels, anchors_per_cell, hidden=256, name="rpn"):
     ((1, 105), (1, 105, 4))
     """
     if int(channels) < 1 or int(anchors_per_cell) < 1 or int(hidden) < 1:
-        raise ValueError(f"channels, anchors_per_cell and hidden must be >= 1; got {channels}, {anchors_per_cell}, {hidden}.")
+        raise ValueError(
+            f"channels, anchors_per_cell and hidden must be >= 1; got {channels}, {anchors_per_cell}, {hidden}."
+        )
     init = keras.initializers.RandomNormal(stddev=0.01, seed=0)
     conv5 = keras.Input((None, None, int(channels)), batch_size=1, name="conv5")
-    x = keras.layers.Conv2D(int(hidden), 3, padding="same", activation="relu", kernel_initializer=init,
-                            name="rpn_conv")(conv5)
-    logits = keras.layers.Conv2D(int(anchors_per_cell), 1, kernel_initializer=init, dtype="float32",
-                                 name="rpn_objectness")(x)
-    deltas = keras.layers.Conv2D(4 * int(anchors_per_cell), 1, kernel_initializer=init, dtype="float32",
-                                 name="rpn_deltas")(x)
-    return keras.Model(conv5, {
-        "objectness": keras.layers.Reshape((-1,), name="objectness")(logits),
-        "deltas": keras.layers.Reshape((-1, 4), name="deltas")(deltas),
-    }, name=name)
+    x = keras.layers.Conv2D(
+        int(hidden), 3, padding="same", activation="relu", kernel_initializer=init, name="rpn_conv"
+    )(conv5)
+    logits = keras.layers.Conv2D(
+        int(anchors_per_cell), 1, kernel_initializer=init, dtype="float32", name="rpn_objectness"
+    )(x)
+    deltas = keras.layers.Conv2D(
+        4 * int(anchors_per_cell), 1, kernel_initializer=init, dtype="float32", name="rpn_deltas"
+    )(x)
+    return keras.Model(
+        conv5,
+        {
+            "objectness": keras.layers.Reshape((-1,), name="objectness")(logits),
+            "deltas": keras.layers.Reshape((-1, 4), name="deltas")(deltas),
+        },
+        name=name,
+    )
 
 
 def assign_anchor_targets(anchors, gt_boxes, height, width, config=RpnTargetConfig()):
@@ -83,8 +95,9 @@ def assign_anchor_targets(anchors, gt_boxes, height, width, config=RpnTargetConf
     labels = np.full(len(anchors), IGNORE, np.int8)
     deltas = np.zeros((len(anchors), 4), np.float32)
     b = config.allowed_border
-    inside = ((anchors[:, 0] >= -b) & (anchors[:, 1] >= -b)
-              & (anchors[:, 2] <= height + b) & (anchors[:, 3] <= width + b))
+    inside = (
+        (anchors[:, 0] >= -b) & (anchors[:, 1] >= -b) & (anchors[:, 2] <= height + b) & (anchors[:, 3] <= width + b)
+    )
     if len(gt_boxes) == 0:
         labels[inside] = NEGATIVE
         return labels, deltas
@@ -158,8 +171,9 @@ class RpnTrainer(keras.Model):
         positive = tf.cast(tf.equal(labels, POSITIVE), tf.float32) * weights
         bce = tf.nn.sigmoid_cross_entropy_with_logits(labels=positive, logits=logits)
         objectness = tf.reduce_sum(bce * weights) / count
-        box_error = tf.reduce_sum(smooth_l1(tf.reshape(y_pred["deltas"], [-1, 4]) - tf.reshape(y["deltas"], [-1, 4])),
-                                  axis=1)
+        box_error = tf.reduce_sum(
+            smooth_l1(tf.reshape(y_pred["deltas"], [-1, 4]) - tf.reshape(y["deltas"], [-1, 4])), axis=1
+        )
         box = tf.reduce_sum(box_error * positive) / count
         self.objectness_loss.update_state(objectness)
         self.box_loss.update_state(box)
@@ -186,10 +200,14 @@ def training_dataset(records, config=RpnTargetConfig(), seed=0):
             for i in rng.permutation(len(records)):
                 yield records[i]
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=(
-        tf.TensorSpec([None, None, channels], tf.float32), tf.TensorSpec([None], tf.int8),
-        tf.TensorSpec([None, 4], tf.float32),
-    ))
+    dataset = tf.data.Dataset.from_generator(
+        generate,
+        output_signature=(
+            tf.TensorSpec([None, None, channels], tf.float32),
+            tf.TensorSpec([None], tf.int8),
+            tf.TensorSpec([None, 4], tf.float32),
+        ),
+    )
 
     def with_minibatch(step, record):
         conv5, labels, deltas = record

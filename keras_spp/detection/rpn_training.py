@@ -32,8 +32,10 @@ def rpn_records(learned, examples, load_image, config=rpn_lib.RpnTargetConfig(),
     and RPN scale. ``stats``: images, positives per record, and how many records had
     no anchor inside the image (they train nothing: every weight is 0)."""
     roi = learned.roi
-    conv = tf.function(lambda image, factor: roi.backbone(roi.resized(image, factor), training=False),
-                       input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)])
+    conv = tf.function(
+        lambda image, factor: roi.backbone(roi.resized(image, factor), training=False),
+        input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)],
+    )
     records, positives, no_anchor = [], [], 0
     for example in tqdm(examples, desc=desc, unit="img"):
         try:
@@ -53,8 +55,12 @@ def rpn_records(learned, examples, load_image, config=rpn_lib.RpnTargetConfig(),
             no_anchor += int(not (labels != rpn_lib.IGNORE).any())
             positives.append(int((labels == rpn_lib.POSITIVE).sum()))
             records.append((conv5, labels, deltas))
-    stats = {"records": len(records), "positives_mean": float(np.mean(positives)) if positives else 0.0,
-             "records_without_positives": int(sum(p == 0 for p in positives)), "records_without_anchors": no_anchor}
+    stats = {
+        "records": len(records),
+        "positives_mean": float(np.mean(positives)) if positives else 0.0,
+        "records_without_positives": int(sum(p == 0 for p in positives)),
+        "records_without_anchors": no_anchor,
+    }
     return records, stats
 
 
@@ -67,12 +73,14 @@ def train_rpn(learned, records, config=RpnTrainingConfig(), verbose=1, callbacks
     keras.utils.set_random_seed(config.seed)
     total = steps * int(config.epochs)
     schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-        [int(total * 0.75)], [config.learning_rate, config.final_learning_rate])
+        [int(total * 0.75)], [config.learning_rate, config.final_learning_rate]
+    )
     trainer = rpn_lib.RpnTrainer(learned.head)
     trainer.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=False)
     dataset = rpn_lib.training_dataset(records, config.targets, seed=config.seed)
-    history = trainer.fit(dataset, epochs=int(config.epochs), steps_per_epoch=steps, verbose=verbose,
-                          callbacks=callbacks or [])
+    history = trainer.fit(
+        dataset, epochs=int(config.epochs), steps_per_epoch=steps, verbose=verbose, callbacks=callbacks or []
+    )
     # The trainer holds the dataset of every record's conv5 (GBs at 800 px): let it go.
     history.set_model(None)
     return history

@@ -90,8 +90,9 @@ def fine_tuning_dataset(features, labels, batch_size=128, positive_fraction=0.25
         return tf.gather(pool, where)
 
     def batch(step):
-        rows = tf.concat([draw(positives_t, num_positives, step, 0),
-                          draw(negatives_t, batch_size - num_positives, step, 1)], 0)
+        rows = tf.concat(
+            [draw(positives_t, num_positives, step, 0), draw(negatives_t, batch_size - num_positives, step, 1)], 0
+        )
         return tf.cast(tf.gather(features_t, rows), tf.float32), tf.gather(labels_t, rows)
 
     return tf.data.Dataset.counter().map(batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -84,8 +84,10 @@ def train_svms(positives, negatives, num_classes, config=SvmConfig(), progress=N
     pos_features, pos_labels = positives
     pos_features = np.asarray(pos_features, np.float32)
     pos_labels = np.asarray(pos_labels).reshape(-1)
-    dim = pos_features.shape[1] if pos_features.ndim == 2 and len(pos_features) else (
-        negatives[0][0].shape[1] if negatives else 0
+    dim = (
+        pos_features.shape[1]
+        if pos_features.ndim == 2 and len(pos_features)
+        else (negatives[0][0].shape[1] if negatives else 0)
     )
     scale = _feature_scale(pos_features, negatives, config.feature_norm)
     rng = np.random.default_rng(config.seed)
@@ -134,7 +136,7 @@ def train_svms(positives, negatives, num_classes, config=SvmConfig(), progress=N
 
 def _feature_scale(pos_features, negatives, target_norm):
     norms = [np.linalg.norm(pos_features, axis=1)] if len(pos_features) else []
-    norms += [np.linalg.norm(f[: 50], axis=1) for f, _ in negatives if len(f)]
+    norms += [np.linalg.norm(f[:50], axis=1) for f, _ in negatives if len(f)]
     mean = float(np.mean(np.concatenate(norms))) if norms else 0.0
     return target_norm / mean if mean > 0 else 1.0
 

@@ -23,13 +23,9 @@ import tensorflow as tf
 from tqdm.auto import tqdm
 
 from keras_spp.data.voc import load_image
-from keras_spp.detection import heads
-from keras_spp.detection import sampling
-from keras_spp.detection.box_regression import fit_box_regressors
-from keras_spp.detection.box_regression import regression_targets
-from keras_spp.detection.svm import SvmConfig
-from keras_spp.detection.svm import negative_candidates
-from keras_spp.detection.svm import train_svms
+from keras_spp.detection import heads, sampling
+from keras_spp.detection.box_regression import fit_box_regressors, regression_targets
+from keras_spp.detection.svm import SvmConfig, negative_candidates, train_svms
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +145,12 @@ def _load_cached(path, windows):
     if cached_windows.shape == windows.shape and np.array_equal(cached_windows, windows):
         if features.ndim == 2 and len(features) == len(windows):
             return features
-        log.warning("window-feature cache %s holds %s features for %d windows; recomputing it",
-                    path, features.shape, len(windows))
+        log.warning(
+            "window-feature cache %s holds %s features for %d windows; recomputing it",
+            path,
+            features.shape,
+            len(windows),
+        )
     return None
 
 
@@ -189,7 +189,11 @@ def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     epochs, steps_per_epoch = epoch_split(config.steps)
     return model.fit(
-        dataset, steps_per_epoch=steps_per_epoch, epochs=epochs, verbose=verbose, callbacks=callbacks,
+        dataset,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        verbose=verbose,
+        callbacks=callbacks,
         shuffle=False,  # the stream is already shuffled, and endless
     )
 
@@ -249,8 +253,12 @@ def fit_svms(detector, records, examples, config=HeadTrainingConfig()):
         positives_y.append(example.labels[keep])
         proposals = slice(r.num_gt, None)
         allowed = negative_candidates(
-            r.windows[proposals], example.boxes, example.labels, num_classes,
-            config.svm.negative_iou, config.svm.duplicate_iou,
+            r.windows[proposals],
+            example.boxes,
+            example.labels,
+            num_classes,
+            config.svm.negative_iou,
+            config.svm.duplicate_iou,
         )
         negatives.append((features[proposals], allowed))
     dim = fc7.output_shape[-1]

@@ -34,8 +34,10 @@ class MinimumInputSize(keras.layers.Layer):
         self.min_side = positive_int("min_side", min_side, hint="pixels")
 
     def _message(self, size):
-        return (f"{self.name}: the network needs images of at least {self.min_side} x {self.min_side} "
-                f"pixels (height and width each at least {self.min_side}); got (height, width) {size}")
+        return (
+            f"{self.name}: the network needs images of at least {self.min_side} x {self.min_side} "
+            f"pixels (height and width each at least {self.min_side}); got (height, width) {size}"
+        )
 
     def call(self, inputs):
         static = tuple(inputs.shape[1:3])

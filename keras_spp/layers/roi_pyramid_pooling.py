@@ -3,8 +3,7 @@
 import keras
 
 from keras_spp.ops import bins
-from keras_spp.ops.box_cells import COORDINATE_RULES
-from keras_spp.ops.box_cells import validate_spatial_scale
+from keras_spp.ops.box_cells import COORDINATE_RULES, validate_spatial_scale
 from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
 
@@ -34,15 +33,11 @@ class RoiPyramidPooling(keras.layers.Layer):
     TensorShape([2, 40])
     """
 
-    def __init__(
-        self, levels=(6, 3, 2, 1), spatial_scale=1.0 / 16, coordinate_rule="spp", **kwargs
-    ):
+    def __init__(self, levels=(6, 3, 2, 1), spatial_scale=1.0 / 16, coordinate_rule="spp", **kwargs):
         super().__init__(**kwargs)
         self.levels = bins.validate_levels(levels)
         self.spatial_scale = validate_spatial_scale(spatial_scale)
-        self.coordinate_rule = bins.validate_choice(
-            coordinate_rule, COORDINATE_RULES, "coordinate_rule"
-        )
+        self.coordinate_rule = bins.validate_choice(coordinate_rule, COORDINATE_RULES, "coordinate_rule")
 
     def call(self, features, boxes, box_indices):
         return roi_pyramid_pool(

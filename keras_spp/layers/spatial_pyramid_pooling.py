@@ -3,9 +3,7 @@
 import keras
 
 from keras_spp.ops import bins
-from keras_spp.ops.spatial_pyramid_pool import POOLINGS
-from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
-from keras_spp.ops.spatial_pyramid_pool import spatial_pyramid_pool
+from keras_spp.ops.spatial_pyramid_pool import POOLINGS, pyramid_output_dim, spatial_pyramid_pool
 
 
 @keras.saving.register_keras_serializable(package="keras_spp")

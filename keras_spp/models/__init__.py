@@ -1,13 +1,26 @@
 """Table 1 backbones and classification heads."""
 
-from keras_spp.models.backbones import TABLE_1
-from keras_spp.models.backbones import backbone
-from keras_spp.models.backbones import feature_stride
-from keras_spp.models.backbones import min_input_side
-from keras_spp.models.classifier import convnet5
-from keras_spp.models.classifier import overfeat5
-from keras_spp.models.classifier import overfeat7
-from keras_spp.models.classifier import pool5_classifier
-from keras_spp.models.classifier import spp_classifier
-from keras_spp.models.classifier import table1_classifier
-from keras_spp.models.classifier import zf5
+from keras_spp.models.backbones import TABLE_1, backbone, feature_stride, min_input_side
+from keras_spp.models.classifier import (
+    convnet5,
+    overfeat5,
+    overfeat7,
+    pool5_classifier,
+    spp_classifier,
+    table1_classifier,
+    zf5,
+)
+
+__all__ = [
+    "TABLE_1",
+    "backbone",
+    "feature_stride",
+    "min_input_side",
+    "convnet5",
+    "overfeat5",
+    "overfeat7",
+    "pool5_classifier",
+    "spp_classifier",
+    "table1_classifier",
+    "zf5",
+]

@@ -11,8 +11,7 @@ The product of strides (``feature_stride``) maps image pixels onto conv5 cells:
 
 import keras
 
-from keras_spp.layers import LocalResponseNormalization
-from keras_spp.layers import MinimumInputSize
+from keras_spp.layers import LocalResponseNormalization, MinimumInputSize
 
 # name: ([layer spec], feature_stride, conv5 size at 224)
 # Layer specs: ("conv", filters, kernel, stride, pad) with pad an int or "same";
@@ -20,37 +19,65 @@ from keras_spp.layers import MinimumInputSize
 TABLE_1 = {
     "zf5": (
         [
-            ("conv", 96, 7, 2, "same"), ("lrn",), ("pool", 3, 2),
-            ("pad", 1), ("conv", 256, 5, 2, 0), ("lrn",), ("pool", 3, 2),
-            ("conv", 384, 3, 1, "same"), ("conv", 384, 3, 1, "same"), ("conv", 256, 3, 1, "same"),
+            ("conv", 96, 7, 2, "same"),
+            ("lrn",),
+            ("pool", 3, 2),
+            ("pad", 1),
+            ("conv", 256, 5, 2, 0),
+            ("lrn",),
+            ("pool", 3, 2),
+            ("conv", 384, 3, 1, "same"),
+            ("conv", 384, 3, 1, "same"),
+            ("conv", 256, 3, 1, "same"),
         ],
-        16, 13,
+        16,
+        13,
     ),
     "convnet5": (
         [
-            ("pad", 2), ("conv", 96, 11, 4, 0), ("lrn",),
-            ("conv", 256, 5, 1, "same"), ("lrn",), ("pool", 3, 2),
-            ("conv", 384, 3, 1, "same"), ("pool", 3, 2),
-            ("conv", 384, 3, 1, "same"), ("conv", 256, 3, 1, "same"),
+            ("pad", 2),
+            ("conv", 96, 11, 4, 0),
+            ("lrn",),
+            ("conv", 256, 5, 1, "same"),
+            ("lrn",),
+            ("pool", 3, 2),
+            ("conv", 384, 3, 1, "same"),
+            ("pool", 3, 2),
+            ("conv", 384, 3, 1, "same"),
+            ("conv", 256, 3, 1, "same"),
         ],
-        16, 13,
+        16,
+        13,
     ),
     "overfeat5": (
         [
-            ("conv", 96, 7, 2, 0), ("pool", 3, 3), ("lrn",),
-            ("conv", 256, 5, 1, "same"), ("pool", 2, 2),
-            ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
+            ("conv", 96, 7, 2, 0),
+            ("pool", 3, 3),
+            ("lrn",),
+            ("conv", 256, 5, 1, "same"),
+            ("pool", 2, 2),
+            ("conv", 512, 3, 1, "same"),
+            ("conv", 512, 3, 1, "same"),
+            ("conv", 512, 3, 1, "same"),
         ],
-        12, 18,
+        12,
+        18,
     ),
     "overfeat7": (
         [
-            ("conv", 96, 7, 2, 0), ("pool", 3, 3), ("lrn",),
-            ("conv", 256, 5, 1, "same"), ("pool", 2, 2),
-            ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
-            ("conv", 512, 3, 1, "same"), ("conv", 512, 3, 1, "same"),
+            ("conv", 96, 7, 2, 0),
+            ("pool", 3, 3),
+            ("lrn",),
+            ("conv", 256, 5, 1, "same"),
+            ("pool", 2, 2),
+            ("conv", 512, 3, 1, "same"),
+            ("conv", 512, 3, 1, "same"),
+            ("conv", 512, 3, 1, "same"),
+            ("conv", 512, 3, 1, "same"),
+            ("conv", 512, 3, 1, "same"),
         ],
-        12, 18,
+        12,
+        18,
     ),
 }
 

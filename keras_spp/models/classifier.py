@@ -3,8 +3,8 @@
 import keras
 
 from keras_spp.layers import SpatialPyramidPooling
-from keras_spp.ops.bins import paper_rule_is_valid
 from keras_spp.models.backbones import backbone as table1_backbone
+from keras_spp.ops.bins import paper_rule_is_valid
 
 
 def spp_classifier(

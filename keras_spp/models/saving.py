@@ -25,7 +25,8 @@ def load_keras_model(path, what="model", **kwargs):
     >>> load_keras_model(path, "--pretrained")
     Traceback (most recent call last):
     ...
-    ValueError: --pretrained .../broken.keras is not a .keras archive (not a zip file): it is corrupt, cut short or of another format (.h5, a SavedModel folder).
+    ValueError: --pretrained .../broken.keras is not a .keras archive (not a zip file):
+    it is corrupt, cut short or of another format (.h5, a SavedModel folder).
 
     Raises:
       FileNotFoundError: no file at ``path``.

@@ -42,10 +42,7 @@ def validate_levels(levels, argument="levels"):
 
 def validate_choice(value, choices, argument):
     if value not in choices:
-        raise ValueError(
-            f"`{argument}` must be one of {', '.join(repr(c) for c in choices)}; "
-            f"got {value!r}."
-        )
+        raise ValueError(f"`{argument}` must be one of {', '.join(repr(c) for c in choices)}; got {value!r}.")
     return value
 
 

@@ -58,9 +58,7 @@ def boxes_to_cells(boxes, spatial_scale, height, width, rule="spp"):
         end = tf.sign(second) * tf.floor(tf.abs(second) + 0.5)
         end = tf.maximum(end, start)
     else:
-        raise ValueError(
-            f"`coordinate_rule` must be one of {COORDINATE_RULES}; got {rule!r}."
-        )
+        raise ValueError(f"`coordinate_rule` must be one of {COORDINATE_RULES}; got {rule!r}.")
     last = tf.cast(tf.stack([height, width]) - 1, tf.float32)
     # Clip before the cast so that huge coordinates cannot overflow int32.
     start = tf.cast(tf.clip_by_value(start, 0.0, last), tf.int32)

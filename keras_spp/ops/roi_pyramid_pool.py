@@ -4,15 +4,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spp.ops import bins
-from keras_spp.ops.block_max_table import build_block_max_table
-from keras_spp.ops.block_max_table import levels_needed
-from keras_spp.ops.block_max_table import rectangle_max
-from keras_spp.ops.box_cells import COORDINATE_RULES
-from keras_spp.ops.box_cells import boxes_to_cells
-from keras_spp.ops.box_cells import validate_spatial_scale
-from keras_spp.ops.spatial_pyramid_pool import check_feature_map
-from keras_spp.ops.spatial_pyramid_pool import merge_bins
-from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
+from keras_spp.ops.block_max_table import build_block_max_table, levels_needed, rectangle_max
+from keras_spp.ops.box_cells import COORDINATE_RULES, boxes_to_cells, validate_spatial_scale
+from keras_spp.ops.spatial_pyramid_pool import check_feature_map, merge_bins, pyramid_output_dim
 
 
 def roi_pyramid_pool(
@@ -123,8 +117,7 @@ def _check_static(features, boxes, box_indices):
         raise ValueError(f"`features` must have height and width >= 1; got shape {features.shape}.")
     if boxes.shape.rank != 2 or boxes.shape[1] not in (None, 4):
         raise ValueError(
-            "`boxes` must be [num_boxes, 4] as [y1, x1, y2, x2] in image pixels; "
-            f"got shape {boxes.shape}."
+            f"`boxes` must be [num_boxes, 4] as [y1, x1, y2, x2] in image pixels; got shape {boxes.shape}."
         )
     if not boxes.dtype.is_floating:
         raise ValueError(f"`boxes` must be floating point; got {boxes.dtype.name}.")
@@ -135,8 +128,7 @@ def _check_static(features, boxes, box_indices):
         )
     if None not in (boxes.shape[0], box_indices.shape[0]) and boxes.shape[0] != box_indices.shape[0]:
         raise ValueError(
-            f"`boxes` has {boxes.shape[0]} rows but `box_indices` has "
-            f"{box_indices.shape[0]} entries; they must match."
+            f"`boxes` has {boxes.shape[0]} rows but `box_indices` has {box_indices.shape[0]} entries; they must match."
         )
 
 

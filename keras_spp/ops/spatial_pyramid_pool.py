@@ -67,11 +67,7 @@ def spatial_pyramid_pool(features, levels=(6, 3, 2, 1), pooling="max", bin_rule=
     height, width = shape[1], shape[2]
     valid = _check_runtime_sizes(height, width, static_h, static_w, levels, bin_rule)
 
-    plan = (
-        bins.derivation_plan(levels)
-        if pooling == "max" and bin_rule == "adaptive"
-        else {n: None for n in levels}
-    )
+    plan = bins.derivation_plan(levels) if pooling == "max" and bin_rule == "adaptive" else {n: None for n in levels}
     pooled = {}
     for n in sorted(plan, reverse=True):
         source = plan[n]

@@ -28,9 +28,23 @@ def learning_rate_schedule(learning_rate, schedule="plateau", total_steps=1, dro
     return learning_rate
 
 
-def build_classifier(backbone, num_classes, *, head="spp", levels=(6, 3, 2, 1), width=1.0, fc_units=4096,
-                     dropout=0.5, image_size=224, dtype_policy="float32", optimizer="sgd", learning_rate=0.01,
-                     momentum=0.9, weight_decay=5e-4, jit_compile=True):
+def build_classifier(
+    backbone,
+    num_classes,
+    *,
+    head="spp",
+    levels=(6, 3, 2, 1),
+    width=1.0,
+    fc_units=4096,
+    dropout=0.5,
+    image_size=224,
+    dtype_policy="float32",
+    optimizer="sgd",
+    learning_rate=0.01,
+    momentum=0.9,
+    weight_decay=5e-4,
+    jit_compile=True,
+):
     """``keras_spp.models.table1_classifier(backbone, num_classes, ...)`` built under
     ``dtype_policy`` (``"auto"`` resolved for this machine; the policy is stored in each
     layer's config, so a model saved under mixed_bfloat16 computes in bfloat16 wherever
@@ -49,8 +63,16 @@ def build_classifier(backbone, num_classes, *, head="spp", levels=(6, 3, 2, 1), 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer {optimizer!r}; known: {', '.join(OPTIMIZERS)}.")
     with dtype_policy_scope(dtype_policy):
-        model = table1_classifier(backbone, num_classes, head=head, levels=levels, width=width, fc_units=fc_units,
-                                  dropout=dropout, image_size=image_size)
+        model = table1_classifier(
+            backbone,
+            num_classes,
+            head=head,
+            levels=levels,
+            width=width,
+            fc_units=fc_units,
+            dropout=dropout,
+            image_size=image_size,
+        )
     model.compile(
         optimizer=(
             keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=weight_decay)

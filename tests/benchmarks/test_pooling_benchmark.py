@@ -19,9 +19,26 @@ def test_baselines_agree_with_the_op():
 
 def test_benchmark_prints_json_for_a_small_problem():
     out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pooling", "--boxes", "20", "--map", "6,7,4", "--repeats", "1",
-         "--image-batch", "1", "--zf5-width", "0.0625", "--configs", "keras_spp_xla,segment_max"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.pooling",
+            "--boxes",
+            "20",
+            "--map",
+            "6,7,4",
+            "--repeats",
+            "1",
+            "--image-batch",
+            "1",
+            "--zf5-width",
+            "0.0625",
+            "--configs",
+            "keras_spp_xla,segment_max",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     report = json.loads(out)
     roi = report["roi_pyramid_pool"]
@@ -47,9 +64,12 @@ def test_speedups_are_each_configs_median_over_xlas(monkeypatch, tmp_path):
     monkeypatch.setattr(pooling.subprocess, "run", run)
     monkeypatch.setattr(pooling, "image_level", lambda *args, **kwargs: {})
     out = tmp_path / "pooling.json"
-    assert pooling.main(["--configs", "keras_spp_xla,segment_max,crop_and_resize,keras_spp_graph",
-                         "--out", str(out)]) == 0
+    assert (
+        pooling.main(["--configs", "keras_spp_xla,segment_max,crop_and_resize,keras_spp_graph", "--out", str(out)]) == 0
+    )
     roi = json.loads(out.read_text())["roi_pyramid_pool"]
-    assert roi["speedup_xla_vs"] == {"segment_max": {"forward": 5.0, "forward_backward": 1.5},
-                                     "keras_spp_graph": {"forward": 1.5, "forward_backward": 0.5}}
+    assert roi["speedup_xla_vs"] == {
+        "segment_max": {"forward": 5.0, "forward_backward": 1.5},
+        "keras_spp_graph": {"forward": 1.5, "forward_backward": 0.5},
+    }
     assert roi["crop_and_resize"] == {"error": ["RuntimeError: no kernel"]}

@@ -10,10 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_spp.data import detection_sources
-from keras_spp.data import mnist
-from keras_spp.data import mnist_detection
-from keras_spp.data import voc
+from keras_spp.data import detection_sources, mnist, mnist_detection, voc
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +53,13 @@ def voc_example(image, filename, objects):
         "labels": sorted({label for label, _, _ in objects}),
         "labels_no_difficult": sorted({label for label, _, hard in objects if not hard}),
         "objects": [
-            {"bbox": np.asarray(bbox, np.float32), "label": label, "is_difficult": hard,
-             "is_truncated": False, "pose": 0}
+            {
+                "bbox": np.asarray(bbox, np.float32),
+                "label": label,
+                "is_difficult": hard,
+                "is_truncated": False,
+                "pose": 0,
+            }
             for label, bbox, hard in objects
         ],
     }
@@ -119,8 +121,7 @@ def test_tfds_random_examples_and_schema_handling(tfds, tmp_path, caplog):
         return out
 
     calls = []
-    with tfds.testing.mock_data(as_dataset_fn=fake_as_dataset(examples, calls)), \
-            caplog.at_level(logging.WARNING):
+    with tfds.testing.mock_data(as_dataset_fn=fake_as_dataset(examples, calls)), caplog.at_level(logging.WARNING):
         loaded, _ = detection_sources.load_detection("tfds:voc/2012", "val", data_dir=tmp_path)
     assert calls == ["validation"]
     assert [e.image_id for e in loaded] == ["tfds_000000", "same", "tfds_000002", "tfds_000003", "ok"]
@@ -137,12 +138,17 @@ def test_tfds_bytes_that_are_not_images_are_skipped(tfds, tmp_path, caplog):
         png = io.BytesIO()
         Image.fromarray(np.zeros([4, 6, 3], np.uint8)).save(png, format="PNG")
         images = [b"broken", png.getvalue()]
-        return tf.data.Dataset.from_tensor_slices({
-            "image": images,
-            "image/filename": ["x.jpg", "y.jpg"],
-            "objects": {"bbox": tf.zeros([2, 0, 4]), "label": tf.zeros([2, 0], tf.int64),
-                        "is_difficult": tf.zeros([2, 0], tf.bool)},
-        })
+        return tf.data.Dataset.from_tensor_slices(
+            {
+                "image": images,
+                "image/filename": ["x.jpg", "y.jpg"],
+                "objects": {
+                    "bbox": tf.zeros([2, 0, 4]),
+                    "label": tf.zeros([2, 0], tf.int64),
+                    "is_difficult": tf.zeros([2, 0], tf.bool),
+                },
+            }
+        )
 
     with tfds.testing.mock_data(as_dataset_fn=skip_decoded), caplog.at_level(logging.WARNING):
         loaded, _ = detection_sources.load_detection("voc/2007", "test", data_dir=tmp_path)
@@ -163,10 +169,18 @@ def test_generic_tfds_boxes_are_continuous_and_crowds_are_difficult(tfds, tmp_pa
     def examples(features):
         png = io.BytesIO()
         Image.fromarray(np.zeros([100, 200, 3], np.uint8)).save(png, format="PNG")
-        objects = [{"area": 1, "bbox": np.asarray(b, np.float32), "id": 1, "is_crowd": crowd, "label": 3}
-                   for b, crowd in (((0.1, 0.25, 0.5, 0.75), False), ((0.0, 0.0, 0.5, 0.5), True))]
-        return [{"image": np.zeros([100, 200, 3], np.uint8), "image/filename": "000000000001.jpg",
-                 "image/id": 1, "objects": objects}]
+        objects = [
+            {"area": 1, "bbox": np.asarray(b, np.float32), "id": 1, "is_crowd": crowd, "label": 3}
+            for b, crowd in (((0.1, 0.25, 0.5, 0.75), False), ((0.0, 0.0, 0.5, 0.5), True))
+        ]
+        return [
+            {
+                "image": np.zeros([100, 200, 3], np.uint8),
+                "image/filename": "000000000001.jpg",
+                "image/id": 1,
+                "objects": objects,
+            }
+        ]
 
     with tfds.testing.mock_data(as_dataset_fn=fake_as_dataset(examples, [])):
         (example,), names = detection_sources.load_detection("tfds:coco/2017", "validation", data_dir=tmp_path)
@@ -194,21 +208,25 @@ def test_mnist_detection_source(tmp_path, monkeypatch):
     examples, names = detection_sources.load_detection("mnist-detection", "test", num_trainval=2, num_test=2, seed=1)
     assert names == mnist_detection.CLASS_NAMES and len(examples) == 2
     assert examples[0].image_path.startswith(str(cache / "mnist_detection_v1_2_2_1"))
-    elsewhere, _ = detection_sources.load_detection("mnist-detection", "trainval", data_dir=tmp_path / "other",
-                                                    num_trainval=2, num_test=2, seed=1)
+    elsewhere, _ = detection_sources.load_detection(
+        "mnist-detection", "trainval", data_dir=tmp_path / "other", num_trainval=2, num_test=2, seed=1
+    )
     assert len(elsewhere) == 2 and elsewhere[0].image_path.startswith(str(tmp_path / "other"))
 
 
-@pytest.mark.parametrize("name, split, options, match", [
-    ("coco", "train", {}, "accepted: 'mnist-detection', 'voc:<path>', 'voc/2007', 'voc/2012', 'tfds:<name>'"),
-    (None, "train", {}, "must be a string"),
-    ("voc:", "train", {}, "needs a path"),
-    ("tfds:", "train", {}, "needs a TFDS dataset name"),
-    ("mnist-detection", "validation", {}, "'trainval', 'test'"),
-    ("mnist-detection", "test", {"sizes": 3}, "Unknown option.*sizes.*num_trainval"),
-    ("voc/2007", "test", {"seed": 1}, "accepted: tfds_data_dir"),
-    ("voc:/x", "", {}, "non-empty string"),
-])
+@pytest.mark.parametrize(
+    "name, split, options, match",
+    [
+        ("coco", "train", {}, "accepted: 'mnist-detection', 'voc:<path>', 'voc/2007', 'voc/2012', 'tfds:<name>'"),
+        (None, "train", {}, "must be a string"),
+        ("voc:", "train", {}, "needs a path"),
+        ("tfds:", "train", {}, "needs a TFDS dataset name"),
+        ("mnist-detection", "validation", {}, "'trainval', 'test'"),
+        ("mnist-detection", "test", {"sizes": 3}, "Unknown option.*sizes.*num_trainval"),
+        ("voc/2007", "test", {"seed": 1}, "accepted: tfds_data_dir"),
+        ("voc:/x", "", {}, "non-empty string"),
+    ],
+)
 def test_bad_names_splits_and_options(name, split, options, match):
     never_built = mock.patch.object(mnist_detection, "ensure_mnist_detection", side_effect=AssertionError("built"))
     with never_built, pytest.raises(ValueError, match=match):

@@ -3,9 +3,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from keras_spp.data import mnist
-from keras_spp.data import mnist_detection
-from keras_spp.data import voc
+from keras_spp.data import mnist, mnist_detection, voc
 
 
 @pytest.fixture(scope="module")
@@ -192,11 +190,14 @@ def test_ensure_builds_once_atomically(private_cache, monkeypatch):
     assert len(voc.read_voc(root, "trainval")[0]) == 4
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"num_trainval": -1}, "num_trainval"),
-    ({"num_test": 1.5}, "num_test"),
-    ({"seed": -2}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_trainval": -1}, "num_trainval"),
+        ({"num_test": 1.5}, "num_test"),
+        ({"seed": -2}, "seed"),
+    ],
+)
 def test_bad_settings(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         mnist_detection.ensure_mnist_detection(data_dir=tmp_path, **kwargs)

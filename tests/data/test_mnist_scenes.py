@@ -5,9 +5,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_spp.data import mnist
-from keras_spp.data import mnist_scenes
-from keras_spp.data import sources
+from keras_spp.data import mnist, mnist_scenes, sources
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -158,8 +156,12 @@ def test_default_folder_names_every_setting(scenes_cache):
 
 @pytest.mark.parametrize(
     "splits, match",
-    [({"training": 5}, "'train', 'validation', 'test'"), ({"test": 10001}, r"\[0, 10000\]"),
-     ({"train": 0}, "at least one"), ({"train": 2.5}, "integer")],
+    [
+        ({"training": 5}, "'train', 'validation', 'test'"),
+        ({"test": 10001}, r"\[0, 10000\]"),
+        ({"train": 0}, "at least one"),
+        ({"train": 2.5}, "integer"),
+    ],
 )
 def test_write_mnist_scenes_validates_splits(scenes_cache, splits, match):
     with pytest.raises(ValueError, match=match):
@@ -188,13 +190,15 @@ def test_load_classification_reads_the_scenes(scenes_cache):
     )
     assert test_info.num_examples == 5
     with pytest.raises(ValueError, match="no 'validation' folder"):
-        sources.load_classification("mnist-scenes", "validation", sizes={"train": 30, "test": 5},
-                                    min_side=24, max_side=80)
+        sources.load_classification(
+            "mnist-scenes", "validation", sizes={"train": 30, "test": 5}, min_side=24, max_side=80
+        )
 
 
 def test_mnist_scenes_data_dir_and_options(scenes_cache, tmp_path):
-    _, info = sources.load_classification("mnist-scenes", "test", data_dir=tmp_path / "elsewhere",
-                                          sizes={"test": 3}, min_side=16, max_side=20)
+    _, info = sources.load_classification(
+        "mnist-scenes", "test", data_dir=tmp_path / "elsewhere", sizes={"test": 3}, min_side=16, max_side=20
+    )
     assert info.num_examples == 3
     assert (tmp_path / "elsewhere" / "mnist_scenes" / "v2-s0-16-20-n0-0-3" / "COMPLETE").is_file()
     with pytest.raises(ValueError, match="manual_dir.*accepted: min_side, max_side, sizes"):

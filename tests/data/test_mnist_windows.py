@@ -3,11 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from keras_spp.data import mnist
-from keras_spp.data import mnist_detection
-from keras_spp.data import mnist_windows
-from keras_spp.data import sources
-from keras_spp.data import voc
+from keras_spp.data import mnist, mnist_detection, mnist_windows, sources, voc
 
 BACKGROUND = mnist_windows.CLASS_NAMES.index("background")
 
@@ -61,7 +57,8 @@ def test_scene_windows_digits_first_then_background_far_from_every_digit(digits,
     # With the widening turned off, a background window is the drawn box itself:
     # check the rule against a direct computation.
     monkeypatch.setattr(
-        mnist_windows, "window_around",
+        mnist_windows,
+        "window_around",
         lambda box, shape, rng: tuple(float(v) for v in box),
     )
     backgrounds_seen = 0
@@ -70,7 +67,7 @@ def test_scene_windows_digits_first_then_background_far_from_every_digit(digits,
         windows = mnist_windows.scene_windows(s, rng, backgrounds=3)
         labels = [label for _, label in windows]
         assert labels[: len(s.labels)] == list(s.labels)
-        for window, label in windows[len(s.labels):]:
+        for window, label in windows[len(s.labels) :]:
             assert label == BACKGROUND
             backgrounds_seen += 1
             low, high = mnist_detection.digit_size_range(min(s.image.shape[:2]))

@@ -3,12 +3,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_spp.data import pipelines
-from keras_spp.data import transforms
+from keras_spp.data import pipelines, transforms
 from keras_spp.data.multisize import SizeSchedule
-from keras_spp.data.views import evaluate
-from keras_spp.data.views import ten_views
-from keras_spp.data.views import topk_accuracy
+from keras_spp.data.views import evaluate, ten_views, topk_accuracy
 
 
 def varied_source(n=24, classes=3, seed=0):
@@ -65,7 +62,9 @@ def test_training_batches_follow_the_schedule_and_are_deterministic():
 
 
 def test_small_size_is_the_large_crop_resized():
-    full = take_batches(pipelines.training_dataset(varied_source(), 4, 64, 72, SizeSchedule((64,)), seed=1, epochs=1), 1)
+    full = take_batches(
+        pipelines.training_dataset(varied_source(), 4, 64, 72, SizeSchedule((64,)), seed=1, epochs=1), 1
+    )
     small = take_batches(
         pipelines.training_dataset(varied_source(), 4, 64, 72, SizeSchedule((48,)), seed=1, epochs=1), 1
     )
@@ -123,8 +122,16 @@ def colour_model(classes=3):
 
 
 def test_evaluate_every_view_on_any_size_images():
-    results = evaluate(colour_model(), varied_source(), views=("center", "full", "ten_view", "multi_scale"),
-                       crop=48, min_side=56, scales=(48, 64), batch_size=5, verbose=False)
+    results = evaluate(
+        colour_model(),
+        varied_source(),
+        views=("center", "full", "ten_view", "multi_scale"),
+        crop=48,
+        min_side=56,
+        scales=(48, 64),
+        batch_size=5,
+        verbose=False,
+    )
     for view in ("center", "full", "ten_view", "multi_scale"):
         assert results[view]["examples"] == 24
         assert results[view]["top1"] == 1.0

@@ -93,7 +93,10 @@ def test_flat_folder_splits_each_class_by_seed(tmp_path):
     validation, validation_info = load(f"folder:{tmp_path}", "validation", seed=3, validation_fraction=0.3)
     assert (train_info.num_examples, validation_info.num_examples) == (14, 6)
     assert train_info.class_names == validation_info.class_names == ("cat", "dog")
-    ids = lambda examples: sorted(int(image[0, 0, 0]) for image, _ in examples)
+
+    def ids(examples):
+        return sorted(int(image[0, 0, 0]) for image, _ in examples)
+
     train_ids, validation_ids = ids(train), ids(validation)
     assert sorted(train_ids + validation_ids) == list(range(10)) + list(range(10, 20))
     assert sum(i < 10 for i in validation_ids) == 3  # 30% of each class
@@ -144,8 +147,13 @@ def test_empty_or_missing_folders_name_the_path(tmp_path):
 @pytest.mark.parametrize(
     "name, split, options, match",
     [
-        ("imagenet", "train", {}, "Unknown source `name` 'imagenet'; known: 'mnist-scenes', 'mnist-windows', "
-         "'folder:<path>', 'imagenet2012', .*'cifar100', 'tfds:<name>'"),
+        (
+            "imagenet",
+            "train",
+            {},
+            "Unknown source `name` 'imagenet'; known: 'mnist-scenes', 'mnist-windows', "
+            "'folder:<path>', 'imagenet2012', .*'cifar100', 'tfds:<name>'",
+        ),
         ("folder:", "train", {}, "needs a path"),
         (None, "train", {}, "`name` must be a string"),
         ("mnist-scenes", "val", {}, "`split` must be one of 'train', 'validation', 'test'"),
@@ -200,15 +208,22 @@ def test_tfds_validation_falls_back_to_test_and_manual_dir_is_passed(tfds, tmp_p
     def prepare(builder, **kwargs):
         # What a real preparation does: the builder learns its splits.
         calls.append(kwargs)
-        builder.info.set_splits(tfds.core.SplitDict([
-            tfds.core.SplitInfo(name="train", shard_lengths=[6], num_bytes=0),
-            tfds.core.SplitInfo(name="test", shard_lengths=[3], num_bytes=0),
-        ]))
+        builder.info.set_splits(
+            tfds.core.SplitDict(
+                [
+                    tfds.core.SplitInfo(name="train", shard_lengths=[6], num_bytes=0),
+                    tfds.core.SplitInfo(name="test", shard_lengths=[3], num_bytes=0),
+                ]
+            )
+        )
 
-    with tfds.testing.mock_data(num_examples=3), mock.patch.object(
-        tfds.core.DatasetBuilder, "download_and_prepare", prepare
-    ), mock.patch.object(tfds.core.DatasetBuilder, "as_dataset", autospec=True,
-                         side_effect=tfds.core.DatasetBuilder.as_dataset) as as_dataset:
+    with (
+        tfds.testing.mock_data(num_examples=3),
+        mock.patch.object(tfds.core.DatasetBuilder, "download_and_prepare", prepare),
+        mock.patch.object(
+            tfds.core.DatasetBuilder, "as_dataset", autospec=True, side_effect=tfds.core.DatasetBuilder.as_dataset
+        ) as as_dataset,
+    ):
         dataset, info = sources.load_classification("caltech101", "validation", manual_dir=tmp_path)
         assert len(list(dataset)) == 3
     assert info.split == "validation" and info.num_examples == 3
@@ -219,8 +234,9 @@ def test_tfds_validation_falls_back_to_test_and_manual_dir_is_passed(tfds, tmp_p
 
 def test_default_file_order_mixes_classes_and_is_fixed_by_seed(tmp_path):
     flat_folder(tmp_path, per_class=10, classes=("ant", "bee", "cow"))
-    sorted_labels = [label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0,
-                                                    shuffle_files=False)[0]]
+    sorted_labels = [
+        label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0, shuffle_files=False)[0]
+    ]
     first = [label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0, seed=1)[0]]
     again = [label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0, seed=1)[0]]
     other = [label for _, label in load(f"folder:{tmp_path}", "train", validation_fraction=0.0, seed=2)[0]]

@@ -10,8 +10,8 @@ from keras_spp.data import voc
 
 def annotation(filename, objects, size=(60, 80), extra=""):
     """VOC XML text; ``objects`` as (name, xmin, ymin, xmax, ymax, difficult or None)."""
-    size_xml = "" if size is None else (
-        f"<size><width>{size[1]}</width><height>{size[0]}</height><depth>3</depth></size>"
+    size_xml = (
+        "" if size is None else (f"<size><width>{size[1]}</width><height>{size[0]}</height><depth>3</depth></size>")
     )
     parts = []
     for name, xmin, ymin, xmax, ymax, difficult in objects:
@@ -78,11 +78,11 @@ def test_images_without_objects_and_empty_splits_are_valid(tmp_path):
 
 def test_boxes_are_clipped_and_degenerate_ones_dropped_with_a_warning(tmp_path, caplog):
     objects = [
-        ("dog", -5, 0, 90, 30, 0),    # out on the left and right: clipped
-        ("cat", 10, 10, 10, 20, 0),   # one pixel wide (inclusive): kept
-        ("cat", 20, 10, 15, 20, 0),   # xmax < xmin: dropped
-        ("bird", 81, 5, 95, 20, 0),   # entirely right of the image: nothing left after clipping
-        ("bird", 5, 40, 20, 40.5, 0), # fractional, still inside
+        ("dog", -5, 0, 90, 30, 0),  # out on the left and right: clipped
+        ("cat", 10, 10, 10, 20, 0),  # one pixel wide (inclusive): kept
+        ("cat", 20, 10, 15, 20, 0),  # xmax < xmin: dropped
+        ("bird", 81, 5, 95, 20, 0),  # entirely right of the image: nothing left after clipping
+        ("bird", 5, 40, 20, 40.5, 0),  # fractional, still inside
     ]
     root = make_voc(tmp_path, {"clip": ("clip.jpg", rgb(), annotation("clip.jpg", objects))})
     with caplog.at_level(logging.WARNING, logger="keras_spp.data.voc"):
@@ -127,19 +127,22 @@ def test_missing_split_annotation_and_image_are_file_not_found(tmp_path):
         voc.read_voc(tmp_path / "nowhere", "trainval")
 
 
-@pytest.mark.parametrize("xml, match", [
-    ("<annotation><object>", "Malformed annotation XML"),
-    ("<notannotation/>", "root element"),
-    (annotation("m.jpg", [("dog", 1, 2, "abc", 4, 0)]), "<xmax> 'abc'"),
-    (annotation("m.jpg", [("dog", 1, 2, 3, 4, "maybe")]), "difficult"),
-    (annotation("m.jpg", [], size=("x", 10)), "<height>"),
-    (annotation("m.jpg", [], size=("inf", 10)), "<height> is 'inf'"),
-    (annotation("m.jpg", [], size=(10, "nan")), "<width> is 'nan'"),
-    (annotation("m.jpg", [], size=("-inf", 10)), "<height>"),
-    (annotation("m.jpg", [("dog", 1, 2, 3, 4, "inf")]), "difficult"),
-    (annotation("m.jpg", [("dog", 1, 2, 3, 4, "nan")]), "difficult"),
-    ("<annotation><object><name>dog</name></object></annotation>", "no <bndbox>"),
-])
+@pytest.mark.parametrize(
+    "xml, match",
+    [
+        ("<annotation><object>", "Malformed annotation XML"),
+        ("<notannotation/>", "root element"),
+        (annotation("m.jpg", [("dog", 1, 2, "abc", 4, 0)]), "<xmax> 'abc'"),
+        (annotation("m.jpg", [("dog", 1, 2, 3, 4, "maybe")]), "difficult"),
+        (annotation("m.jpg", [], size=("x", 10)), "<height>"),
+        (annotation("m.jpg", [], size=("inf", 10)), "<height> is 'inf'"),
+        (annotation("m.jpg", [], size=(10, "nan")), "<width> is 'nan'"),
+        (annotation("m.jpg", [], size=("-inf", 10)), "<height>"),
+        (annotation("m.jpg", [("dog", 1, 2, 3, 4, "inf")]), "difficult"),
+        (annotation("m.jpg", [("dog", 1, 2, 3, 4, "nan")]), "difficult"),
+        ("<annotation><object><name>dog</name></object></annotation>", "no <bndbox>"),
+    ],
+)
 def test_malformed_xml_names_the_file(tmp_path, xml, match):
     root = make_voc(tmp_path, {"m": ("m.jpg", rgb(), xml)})
     with pytest.raises(ValueError, match=match) as error:
@@ -176,7 +179,7 @@ def test_load_image_makes_rgb_from_grayscale_rgba_palette_and_16_bit(tmp_path):
     Image.fromarray(rgb(12, 16)).convert("P").save(tmp_path / "palette.gif")
     palette = voc.load_image(tmp_path / "palette.gif")
     assert palette.shape == (12, 16, 3) and palette.dtype == np.uint8
-    deep = (np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 300)
+    deep = np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 300
     Image.fromarray(deep).save(tmp_path / "deep.png")
     np.testing.assert_array_equal(voc.load_image(tmp_path / "deep.png")[..., 1], deep >> 8)
     Image.fromarray(rgb(12, 16)).save(tmp_path / "photo.jpg", quality=95)
@@ -235,9 +238,9 @@ def test_write_then_read_is_exact_for_integer_boxes(tmp_path):
     Image.fromarray(rgb(50, 70, seed=3)).save(jpeg, quality=90)
     items = [
         ("img_a", rgb(60, 80), [[0, 0, 60, 80], [10, 20, 11, 21]], [2, 0], [False, True]),
-        ("img_b", rgb(40, 30)[..., 0], np.zeros([0, 4]), [], None),        # gray, no objects
+        ("img_b", rgb(40, 30)[..., 0], np.zeros([0, 4]), [], None),  # gray, no objects
         ("img_c", (jpeg.read_bytes(), ".jpeg"), [[5, 6, 45, 66]], [1], [False]),  # bytes, unchanged
-        ("img_d", jpeg.read_bytes(), [[1.5, 2.25, 3, 4]], [1], None),      # bytes, sniffed; fractional
+        ("img_d", jpeg.read_bytes(), [[1.5, 2.25, 3, 4]], [1], None),  # bytes, sniffed; fractional
     ]
     root = voc.write_voc(tmp_path / "out", "trainval", items, names)
     voc.write_voc(root, "test", [], names)
@@ -261,19 +264,26 @@ def test_write_then_read_is_exact_for_integer_boxes(tmp_path):
     assert (root / "labels.txt").read_text() == "cat\ndog\nperson\n"
 
 
-@pytest.mark.parametrize("items, names, match", [
-    ([("a b", np.zeros([4, 4], np.uint8), [], [], None)], ("x",), "whitespace"),
-    ([("../a", np.zeros([4, 4], np.uint8), [], [], None)], ("x",), "separators"),
-    ([("a", np.zeros([4, 4], np.uint8), [], [], None)] * 2, ("x",), "twice"),
-    ([("a", np.zeros([4, 4], np.float32), [], [], None)], ("x",), "uint8"),
-    ([("a", b"not an image", [], [], None)], ("x",), "not an image"),
-    ([("a", np.zeros([4, 4], np.uint8), [[0, 0, 1, 1]], [1], None)], ("x",), r"labels must be integers in \[0, 1\)"),
-    ([("a", np.zeros([4, 4], np.uint8), [[0, 0, 1]], [0], None)], ("x",), r"\[N, 4\]"),
-    ([("a", np.zeros([4, 4], np.uint8), [[0, 0, 1, 1]], [0, 0], None)], ("x",), "one entry per object"),
-    ([("a", np.zeros([4, 4], np.uint8))], ("x",), "Each item"),
-    ([], ("x", "x"), "unique"),
-    ([], ("x", " y"), "whitespace"),
-])
+@pytest.mark.parametrize(
+    "items, names, match",
+    [
+        ([("a b", np.zeros([4, 4], np.uint8), [], [], None)], ("x",), "whitespace"),
+        ([("../a", np.zeros([4, 4], np.uint8), [], [], None)], ("x",), "separators"),
+        ([("a", np.zeros([4, 4], np.uint8), [], [], None)] * 2, ("x",), "twice"),
+        ([("a", np.zeros([4, 4], np.float32), [], [], None)], ("x",), "uint8"),
+        ([("a", b"not an image", [], [], None)], ("x",), "not an image"),
+        (
+            [("a", np.zeros([4, 4], np.uint8), [[0, 0, 1, 1]], [1], None)],
+            ("x",),
+            r"labels must be integers in \[0, 1\)",
+        ),
+        ([("a", np.zeros([4, 4], np.uint8), [[0, 0, 1]], [0], None)], ("x",), r"\[N, 4\]"),
+        ([("a", np.zeros([4, 4], np.uint8), [[0, 0, 1, 1]], [0, 0], None)], ("x",), "one entry per object"),
+        ([("a", np.zeros([4, 4], np.uint8))], ("x",), "Each item"),
+        ([], ("x", "x"), "unique"),
+        ([], ("x", " y"), "whitespace"),
+    ],
+)
 def test_write_rejects_bad_items(tmp_path, items, names, match):
     with pytest.raises(ValueError, match=match):
         voc.write_voc(tmp_path, "trainval", items, names)

@@ -8,16 +8,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keras_spp.detection import boxes as box_ops
-from keras_spp.detection.boxes import box_area
-from keras_spp.detection.boxes import clip_boxes
-from keras_spp.detection.boxes import decode_boxes
-from keras_spp.detection.boxes import decode_boxes_tf
-from keras_spp.detection.boxes import encode_boxes
-from keras_spp.detection.boxes import expand_boxes_for_context
-from keras_spp.detection.boxes import iou_matrix
-from keras_spp.detection.boxes import iou_tf
-from keras_spp.detection.boxes import remove_small_boxes
-from keras_spp.detection.boxes import unique_boxes
+from keras_spp.detection.boxes import (
+    box_area,
+    clip_boxes,
+    decode_boxes,
+    decode_boxes_tf,
+    encode_boxes,
+    expand_boxes_for_context,
+    iou_matrix,
+    iou_tf,
+    remove_small_boxes,
+    unique_boxes,
+)
 
 # Corners on a small integer grid give identical, touching, nested and degenerate
 # (y2 <= y1) boxes often; the float ones give everything else.

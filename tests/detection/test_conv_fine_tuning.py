@@ -5,9 +5,7 @@ from PIL import Image
 
 from keras_spp.data.detection_examples import DetectionExample
 from keras_spp.detection import conv_fine_tuning as cft
-from keras_spp.detection import heads
-from keras_spp.detection import scales
-from keras_spp.detection import training
+from keras_spp.detection import heads, scales, training
 from keras_spp.detection.features import MultiScaleRoiFeatures
 from keras_spp.models import backbone
 
@@ -77,7 +75,7 @@ def test_dataset_resizes_each_image_to_one_of_the_scales_with_its_windows(detect
     records = training.compute_window_features(roi, examples, proposals_of(examples))
     config = cft.ConvFineTuningConfig(windows_per_image=16)
     seen_scales = set()
-    for (x, labels) in cft.image_windows_dataset(roi, records, examples, config).take(12):
+    for x, labels in cft.image_windows_dataset(roi, records, examples, config).take(12):
         image, boxes = x["image"].numpy(), x["boxes"].numpy()
         short = min(image.shape[1:3])
         assert short in (64, 96)
@@ -85,7 +83,8 @@ def test_dataset_resizes_each_image_to_one_of_the_scales_with_its_windows(detect
         # The windows scaled with the image: divided by its factor, each is one of its
         # windows, and one the detector pools at this scale.
         matches = [
-            (e, boxes / (short / min(e.height, e.width))) for e, r in zip(examples, records)
+            (e, boxes / (short / min(e.height, e.width)))
+            for e, r in zip(examples, records)
             if np.isclose(boxes / (short / min(e.height, e.width)), r.windows[:, None], rtol=1e-4).all(-1).any(0).all()
         ]
         assert matches
@@ -112,7 +111,10 @@ def test_end_to_end_training_moves_the_conv_layers_and_freezes_them_again(detect
     conv_before = [w.copy() for w in roi.backbone.get_weights()]
     fc6_before = detector.get_layer("fc6").get_weights()[0].copy()
     history = cft.fine_tune_end_to_end(
-        detector, records, examples, cft.ConvFineTuningConfig(steps=4, windows_per_image=8, learning_rate=1e-2),
+        detector,
+        records,
+        examples,
+        cft.ConvFineTuningConfig(steps=4, windows_per_image=8, learning_rate=1e-2),
         verbose=0,
     )
     assert len(history.history["loss"]) == 1 and np.isfinite(history.history["loss"]).all()
@@ -136,8 +138,9 @@ def test_end_to_end_model_pools_like_the_detector_at_a_single_scale(detector):
     np.testing.assert_allclose(model({"image": resized, "boxes": boxes}, training=False), expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("field,value", [("steps", 0), ("windows_per_image", 0), ("positive_fraction", 0.0),
-                                         ("positive_fraction", 1.5)])
+@pytest.mark.parametrize(
+    "field,value", [("steps", 0), ("windows_per_image", 0), ("positive_fraction", 0.0), ("positive_fraction", 1.5)]
+)
 def test_bad_config_is_explained(field, value):
     with pytest.raises(ValueError, match=field):
         cft.ConvFineTuningConfig(**{field: value})

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_spp.detection.detector import DetectionSettings
-from keras_spp.detection.detector import postprocess
+from keras_spp.detection.detector import DetectionSettings, postprocess
 
 
 def _outputs(rng, rows, classes):

@@ -13,9 +13,7 @@ from pycocotools.cocoeval import COCOeval
 
 from keras_spp.data.detection_examples import DetectionExample
 from keras_spp.detection import evaluation
-from keras_spp.detection.evaluation import average_precision
-from keras_spp.detection.evaluation import evaluate_detections
-from keras_spp.detection.evaluation import format_table
+from keras_spp.detection.evaluation import average_precision, evaluate_detections, format_table
 
 
 def det(*rows):

@@ -3,11 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_spp.detection.features import MultiScaleRoiFeatures
-from keras_spp.detection.features import backbone_of
-from keras_spp.detection.features import context_windows
-from keras_spp.models import backbone
-from keras_spp.models import zf5
+from keras_spp.detection.features import MultiScaleRoiFeatures, backbone_of, context_windows
+from keras_spp.models import backbone, zf5
 from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 
 
@@ -62,8 +59,12 @@ def reference_context_window(box, context, height, width):
     y1, x1, y2, x2 = (float(v) for v in box)
     side = context * max(y2 - y1, x2 - x1)
     cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
-    return [min(max(cy - side / 2, 0), height), min(max(cx - side / 2, 0), width),
-            min(max(cy + side / 2, 0), height), min(max(cx + side / 2, 0), width)]
+    return [
+        min(max(cy - side / 2, 0), height),
+        min(max(cx - side / 2, 0), width),
+        min(max(cy + side / 2, 0), height),
+        min(max(cx + side / 2, 0), width),
+    ]
 
 
 def random_boxes(rng, n, h, w):
@@ -95,7 +96,9 @@ def test_context_features_match_per_box_reference(conv, context, jit_compile):
     plain = MultiScaleRoiFeatures(conv, (120, 200), (3, 1), window_size=64)
     got = layer(image, boxes).numpy()
     assert layer.output_dim == 2 * plain.output_dim == got.shape[1]
-    np.testing.assert_allclose(got, reference(conv, image, boxes, (120, 200), (3, 1), 64, context), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        got, reference(conv, image, boxes, (120, 200), (3, 1), 64, context), rtol=1e-4, atol=1e-4
+    )
     # The first half is the window's own features, exactly as without context.
     np.testing.assert_allclose(got[:, : plain.output_dim], plain(image, boxes).numpy(), rtol=1e-4, atol=1e-4)
     empty = layer(image, np.zeros((0, 4), np.float32))

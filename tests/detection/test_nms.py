@@ -8,11 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keras_spp.detection import nms as nms_module
-from keras_spp.detection.boxes import decode_boxes
-from keras_spp.detection.boxes import decode_boxes_tf
-from keras_spp.detection.nms import box_voting
-from keras_spp.detection.nms import combine_detections
-from keras_spp.detection.nms import per_class_nms
+from keras_spp.detection.boxes import decode_boxes, decode_boxes_tf
+from keras_spp.detection.nms import box_voting, combine_detections, per_class_nms
 
 
 def reference_iou(a, b):
@@ -286,8 +283,10 @@ def test_combine_rejects_bad_classes():
         (lambda: combine_detections([(tf.zeros([1, 4]), tf.zeros([1, 1]), tf.zeros([1], tf.int32))]), "got shapes"),
         (lambda: box_voting(tf.zeros([1, 4]), [0], tf.zeros([3, 4]), tf.zeros([3])), r"`scores` must be \[num_boxes"),
         (lambda: box_voting(tf.zeros([1, 4]), [0], tf.zeros([3, 4]), tf.zeros([2, 1])), "3 rows but `scores` has 2"),
-        (lambda: box_voting(tf.zeros([1, 4]), [0], tf.zeros([3, 4]), tf.zeros([3, 1]), iou_threshold=-0.1),
-         "`iou_threshold`"),
+        (
+            lambda: box_voting(tf.zeros([1, 4]), [0], tf.zeros([3, 4]), tf.zeros([3, 1]), iou_threshold=-0.1),
+            "`iou_threshold`",
+        ),
     ],
 )
 def test_bad_input_raises_value_error(call, match):
@@ -321,8 +320,12 @@ def test_box_voting_matches_reference(problem, iou_threshold, in_graph):
         box_shape = [None, None, 4] if boxes.ndim == 3 else [None, 4]
         vote = tf.function(
             lambda *a: box_voting(*a, iou_threshold=iou_threshold),
-            input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int32),
-                             tf.TensorSpec(box_shape), tf.TensorSpec([None, None])],
+            input_signature=[
+                tf.TensorSpec([None, 4]),
+                tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec(box_shape),
+                tf.TensorSpec([None, None]),
+            ],
         )
         got = vote(kept, classes, boxes, weights)
     else:
@@ -334,9 +337,9 @@ def test_box_voting_matches_reference(problem, iou_threshold, in_graph):
 
 def test_box_voting_moves_only_towards_overlapping_windows_of_the_same_class():
     kept = tf.constant([[0.0, 0, 10, 10], [0, 0, 10, 10]])
-    candidates = tf.constant([[[0.0, 0, 10, 10], [0, 0, 10, 10]],
-                              [[0, 0, 10, 14], [0, 0, 10, 14]],
-                              [[0, 6, 10, 16], [0, 6, 10, 16]]])  # IoU 0.25 with the kept box
+    candidates = tf.constant(
+        [[[0.0, 0, 10, 10], [0, 0, 10, 10]], [[0, 0, 10, 14], [0, 0, 10, 14]], [[0, 6, 10, 16], [0, 6, 10, 16]]]
+    )  # IoU 0.25 with the kept box
     weights = tf.constant([[1.0, 1.0], [1.0, 0.0], [5.0, 5.0]])
     got = box_voting(kept, tf.constant([0, 1]), candidates, weights, iou_threshold=0.5).numpy()
     np.testing.assert_allclose(got, [[0, 0, 10, 12], [0, 0, 10, 10]])

@@ -12,15 +12,20 @@ def test_search_params_are_selective_search_keywords_and_a_detector_reads_its_ow
     # As train_detector stores them in the detector's metadata.
     stored = {"max": 500, "min_size": 4, "max_side": None, "base_k": 100}
     assert proposal_cache.trained_search_params(stored) == search
-    assert proposal_cache.trained_search_params({}) == {"min_size": 20, "max_proposals": 2000, "max_side": None,
-                                                        "base_k": None}
+    assert proposal_cache.trained_search_params({}) == {
+        "min_size": 20,
+        "max_proposals": 2000,
+        "max_side": None,
+        "base_k": None,
+    }
 
 
 def test_tags_name_the_setting_as_window_feature_caches_have_always_been_keyed():
     tag = proposal_cache.proposals_tag
     assert tag(proposal_cache.search_params()) == "ss2000-m20-s0"
-    assert tag(proposal_cache.search_params(max_proposals=300, min_size=4, max_side=400, base_k=50)) == \
-        "ss300-m4-s400-k50"
+    assert (
+        tag(proposal_cache.search_params(max_proposals=300, min_size=4, max_side=400, base_k=50)) == "ss300-m4-s400-k50"
+    )
     assert tag(proposal_cache.search_params(), precomputed="/some/where/boxes/") == "pre-boxes"
 
 

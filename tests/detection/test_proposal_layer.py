@@ -7,12 +7,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keras_spp.detection.proposal_layer import RpnProposals
-from keras_spp.detection.proposal_layer import generate_proposals
+from keras_spp.detection.proposal_layer import RpnProposals, generate_proposals
 
 
 def reference_iou(a, b):
@@ -32,8 +30,10 @@ def reference_proposals(logits, deltas, anchors, height, width, pre, post, nms_i
         h, w = a[2] - a[0], a[3] - a[1]
         cy, cx = a[0] + h / 2 + d[0] * h, a[1] + w / 2 + d[1] * w
         nh, nw = math.exp(min(d[2], clamp)) * h, math.exp(min(d[3], clamp)) * w
-        box = [min(max(v, 0.0), limit) for v, limit in
-               zip((cy - nh / 2, cx - nw / 2, cy + nh / 2, cx + nw / 2), (height, width, height, width))]
+        box = [
+            min(max(v, 0.0), limit)
+            for v, limit in zip((cy - nh / 2, cx - nw / 2, cy + nh / 2, cx + nw / 2), (height, width, height, width))
+        ]
         if box[2] - box[0] >= min_size and box[3] - box[1] >= min_size and box[2] > box[0] and box[3] > box[1]:
             candidates.append((float(logit), box))
     candidates.sort(key=lambda c: -c[0])
@@ -60,8 +60,14 @@ def random_case(rng, n):
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 80), st.integers(1, 50), st.integers(1, 30), st.sampled_from([0.3, 0.5, 0.7, 1.0]),
-       st.sampled_from([0.0, 4.0, 30.0]), st.integers(0, 2 ** 31 - 1))
+@given(
+    st.integers(0, 80),
+    st.integers(1, 50),
+    st.integers(1, 30),
+    st.sampled_from([0.3, 0.5, 0.7, 1.0]),
+    st.sampled_from([0.0, 4.0, 30.0]),
+    st.integers(0, 2**31 - 1),
+)
 def test_matches_reference(n, pre, post, nms_iou, min_size, seed):
     logits, deltas, anchors = random_case(np.random.default_rng(seed), n)
     boxes, scores = generate_proposals(logits, deltas, anchors, 90, 110, pre, post, nms_iou, min_size)
@@ -93,8 +99,9 @@ def test_empty_input():
     assert boxes.shape == (0, 4) and scores.shape == (0,)
 
 
-@pytest.mark.parametrize("bad", [dict(pre_nms_top_k=0), dict(post_nms_top_n=0), dict(nms_iou=0.0),
-                                 dict(nms_iou=1.5), dict(min_size=-1.0)])
+@pytest.mark.parametrize(
+    "bad", [dict(pre_nms_top_k=0), dict(post_nms_top_n=0), dict(nms_iou=0.0), dict(nms_iou=1.5), dict(min_size=-1.0)]
+)
 def test_bad_settings(bad):
     with pytest.raises(ValueError, match="must"):
         RpnProposals(**bad)
@@ -102,9 +109,16 @@ def test_bad_settings(bad):
 
 def test_xla_and_graph_agree_with_eager_on_several_sizes():
     rng = np.random.default_rng(3)
-    graph = tf.function(lambda l, d, a, h, w: generate_proposals(l, d, a, h, w, 50, 20),
-                        input_signature=[tf.TensorSpec([None]), tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4]),
-                                         tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)])
+    graph = tf.function(
+        lambda l, d, a, h, w: generate_proposals(l, d, a, h, w, 50, 20),
+        input_signature=[
+            tf.TensorSpec([None]),
+            tf.TensorSpec([None, 4]),
+            tf.TensorSpec([None, 4]),
+            tf.TensorSpec([], tf.int32),
+            tf.TensorSpec([], tf.int32),
+        ],
+    )
     xla = tf.function(graph.python_function, input_signature=graph.input_signature, jit_compile=True)
     for n in (0, 7, 40, 120):
         logits, deltas, anchors = random_case(rng, n)
@@ -121,8 +135,15 @@ def test_layer_config_round_trips_and_serves_from_a_saved_model(tmp_path):
     assert clone.get_config() == layer.get_config()
 
     module = tf.Module()
-    module.fn = tf.function(lambda l, d, a, s: layer(l, d, a, s), input_signature=[
-        tf.TensorSpec([None]), tf.TensorSpec([None, 4]), tf.TensorSpec([None, 4]), tf.TensorSpec([2], tf.int32)])
+    module.fn = tf.function(
+        lambda l, d, a, s: layer(l, d, a, s),
+        input_signature=[
+            tf.TensorSpec([None]),
+            tf.TensorSpec([None, 4]),
+            tf.TensorSpec([None, 4]),
+            tf.TensorSpec([2], tf.int32),
+        ],
+    )
     tf.saved_model.save(module, str(tmp_path))
     loaded = tf.saved_model.load(str(tmp_path))
     logits, deltas, anchors = random_case(np.random.default_rng(4), 60)

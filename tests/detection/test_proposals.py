@@ -14,10 +14,12 @@ from PIL import Image
 
 from keras_spp.data.detection_examples import DetectionExample
 from keras_spp.detection import proposals
-from keras_spp.detection.proposals import compute_proposals
-from keras_spp.detection.proposals import load_precomputed_proposals
-from keras_spp.detection.proposals import proposal_cache_dir
-from keras_spp.detection.proposals import selective_search
+from keras_spp.detection.proposals import (
+    compute_proposals,
+    load_precomputed_proposals,
+    proposal_cache_dir,
+    selective_search,
+)
 
 MODULE_DIR = os.path.dirname(proposals.__file__)
 

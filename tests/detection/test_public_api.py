@@ -8,9 +8,21 @@ import pytest
 
 import keras_spp.detection as detection
 
-MAIN = ("Detector", "DetectionSettings", "LearnedProposals", "AnchorConfig", "generate_proposals", "RpnProposals",
-        "rpn_head", "MultiScaleRoiFeatures", "spp_detector", "selective_search", "evaluate_detections",
-        "per_class_nms", "WarpedWindowFeatures")
+MAIN = (
+    "Detector",
+    "DetectionSettings",
+    "LearnedProposals",
+    "AnchorConfig",
+    "generate_proposals",
+    "RpnProposals",
+    "rpn_head",
+    "MultiScaleRoiFeatures",
+    "spp_detector",
+    "selective_search",
+    "evaluate_detections",
+    "per_class_nms",
+    "WarpedWindowFeatures",
+)
 
 
 def test_the_main_objects_are_public():
@@ -43,7 +55,8 @@ def test_submodules_still_import_by_name_and_the_package_loads_none():
     from keras_spp.detection import proposal_cache
 
     assert proposal_cache.__name__ == "keras_spp.detection.proposal_cache"
-    code = ("import sys, keras_spp.detection; "
-            "print(sorted(m for m in sys.modules if m.startswith('keras_spp.detection.')))")
+    code = (
+        "import sys, keras_spp.detection; print(sorted(m for m in sys.modules if m.startswith('keras_spp.detection.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

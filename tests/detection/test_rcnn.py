@@ -1,10 +1,8 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_spp.detection.boxes import expand_boxes_for_context
-from keras_spp.detection.rcnn import WarpedWindowFeatures
-from keras_spp.detection.rcnn import context_boxes_tf
+from keras_spp.detection.rcnn import WarpedWindowFeatures, context_boxes_tf
 from keras_spp.models import backbone
 from keras_spp.ops.spatial_pyramid_pool import spatial_pyramid_pool
 

@@ -1,20 +1,16 @@
 """Anchors, anchor targets, minibatch sampling, the RPN head and its training step,
 against slow per-box references."""
 
-import itertools
 import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from hypothesis import given
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keras_spp.detection import rpn
-from keras_spp.detection.anchors import AnchorConfig
-from keras_spp.detection.anchors import anchor_grid
-from keras_spp.detection.anchors import anchor_grid_np
+from keras_spp.detection.anchors import AnchorConfig, anchor_grid, anchor_grid_np
 
 
 def reference_anchors(map_height, map_width, sizes, ratios, stride):
@@ -54,8 +50,13 @@ def reference_labels(anchors, gt, height, width, pos=0.7, neg=0.3):
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(0, 6), st.integers(0, 6), st.lists(st.integers(4, 300), min_size=1, max_size=3),
-       st.lists(st.floats(0.2, 5.0), min_size=1, max_size=3), st.sampled_from([4.0, 8.0, 16.0, 12.5]))
+@given(
+    st.integers(0, 6),
+    st.integers(0, 6),
+    st.lists(st.integers(4, 300), min_size=1, max_size=3),
+    st.lists(st.floats(0.2, 5.0), min_size=1, max_size=3),
+    st.sampled_from([4.0, 8.0, 16.0, 12.5]),
+)
 def test_anchor_grid_matches_reference(h, w, sizes, ratios, stride):
     config = AnchorConfig(tuple(sizes), tuple(ratios), stride)
     expected = reference_anchors(h, w, config.sizes, config.aspect_ratios, stride)
@@ -65,32 +66,51 @@ def test_anchor_grid_matches_reference(h, w, sizes, ratios, stride):
 
 def test_anchor_grid_dynamic_shape_in_a_graph():
     config = AnchorConfig()
-    fn = tf.function(lambda m: anchor_grid(tf.shape(m)[1], tf.shape(m)[2], config),
-                     input_signature=[tf.TensorSpec([1, None, None, 2])])
+    fn = tf.function(
+        lambda m: anchor_grid(tf.shape(m)[1], tf.shape(m)[2], config),
+        input_signature=[tf.TensorSpec([1, None, None, 2])],
+    )
     assert fn(tf.zeros([1, 3, 5, 2])).shape == (3 * 5 * 12, 4)
     assert fn(tf.zeros([1, 0, 5, 2])).shape == (0, 4)
 
 
-@pytest.mark.parametrize("bad", [dict(sizes=()), dict(sizes=(0,)), dict(aspect_ratios=(1, float("nan"))),
-                                 dict(stride=0), dict(sizes="32"), dict(sizes=(True,))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(sizes=()),
+        dict(sizes=(0,)),
+        dict(aspect_ratios=(1, float("nan"))),
+        dict(stride=0),
+        dict(sizes="32"),
+        dict(sizes=(True,)),
+    ],
+)
 def test_anchor_config_refuses_bad_values(bad):
     with pytest.raises(ValueError, match="must"):
         AnchorConfig(**bad)
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.integers(0, 4), st.integers(0, 2 ** 31 - 1))
+@given(st.integers(0, 4), st.integers(0, 2**31 - 1))
 def test_anchor_labels_match_reference(num_gt, seed):
     rng = np.random.default_rng(seed)
     height, width = int(rng.integers(40, 120)), int(rng.integers(40, 120))
     anchors = anchor_grid_np(height // 16 + 1, width // 16 + 1, AnchorConfig((16, 32, 48), (0.5, 1, 2), 16))
     y1 = rng.uniform(0, height - 10, num_gt)
     x1 = rng.uniform(0, width - 10, num_gt)
-    gt = np.stack([y1, x1, np.minimum(y1 + rng.uniform(8, 60, num_gt), height),
-                   np.minimum(x1 + rng.uniform(8, 60, num_gt), width)], 1).astype(np.float32)
+    gt = np.stack(
+        [
+            y1,
+            x1,
+            np.minimum(y1 + rng.uniform(8, 60, num_gt), height),
+            np.minimum(x1 + rng.uniform(8, 60, num_gt), width),
+        ],
+        1,
+    ).astype(np.float32)
     labels, deltas = rpn.assign_anchor_targets(anchors, gt, height, width)
-    np.testing.assert_array_equal(labels, reference_labels(anchors.astype(np.float64), gt.astype(np.float64),
-                                                           height, width))
+    np.testing.assert_array_equal(
+        labels, reference_labels(anchors.astype(np.float64), gt.astype(np.float64), height, width)
+    )
     assert np.all(deltas[labels != rpn.POSITIVE] == 0)
     if num_gt:
         assert (labels == rpn.POSITIVE).sum() >= 1  # every object has its best anchor
@@ -143,8 +163,14 @@ def test_rpn_head_layout_matches_anchor_order():
     """Output k of cell (i, j) is anchor (i * W + j) * A + k: a head whose objectness
     conv copies one input channel per anchor shows it."""
     head = rpn.rpn_head(3, 3, hidden=3)
-    head.get_layer("rpn_conv").set_weights([np.eye(3)[None, None].repeat(3, 0).repeat(3, 1) * (
-        np.arange(3)[:, None, None, None] == 1) * (np.arange(3)[None, :, None, None] == 1), np.zeros(3)])
+    head.get_layer("rpn_conv").set_weights(
+        [
+            np.eye(3)[None, None].repeat(3, 0).repeat(3, 1)
+            * (np.arange(3)[:, None, None, None] == 1)
+            * (np.arange(3)[None, :, None, None] == 1),
+            np.zeros(3),
+        ]
+    )
     head.get_layer("rpn_objectness").set_weights([np.eye(3)[None, None], np.zeros(3)])
     conv5 = np.zeros((1, 2, 4, 3), np.float32)
     i, j, k = 1, 2, 2

@@ -48,9 +48,9 @@ def test_assignment_matches_reference(raw, h, w):
     b = boxes.astype(np.float64)
     area = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
     f2 = factors.astype(np.float32).astype(np.float64) ** 2
-    distance = np.abs(area[:, None] * f2[None, :] - 224.0 ** 2)
+    distance = np.abs(area[:, None] * f2[None, :] - 224.0**2)
     rows = np.arange(len(boxes))
-    tolerance = 8 * np.finfo(np.float32).eps * (area * f2.max() + 224.0 ** 2)
+    tolerance = 8 * np.finfo(np.float32).eps * (area * f2.max() + 224.0**2)
     assert (distance[rows, got_tf] - distance[rows, expected] <= tolerance).all()
 
 

@@ -1,15 +1,11 @@
 import numpy as np
-import pytest
 
-from keras_spp.detection import box_regression
-from keras_spp.detection import svm
+from keras_spp.detection import box_regression, svm
 from keras_spp.detection.boxes import decode_boxes
 
 
 def test_negative_candidates():
-    windows = np.array(
-        [[0, 0, 10, 10], [0, 0, 10, 12], [50, 50, 60, 60], [50, 50, 60, 61], [0, 0, 10, 40]], np.float32
-    )
+    windows = np.array([[0, 0, 10, 10], [0, 0, 10, 12], [50, 50, 60, 60], [50, 50, 60, 61], [0, 0, 10, 40]], np.float32)
     gt = np.array([[0, 0, 10, 10]], np.float32)
     allowed = svm.negative_candidates(windows, gt, np.array([1]), num_classes=2)
     # class 1: the two windows on its object (IoU 1 and 0.83) are not negatives; the

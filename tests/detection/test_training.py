@@ -5,8 +5,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_spp.data.detection_examples import DetectionExample
-from keras_spp.detection import sampling
-from keras_spp.detection import training
+from keras_spp.detection import sampling, training
 
 
 def coordinates(image, boxes):
@@ -68,9 +67,7 @@ def test_cached_features_are_reused_only_for_the_same_windows(tmp_path):
     again = training.compute_window_features(coordinates, [example], proposals, cache_dir=str(cache))[0]
     np.testing.assert_array_equal(again.features, marked)
     # Other windows (a subsample) are computed afresh, and replace the cache.
-    fewer = training.compute_window_features(
-        coordinates, [example], proposals, cache_dir=str(cache), max_windows=60
-    )[0]
+    fewer = training.compute_window_features(coordinates, [example], proposals, cache_dir=str(cache), max_windows=60)[0]
     assert len(fewer.windows) < len(first.windows)
     np.testing.assert_allclose(fewer.features[:, :4], fewer.windows, rtol=1e-3, atol=0.1)
     np.testing.assert_array_equal(np.load(path)["windows"], fewer.windows)

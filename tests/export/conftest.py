@@ -2,8 +2,7 @@ import contextlib
 import io
 import json
 import threading
-from http.server import BaseHTTPRequestHandler
-from http.server import HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import keras
 import numpy as np
@@ -12,8 +11,7 @@ import tensorflow as tf
 from PIL import Image
 
 from export import saved_model
-from keras_spp.models import backbone
-from keras_spp.models import spp_classifier
+from keras_spp.models import backbone, spp_classifier
 
 CLASSES = ["cat", "dog", "bird", "fish", "horse", "ship", "truck"]
 MIN_SIDE = 64

@@ -6,10 +6,7 @@ import pytest
 import tensorflow as tf
 
 from export import client
-from tests.export.conftest import CLASSES
-from tests.export.conftest import encode
-from tests.export.conftest import fake_rest_server
-from tests.export.conftest import photo
+from tests.export.conftest import CLASSES, encode, fake_rest_server, photo
 
 JPEG = encode(photo(60, 90, 11), "JPEG")
 PNG = encode(photo(120, 80, 12), "PNG")
@@ -17,11 +14,15 @@ PNG = encode(photo(120, 80, 12), "PNG")
 
 def test_rest_bodies_in_row_and_columnar_form():
     row = client.rest_body([JPEG, PNG])
-    assert row == {"signature_name": "serving_default",
-                   "instances": [{"b64": base64.b64encode(JPEG).decode()}, {"b64": base64.b64encode(PNG).decode()}]}
+    assert row == {
+        "signature_name": "serving_default",
+        "instances": [{"b64": base64.b64encode(JPEG).decode()}, {"b64": base64.b64encode(PNG).decode()}],
+    }
     columnar = client.rest_body([JPEG], columnar=True)
-    assert columnar == {"signature_name": "serving_default",
-                        "inputs": {"image_bytes": [{"b64": base64.b64encode(JPEG).decode()}]}}
+    assert columnar == {
+        "signature_name": "serving_default",
+        "inputs": {"image_bytes": [{"b64": base64.b64encode(JPEG).decode()}]},
+    }
     json.dumps(row), json.dumps(columnar)  # what is sent
     assert client.rest_body([]) == {"signature_name": "serving_default", "instances": []}
     with pytest.raises(TypeError, match="encoded bytes"):
@@ -29,10 +30,19 @@ def test_rest_bodies_in_row_and_columnar_form():
 
 
 def test_rest_answers_in_both_forms_parse_to_one_dict_per_image():
-    row = {"predictions": [{"classes": [2, 0], "labels": ["bird", "cat"], "scores": [0.6, 0.3]},
-                           {"classes": [1, 2], "labels": ["dog", "bird"], "scores": [0.5, 0.4]}]}
-    columnar = {"outputs": {"classes": [[2, 0], [1, 2]], "labels": [["bird", "cat"], ["dog", "bird"]],
-                            "scores": [[0.6, 0.3], [0.5, 0.4]]}}
+    row = {
+        "predictions": [
+            {"classes": [2, 0], "labels": ["bird", "cat"], "scores": [0.6, 0.3]},
+            {"classes": [1, 2], "labels": ["dog", "bird"], "scores": [0.5, 0.4]},
+        ]
+    }
+    columnar = {
+        "outputs": {
+            "classes": [[2, 0], [1, 2]],
+            "labels": [["bird", "cat"], ["dog", "bird"]],
+            "scores": [[0.6, 0.3], [0.5, 0.4]],
+        }
+    }
     assert client.parse_rest_response(row) == client.parse_rest_response(json.dumps(columnar)) == row["predictions"]
     assert client.parse_rest_response({"predictions": []}) == []
     assert client.parse_rest_response({"outputs": {"classes": [], "scores": []}}) == []
@@ -75,8 +85,9 @@ def _rest_predict(loaded, body):
         out = loaded.signatures[body["signature_name"]](image_bytes=tf.constant(images, tf.string))
     except tf.errors.InvalidArgumentError as e:
         return 400, {"error": e.message}
-    out = {k: [[s.decode() for s in r] if v.dtype == tf.string else r for r in v.numpy().tolist()]
-           for k, v in out.items()}
+    out = {
+        k: [[s.decode() for s in r] if v.dtype == tf.string else r for r in v.numpy().tolist()] for k, v in out.items()
+    }
     if columnar:
         return 200, {"outputs": out}
     return 200, {"predictions": [{k: v[i] for k, v in out.items()} for i in range(len(images))]}

@@ -9,20 +9,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import client
+from export import client, saved_model, serving_check, verify
 from export import detector as detector_kind
-from export import saved_model
-from export import serving_check
-from export import verify
 from keras_spp.detection.features import bucket_size
-from tests.export.conftest import encode
-from tests.export.conftest import fake_rest_server
-from tests.export.conftest import photo
+from tests.export.conftest import encode, fake_rest_server, photo
 
 CLASSES = ["a", "b", "c"]
 ATOL = 1e-4  # on normalized boxes and scores, as the export's reference states
-OUTPUTS = {"detection_boxes": (100, 4), "detection_scores": (100,), "detection_classes": (100,),
-           "detection_labels": (100,), "num_detections": ()}
+OUTPUTS = {
+    "detection_boxes": (100, 4),
+    "detection_scores": (100,),
+    "detection_classes": (100,),
+    "detection_labels": (100,),
+    "num_detections": (),
+}
 
 
 def tiny_detector(folder, seed=3, context=None):
@@ -33,8 +33,9 @@ def tiny_detector(folder, seed=3, context=None):
     from keras_spp.models import backbone
 
     keras.utils.set_random_seed(seed)
-    roi = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(160,), levels=(2, 1), window_size=64,
-                                context=context, name="roi_features")
+    roi = MultiScaleRoiFeatures(
+        backbone("zf5", width=0.125), scales=(160,), levels=(2, 1), window_size=64, context=context, name="roi_features"
+    )
     model = spp_detector(roi, len(CLASSES), fc_units=16)
     spread_heads(model, roi, np.random.default_rng(seed))
     detector = Detector(model, CLASSES)
@@ -68,8 +69,10 @@ def serve(loaded, images, boxes, signature="serving_default"):
     if signature == "serving_default":
         out = fn(image_bytes=tf.constant(images, tf.string), boxes=boxes)
     else:
-        out = fn(image_tensor=tf.constant(np.asarray(images, np.uint8).reshape(len(images), *np.shape(images)[1:])),
-                 boxes=boxes)
+        out = fn(
+            image_tensor=tf.constant(np.asarray(images, np.uint8).reshape(len(images), *np.shape(images)[1:])),
+            boxes=boxes,
+        )
     return {k: v.numpy() for k, v in out.items()}
 
 
@@ -120,13 +123,22 @@ def test_verify_saved_model_cli_and_a_tensorflow_only_child(exported):
     out, _, _ = exported
     report = verify.verify(out)
     assert report["ok"], verify.summary(report)
-    outputs = {"detection_boxes": ["DT_FLOAT", [-1, 100, 4]], "detection_scores": ["DT_FLOAT", [-1, 100]],
-               "detection_classes": ["DT_FLOAT", [-1, 100]], "detection_labels": ["DT_STRING", [-1, 100]],
-               "num_detections": ["DT_FLOAT", [-1]]}
+    outputs = {
+        "detection_boxes": ["DT_FLOAT", [-1, 100, 4]],
+        "detection_scores": ["DT_FLOAT", [-1, 100]],
+        "detection_classes": ["DT_FLOAT", [-1, 100]],
+        "detection_labels": ["DT_STRING", [-1, 100]],
+        "num_detections": ["DT_FLOAT", [-1]],
+    }
     shown = report["signatures"]
-    assert shown["serving_default"]["inputs"] == {"image_bytes": ["DT_STRING", [-1]], "boxes": ["DT_FLOAT", [-1, -1, 4]]}
-    assert shown["detect_images"]["inputs"] == {"image_tensor": ["DT_UINT8", [-1, -1, -1, 3]],
-                                                "boxes": ["DT_FLOAT", [-1, -1, 4]]}
+    assert shown["serving_default"]["inputs"] == {
+        "image_bytes": ["DT_STRING", [-1]],
+        "boxes": ["DT_FLOAT", [-1, -1, 4]],
+    }
+    assert shown["detect_images"]["inputs"] == {
+        "image_tensor": ["DT_UINT8", [-1, -1, -1, 3]],
+        "boxes": ["DT_FLOAT", [-1, -1, 4]],
+    }
     assert shown["serving_default"]["outputs"] == shown["detect_images"]["outputs"] == outputs
     check = report["serving_check"]
     assert check["kind"] == "detector" and check["modules"]["keras_spp"] is False
@@ -289,6 +301,7 @@ def test_client_bodies_and_requests_round_trip_through_the_export(exported):
 
 def _rest_predict(loaded, body):
     """TF Serving's REST predict, as documented: both forms become dense tensors, b64 objects bytes."""
+
     def value(v):
         return base64.b64decode(v["b64"]) if isinstance(v, dict) else v
 
@@ -303,8 +316,10 @@ def _rest_predict(loaded, body):
         out = signature(**tensors)
     except tf.errors.InvalidArgumentError as e:
         return 400, {"error": e.message}
-    out = {k: np.vectorize(bytes.decode)(v.numpy()).tolist() if v.dtype == tf.string else v.numpy().tolist()
-           for k, v in out.items()}
+    out = {
+        k: np.vectorize(bytes.decode)(v.numpy()).tolist() if v.dtype == tf.string else v.numpy().tolist()
+        for k, v in out.items()
+    }
     if "inputs" in body:
         return 200, {"outputs": out}
     return 200, {"predictions": [{k: v[i] for k, v in out.items()} for i in range(len(inputs["image_bytes"]))]}
@@ -316,8 +331,21 @@ def test_the_command_line_client_sends_proposals(exported, tmp_path, capsys):
         (tmp_path / "scene.png").write_bytes(encode(photo(90, 120, 21)))
         np.savez(tmp_path / "boxes.npz", scene=some_boxes(90, 120, 10, 22))
         for form in ([], ["--columnar"]):
-            assert client.main(["--rest", url, "--model", "det", "--boxes", str(tmp_path / "boxes.npz"), *form,
-                                str(tmp_path / "scene.png")]) == 0
+            assert (
+                client.main(
+                    [
+                        "--rest",
+                        url,
+                        "--model",
+                        "det",
+                        "--boxes",
+                        str(tmp_path / "boxes.npz"),
+                        *form,
+                        str(tmp_path / "scene.png"),
+                    ]
+                )
+                == 0
+            )
             lines = capsys.readouterr().out.splitlines()
             assert lines[0].startswith(f"{tmp_path / 'scene.png'}: ") and lines[0].endswith("detections")
             assert len(lines) == 1 + int(lines[0].split()[-2])
@@ -337,15 +365,35 @@ def test_cli_settings_flags_no_jit_and_clear_refusals(exported, tmp_path, capsys
 
     # Settings from the flags; --model may be the model.keras; --no-jit leaves XLA out.
     target = tmp_path / "svm" / "1"
-    code, _ = run("--model", os.path.join(folder, "model.keras"), "--out", str(target), "--scoring", "svm",
-                  "--max-detections", "5", "--score-threshold", "-0.5", "--nms-iou", "0.5", "--vote-iou", "0.6",
-                  "--no-jit")
+    code, _ = run(
+        "--model",
+        os.path.join(folder, "model.keras"),
+        "--out",
+        str(target),
+        "--scoring",
+        "svm",
+        "--max-detections",
+        "5",
+        "--score-threshold",
+        "-0.5",
+        "--nms-iou",
+        "0.5",
+        "--vote-iou",
+        "0.6",
+        "--no-jit",
+    )
     assert code == 0
     with open(target / "assets.extra" / "reference" / "reference.json", encoding="utf-8") as f:
         reference = json.load(f)
     assert reference["xla"] is False
-    assert reference["detector"]["settings"] == {"scoring": "svm", "box_regression": True, "nms_iou": 0.5,
-                                                 "score_threshold": -0.5, "max_detections": 5, "vote_iou": 0.6}
+    assert reference["detector"]["settings"] == {
+        "scoring": "svm",
+        "box_regression": True,
+        "nms_iou": 0.5,
+        "score_threshold": -0.5,
+        "max_detections": 5,
+        "vote_iou": 0.6,
+    }
     assert serving_check.graph_facts(str(target))["xla_compiled_calls"] == 0
     loaded = tf.saved_model.load(str(target))
     image, boxes = photo(100, 100, 23), some_boxes(100, 100, 20, 24)
@@ -370,8 +418,18 @@ def test_cli_settings_flags_no_jit_and_clear_refusals(exported, tmp_path, capsys
     code, err = run("--model", str(lone), "--out", str(tmp_path / "a" / "1"), "--labels", str(labels))
     assert code == 2 and "3 classes but the label map has 2 names" in err
     assert not (tmp_path / "a").exists()
-    code = saved_model.main(["--kind", "classifier", "--model", os.path.join(folder, "model.keras"),
-                             "--out", str(tmp_path / "c" / "1"), "--scoring", "svm"])
+    code = saved_model.main(
+        [
+            "--kind",
+            "classifier",
+            "--model",
+            os.path.join(folder, "model.keras"),
+            "--out",
+            str(tmp_path / "c" / "1"),
+            "--scoring",
+            "svm",
+        ]
+    )
     assert code == 2 and "are options of --kind detector" in capsys.readouterr().err
 
 
@@ -384,8 +442,7 @@ def test_window_features_with_buckets_are_the_layers_at_several_scales():
     image = tf.constant(photo(120, 90, 25)[None].astype(np.float32))
     boxes = tf.constant(some_boxes(120, 90, 70, 26))  # both scales get some: 70 rows padded to 64 or 128
     want = roi(image, boxes).numpy()
-    from keras_spp.detection.scales import assign_scales
-    from keras_spp.detection.scales import scale_factors
+    from keras_spp.detection.scales import assign_scales, scale_factors
 
     assert set(assign_scales(boxes.numpy(), scale_factors(120, 90, roi.scales), 48)) == {0, 1}
     for jit in (True, False):
@@ -406,21 +463,33 @@ def test_reference_grid_and_padding_helpers():
 
 
 def test_serving_check_forgives_rows_swapped_between_near_tied_detections():
-    rules = {"detection_boxes": {"atol": 1e-4, "ties_by": "detection_scores"},
-             "detection_scores": {"atol": 1e-4, "ties_by": "detection_scores"},
-             "detection_classes": {"ties_by": "detection_scores"}}
-    case = {"outputs": {
-        "detection_boxes": {"dtype": "float32", "shape": [1, 3, 4],
-                            "values": [[[0, 0, .5, .5], [.5, .5, 1, 1], [0, 0, 0, 0]]]},
-        "detection_scores": {"dtype": "float32", "shape": [1, 3], "values": [[0.9, 0.89995, 0.0]]},
-        "detection_classes": {"dtype": "float32", "shape": [1, 3], "values": [[1, 2, 0]]}}}
-    swapped = {"detection_boxes": np.array([[[.5, .5, 1, 1], [0, 0, .5, .5], [0, 0, 0, 0]]]),
-               "detection_scores": np.array([[0.89996, 0.9, 0.0]]), "detection_classes": np.array([[2, 1, 0]])}
+    rules = {
+        "detection_boxes": {"atol": 1e-4, "ties_by": "detection_scores"},
+        "detection_scores": {"atol": 1e-4, "ties_by": "detection_scores"},
+        "detection_classes": {"ties_by": "detection_scores"},
+    }
+    case = {
+        "outputs": {
+            "detection_boxes": {
+                "dtype": "float32",
+                "shape": [1, 3, 4],
+                "values": [[[0, 0, 0.5, 0.5], [0.5, 0.5, 1, 1], [0, 0, 0, 0]]],
+            },
+            "detection_scores": {"dtype": "float32", "shape": [1, 3], "values": [[0.9, 0.89995, 0.0]]},
+            "detection_classes": {"dtype": "float32", "shape": [1, 3], "values": [[1, 2, 0]]},
+        }
+    }
+    swapped = {
+        "detection_boxes": np.array([[[0.5, 0.5, 1, 1], [0, 0, 0.5, 0.5], [0, 0, 0, 0]]]),
+        "detection_scores": np.array([[0.89996, 0.9, 0.0]]),
+        "detection_classes": np.array([[2, 1, 0]]),
+    }
     ok, details = serving_check.compare(case, swapped, None, rules)
     assert ok and details["detection_boxes"]["explained_by_near_ties"] == "8 of 8 values"
     far = {**case["outputs"], "detection_scores": {"dtype": "float32", "shape": [1, 3], "values": [[0.9, 0.5, 0.0]]}}
-    assert not serving_check.compare({"outputs": far}, {**swapped, "detection_scores": np.array([[0.5, 0.9, 0.0]])},
-                                     None, rules)[0]
+    assert not serving_check.compare(
+        {"outputs": far}, {**swapped, "detection_scores": np.array([[0.5, 0.9, 0.0]])}, None, rules
+    )[0]
 
 
 def test_serving_benchmark_times_every_detector_path(exported):

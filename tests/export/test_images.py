@@ -9,12 +9,14 @@ from keras_spp.models import backbone
 def _valid_net(kernel, pool, stride):
     """conv (valid, ``kernel``) then max pool (valid, ``pool``/``stride``): needs
     ``s - kernel + 1 >= pool``, so ``s >= kernel + pool - 1``."""
-    return keras.Sequential([
-        keras.Input((None, None, 3)),
-        keras.layers.Conv2D(2, kernel),
-        keras.layers.MaxPooling2D(pool, stride),
-        keras.layers.GlobalMaxPooling2D(),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Conv2D(2, kernel),
+            keras.layers.MaxPooling2D(pool, stride),
+            keras.layers.GlobalMaxPooling2D(),
+        ]
+    )
 
 
 @pytest.mark.parametrize("kernel, pool, stride", [(5, 3, 2), (1, 2, 2), (7, 1, 1), (3, 4, 1)])

@@ -8,15 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import client
-from export import saved_model
-from export import verify
-from tests.export.conftest import encode
-from tests.export.conftest import fake_rest_server
-from tests.export.conftest import photo
-from tests.export.test_detector_export import CLASSES
-from tests.export.test_detector_export import spread_heads
-from tests.export.test_detector_export import tiny_detector
+from export import client, saved_model, verify
+from tests.export.conftest import encode, fake_rest_server, photo
+from tests.export.test_detector_export import CLASSES, spread_heads, tiny_detector
 
 ATOL = 1e-4
 IMAGE_ALONE = {"image_bytes": ["DT_STRING", [-1]]}
@@ -29,14 +23,14 @@ def tiny_rpn_detector(folder, seed=5):
     from keras_spp.detection.detector import Detector
     from keras_spp.detection.features import MultiScaleRoiFeatures
     from keras_spp.detection.heads import spp_detector
-    from keras_spp.detection.learned_proposals import LearnedProposals
-    from keras_spp.detection.learned_proposals import ProposalSettings
+    from keras_spp.detection.learned_proposals import LearnedProposals, ProposalSettings
     from keras_spp.detection.rpn import rpn_head
     from keras_spp.models import backbone
 
     keras.utils.set_random_seed(seed)
-    roi = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(128, 192), levels=(2, 1), window_size=48,
-                                name="roi_features")
+    roi = MultiScaleRoiFeatures(
+        backbone("zf5", width=0.125), scales=(128, 192), levels=(2, 1), window_size=48, name="roi_features"
+    )
     model = spp_detector(roi, len(CLASSES), fc_units=16)
     rng = np.random.default_rng(seed)
     spread_heads(model, roi, rng)
@@ -101,8 +95,7 @@ def test_the_rpn_and_the_boxes_signature_agree_on_the_rpns_boxes(exported):
     _, keras_detector, loaded = exported
     image = photo(160, 210, 3)
     proposals, _, _ = keras_detector.proposer.propose(tf.constant(image[None], tf.float32))
-    both = loaded.signatures["with_boxes"](image_bytes=tf.constant([encode(image)]),
-                                           boxes=tf.constant(proposals[None]))
+    both = loaded.signatures["with_boxes"](image_bytes=tf.constant([encode(image)]), boxes=tf.constant(proposals[None]))
     alone = loaded.signatures["serving_default"](image_bytes=tf.constant([encode(image)]))
     for name in ("detection_boxes", "detection_scores"):
         np.testing.assert_allclose(both[name], alone[name], atol=ATOL)
@@ -112,8 +105,10 @@ def test_warmup_requests_hold_images_alone(exported):
     from tensorflow_serving.apis import prediction_log_pb2
 
     out, _, _ = exported
-    requests = [prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
-                for record in tf.data.TFRecordDataset(os.path.join(out, "assets.extra", "tf_serving_warmup_requests"))]
+    requests = [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+        for record in tf.data.TFRecordDataset(os.path.join(out, "assets.extra", "tf_serving_warmup_requests"))
+    ]
     assert len(requests) == 4
     for request in requests:
         assert request.model_spec.signature_name == "serving_default"
@@ -131,13 +126,21 @@ def _rest_predict(loaded, body):
         inputs = {"image_bytes": instances}
     missing = sorted(set(signature.structured_input_signature[1]) - set(inputs))
     if missing:
-        return 400, {"error": f"Failed to process element: 0 of 'instances' list. Error: Invalid argument: "
-                              f"JSON object: does not have named input: {missing[0]}"}
-    tensors = {name: tf.constant([base64.b64decode(v["b64"]) for v in values]) if name == "image_bytes"
-               else tf.constant(values, tf.float32) for name, values in inputs.items()}
+        return 400, {
+            "error": f"Failed to process element: 0 of 'instances' list. Error: Invalid argument: "
+            f"JSON object: does not have named input: {missing[0]}"
+        }
+    tensors = {
+        name: tf.constant([base64.b64decode(v["b64"]) for v in values])
+        if name == "image_bytes"
+        else tf.constant(values, tf.float32)
+        for name, values in inputs.items()
+    }
     out = signature(**tensors)
-    out = {k: np.vectorize(bytes.decode)(v.numpy()).tolist() if v.dtype == tf.string else v.numpy().tolist()
-           for k, v in out.items()}
+    out = {
+        k: np.vectorize(bytes.decode)(v.numpy()).tolist() if v.dtype == tf.string else v.numpy().tolist()
+        for k, v in out.items()
+    }
     return 200, {"predictions": [{k: v[i] for k, v in out.items()} for i in range(len(instances))]}
 
 

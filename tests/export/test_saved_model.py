@@ -8,15 +8,8 @@ import pytest
 import tensorflow as tf
 
 from export import images as image_ops
-from export import saved_model
-from export import serving_check
-from export import verify
-from tests.export.conftest import CLASSES
-from tests.export.conftest import MAX_SIDE
-from tests.export.conftest import MIN_SIDE
-from tests.export.conftest import encode
-from tests.export.conftest import keras_full_view
-from tests.export.conftest import photo
+from export import saved_model, serving_check, verify
+from tests.export.conftest import CLASSES, MAX_SIDE, MIN_SIDE, encode, keras_full_view, photo
 
 ATOL = 1e-4  # on probabilities and scores, as verify states
 
@@ -35,8 +28,12 @@ def test_writes_tf_servings_layout_with_the_label_map(exported):
     assert os.path.basename(out) == "1"
     with open(os.path.join(out, "assets", "labels.txt"), encoding="utf-8") as f:
         assert f.read().splitlines() == CLASSES
-    for need in ("saved_model.pb", "variables/variables.index", "assets.extra/tf_serving_warmup_requests",
-                 "assets.extra/reference/reference.json"):
+    for need in (
+        "saved_model.pb",
+        "variables/variables.index",
+        "assets.extra/tf_serving_warmup_requests",
+        "assets.extra/reference/reference.json",
+    ):
         assert os.path.exists(os.path.join(out, need)), need
     # Written beside the version folder under another name, then renamed: nothing else is left.
     assert os.listdir(os.path.dirname(out)) == ["1"]
@@ -72,8 +69,9 @@ def test_verify_passes_saved_model_cli_and_a_tensorflow_only_child(exported):
 def test_serving_check_imports_tensorflow_alone():
     with open(serving_check.__file__, encoding="utf-8") as f:
         tree = ast.parse(f.read())
-    imported = {alias.name.split(".")[0]
-                for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"base64", "json", "os", "sys", "numpy", "tensorflow"}, imported
 
@@ -116,7 +114,11 @@ def test_empty_batches_give_empty_outputs(exported):
     _, _, loaded = exported
     for got in (serve(loaded, []), serve(loaded, np.zeros((0, 10, 10, 3)), "classify_images")):
         assert {k: v.shape for k, v in got.items()} == {
-            "probabilities": (0, 7), "classes": (0, 5), "labels": (0, 5), "scores": (0, 5)}
+            "probabilities": (0, 7),
+            "classes": (0, 5),
+            "labels": (0, 5),
+            "scores": (0, 5),
+        }
 
 
 def test_views_above_the_max_side_are_shrunk_until_the_longer_side_fits(exported):
@@ -202,8 +204,20 @@ def test_a_corrupt_model_file_is_refused_naming_it(tmp_path, capsys):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
     (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 cut short")
-    code = saved_model.main(["--model", str(tmp_path / "model.keras"), "--kind", "classifier", "--labels",
-                             str(labels), "--min-side", "64", "--out", str(tmp_path / "out" / "1")])
+    code = saved_model.main(
+        [
+            "--model",
+            str(tmp_path / "model.keras"),
+            "--kind",
+            "classifier",
+            "--labels",
+            str(labels),
+            "--min-side",
+            "64",
+            "--out",
+            str(tmp_path / "out" / "1"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--model" in err and "model.keras is not a .keras archive" in err
     assert not (tmp_path / "out").exists()
@@ -215,21 +229,40 @@ def test_a_fixed_size_model_is_refused(tmp_path):
 
     model = pool5_classifier("zf5", 3, width=0.0625, fc_units=8)
     with pytest.raises(ValueError, match="only 224x224 images.*SPP head"):
-        ClassifierKind(model, {"labels": ["a", "b", "c"], "top_k": 5, "min_side": 64, "max_side": 320,
-                           "max_pixels": 10**6, "jit": True, "labels_file": str(tmp_path / "x.txt")})
+        ClassifierKind(
+            model,
+            {
+                "labels": ["a", "b", "c"],
+                "top_k": 5,
+                "min_side": 64,
+                "max_side": 320,
+                "max_pixels": 10**6,
+                "jit": True,
+                "labels_file": str(tmp_path / "x.txt"),
+            },
+        )
 
 
 def test_top_k_is_capped_at_the_number_of_classes(tmp_path):
     from export.classifier import ClassifierKind
-    from keras_spp.models import backbone
-    from keras_spp.models import spp_classifier
+    from keras_spp.models import backbone, spp_classifier
 
     keras.utils.set_random_seed(2)
     model = spp_classifier(backbone("zf5", width=0.0625), 3, fc_units=8)
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
-    kind = ClassifierKind(model, {"labels": ["a", "b", "c"], "top_k": 5, "min_side": 48, "max_side": 320,
-                                  "max_pixels": 10**6, "jit": False, "labels_file": str(labels)})
+    kind = ClassifierKind(
+        model,
+        {
+            "labels": ["a", "b", "c"],
+            "top_k": 5,
+            "min_side": 48,
+            "max_side": 320,
+            "max_pixels": 10**6,
+            "jit": False,
+            "labels_file": str(labels),
+        },
+    )
     assert kind.signatures["serving_default"]["outputs"]["classes"] == ["DT_INT32", [-1, 3]]
     fn, _ = kind.endpoints["serving_default"]
     out = fn(tf.constant([encode(photo(50, 60))]))
@@ -257,12 +290,25 @@ signature_def['serving_default']:
 
 def test_verify_reports_signatures_that_differ_from_the_declared_ones():
     shown = verify.parse_show_all(SHOWN)
-    assert shown == {"tag_sets": ["serve"], "signatures": {"serving_default": {
-        "inputs": {"image_bytes": ["DT_STRING", [-1]]}, "outputs": {"classes": ["DT_INT32", [-1, 5]]},
-        "method": "tensorflow/serving/predict"}}}
-    want = {"signatures": {"serving_default": {"inputs": {"image_bytes": ["DT_STRING", [-1]]},
-                                               "outputs": {"classes": ["DT_INT64", [-1, 5]]}},
-                           "classify_images": {"inputs": {}, "outputs": {}}}}
+    assert shown == {
+        "tag_sets": ["serve"],
+        "signatures": {
+            "serving_default": {
+                "inputs": {"image_bytes": ["DT_STRING", [-1]]},
+                "outputs": {"classes": ["DT_INT32", [-1, 5]]},
+                "method": "tensorflow/serving/predict",
+            }
+        },
+    }
+    want = {
+        "signatures": {
+            "serving_default": {
+                "inputs": {"image_bytes": ["DT_STRING", [-1]]},
+                "outputs": {"classes": ["DT_INT64", [-1, 5]]},
+            },
+            "classify_images": {"inputs": {}, "outputs": {}},
+        }
+    }
     assert sorted(verify.check_signatures(shown, want)) == [
         "serving_default: outputs['classes'] is ['DT_INT32', [-1, 5]], expected ['DT_INT64', [-1, 5]]",
         "signature 'classify_images' is missing",
@@ -273,8 +319,12 @@ def test_verify_reports_signatures_that_differ_from_the_declared_ones():
 
 def test_serving_check_compares_within_tolerance_and_up_to_near_ties():
     rules = {"scores": {"atol": 1e-4}, "classes": {"ties_by": "scores"}}
-    case = {"outputs": {"scores": {"dtype": "float32", "shape": [1, 3], "values": [[0.5, 0.49995, 0.00005]]},
-                        "classes": {"dtype": "int32", "shape": [1, 3], "values": [[2, 0, 1]]}}}
+    case = {
+        "outputs": {
+            "scores": {"dtype": "float32", "shape": [1, 3], "values": [[0.5, 0.49995, 0.00005]]},
+            "classes": {"dtype": "int32", "shape": [1, 3], "values": [[2, 0, 1]]},
+        }
+    }
     swapped = {"scores": np.array([[0.49996, 0.5, 0.0]]), "classes": np.array([[0, 2, 1]])}
     assert serving_check.compare(case, swapped, None, rules)[0]
     assert not serving_check.compare(case, {**swapped, "scores": np.array([[0.5, 0.4997, 0.0]])}, None, rules)[0]

@@ -3,8 +3,7 @@ import types
 import numpy as np
 
 from benchmarks import serving
-from tests.export.conftest import MAX_SIDE
-from tests.export.conftest import MIN_SIDE
+from tests.export.conftest import MAX_SIDE, MIN_SIDE
 
 
 def test_percentiles_are_in_milliseconds():

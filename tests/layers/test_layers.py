@@ -1,11 +1,9 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
-from keras_spp.layers import LocalResponseNormalization
-from keras_spp.layers import RoiPyramidPooling
-from keras_spp.layers import SpatialPyramidPooling
+from keras_spp.layers import LocalResponseNormalization, RoiPyramidPooling, SpatialPyramidPooling
 from tests.ops import pooling_reference as ref
 
 SIZES = [(64, 64), (45, 80), (97, 33)]
@@ -151,8 +149,11 @@ def test_roi_layer_in_a_functional_model_saves_and_compiles(tmp_path):
     np.testing.assert_allclose(keras.saving.load_model(path)([feats, boxes, indices]).numpy(), out, rtol=1e-6)
     xla = tf.function(lambda *a: model(list(a)), jit_compile=True)
     np.testing.assert_allclose(xla(feats, boxes, indices).numpy(), out, rtol=1e-5)
-    np.testing.assert_allclose(xla(feats[:1, :5], boxes[:3], indices[:3] * 0).numpy(),
-                               model([feats[:1, :5], boxes[:3], indices[:3] * 0]).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        xla(feats[:1, :5], boxes[:3], indices[:3] * 0).numpy(),
+        model([feats[:1, :5], boxes[:3], indices[:3] * 0]).numpy(),
+        rtol=1e-5,
+    )
 
 
 def lrn_reference(x, size, alpha, beta, bias):

@@ -87,13 +87,14 @@ def test_min_input_side_is_where_tensorflow_shape_inference_starts_to_accept(nam
     import tensorflow as tf
 
     net = models.backbone(name, width=0.125)
-    inner = net.layers[net.layers.index(net.get_layer("check_size")) + 1:]  # the network behind the check
+    inner = net.layers[net.layers.index(net.get_layer("check_size")) + 1 :]  # the network behind the check
 
     def traces(side):
         def run(x):
             for layer in inner:
                 x = layer(x)
             return x
+
         try:
             tf.function(run).get_concrete_function(tf.TensorSpec((1, side, side, 3), tf.float32))
             return True
@@ -110,7 +111,7 @@ def test_a_too_small_image_is_an_error_that_names_the_sizes_not_a_crash():
     net = models.backbone("zf5", width=0.125)
     # Eagerly, a 1 x 1 image once reached oneDNN's max pool and killed the process.
     for height, width in [(1, 1), (28, 200), (200, 28)]:
-        message = r"at least 29 x 29 pixels.*\(height, width\) \(%d, %d\)" % (height, width)
+        message = rf"at least 29 x 29 pixels.*\(height, width\) \({height}, {width}\)"
         with pytest.raises(ValueError, match=message):
             net(np.zeros((1, height, width, 3), np.float32))
     assert net(np.zeros((1, 29, 29, 3), np.float32)).shape[1:3] == (1, 1)

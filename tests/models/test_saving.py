@@ -5,8 +5,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from keras_spp.models import backbone
-from keras_spp.models import spp_classifier
+from keras_spp.models import backbone, spp_classifier
 from keras_spp.models.saving import load_keras_model
 
 
@@ -35,9 +34,13 @@ def test_corrupt_files_are_value_errors_naming_the_file_and_flag(saved, tmp_path
     with zipfile.ZipFile(tmp_path / "bad_config.keras", "w") as archive:
         archive.writestr("config.json", "{not json")
         archive.writestr("metadata.json", "{}")
-    for name, reason in (("empty.keras", "empty"), ("text.keras", "not a .keras archive"),
-                         ("cut.keras", "not a .keras archive"), ("other.keras", "without config.json"),
-                         ("bad_config.keras", "Cannot load")):
+    for name, reason in (
+        ("empty.keras", "empty"),
+        ("text.keras", "not a .keras archive"),
+        ("cut.keras", "not a .keras archive"),
+        ("other.keras", "without config.json"),
+        ("bad_config.keras", "Cannot load"),
+    ):
         with pytest.raises(ValueError, match=reason) as error:
             load_keras_model(tmp_path / name, "--pretrained")
         assert "--pretrained" in str(error.value) and name in str(error.value)

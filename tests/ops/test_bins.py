@@ -22,8 +22,17 @@ def test_adaptive_edges_match_formula_and_cover_every_cell(a, n):
 
 @pytest.mark.parametrize(
     "a, n, valid",
-    [(13, 6, True), (10, 6, False), (5, 3, False), (8, 6, False), (29, 6, False), (2, 3, False),
-     (12, 6, True), (6, 6, True), (7, 1, True)],
+    [
+        (13, 6, True),
+        (10, 6, False),
+        (5, 3, False),
+        (8, 6, False),
+        (29, 6, False),
+        (2, 3, False),
+        (12, 6, True),
+        (6, 6, True),
+        (7, 1, True),
+    ],
 )
 def test_paper_rule_validity(a, n, valid):
     assert bins.paper_rule_is_valid(a, n) is valid

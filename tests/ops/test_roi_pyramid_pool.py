@@ -4,9 +4,7 @@ import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keras_spp.ops import boxes_to_cells
-from keras_spp.ops import roi_pyramid_pool
-from keras_spp.ops import spatial_pyramid_pool
+from keras_spp.ops import boxes_to_cells, roi_pyramid_pool, spatial_pyramid_pool
 from tests.ops import pooling_reference as ref
 
 LEVELS = st.sampled_from([(6, 3, 2, 1), (4, 3, 2, 1), (1,), (5, 2), (3,), (8, 4)])

@@ -5,8 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from keras_spp.ops import bins
-from keras_spp.ops import spatial_pyramid_pool
+from keras_spp.ops import bins, spatial_pyramid_pool
 from tests.ops import pooling_reference as ref
 
 LEVELS = st.lists(st.integers(1, 7), min_size=1, max_size=4, unique=True).map(tuple)
@@ -60,8 +59,10 @@ def test_paper_rule_rejects_the_180_size():
 
 
 def test_paper_rule_error_at_run_time_and_nan_under_xla():
-    f = tf.function(lambda x: spatial_pyramid_pool(x, (6,), bin_rule="paper"),
-                    input_signature=[tf.TensorSpec([None, None, None, 2])])
+    f = tf.function(
+        lambda x: spatial_pyramid_pool(x, (6,), bin_rule="paper"),
+        input_signature=[tf.TensorSpec([None, None, None, 2])],
+    )
     assert f(tf.ones([1, 13, 13, 2])).shape == (1, 72)
     with pytest.raises(tf.errors.InvalidArgumentError, match="cannot split"):
         f(tf.ones([1, 10, 13, 2]))
@@ -116,9 +117,7 @@ def test_gradient_goes_to_the_argmax_cell(h, w, levels, seed):
 
 def test_avg_gradient_matches_numeric():
     x = tf.random.stateless_normal([1, 5, 7, 2], seed=[1, 2], dtype=tf.float64)
-    theoretical, numerical = tf.test.compute_gradient(
-        lambda t: spatial_pyramid_pool(t, (3, 2), "avg"), [x]
-    )
+    theoretical, numerical = tf.test.compute_gradient(lambda t: spatial_pyramid_pool(t, (3, 2), "avg"), [x])
     np.testing.assert_allclose(theoretical[0], numerical[0], atol=1e-6)
 
 

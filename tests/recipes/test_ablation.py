@@ -9,10 +9,12 @@ def result(center, full=None, seconds=100.0):
 
 
 def test_summary_and_table():
-    table = ablation.summarise({
-        "no SPP (pool5), single-size": [result(26.0), result(24.0)],
-        "SPP, single-size": [result(20.0, 18.0), result(22.0, 20.0, 300.0)],
-    })
+    table = ablation.summarise(
+        {
+            "no SPP (pool5), single-size": [result(26.0), result(24.0)],
+            "SPP, single-size": [result(20.0, 18.0), result(22.0, 20.0, 300.0)],
+        }
+    )
     assert table["SPP, single-size"]["center"]["mean"] == 21.0
     assert round(table["SPP, single-size"]["full"]["std"], 4) == 1.4142
     assert table["SPP, single-size"]["train_seconds"] == 200.0

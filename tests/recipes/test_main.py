@@ -2,10 +2,7 @@
 
 import pytest
 
-from recipes import demo
-from recipes import main
-from recipes import train_classifier
-from recipes import train_detector
+from recipes import demo, main, train_classifier, train_detector
 
 
 @pytest.fixture
@@ -16,6 +13,7 @@ def calls(monkeypatch):
         def run(argv):
             seen.append((name, argv))
             return code
+
         return run
 
     monkeypatch.setattr(demo, "main", stage("demo"))

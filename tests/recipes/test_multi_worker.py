@@ -10,10 +10,12 @@ import keras
 import numpy as np
 
 import keras_spp  # noqa: F401 (registers the custom layers that load_model needs)
-from tests.recipes.test_train_classifier import SMALL
-from tests.recipes.test_train_classifier import colour_folder  # noqa: F401 (a fixture)
-from tests.recipes.test_train_classifier import history
-from tests.recipes.test_train_classifier import run_recipe
+from tests.recipes.test_train_classifier import (
+    SMALL,
+    colour_folder,  # noqa: F401 (a fixture)
+    history,
+    run_recipe,
+)
 
 # For the three runs together, which take 25 to 40 s on two cores. A worker whose peer died
 # fails by itself within about 10 s (its collectives are aborted when the heartbeats stop), so
@@ -35,16 +37,31 @@ def free_loopback_ports(count):
 
 def worker_env(ports, index):
     env = dict(os.environ)
-    env["TF_CONFIG"] = json.dumps({
-        "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-        "task": {"type": "worker", "index": index},
-    })
+    env["TF_CONFIG"] = json.dumps(
+        {
+            "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+            "task": {"type": "worker", "index": index},
+        }
+    )
     return env
 
 
 def test_two_workers_train_like_one_device(colour_folder, tmp_path):  # noqa: F811
-    args = SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48", "--epochs", "1", "--views", "center",
-                    "--jitter", "0", "--verbose", "0", "--no-jit"]
+    args = SMALL + [
+        "--dataset",
+        f"folder:{colour_folder}",
+        "--sizes",
+        "48",
+        "--epochs",
+        "1",
+        "--views",
+        "center",
+        "--jitter",
+        "0",
+        "--verbose",
+        "0",
+        "--no-jit",
+    ]
     single_env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     multi = tmp_path / "multi"
     runs = {}
@@ -53,8 +70,9 @@ def test_two_workers_train_like_one_device(colour_folder, tmp_path):  # noqa: F8
         runs["single"] = run_recipe(args + ["--out", str(tmp_path / "single")], env=single_env)
         ports = free_loopback_ports(2)
         for i in range(2):
-            runs[f"worker {i}"] = run_recipe(args + ["--out", str(multi), "--strategy", "multi-worker"],
-                                             env=worker_env(ports, i))
+            runs[f"worker {i}"] = run_recipe(
+                args + ["--out", str(multi), "--strategy", "multi-worker"], env=worker_env(ports, i)
+            )
         # Read all outputs at once: a worker blocked on a full pipe would stall the other too.
         with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
             reads = {name: pool.submit(run.communicate, timeout=TIMEOUT) for name, run in runs.items()}
@@ -83,8 +101,9 @@ def test_two_workers_train_like_one_device(colour_folder, tmp_path):  # noqa: F8
     assert history(multi / "worker-1" / "history.csv") == chief_log
     single_log = history(tmp_path / "single" / "history.csv")
     for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        np.testing.assert_allclose([float(r[key]) for r in chief_log], [float(r[key]) for r in single_log],
-                                   rtol=1e-4, atol=1e-5, err_msg=key)
+        np.testing.assert_allclose(
+            [float(r[key]) for r in chief_log], [float(r[key]) for r in single_log], rtol=1e-4, atol=1e-5, err_msg=key
+        )
 
     a = keras.saving.load_model(tmp_path / "single" / "model.keras").get_weights()
     b = keras.saving.load_model(multi / "model.keras").get_weights()

@@ -14,8 +14,24 @@ from PIL import Image
 import keras_spp  # noqa: F401  (registers the custom layers that load_model meets)
 from recipes import train_classifier
 
-SMALL = ["--width", "0.125", "--fc-units", "32", "--dropout", "0", "--levels", "2,1", "--batch-size", "4", "--min-side", "56",
-         "--jitter", "0.2", "--max-eval", "12"]
+SMALL = [
+    "--width",
+    "0.125",
+    "--fc-units",
+    "32",
+    "--dropout",
+    "0",
+    "--levels",
+    "2,1",
+    "--batch-size",
+    "4",
+    "--min-side",
+    "56",
+    "--jitter",
+    "0.2",
+    "--max-eval",
+    "12",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +57,21 @@ def history(path):
 
 def test_trains_multi_size_and_writes_everything(colour_folder, tmp_path):
     out = tmp_path / "run"
-    code = train_classifier.main(SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48,40", "--epochs", "4",
-                                          "--out", str(out), "--verbose", "0"])
+    code = train_classifier.main(
+        SMALL
+        + [
+            "--dataset",
+            f"folder:{colour_folder}",
+            "--sizes",
+            "48,40",
+            "--epochs",
+            "4",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     rows = history(out / "history.csv")
     assert [int(float(r["input_size"])) for r in rows] == [48, 40, 48, 40]
@@ -60,18 +89,42 @@ def test_trains_multi_size_and_writes_everything(colour_folder, tmp_path):
 
 
 def test_pool_head_takes_one_size(colour_folder, tmp_path):
-    assert train_classifier.main(SMALL + ["--dataset", f"folder:{colour_folder}", "--head", "pool",
-                                          "--sizes", "48,40", "--out", str(tmp_path)]) == 2
+    assert (
+        train_classifier.main(
+            SMALL
+            + ["--dataset", f"folder:{colour_folder}", "--head", "pool", "--sizes", "48,40", "--out", str(tmp_path)]
+        )
+        == 2
+    )
 
 
 def run_recipe(args, env=None):
-    return subprocess.Popen([sys.executable, "-m", "recipes.train_classifier", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "recipes.train_classifier", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
 
 
 def test_a_killed_run_resumes_where_it_stopped(colour_folder, tmp_path):
-    args = SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48,40", "--epochs", "3", "--backup-every", "2",
-                    "--views", "center", "--verbose", "2", "--seed", "3"]
+    args = SMALL + [
+        "--dataset",
+        f"folder:{colour_folder}",
+        "--sizes",
+        "48,40",
+        "--epochs",
+        "3",
+        "--backup-every",
+        "2",
+        "--views",
+        "center",
+        "--verbose",
+        "2",
+        "--seed",
+        "3",
+    ]
     # Uninterrupted reference run.
     reference = run_recipe(args + ["--out", str(tmp_path / "reference")])
     assert reference.wait(timeout=600) == 0, reference.stdout.read()
@@ -106,8 +159,21 @@ def test_a_killed_run_resumes_where_it_stopped(colour_folder, tmp_path):
 
 
 def test_mirrored_strategy_on_two_cpu_devices_matches_single_device(colour_folder, tmp_path):
-    args = SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48", "--epochs", "1", "--views", "center",
-                    "--jitter", "0", "--verbose", "0", "--no-jit"]
+    args = SMALL + [
+        "--dataset",
+        f"folder:{colour_folder}",
+        "--sizes",
+        "48",
+        "--epochs",
+        "1",
+        "--views",
+        "center",
+        "--jitter",
+        "0",
+        "--verbose",
+        "0",
+        "--no-jit",
+    ]
     single = run_recipe(args + ["--out", str(tmp_path / "single")])
     assert single.wait(timeout=600) == 0, single.stdout.read()
     mirrored = run_recipe(args + ["--out", str(tmp_path / "mirrored"), "--strategy", "mirrored", "--cpu-devices", "2"])
@@ -176,9 +242,29 @@ def test_xla_is_used_where_it_pays_unless_told(monkeypatch):
 
 def test_a_step_schedule_drops_the_rate_for_the_last_steps_and_logs_it(colour_folder, tmp_path):
     out = tmp_path / "run"
-    code = train_classifier.main(SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48", "--epochs", "4",
-                                          "--lr-schedule", "step", "--lr-drop", "0.25", "--lr", "0.001",
-                                          "--views", "center", "--out", str(out), "--verbose", "0"])
+    code = train_classifier.main(
+        SMALL
+        + [
+            "--dataset",
+            f"folder:{colour_folder}",
+            "--sizes",
+            "48",
+            "--epochs",
+            "4",
+            "--lr-schedule",
+            "step",
+            "--lr-drop",
+            "0.25",
+            "--lr",
+            "0.001",
+            "--views",
+            "center",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     # 12 steps an epoch: steps 1-36 at the rate, 37-48 at a tenth.
     rates = [float(r["learning_rate"]) for r in history(out / "history.csv")]
@@ -193,13 +279,28 @@ def test_a_drop_outside_zero_one_is_refused(drop, capsys):
 
 
 def test_mixed_bfloat16_trains_saves_its_policy_and_leaves_the_global_one(colour_folder, tmp_path):
-    from keras_spp.detection.features import MultiScaleRoiFeatures
-    from keras_spp.detection.features import backbone_of
+    from keras_spp.detection.features import MultiScaleRoiFeatures, backbone_of
 
     out = tmp_path / "run"
-    code = train_classifier.main(SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48", "--epochs", "4",
-                                          "--dtype-policy", "mixed_bfloat16", "--views", "full",
-                                          "--out", str(out), "--verbose", "0"])
+    code = train_classifier.main(
+        SMALL
+        + [
+            "--dataset",
+            f"folder:{colour_folder}",
+            "--sizes",
+            "48",
+            "--epochs",
+            "4",
+            "--dtype-policy",
+            "mixed_bfloat16",
+            "--views",
+            "full",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     assert keras.config.dtype_policy().name == "float32"  # what is built next is unaffected
     results = json.loads((out / "results.json").read_text())

@@ -10,8 +10,7 @@ import pytest
 
 from keras_spp.detection.detector import Detector
 from keras_spp.models import zf5
-from recipes import detect
-from recipes import train_detector
+from recipes import detect, train_detector
 
 
 @pytest.fixture(scope="module")
@@ -21,20 +20,43 @@ def trained(tmp_path_factory):
     pretrained = zf5(10, width=0.125, fc_units=32)
     pretrained.save(root / "classifier.keras")
     out = root / "run"
-    code = train_detector.main([
-        "--pretrained", str(root / "classifier.keras"), "--data-dir", str(root / "data"),
-        "--mnist-images", "6,3", "--steps", "20", "--batch-size", "32", "--conv-steps", "3", "--negative-iou", "0,0.5",
-        "--out", str(out),
-        "--verbose", "0",
-    ])
+    code = train_detector.main(
+        [
+            "--pretrained",
+            str(root / "classifier.keras"),
+            "--data-dir",
+            str(root / "data"),
+            "--mnist-images",
+            "6,3",
+            "--steps",
+            "20",
+            "--batch-size",
+            "32",
+            "--conv-steps",
+            "3",
+            "--negative-iou",
+            "0,0.5",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     return root, out
 
 
 def test_training_writes_a_detector_and_its_evaluation(trained):
     root, out = trained
-    for name in ("detector/model.keras", "detector/detector.json", "results.json", "history.csv", "history_conv.csv",
-                 "curves.png", "detections.png"):
+    for name in (
+        "detector/model.keras",
+        "detector/detector.json",
+        "results.json",
+        "history.csv",
+        "history_conv.csv",
+        "curves.png",
+        "detections.png",
+    ):
         assert (out / name).exists(), name
     results = json.loads((out / "results.json").read_text())
     assert results["images"] == {"train": 6, "test": 3}
@@ -48,8 +70,10 @@ def test_training_writes_a_detector_and_its_evaluation(trained):
 
     test, _ = load_detection("mnist-detection", "test", data_dir=str(root / "data"), num_trainval=6, num_test=3)
     proposals = proposal_cache.proposals_for(
-        test, cache_dir=proposal_cache.proposal_cache(str(root / "data"), "mnist-detection"),
-        search=proposal_cache.trained_search_params(detector.metadata["proposals"]))
+        test,
+        cache_dir=proposal_cache.proposal_cache(str(root / "data"), "mnist-detection"),
+        search=proposal_cache.trained_search_params(detector.metadata["proposals"]),
+    )
     again = evaluation_summary(detector, test, proposals)
     for key in ("softmax", "softmax+bb", "svm", "svm+bb", "softmax+bb+vote", "svm+bb+vote"):
         assert again[key]["map_voc07"] == pytest.approx(results["evaluation"][key]["map_voc07"], abs=1e-6), key
@@ -63,8 +87,20 @@ def test_detect_draws_every_readable_image(trained, tmp_path, capsys):
     images = sorted((root / "data").glob("mnist_detection_*/JPEGImages/test_*"))[:2]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"not an image")
-    code = detect.main([str(p) for p in images] + [str(broken), "--detector", str(out / "detector"),
-                        "--min-score", "0", "--vote-iou", "0.5", "--out", str(tmp_path / "pictures")])
+    code = detect.main(
+        [str(p) for p in images]
+        + [
+            str(broken),
+            "--detector",
+            str(out / "detector"),
+            "--min-score",
+            "0",
+            "--vote-iou",
+            "0.5",
+            "--out",
+            str(tmp_path / "pictures"),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "broken.jpg: skipped" in printed
@@ -75,22 +111,44 @@ def test_precomputed_proposals_are_used(trained, tmp_path):
     root, out = trained
     image = sorted((root / "data").glob("mnist_detection_*/JPEGImages/test_*"))[0]
     np.savez(tmp_path / "boxes.npz", **{image.stem: np.array([[0, 0, 50, 50], [10, 10, 80, 90]], np.float32)})
-    code = detect.main([str(image), "--detector", str(out / "detector"), "--proposals-from", str(tmp_path / "boxes.npz"),
-                        "--min-score", "0", "--out", str(tmp_path / "p")])
+    code = detect.main(
+        [
+            str(image),
+            "--detector",
+            str(out / "detector"),
+            "--proposals-from",
+            str(tmp_path / "boxes.npz"),
+            "--min-score",
+            "0",
+            "--out",
+            str(tmp_path / "p"),
+        ]
+    )
     assert code == 0 and (tmp_path / "p" / f"{image.stem}.png").exists()
 
 
 def test_missing_pretrained_model_is_explained(tmp_path):
     with pytest.raises(SystemExit, match="train an SPP classifier first"):
-        train_detector.main(["--pretrained", str(tmp_path / "none.keras"), "--data-dir", str(tmp_path),
-                             "--mnist-images", "2,1", "--out", str(tmp_path / "o")])
+        train_detector.main(
+            [
+                "--pretrained",
+                str(tmp_path / "none.keras"),
+                "--data-dir",
+                str(tmp_path),
+                "--mnist-images",
+                "2,1",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
 
 
 @pytest.mark.parametrize("value", ["0.1", "0.3,0.2", "0.1,0.6", "-0.1,0.5", "a,b"])
 def test_bad_negative_iou_is_explained(tmp_path, value):
     with pytest.raises(SystemExit, match="--negative-iou must"):
-        train_detector.main(["--pretrained", str(tmp_path / "none.keras"), f"--negative-iou={value}",
-                             "--out", str(tmp_path / "o")])
+        train_detector.main(
+            ["--pretrained", str(tmp_path / "none.keras"), f"--negative-iou={value}", "--out", str(tmp_path / "o")]
+        )
 
 
 def test_detection_benchmark_prints_the_table_with_speedups(trained, tmp_path, capsys):
@@ -99,10 +157,30 @@ def test_detection_benchmark_prints_the_table_with_speedups(trained, tmp_path, c
     root, out = trained
     report_path = tmp_path / "detection.json"
     # The same detector stands in for the multi-scale one: its rows, twin included, come after.
-    code = detection.main(["--detector", str(out / "detector"), "--detector5", str(out / "detector"),
-                           "--data-dir", str(root / "data"), "--test", "2",
-                           "--train", "4", "--windows", "64", "--steps", "5", "--dense-images", "1",
-                           "--svd-ranks", "fc6=4,fc7=4", "--out", str(report_path)])
+    code = detection.main(
+        [
+            "--detector",
+            str(out / "detector"),
+            "--detector5",
+            str(out / "detector"),
+            "--data-dir",
+            str(root / "data"),
+            "--test",
+            "2",
+            "--train",
+            "4",
+            "--windows",
+            "64",
+            "--steps",
+            "5",
+            "--dense-images",
+            "1",
+            "--svd-ranks",
+            "fc6=4,fc7=4",
+            "--out",
+            str(report_path),
+        ]
+    )
     assert code == 0
     report = json.loads(report_path.read_text())
     methods = [row["method"] for row in report["rows"]]
@@ -120,17 +198,29 @@ def test_detect_searches_as_the_detector_was_trained_unless_told_otherwise():
     args = detect.parse_args(["x.jpg"])
     assert detect._search_params(args, trained) == {"min_size": 8, "max_proposals": 500, "max_side": 400, "base_k": 100}
     args = detect.parse_args(["x.jpg", "--min-proposal-size", "12", "--proposal-max-side", "0", "--proposal-k", "50"])
-    assert detect._search_params(args, trained) == {"min_size": 12, "max_proposals": 500, "max_side": None, "base_k": 50}
+    assert detect._search_params(args, trained) == {
+        "min_size": 12,
+        "max_proposals": 500,
+        "max_side": None,
+        "base_k": 50,
+    }
     # A detector saved without proposal settings searches with selective search's defaults.
     assert detect._search_params(detect.parse_args(["x.jpg"]), {}) == {
-        "min_size": 20, "max_proposals": 2000, "max_side": None, "base_k": None}
+        "min_size": 20,
+        "max_proposals": 2000,
+        "max_side": None,
+        "base_k": None,
+    }
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--context", "0.5", "--context must be 0 (off) or at least 1"),
-    ("--context", "nan", "--context must be 0 (off) or at least 1"),
-    ("--max-train-windows", "-3", "--max-train-windows must be 0"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--context", "0.5", "--context must be 0 (off) or at least 1"),
+        ("--context", "nan", "--context must be 0 (off) or at least 1"),
+        ("--max-train-windows", "-3", "--max-train-windows must be 0"),
+    ],
+)
 def test_bad_context_and_window_budget_are_explained(tmp_path, flag, value, message):
     (tmp_path / "c.keras").write_text("")
     with pytest.raises(SystemExit, match=re.escape(message)):
@@ -140,11 +230,28 @@ def test_bad_context_and_window_budget_are_explained(tmp_path, flag, value, mess
 def test_context_and_fewer_training_windows(trained, tmp_path):
     root, first = trained
     out = tmp_path / "ctx"
-    code = train_detector.main([
-        "--pretrained", str(root / "classifier.keras"), "--data-dir", str(root / "data"),
-        "--mnist-images", "6,3", "--steps", "10", "--batch-size", "32", "--context", "2", "--max-train-windows", "30",
-        "--out", str(out), "--verbose", "0",
-    ])
+    code = train_detector.main(
+        [
+            "--pretrained",
+            str(root / "classifier.keras"),
+            "--data-dir",
+            str(root / "data"),
+            "--mnist-images",
+            "6,3",
+            "--steps",
+            "10",
+            "--batch-size",
+            "32",
+            "--context",
+            "2",
+            "--max-train-windows",
+            "30",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["context"] == 2.0 and results["config"]["max_train_windows"] == 30
@@ -167,9 +274,26 @@ def test_context_and_fewer_training_windows(trained, tmp_path):
     # single vectors start from the classifier's own fc6.
     from benchmarks import detection
 
-    code = detection.main(["--detector", str(out / "detector"), "--data-dir", str(root / "data"), "--test", "2",
-                           "--train", "3", "--windows", "32", "--steps", "3", "--dense-images", "1",
-                           "--out", str(tmp_path / "detection.json")])
+    code = detection.main(
+        [
+            "--detector",
+            str(out / "detector"),
+            "--data-dir",
+            str(root / "data"),
+            "--test",
+            "2",
+            "--train",
+            "3",
+            "--windows",
+            "32",
+            "--steps",
+            "3",
+            "--dense-images",
+            "1",
+            "--out",
+            str(tmp_path / "detection.json"),
+        ]
+    )
     assert code == 0
     rows = json.loads((tmp_path / "detection.json").read_text())["rows"]
     assert [row["method"] for row in rows] == ["R-CNN", "SPP-net (same training windows)", "SPP-net", "SPP-net + SVD"]
@@ -179,12 +303,36 @@ def test_context_and_fewer_training_windows(trained, tmp_path):
 def trained_rpn(trained):
     root, _ = trained
     out = root / "rpn-run"
-    code = train_detector.main([
-        "--pretrained", str(root / "classifier.keras"), "--data-dir", str(root / "data"),
-        "--mnist-images", "6,3,2", "--test-split", "val", "--steps", "10", "--batch-size", "32",
-        "--proposals", "rpn", "--rpn-scales", "688", "--rpn-epochs", "1", "--rpn-proposals", "50",
-        "--rpn-train-proposals", "80", "--out", str(out), "--verbose", "0",
-    ])
+    code = train_detector.main(
+        [
+            "--pretrained",
+            str(root / "classifier.keras"),
+            "--data-dir",
+            str(root / "data"),
+            "--mnist-images",
+            "6,3,2",
+            "--test-split",
+            "val",
+            "--steps",
+            "10",
+            "--batch-size",
+            "32",
+            "--proposals",
+            "rpn",
+            "--rpn-scales",
+            "688",
+            "--rpn-epochs",
+            "1",
+            "--rpn-proposals",
+            "50",
+            "--rpn-train-proposals",
+            "80",
+            "--out",
+            str(out),
+            "--verbose",
+            "0",
+        ]
+    )
     assert code == 0
     return root, out
 
@@ -226,12 +374,18 @@ def test_rpn_detector_detects_without_opencv(trained_rpn, tmp_path):
 
     root, out = trained_rpn
     image = sorted((root / "data").glob("mnist_detection_*_val2/JPEGImages/val_*"))[0]
-    script = ("import sys; sys.modules['cv2'] = None\n"  # import cv2 now fails
-              "from recipes import detect\n"
-              f"raise SystemExit(detect.main([{str(image)!r}, '--detector', {str(out / 'detector')!r}, "
-              f"'--min-score', '0', '--out', {str(tmp_path)!r}]))")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    script = (
+        "import sys; sys.modules['cv2'] = None\n"  # import cv2 now fails
+        "from recipes import detect\n"
+        f"raise SystemExit(detect.main([{str(image)!r}, '--detector', {str(out / 'detector')!r}, "
+        f"'--min-score', '0', '--out', {str(tmp_path)!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "RPN proposals" in done.stdout and (tmp_path / f"{image.stem}.png").exists()
 
@@ -247,20 +401,34 @@ def test_a_corrupt_pretrained_model_is_named(trained, tmp_path):
     root, _ = trained
     (tmp_path / "c.keras").write_bytes(b"not a zip")
     with pytest.raises(SystemExit, match=r"--pretrained .*c\.keras is not a \.keras archive"):
-        train_detector.main(["--pretrained", str(tmp_path / "c.keras"), "--data-dir", str(root / "data"),
-                             "--mnist-images", "6,3", "--out", str(tmp_path / "o")])
+        train_detector.main(
+            [
+                "--pretrained",
+                str(tmp_path / "c.keras"),
+                "--data-dir",
+                str(root / "data"),
+                "--mnist-images",
+                "6,3",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--rpn-scales", "400"], "--rpn-scales must be among --scales"),
-    (["--rpn-epochs", "0"], "--rpn-epochs must be a positive count"),
-    (["--mnist-images", "1,2,3,4"], "--mnist-images must be two or three counts"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--rpn-scales", "400"], "--rpn-scales must be among --scales"),
+        (["--rpn-epochs", "0"], "--rpn-epochs must be a positive count"),
+        (["--mnist-images", "1,2,3,4"], "--mnist-images must be two or three counts"),
+    ],
+)
 def test_bad_rpn_flags_are_explained(tmp_path, flags, message):
     (tmp_path / "c.keras").write_text("")
     with pytest.raises(SystemExit, match=re.escape(message)):
-        train_detector.main(["--pretrained", str(tmp_path / "c.keras"), "--proposals", "rpn", *flags,
-                             "--out", str(tmp_path / "o")])
+        train_detector.main(
+            ["--pretrained", str(tmp_path / "c.keras"), "--proposals", "rpn", *flags, "--out", str(tmp_path / "o")]
+        )
 
 
 def test_proposals_benchmark_compares_selective_search_and_the_rpn(trained, trained_rpn, tmp_path):
@@ -269,8 +437,23 @@ def test_proposals_benchmark_compares_selective_search_and_the_rpn(trained, trai
     root, ss_out = trained
     _, rpn_out = trained_rpn
     out = tmp_path / "proposals.json"
-    assert benchmark.main(["--ss-detector", str(ss_out / "detector"), "--rpn-detector", str(rpn_out / "detector"),
-                           "--data-dir", str(root / "data"), "--timed", "2", "--out", str(out)]) == 0
+    assert (
+        benchmark.main(
+            [
+                "--ss-detector",
+                str(ss_out / "detector"),
+                "--rpn-detector",
+                str(rpn_out / "detector"),
+                "--data-dir",
+                str(root / "data"),
+                "--timed",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["images"] == 3 and report["timed_images"] == 2 and report["split"] == "test"
     ss, rpn = report["selective_search"], report["rpn"]

@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_spp.training.classifier import build_classifier
-from keras_spp.training.classifier import learning_rate_schedule
+from keras_spp.training.classifier import build_classifier, learning_rate_schedule
 
 
 def test_learning_rate_schedules_by_optimizer_step():
@@ -21,8 +20,18 @@ def test_learning_rate_schedules_by_optimizer_step():
 
 
 def test_a_classifier_is_built_under_its_policy_and_compiled_with_its_optimizer():
-    model = build_classifier("zf5", 3, width=0.0625, fc_units=8, levels=(2, 1), image_size=48,
-                             dtype_policy="mixed_bfloat16", optimizer="adam", learning_rate=1e-3, jit_compile=False)
+    model = build_classifier(
+        "zf5",
+        3,
+        width=0.0625,
+        fc_units=8,
+        levels=(2, 1),
+        image_size=48,
+        dtype_policy="mixed_bfloat16",
+        optimizer="adam",
+        learning_rate=1e-3,
+        jit_compile=False,
+    )
     assert keras.config.dtype_policy().name == "float32"  # what is built next is unaffected
     assert model.get_layer("fc6").dtype_policy.name == "mixed_bfloat16"
     assert isinstance(model.optimizer, keras.optimizers.AdamW)

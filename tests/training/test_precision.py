@@ -22,12 +22,14 @@ def test_auto_dtype_policy_takes_bfloat16_only_where_the_hardware_computes_in_it
 
 def test_gpus_have_bfloat16_from_compute_capability_8(monkeypatch):
     capabilities = {"gpu:0": (8, 0), "gpu:1": (7, 5)}
-    monkeypatch.setattr(tf.config.experimental, "get_device_details",
-                        lambda gpu: {"compute_capability": capabilities[gpu]})
+    monkeypatch.setattr(
+        tf.config.experimental, "get_device_details", lambda gpu: {"compute_capability": capabilities[gpu]}
+    )
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: ["gpu:0"] if kind == "GPU" else [])
     assert precision.bfloat16_hardware([])
-    monkeypatch.setattr(tf.config, "list_physical_devices",
-                        lambda kind=None: ["gpu:0", "gpu:1"] if kind == "GPU" else [])
+    monkeypatch.setattr(
+        tf.config, "list_physical_devices", lambda kind=None: ["gpu:0", "gpu:1"] if kind == "GPU" else []
+    )
     assert not precision.bfloat16_hardware(["avx512_bf16"])  # a T4 beside an A100: not all of them
 
 
