@@ -254,6 +254,7 @@ def _check_model(model, labels):
 
 
 def _check_float_images(images):
+    images = image_ops.check_rank(images, 4, "images", "[N, height, width, 3] RGB in [0, 255]")
     shape = tf.shape(images)
     checks = [
         tf.debugging.Assert(

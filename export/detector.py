@@ -493,6 +493,7 @@ def cap_size(image, boxes, max_side):
 
 
 def _check_boxes(boxes, batch, images_name):
+    boxes = image_ops.check_rank(boxes, 3, "boxes", "[N, R, 4]: one [R, 4] array of [y1, x1, y2, x2] pixels per image")
     shape = tf.shape(boxes)
     checks = [
         tf.debugging.Assert(
@@ -515,6 +516,7 @@ def _check_boxes(boxes, batch, images_name):
 
 
 def _check_image_tensor(images):
+    images = image_ops.check_rank(images, 4, "image_tensor", "[N, height, width, 3] uint8 RGB")
     shape = tf.shape(images)
     check = tf.debugging.Assert(
         tf.logical_or(tf.equal(shape[0], 0), tf.logical_and(shape[1] > 0, shape[2] > 0)),

@@ -34,12 +34,40 @@ _JPEG = b"\xff\xd8\xff"
 _PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def check_rank(tensor, rank, name, accepted):
+    """``tensor`` after asserting it has ``rank`` dimensions; everything computed from
+    the result waits for the check.
+
+    A signature's input shape is not enforced when it is called: TF Serving checks a
+    request's dtype against the signature but not its shape, and a loaded SavedModel's
+    signature takes any shape. Without this, a ``[1, 1]`` batch of bytes would reach
+    the decoder and fail there with a message about the image format.
+    """
+    shape = tf.shape(tensor)
+    # Grappler folds tf.rank(x) and tf.size(tf.shape(x)) to the traced rank, which the
+    # signature's spec fixes; a shape vector of run-time length keeps the count to run time.
+    # (Grappler folds n * 0 too, not n - n.)
+    count = tf.size(tensor, out_type=tf.int32)
+    padded = tf.concat([shape, tf.zeros([count - count], tf.int32)], 0)
+    check = tf.debugging.Assert(
+        tf.equal(tf.size(padded), rank),
+        [f"{name}: must have {rank} dimension(s), {accepted}; got the shape", shape],
+    )
+    with tf.control_dependencies([check]):
+        checked = tf.identity(tensor)
+    # TensorFlow's own run-time shape check (also of fixed sizes such as the 3 channels),
+    # should the count above ever be folded away.
+    return tf.ensure_shape(checked, tensor.shape)
+
+
 def check_encoded(image_bytes, name="image_bytes"):
-    """``image_bytes`` (string ``[N]``) after asserting every item starts like a JPEG or PNG.
+    """``image_bytes`` (string ``[N]``) after asserting its rank and that every item
+    starts like a JPEG or PNG.
 
     The decoder alone would say "Unknown image file format" for the first bad item
     and not which one; this names every bad position and what is accepted.
     """
+    image_bytes = check_rank(image_bytes, 1, name, f"[N]: one {FORMATS} file's bytes per image")
     jpeg = tf.strings.substr(image_bytes, 0, len(_JPEG)) == _JPEG
     png = tf.strings.substr(image_bytes, 0, len(_PNG)) == _PNG
     bad = tf.where(~(jpeg | png))[:, 0]

@@ -56,6 +56,13 @@ def _data_arguments(group):
         help="mnist-detection: trainval,test[,val] image counts (built once, cached); with a val count, "
         "--test-split val evaluates on the validation scenes",
     )
+    group.add_argument(
+        "--classes",
+        default="auto",
+        help="voc:<path> only: the class names in label order, comma-separated, or 'infer' (the "
+        "object names of --train-split, sorted); auto: the folder's labels.txt, else the 20 VOC "
+        "classes when every training object is one, else inferred",
+    )
     group.add_argument("--train-split", default="trainval")
     group.add_argument("--test-split", default="test")
     group.add_argument("--max-train", type=int, default=None, help="use the first N training images")
@@ -539,6 +546,11 @@ def _floats(text, flag):
 
 
 def dataset_options(args):
+    if args.dataset.startswith("voc:"):
+        names = voc_class_names(args.dataset[len("voc:") :], args.classes, args.train_split)
+        return {} if names is None else {"class_names": names}
+    if args.classes != "auto":
+        raise SystemExit(f"--classes applies to voc:<path> datasets; {args.dataset} names its own classes")
     if args.dataset != "mnist-detection":
         return {}
     try:
@@ -554,6 +566,31 @@ def dataset_options(args):
     if len(counts) == 3 and counts[2]:
         options["num_val"] = counts[2]
     return options
+
+
+def voc_class_names(root, classes, train_split):
+    """The class names a VOC-layout folder is read with: a list from ``--classes``,
+    ``None`` for the library's default (``labels.txt`` or the 20 VOC classes), or the
+    training split's object names when neither fits."""
+    from keras_spp.data import voc
+
+    if classes not in ("auto", "infer"):
+        names = [name.strip() for name in classes.split(",")]
+        if not all(names) or len(set(names)) != len(names):
+            raise SystemExit(f"--classes must be distinct, non-empty names separated by commas; got {classes!r}")
+        return names
+    if classes == "auto" and os.path.isfile(os.path.join(os.path.expanduser(root), voc.LABELS_FILE)):
+        return None
+    try:
+        found = voc.object_names(root, train_split)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"--classes {classes}: {error}") from None
+    if classes == "auto" and set(found) <= set(voc.VOC_CLASSES):
+        return None
+    if not found:
+        raise SystemExit(f"--classes {classes}: split {train_split!r} of {root} has no objects to name classes from")
+    print(f"classes inferred from {train_split!r}: {', '.join(found)} (--classes a,b,... fixes their order)")
+    return list(found)
 
 
 def _json_default(value):

@@ -117,19 +117,39 @@ def read_voc(root, split, class_names=None):
         class_names = read_class_names(root)
     else:
         class_names = _validate_class_names(class_names)
-    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
-    if not split_file.is_file():
-        if not root.is_dir():
-            raise FileNotFoundError(f"VOC folder {root} does not exist.")
-        found = sorted(p.stem for p in split_file.parent.glob("*.txt")) if split_file.parent.is_dir() else []
-        raise FileNotFoundError(
-            f"No split file {split_file} for split {split!r} in VOC folder {root}; "
-            f"splits there: {', '.join(found) or 'none'}."
-        )
-    ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+    ids = _split_ids(root, split)
     label_of = {name: index for index, name in enumerate(class_names)}
     images = _ImageFolder(root / "JPEGImages")
     return [_read_example(root, image_id, label_of, class_names, images) for image_id in ids], class_names
+
+
+def object_names(root, split):
+    """The sorted distinct ``<object><name>``s of one split's annotations: the classes
+    of a VOC-layout export that has no ``labels.txt``.
+
+    Raises ``FileNotFoundError`` and ``ValueError`` as ``read_voc`` does for the split
+    file and the XML.
+
+    >>> import tempfile
+    >>> import numpy as np
+    >>> root = tempfile.mkdtemp()
+    >>> items = [("a", np.zeros((8, 8, 3), np.uint8), [[1, 1, 5, 5]], [1], [False])]
+    >>> _ = write_voc(root, "train", items, ("zebra", "okapi"))
+    >>> object_names(root, "train")
+    ('okapi',)
+    """
+    root = pathlib.Path(root).expanduser().absolute()
+    names = set()
+    for image_id in _split_ids(root, split):
+        xml_path = root / "Annotations" / f"{image_id}.xml"
+        if not xml_path.is_file():
+            raise FileNotFoundError(f"No annotation {xml_path} for image id {image_id!r} (listed in the split file).")
+        try:
+            annotation = ElementTree.parse(xml_path).getroot()
+        except ElementTree.ParseError as error:
+            raise ValueError(f"Malformed annotation XML {xml_path}: {error}.") from None
+        names.update(_text(element, "name") for element in annotation.findall("object"))
+    return tuple(sorted(name for name in names if name))
 
 
 def read_class_names(root):
@@ -314,6 +334,19 @@ class _ImageFolder:
         rank = {extension: i for i, extension in enumerate(_PREFERRED)}
         best = min(candidates, key=lambda n: (rank.get(os.path.splitext(n)[1].lower(), len(rank)), n))
         return self.folder / best
+
+
+def _split_ids(root, split):
+    split_file = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not split_file.is_file():
+        if not root.is_dir():
+            raise FileNotFoundError(f"VOC folder {root} does not exist.")
+        found = sorted(p.stem for p in split_file.parent.glob("*.txt")) if split_file.parent.is_dir() else []
+        raise FileNotFoundError(
+            f"No split file {split_file} for split {split!r} in VOC folder {root}; "
+            f"splits there: {', '.join(found) or 'none'}."
+        )
+    return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
 
 
 def _read_example(root, image_id, label_of, class_names, images):

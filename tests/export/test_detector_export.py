@@ -230,6 +230,21 @@ def test_bad_input_is_an_invalid_argument_with_a_clear_message(exported):
         serve(loaded, [encode(photo(2, 1000, 14))], np.array([[[0, 0, 2, 1000]]]))
 
 
+def test_requests_of_the_wrong_rank_are_invalid_arguments_naming_the_input(exported):
+    _, _, loaded = exported
+    good = encode(photo(60, 60, 13))
+    box = tf.constant([[[5.0, 5, 40, 40]]])
+    serving, tensors = loaded.signatures["serving_default"], loaded.signatures["detect_images"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes: must have 1 dimension.*\[1 1\]"):
+        serving(image_bytes=tf.constant([[good]]), boxes=box)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"boxes: must have 3 dimension.*\[R, 4\].*\[1 4\]"):
+        serving(image_bytes=tf.constant([good]), boxes=box[0])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_tensor: must have 4 dimension.*\[60 60 3\]"):
+        tensors(image_tensor=tf.zeros([60, 60, 3], tf.uint8), boxes=box)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor but is a float tensor"):
+        tensors(image_tensor=tf.zeros([1, 60, 60, 3]), boxes=box)
+
+
 def test_empty_batches_give_empty_outputs(exported):
     _, _, loaded = exported
     empty_bytes = serve(loaded, [], np.zeros((0, 1, 4)))

@@ -110,6 +110,22 @@ def test_corrupt_bytes_are_an_invalid_argument_naming_the_items(exported):
         serve(loaded, [jpeg[: len(jpeg) // 3]])
 
 
+def test_requests_of_the_wrong_rank_or_dtype_are_invalid_arguments_naming_the_input(exported):
+    # A signature's shape is not enforced when called (nor by TF Serving); the graph checks it.
+    _, _, loaded = exported
+    good = encode(photo(50, 50))
+    serving, floats = loaded.signatures["serving_default"], loaded.signatures["classify_images"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"image_bytes: must have 1 dimension.*\[N\].*\[1 1\]"):
+        serving(image_bytes=tf.constant([[good]]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images: must have 4 dimension.*\[50 50 3\]"):
+        floats(images=tf.zeros([50, 50, 3]))
+    # The dtype is checked before the graph runs (TF Serving checks it against the signature too).
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a string tensor but is a float tensor"):
+        serving(image_bytes=tf.constant([1.0]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a float tensor but is a uint8 tensor"):
+        floats(images=tf.zeros([1, 50, 50, 3], tf.uint8))
+
+
 def test_empty_batches_give_empty_outputs(exported):
     _, _, loaded = exported
     for got in (serve(loaded, []), serve(loaded, np.zeros((0, 10, 10, 3)), "classify_images")):
