@@ -50,7 +50,9 @@ def closure():
             if name == "tensorflow-serving-api" and child == "tensorflow":
                 continue  # its TensorFlow is the tensorflow-cpu or tensorflow installed beside it
             pending.append((child, set(requirement.extras)))
-    return {name: metadata.version(name) for name in extras_of if name not in LEFT_OUT}
+    # A local label (torch's "+cpu" on a machine that has that build) is no version
+    # PyPI serves; the public version it labels is.
+    return {name: metadata.version(name).split("+")[0] for name in extras_of if name not in LEFT_OUT}
 
 
 def main():

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One entry point that sets up .venv on first use and then runs a job:
 #   bash scripts/run.sh main    the offline default main job (see README)
-#   bash scripts/run.sh test    the test suite
-#   bash scripts/run.sh bench [pooling|multisize|precision|serving|detection] [args]
+#   bash scripts/run.sh test    the test suite (TensorFlow; tests/backends on JAX and PyTorch too)
+#   bash scripts/run.sh bench [pooling|multisize|precision|serving|detection|proposals] [args]
 #                               one benchmark (default pooling), printing JSON
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,10 +15,18 @@ job=${1:-main}
 shift || true
 case "$job" in
   main) exec .venv/bin/python -m recipes.main "$@" ;;
-  test) exec .venv/bin/python -m pytest -q "$@" ;;
+  test)
+    # With arguments: pytest on them alone. Without: the whole suite on TensorFlow,
+    # then tests/backends (ops, layers, models) on JAX and PyTorch.
+    if [ $# -gt 0 ]; then exec .venv/bin/python -m pytest -q "$@"; fi
+    .venv/bin/python -m pytest -q
+    for backend in jax torch; do
+      echo "== tests/backends on KERAS_BACKEND=$backend"
+      KERAS_BACKEND=$backend .venv/bin/python -m pytest -q tests/backends
+    done ;;
   bench)
     name=pooling
-    case "${1:-}" in pooling|multisize|precision|serving|detection) name=$1; shift ;; esac
+    case "${1:-}" in pooling|multisize|precision|serving|detection|proposals) name=$1; shift ;; esac
     exec .venv/bin/python -m "benchmarks.$name" "$@" ;;
   *) echo "usage: bash scripts/run.sh main|test|bench [args]" >&2; exit 2 ;;
 esac

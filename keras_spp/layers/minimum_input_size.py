@@ -1,8 +1,9 @@
 """A pass-through layer that refuses images too small for the network behind it."""
 
 import keras
-import tensorflow as tf
+from keras import ops
 
+from keras_spp.ops import runtime
 from keras_spp.validation import positive_int
 
 
@@ -16,8 +17,9 @@ class MinimumInputSize(keras.layers.Layer):
     the process with SIGFPE, and a map just too small can come out as garbage. So
     a backbone states what it needs and checks it first: a ``ValueError`` where the
     size is known when the layer is called (eager calls, static shapes), an
-    ``InvalidArgumentError`` from an assertion in graphs with unknown sizes
-    (``tf.function``, ``model.predict``, SavedModels). Under XLA the assertion is
+    ``InvalidArgumentError`` from an assertion in TensorFlow graphs with unknown
+    sizes (``tf.function``, ``model.predict``, SavedModels). On JAX and PyTorch the
+    sizes are always known, so it is always a ``ValueError``. Under XLA the assertion is
     dropped, as XLA drops all assertions, but XLA compiles for each concrete shape
     and its shape checks refuse such sizes at compile time.
 
@@ -25,8 +27,8 @@ class MinimumInputSize(keras.layers.Layer):
 
     >>> import numpy as np
     >>> check = MinimumInputSize(29, name="check_size")
-    >>> check(np.zeros((1, 32, 40, 3), "float32")).shape
-    TensorShape([1, 32, 40, 3])
+    >>> tuple(check(np.zeros((1, 32, 40, 3), "float32")).shape)
+    (1, 32, 40, 3)
     """
 
     def __init__(self, min_side, **kwargs):
@@ -45,10 +47,11 @@ class MinimumInputSize(keras.layers.Layer):
             raise ValueError(self._message(static) + ".")
         if all(side is not None for side in static):
             return inputs
-        size = tf.shape(inputs)[1:3]
-        check = tf.debugging.Assert(tf.reduce_all(size >= self.min_side), [self._message("below"), size])
-        with tf.control_dependencies([check]):
-            return tf.identity(inputs)
+        # Sizes unknown until run time: only in TensorFlow graphs (keras_spp.ops.runtime).
+        size = ops.shape(inputs)[1:3]
+        return runtime.assert_all(
+            [(ops.all(ops.stack(size) >= self.min_side), [self._message("below"), *size])], inputs
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -29,8 +29,8 @@ class RoiPyramidPooling(keras.layers.Layer):
     >>> import numpy as np
     >>> features = np.random.rand(1, 43, 58, 8).astype("float32")
     >>> boxes = np.array([[0, 0, 687, 916], [96, 32, 480, 400]], "float32")
-    >>> RoiPyramidPooling(levels=(2, 1))(features, boxes, np.array([0, 0])).shape
-    TensorShape([2, 40])
+    >>> tuple(RoiPyramidPooling(levels=(2, 1))(features, boxes, np.array([0, 0])).shape)
+    (2, 40)
     """
 
     def __init__(self, levels=(6, 3, 2, 1), spatial_scale=1.0 / 16, coordinate_rule="spp", **kwargs):

@@ -16,9 +16,11 @@ class SpatialPyramidPooling(keras.layers.Layer):
     given order, each flattened row-major as ``[n, n, channels]``. Bin ``i`` of ``n``
     over ``a`` cells is ``[floor(i*a/n), ceil((i+1)*a/n))`` (``bin_rule="adaptive"``)
     or the paper's window ``ceil(a/n)`` / stride ``floor(a/n)`` (``"paper"``, which
-    rejects sizes it cannot split into ``n`` bins). Works eagerly, in
-    ``tf.function``, under XLA (``jit_compile=True``), with mixed precision, in
-    ``.keras`` files and in SavedModels exported with ``None`` spatial dimensions.
+    rejects sizes it cannot split into ``n`` bins). Works on every Keras backend
+    (TensorFlow, JAX, PyTorch: it returns the backend's tensors), eagerly, in
+    ``tf.function``, under XLA (``jit_compile=True``) and ``jax.jit``, with mixed
+    precision, in ``.keras`` files (saved on one backend, loaded on another) and in
+    SavedModels exported with ``None`` spatial dimensions.
 
     Args:
       levels: bins per side of each pyramid level; the paper's (6, 3, 2, 1).
@@ -32,8 +34,8 @@ class SpatialPyramidPooling(keras.layers.Layer):
     >>> x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
     >>> x = SpatialPyramidPooling(levels=(4, 2, 1))(x)
     >>> model = keras.Model(inputs, keras.layers.Dense(10)(x))
-    >>> model(np.zeros((2, 64, 80, 3))).shape, model(np.zeros((1, 33, 21, 3))).shape
-    (TensorShape([2, 10]), TensorShape([1, 10]))
+    >>> tuple(model(np.zeros((2, 64, 80, 3))).shape), tuple(model(np.zeros((1, 33, 21, 3))).shape)
+    ((2, 10), (1, 10))
     """
 
     def __init__(self, levels=(6, 3, 2, 1), pooling="max", bin_rule="adaptive", **kwargs):

@@ -89,8 +89,8 @@ def backbone(name, width=1.0, input_shape=(None, None, 3)):
 
     >>> import numpy as np
     >>> zf = backbone("zf5", width=0.25)
-    >>> zf(np.zeros((1, 224, 224, 3), "float32")).shape
-    TensorShape([1, 13, 13, 64])
+    >>> tuple(zf(np.zeros((1, 224, 224, 3), "float32")).shape)
+    (1, 13, 13, 64)
     """
     if name not in TABLE_1:
         raise ValueError(f"Unknown backbone {name!r}; known: {', '.join(TABLE_1)}.")

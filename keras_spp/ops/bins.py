@@ -10,9 +10,11 @@ half-open cell range ``[start_i, end_i)``:
 * ``"paper"`` (the paper's text): window ``ceil(a / n)``, stride ``floor(a / n)``,
   ``start_i = i * stride``. Only valid when that sliding window gives exactly ``n``
   windows; it does not for e.g. ``(a, n) = (5, 3)``, ``(10, 6)`` or any ``a < n``.
+
+Written with ``keras.ops``: the same integers on every Keras backend.
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_spp.validation import is_integer
 
@@ -59,7 +61,8 @@ def bin_edges(length, n, rule="adaptive"):
     """Start and end (exclusive) cell of each of ``n`` bins over ``length`` cells.
 
     Args:
-      length: int32 tensor of any shape: the number of cells (>= 1 for valid bins).
+      length: int32 tensor of any shape (or a Python int): the number of cells (>= 1
+        for valid bins).
       n: Python int, bins per side.
       rule: ``"adaptive"`` or ``"paper"`` (see the module docstring).
 
@@ -68,24 +71,29 @@ def bin_edges(length, n, rule="adaptive"):
       first cell. For the paper rule the validity of ``(length, n)`` is not checked
       here: see ``paper_rule_is_valid``.
     """
-    length = tf.convert_to_tensor(length, tf.int32)[..., tf.newaxis]
-    i = tf.range(n, dtype=tf.int32)
+    validate_choice(rule, BIN_RULES, "bin_rule")
+    length = ops.expand_dims(ops.convert_to_tensor(length, "int32"), -1)
+    i = ops.arange(n, dtype="int32")
     if rule == "adaptive":
-        start = (i * length) // n
-        end = -((-(i + 1) * length) // n)  # ceil((i + 1) * a / n) in integers
-    elif rule == "paper":
-        stride = length // n
-        start = i * stride
-        end = start + (-(-length // n))
+        start = ops.floor_divide(i * length, n)
+        end = -ops.floor_divide(-(i + 1) * length, n)  # ceil((i + 1) * a / n) in integers
     else:
-        validate_choice(rule, BIN_RULES, "bin_rule")
+        stride = ops.floor_divide(length, n)
+        start = i * stride
+        end = start - ops.floor_divide(-length, n)
     return start, end
 
 
 def floor_log2(x):
     """floor(log2(x)) of a positive int32 tensor, exact."""
-    x = tf.convert_to_tensor(x, tf.int32)
-    return tf.add_n([tf.cast(x >= (1 << k), tf.int32) for k in range(1, _MAX_BITS)])
+    x = ops.convert_to_tensor(x, "int32")
+    return sum(ops.cast(x >= (1 << k), "int32") for k in range(1, _MAX_BITS))
+
+
+def power_of_two(k):
+    """``2 ** k`` of a non-negative int32 tensor, exact."""
+    k = ops.convert_to_tensor(k, "int32")
+    return ops.left_shift(ops.ones_like(k), k)
 
 
 def derivation_plan(levels):

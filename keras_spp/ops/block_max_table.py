@@ -9,49 +9,42 @@ query is then four gathers of a channel vector, with shapes XLA can compile for 
 map size and box count (unlike crop_and_resize, which has no XLA kernel).
 """
 
-import tensorflow as tf
+from keras import ops
 
-from keras_spp.ops import bins
+from keras_spp.ops import bins, runtime
 
 
 def build_block_max_table(features, levels_y, levels_x):
     """Stacks the block-max maps of ``features [B, H, W, C]``.
 
-    ``levels_y`` and ``levels_x`` (int32 scalars, >= 1) say how many block sizes to
-    keep per axis: ``1, 2, 4, ... 2**(levels - 1)`` cells. Returns
-    ``[levels_x, levels_y * B, H, W, C]``.
+    ``levels_y`` and ``levels_x`` (Python ints, or int32 scalars in TensorFlow graphs
+    with unknown sizes; >= 1) say how many block sizes to keep per axis:
+    ``1, 2, 4, ... 2**(levels - 1)`` cells. Returns ``[levels_x, levels_y * B, H, W, C]``.
     """
     by_rows = _doubling(features, levels_y, axis=1)  # [Ky, B, H, W, C]
-    shape = tf.shape(features)
-    stacked = tf.reshape(by_rows, tf.concat([[-1], shape[1:]], 0))
+    stacked = ops.reshape(by_rows, (-1, *ops.shape(features)[1:]))
     return _doubling(stacked, levels_x, axis=2)
 
 
 def _doubling(x, count, axis):
     # Level k+1 is the max of level k and itself shifted by 2**k; clamping the shifted
     # index at the border keeps the shape fixed (max with a repeated cell is harmless).
-    size = tf.shape(x)[axis]
-    cells = tf.range(size)
-    levels = tf.TensorArray(x.dtype, size=count, element_shape=x.shape)
+    size = ops.shape(x)[axis]
+    cells = ops.arange(size, dtype="int32")
 
-    def body(k, current, levels):
-        levels = levels.write(k, current)
-        shifted = tf.gather(current, tf.minimum(cells + tf.bitwise.left_shift(1, k), size - 1), axis=axis)
-        return k + 1, tf.maximum(current, shifted), levels
+    def step(current, k):
+        shifted = ops.take(current, ops.minimum(cells + bins.power_of_two(k), size - 1), axis=axis)
+        return ops.maximum(current, shifted)
 
-    # maximum_iterations lets XLA size the gradient's accumulators.
-    _, _, levels = tf.while_loop(
-        lambda k, *_: k < count,
-        body,
-        (tf.constant(0), x, levels),
-        maximum_iterations=count,
-    )
-    return levels.stack()
+    return runtime.doubling_levels(x, count, axis, step)
 
 
 def levels_needed(longest_side):
-    """How many block sizes cover rectangles up to ``longest_side`` cells a side."""
-    return bins.floor_log2(tf.maximum(longest_side, 1)) + 1
+    """How many block sizes cover rectangles up to ``longest_side`` cells a side: a
+    Python int for a Python int, else an int32 tensor."""
+    if runtime.is_static(longest_side):
+        return max(int(longest_side), 1).bit_length()
+    return bins.floor_log2(ops.maximum(longest_side, 1)) + 1
 
 
 def rectangle_max(table, levels_y, images, y_start, y_end, x_start, x_end):
@@ -59,7 +52,7 @@ def rectangle_max(table, levels_y, images, y_start, y_end, x_start, x_end):
 
     Args:
       table: ``build_block_max_table``'s ``[levels_x, levels_y * B, H, W, C]``.
-      levels_y: int32 scalar, the table's block sizes along y.
+      levels_y: the table's block sizes along y.
       images: int32 ``[R]``; the starts and ends are int32 ``[R, n]`` (rows) and
         ``[R, m]`` (columns) of non-empty ranges inside the map.
 
@@ -67,21 +60,17 @@ def rectangle_max(table, levels_y, images, y_start, y_end, x_start, x_end):
     """
     ky = bins.floor_log2(y_end - y_start)
     kx = bins.floor_log2(x_end - x_start)
-    rows = tf.stack([y_start, y_end - tf.bitwise.left_shift(1, ky)])  # [2, R, n]
-    cols = tf.stack([x_start, x_end - tf.bitwise.left_shift(1, kx)])  # [2, R, m]
-    shape = tf.shape(table)
+    rows = ops.stack([y_start, y_end - bins.power_of_two(ky)])  # [2, R, n]
+    cols = ops.stack([x_start, x_end - bins.power_of_two(kx)])  # [2, R, m]
+    shape = ops.shape(table)
     batch, width, plane = shape[1] // levels_y, shape[3], shape[2] * shape[3]
-    table_rows = tf.reshape(table, tf.stack([-1, shape[4]]))
+    table_rows = ops.reshape(table, (-1, shape[4]))
     # Flat row of the table for each corner: [2, 1, R, n, 1] + [1, 2, R, 1, m].
-    level = (kx[:, tf.newaxis, :] * levels_y + ky[:, :, tf.newaxis]) * batch
-    base = (level + images[:, tf.newaxis, tf.newaxis]) * plane
-    flat = (
-        base[tf.newaxis, tf.newaxis]
-        + (rows * width)[:, tf.newaxis, :, :, tf.newaxis]
-        + cols[tf.newaxis, :, :, tf.newaxis, :]
-    )
+    level = (ops.expand_dims(kx, 1) * levels_y + ops.expand_dims(ky, 2)) * batch
+    base = (level + images[:, None, None]) * plane
+    flat = base[None, None] + (rows * width)[:, None, :, :, None] + cols[None, :, :, None, :]
     # One gather of all four corners, then a max over them: its gradient is a single
     # scatter (ties between overlapping corners split it, and the parts meet again in
     # the same cell).
-    flat = tf.transpose(tf.reshape(flat, tf.concat([[4], tf.shape(flat)[2:]], 0)), [1, 2, 3, 0])
-    return tf.reduce_max(tf.gather(table_rows, flat), axis=3)
+    flat = ops.transpose(ops.reshape(flat, (4, *ops.shape(flat)[2:])), (1, 2, 3, 0))
+    return runtime.reduce_max(ops.take(table_rows, flat, axis=0), axis=3)

@@ -20,7 +20,7 @@ still covers at least one cell. (torchvision clips each bin instead and emits 0 
 bins that fall outside the map; the two agree for boxes inside the map.)
 """
 
-import tensorflow as tf
+from keras import ops
 
 from keras_spp.validation import is_number
 
@@ -42,25 +42,24 @@ def boxes_to_cells(boxes, spatial_scale, height, width, rule="spp"):
 
     Non-finite coordinates map to cell 0; callers flag those boxes separately.
     """
-    boxes = tf.cast(boxes, tf.float32)
-    finite = tf.math.is_finite(boxes)
-    scaled = tf.where(finite, boxes, 0.0) * tf.cast(spatial_scale, tf.float32)
+    if rule not in COORDINATE_RULES:
+        raise ValueError(f"`coordinate_rule` must be one of {COORDINATE_RULES}; got {rule!r}.")
+    boxes = ops.cast(boxes, "float32")
+    scaled = ops.where(ops.isfinite(boxes), boxes, 0.0) * float(spatial_scale)
     first, second = scaled[:, :2], scaled[:, 2:]
     if rule == "spp":
-        start = tf.floor(first) + 1.0
-        end = tf.math.ceil(second) - 1.0
-        middle = tf.floor((start + end) / 2.0)
+        start = ops.floor(first) + 1.0
+        end = ops.ceil(second) - 1.0
+        middle = ops.floor((start + end) / 2.0)
         crossed = start > end
-        start = tf.where(crossed, middle, start)
-        end = tf.where(crossed, middle, end)
-    elif rule == "roi_pool":
-        start = tf.sign(first) * tf.floor(tf.abs(first) + 0.5)
-        end = tf.sign(second) * tf.floor(tf.abs(second) + 0.5)
-        end = tf.maximum(end, start)
+        start = ops.where(crossed, middle, start)
+        end = ops.where(crossed, middle, end)
     else:
-        raise ValueError(f"`coordinate_rule` must be one of {COORDINATE_RULES}; got {rule!r}.")
-    last = tf.cast(tf.stack([height, width]) - 1, tf.float32)
+        start = ops.sign(first) * ops.floor(ops.abs(first) + 0.5)
+        end = ops.sign(second) * ops.floor(ops.abs(second) + 0.5)
+        end = ops.maximum(end, start)
+    last = ops.cast(ops.stack([height, width]) - 1, "float32")
     # Clip before the cast so that huge coordinates cannot overflow int32.
-    start = tf.cast(tf.clip_by_value(start, 0.0, last), tf.int32)
-    end = tf.cast(tf.clip_by_value(end, 0.0, last), tf.int32)
-    return tf.concat([start, end], axis=1)
+    start = ops.cast(ops.clip(start, 0.0, last), "int32")
+    end = ops.cast(ops.clip(end, 0.0, last), "int32")
+    return ops.concatenate([start, end], axis=1)

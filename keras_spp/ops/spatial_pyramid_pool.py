@@ -1,11 +1,12 @@
 """Image-level spatial pyramid pooling (the SPP layer of He et al., section 2.3)."""
 
-import numpy as np
-import tensorflow as tf
+import keras
+from keras import ops
 
-from keras_spp.ops import bins
+from keras_spp.ops import bins, runtime
 
 POOLINGS = ("max", "avg")
+_FLOATS = ("float16", "bfloat16", "float32", "float64")
 
 
 def pyramid_output_dim(channels, levels):
@@ -29,19 +30,24 @@ def spatial_pyramid_pool(features, levels=(6, 3, 2, 1), pooling="max", bin_rule=
         window ``ceil(a/n)`` and stride ``floor(a/n)`` and rejects the sizes where
         that does not give ``n`` bins (``a=10, n=6`` among them).
       * ``pooling="max"`` (the paper) or ``"avg"`` (the mean of each bin's cells).
+      * Written with ``keras.ops``: it takes and returns the backend's tensors
+        (TensorFlow, JAX, PyTorch), with gradients, under ``tf.function`` and XLA,
+        ``jax.jit`` and ``torch.compile``.
 
     Errors: a ``ValueError`` names the argument for a bad rank, a zero height or width,
     levels that are not positive integers, or an unknown ``pooling`` or ``bin_rule``;
     a size the paper rule cannot split raises ``ValueError`` where the size is known
-    when the function is traced, and ``InvalidArgumentError`` at run time otherwise.
+    when the function is called or traced (always on JAX and PyTorch), and
+    ``InvalidArgumentError`` at run time in TensorFlow graphs with unknown sizes.
     Under XLA (``jit_compile=True``), which drops run-time assertions, such an
     output is filled with NaN instead, so it can never pass for a valid result.
 
     Example:
 
-    >>> x = tf.random.uniform([2, 13, 17, 8])
-    >>> spatial_pyramid_pool(x, levels=(3, 1)).shape
-    TensorShape([2, 80])
+    >>> import numpy as np
+    >>> x = np.random.uniform(size=(2, 13, 17, 8)).astype("float32")
+    >>> tuple(spatial_pyramid_pool(x, levels=(3, 1)).shape)
+    (2, 80)
     """
     levels = bins.validate_levels(levels)
     bins.validate_choice(pooling, POOLINGS, "pooling")
@@ -52,7 +58,7 @@ def spatial_pyramid_pool(features, levels=(6, 3, 2, 1), pooling="max", bin_rule=
         if size == 0:
             raise ValueError(
                 f"`features` has {name} 0: spatial pyramid pooling needs at least one "
-                f"cell per side; got shape {features.shape}."
+                f"cell per side; got shape {tuple(features.shape)}."
             )
         if bin_rule == "paper" and size is not None:
             bad = [n for n in levels if not bins.paper_rule_is_valid(size, n)]
@@ -63,10 +69,7 @@ def spatial_pyramid_pool(features, levels=(6, 3, 2, 1), pooling="max", bin_rule=
                     "bin_rule='adaptive', which gives n bins for every size."
                 )
 
-    shape = tf.shape(features)
-    height, width = shape[1], shape[2]
-    valid = _check_runtime_sizes(height, width, static_h, static_w, levels, bin_rule)
-
+    height, width = ops.shape(features)[1:3]
     plan = bins.derivation_plan(levels) if pooling == "max" and bin_rule == "adaptive" else {n: None for n in levels}
     pooled = {}
     for n in sorted(plan, reverse=True):
@@ -77,116 +80,94 @@ def spatial_pyramid_pool(features, levels=(6, 3, 2, 1), pooling="max", bin_rule=
         else:
             pooled[n] = merge_bins(pooled[source], n)
 
-    batch = shape[0]
-    outputs = [tf.reshape(pooled[n], tf.stack([batch, -1])) for n in levels]
-    output = tf.concat(outputs, axis=-1)
-    if valid is not None:
-        output = tf.where(valid, output, tf.constant(np.nan, output.dtype))
-    dim = pyramid_output_dim(features.shape[3], levels)
-    return tf.ensure_shape(output, [features.shape[0], dim])
+    batch, channels = features.shape[0], features.shape[3]
+    output = ops.concatenate([_flatten_bins(pooled[n], n, batch, channels) for n in levels], axis=-1)
+    if not runtime.is_static(height, width):
+        output = _checked_at_run_time(output, height, width, levels, bin_rule)
+    return output
 
 
 def check_feature_map(features):
     """``features`` as a tensor, or a ValueError unless it is a float ``[B, H, W, C]``."""
-    features = tf.convert_to_tensor(features)
-    if features.shape.rank != 4:
+    features = ops.convert_to_tensor(features)
+    if len(features.shape) != 4:
         raise ValueError(
             "`features` must be a rank-4 tensor [batch, height, width, channels] "
-            f"(channels last); got shape {features.shape}."
+            f"(channels last); got shape {tuple(features.shape)}."
         )
-    if not features.dtype.is_floating:
-        raise ValueError(f"`features` must be a floating-point tensor; got {features.dtype.name}.")
+    dtype = keras.backend.standardize_dtype(features.dtype)
+    if dtype not in _FLOATS:
+        raise ValueError(f"`features` must be a floating-point tensor; got {dtype}.")
     return features
 
 
 def merge_bins(pooled, m):
-    """Max-pools a ``[N, n, n, C]`` grid of bins to ``[N, m, m, C]`` (m divides n).
-
-    Forward: a ``k x k`` max pool with stride ``k`` (``k = n / m``), which
-    TensorFlow's kernel runs several times faster than reduce_max over two axes.
-    Backward: reduce_max's rule (ties share the gradient) in elementwise ops, since
-    XLA's MaxPoolGrad (select-and-scatter) is slow on CPU. Sharing matters here:
-    neighbouring bins often hold the same cell's value, and their shares meet again
-    in that cell.
-    """
-    k = pooled.shape[1] // m
+    """Max-pools a ``[N, n, n, C]`` grid of bins to ``[N, m, m, C]`` (m divides n):
+    the max of each ``k x k`` block of bins (``k = n / m``). Its gradient is
+    reduce-max's on every backend: ties share it, and neighbouring bins often hold
+    the same cell's value, whose shares meet again in that cell."""
+    n, channels = pooled.shape[1], pooled.shape[3]
+    k = n // m
     if k == 1:
         return pooled
-
-    @tf.custom_gradient
-    def merge(x):
-        y = tf.nn.max_pool2d(x, k, k, "VALID")
-
-        def grad(dy):
-            wins = tf.cast(tf.equal(x, _repeat_bins(y, k)), x.dtype)
-            ties = tf.nn.avg_pool2d(wins, k, k, "VALID") * float(k * k)
-            return wins * _repeat_bins(dy / ties, k)
-
-        return y, grad
-
-    return merge(pooled)
+    blocks = ops.reshape(pooled, (-1, m, k, m, k, channels if channels is not None else ops.shape(pooled)[3]))
+    return runtime.reduce_max(blocks, axis=(2, 4))
 
 
-def _repeat_bins(x, k):
-    """``[N, m, m, C]`` -> ``[N, m*k, m*k, C]``, each bin repeated over a k x k block."""
-    shape = tf.shape(x)
-    tiled = tf.broadcast_to(
-        x[:, :, tf.newaxis, :, tf.newaxis, :],
-        tf.stack([shape[0], shape[1], k, shape[2], k, shape[3]]),
-    )
-    return tf.reshape(tiled, tf.stack([shape[0], shape[1] * k, shape[2] * k, shape[3]]))
+def _flatten_bins(pooled, n, rows, channels):
+    """``[rows, n, n, C]`` -> ``[rows, n * n * C]``, keeping what is static static."""
+    if channels is not None:
+        return ops.reshape(pooled, (-1 if rows is None else rows, n * n * channels))
+    return ops.reshape(pooled, (ops.shape(pooled)[0], -1))
 
 
 def _membership(length, n, rule):
     """Boolean ``[n, length]``: cell ``y`` lies in bin ``i``."""
     start, end = bins.bin_edges(length, n, rule)
-    cells = tf.range(length)
-    return (cells >= start[:, tf.newaxis]) & (cells < end[:, tf.newaxis])
+    cells = ops.arange(length, dtype="int32")
+    return (cells >= start[:, None]) & (cells < end[:, None])
 
 
 def _max_pool_bins(features, height, width, n, rule):
     # Separable: rows of each bin first, then columns. Masked cells are -inf, and no
     # bin is empty, so -inf never reaches the output.
-    lowest = tf.constant(-np.inf, features.dtype)
-    in_row_bin = _membership(height, n, rule)[tf.newaxis, :, :, tf.newaxis, tf.newaxis]
-    rows = tf.reduce_max(tf.where(in_row_bin, features[:, tf.newaxis], lowest), axis=2)
-    in_col_bin = _membership(width, n, rule)[tf.newaxis, tf.newaxis, :, :, tf.newaxis]
-    return tf.reduce_max(tf.where(in_col_bin, rows[:, :, tf.newaxis], lowest), axis=3)
+    lowest = ops.cast(float("-inf"), features.dtype)
+    in_row_bin = _membership(height, n, rule)[None, :, :, None, None]
+    rows = runtime.reduce_max(ops.where(in_row_bin, features[:, None], lowest), axis=2)
+    in_col_bin = _membership(width, n, rule)[None, None, :, :, None]
+    return runtime.reduce_max(ops.where(in_col_bin, rows[:, :, None], lowest), axis=3)
 
 
 def _avg_pool_bins(features, height, width, n, rule):
     # Accumulate in at least float32 so that float16 sums cannot overflow.
-    dtype = tf.float64 if features.dtype == tf.float64 else tf.float32
-    row_mask = tf.cast(_membership(height, n, rule), dtype)
-    col_mask = tf.cast(_membership(width, n, rule), dtype)
-    row_mask /= tf.reduce_sum(row_mask, axis=1, keepdims=True)
-    col_mask /= tf.reduce_sum(col_mask, axis=1, keepdims=True)
-    x = tf.cast(features, dtype)
-    pooled = tf.einsum("iy,jx,byxc->bijc", row_mask, col_mask, x)
-    return tf.cast(pooled, features.dtype)
+    dtype = "float64" if keras.backend.standardize_dtype(features.dtype) == "float64" else "float32"
+    row_mask = ops.cast(_membership(height, n, rule), dtype)
+    col_mask = ops.cast(_membership(width, n, rule), dtype)
+    row_mask = row_mask / ops.sum(row_mask, axis=1, keepdims=True)
+    col_mask = col_mask / ops.sum(col_mask, axis=1, keepdims=True)
+    pooled = ops.einsum("iy,jx,byxc->bijc", row_mask, col_mask, ops.cast(features, dtype))
+    return ops.cast(pooled, features.dtype)
 
 
-def _check_runtime_sizes(height, width, static_h, static_w, levels, rule):
-    """Asserts what could not be checked at trace time; returns a validity flag or None."""
-    if static_h is not None and static_w is not None:
-        return None
-    # Inside tf.function these stateful assertions run without explicit dependencies.
+def _checked_at_run_time(output, height, width, levels, rule):
+    """A TensorFlow graph with sizes unknown until run time: the size checks become
+    assertions, and the paper rule's invalid outputs NaN (``runtime``'s docstring)."""
     checks = [
-        tf.debugging.assert_positive(
-            tf.minimum(height, width),
-            message="spatial_pyramid_pool: `features` height and width must be >= 1",
+        (
+            ops.minimum(height, width) >= 1,
+            ["spatial_pyramid_pool: `features` height and width must be >= 1; got", height, width],
         )
     ]
     if rule != "paper":
-        return None
-    valid = tf.constant(True)
+        return runtime.assert_all(checks, output)
+    valid = ops.convert_to_tensor(True)
     for a in (height, width):
         for n in levels:
-            win = -(-a // n)
-            stride = tf.maximum(a // n, 1)
-            valid &= (a >= n) & ((a - win) // stride + 1 == n)
+            win = -((-a) // n)
+            stride = ops.maximum(a // n, 1)
+            valid = valid & (a >= n) & ((a - win) // stride + 1 == n)
     checks.append(
-        tf.debugging.Assert(
+        (
             valid,
             [
                 "spatial_pyramid_pool: bin_rule='paper' cannot split (height, width) =",
@@ -196,5 +177,5 @@ def _check_runtime_sizes(height, width, static_h, static_w, levels, rule):
             ],
         )
     )
-    with tf.control_dependencies(checks):
-        return tf.identity(valid)
+    output = ops.where(valid, output, ops.cast(float("nan"), output.dtype))
+    return runtime.assert_all(checks, output)

@@ -107,24 +107,34 @@ def test_detect_draws_every_readable_image(trained, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path / "pictures")) == sorted(p.stem + ".png" for p in images)
 
 
-def test_precomputed_proposals_are_used(trained, tmp_path):
+def test_precomputed_proposals_are_used(trained, tmp_path, capsys, monkeypatch):
+    from keras_spp.data.voc import load_image
+    from keras_spp.detection import proposals as proposals_lib
+    from keras_spp.detection.detector import DetectionSettings, Detector
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("selective search ran although proposals were given")
+
+    monkeypatch.setattr(proposals_lib, "selective_search", no_search)
     root, out = trained
     image = sorted((root / "data").glob("mnist_detection_*/JPEGImages/test_*"))[0]
-    np.savez(tmp_path / "boxes.npz", **{image.stem: np.array([[0, 0, 50, 50], [10, 10, 80, 90]], np.float32)})
-    code = detect.main(
-        [
-            str(image),
-            "--detector",
-            str(out / "detector"),
-            "--proposals-from",
-            str(tmp_path / "boxes.npz"),
-            "--min-score",
-            "0",
-            "--out",
-            str(tmp_path / "p"),
-        ]
-    )
+    boxes = np.array([[0, 0, 50, 50], [10, 10, 80, 90]], np.float32)
+    np.savez(tmp_path / "boxes.npz", **{image.stem: boxes})
+    flags = ["--detector", str(out / "detector"), "--min-score", "0", "--out", str(tmp_path / "p")]
+    code = detect.main([str(image), "--proposals-from", str(tmp_path / "boxes.npz"), *flags])
     assert code == 0 and (tmp_path / "p" / f"{image.stem}.png").exists()
+    printed = capsys.readouterr().out
+    # What the detector finds among exactly these two windows, printed as detect prints it.
+    detector = Detector.load(str(out / "detector"))
+    settings = DetectionSettings(detector.settings.scoring, score_threshold=0.0, vote_iou=detector.settings.vote_iou)
+    want_boxes, want_scores, want_classes = detector.detect(load_image(image), boxes, settings)
+    assert f"{image}: 2 proposals, {len(want_boxes)} detections" in printed
+    assert 0 < len(want_boxes) <= 2 * len(detector.class_names)  # per-class NMS of two windows
+    for box, score, cls in zip(want_boxes, want_scores, want_classes):
+        y1, x1, y2, x2 = box
+        assert (
+            f"{detector.class_names[cls]:>12} {score:6.3f}  y1={y1:.0f} x1={x1:.0f} y2={y2:.0f} x2={x2:.0f}" in printed
+        )
 
 
 def test_missing_pretrained_model_is_explained(tmp_path):

@@ -1,0 +1,110 @@
+"""Where the ops meet a backend's run time: the one place in ``keras_spp.ops`` and
+``keras_spp.layers`` that names a backend.
+
+Everything else is written with ``keras.ops`` and runs unchanged on TensorFlow, JAX
+and PyTorch. Two things cannot be: a value that is only known when the graph runs,
+and what to do with a check on it.
+
+* On JAX (eagerly or under ``jax.jit``), PyTorch (eagerly or under
+  ``torch.compile``) and TensorFlow eagerly, every shape is a Python int when the op
+  is called: checks on shapes raise ``ValueError`` then, and loops over sizes are
+  Python loops (``jax.jit`` retraces, and XLA compiles, once per input shape).
+* In a TensorFlow graph (``tf.function``, ``model.fit``, a SavedModel) a height or
+  width may be ``None`` until run time. Only there do sizes need ``tf.while_loop`` and
+  checks need ``tf.debugging.Assert`` (``InvalidArgumentError``); the functions below
+  import TensorFlow only on that path.
+
+Checks on values (NaN box coordinates, box indices outside the batch) raise
+``ValueError`` where the values are concrete (eager calls on any backend), become
+assertions in TensorFlow graphs, and elsewhere (``jax.jit``, ``torch.compile``, XLA,
+which drops assertions) leave NaN in the affected rows, so that a bad result can
+never pass for a valid one.
+"""
+
+import keras
+import numpy as np
+
+
+def is_static(*sizes):
+    """Whether every size is a Python int (known when the op is traced or called)."""
+    return all(isinstance(size, (int, np.integer)) for size in sizes)
+
+
+def concrete(x):
+    """``x`` as a numpy array where its values are known now, else ``None`` (graphs,
+    ``jax.jit`` tracers, ``torch.compile``)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return x.numpy() if tf.executing_eagerly() and hasattr(x, "numpy") else None
+    if backend == "jax":
+        import jax
+
+        return None if isinstance(x, jax.core.Tracer) else np.asarray(x)
+    if backend == "torch":
+        import torch
+
+        if torch.compiler.is_compiling():
+            return None
+        return x.detach().cpu().numpy()
+    return np.asarray(keras.ops.convert_to_numpy(x))
+
+
+def in_tensorflow_graph():
+    """Whether the op is being traced into a TensorFlow graph, where run-time
+    assertions exist (XLA then drops them)."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    return not tf.executing_eagerly()
+
+
+def assert_all(checks, outputs):
+    """TensorFlow graphs only: ``outputs`` (a tensor) behind ``tf.debugging.Assert``s of
+    ``checks``, a list of ``(condition, message parts)``; so running them raises
+    ``InvalidArgumentError`` with the message."""
+    import tensorflow as tf
+
+    ops = [tf.debugging.Assert(condition, data, summarize=16) for condition, data in checks]
+    with tf.control_dependencies(ops):
+        return tf.identity(outputs)
+
+
+def doubling_levels(x, count, axis, step):
+    """``[count, *x.shape]``: ``x``, then ``step(current, k)`` applied ``count - 1`` times.
+
+    With a Python ``count`` this is a Python loop. A tensor ``count`` only arises in a
+    TensorFlow graph with unknown sizes; there it is a ``tf.while_loop`` into a
+    ``TensorArray`` (with ``maximum_iterations``, which lets XLA size the gradient's
+    accumulators).
+    """
+    if is_static(count):
+        levels = [x]
+        for k in range(int(count) - 1):
+            levels.append(step(levels[-1], k))
+        return keras.ops.stack(levels)
+    import tensorflow as tf
+
+    stack = tf.TensorArray(x.dtype, size=count, element_shape=x.shape)
+
+    def body(k, current, stack):
+        return k + 1, step(current, k), stack.write(k, current)
+
+    _, _, stack = tf.while_loop(lambda k, *_: k < count, body, (tf.constant(0), x, stack), maximum_iterations=count)
+    return stack.stack()
+
+
+def reduce_max(x, axis):
+    """``keras.ops.max(x, axis)`` that also takes tensors with a zero-size dimension
+    outside ``axis`` (no boxes, an empty batch), which ``keras.ops.max`` refuses on
+    TensorFlow (eagerly) and PyTorch. On every backend ties share the gradient."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.reduce_max(x, axis=axis)
+    if backend == "torch":
+        return keras.ops.amax(x, axis=axis)
+    return keras.ops.max(x, axis=axis)
