@@ -10,6 +10,12 @@ two baselines measured in the same run:
 Each configuration runs in a fresh subprocess so that its peak memory (max RSS less
 the RSS before the first call) is its own.
 
+Keras backends (the op is written with ``keras.ops``): ``keras_spp_jax_jit`` (the op
+under ``jax.jit``, its gradient by ``jax.grad``), ``keras_spp_torch`` (PyTorch eager,
+autograd) and ``keras_spp_torch_compile``, each in a child with its KERAS_BACKEND;
+``tf_only_xla``, the TensorFlow-only op this port replaced (``--baseline-commit``,
+read from git into a scratch package), under XLA in the same run.
+
 Image level: ZF-5 conv1-5 at 224x224, batch 32, with the SPP head against the
 no-SPP pool5 head (3x3 max pool, stride 2, to 6x6), forward, interleaved repeats.
 
@@ -83,13 +89,14 @@ def segment_max_baseline(features, boxes, chunk=100):
     """Exact, straightforward: every cell of every bin gathered, then
     unsorted_segment_max. The cell lists are built once (outside the timing); the
     returned function pools in chunks of boxes to bound memory."""
+    import keras
     import tensorflow as tf
 
     from keras_spp.ops import boxes_to_cells
     from tests.ops.pooling_reference import adaptive_bins
 
     _, h, w, c = features.shape
-    cells = boxes_to_cells(boxes, 1 / 16, h, w, "spp").numpy()
+    cells = keras.ops.convert_to_numpy(boxes_to_cells(boxes, 1 / 16, h, w, "spp"))
     chunks = []
     for lo in range(0, len(cells), chunk):
         ids, segments = [], []
@@ -132,8 +139,86 @@ def crop_and_resize_baseline(features, boxes, indices):
     return tf.concat([tf.reshape(p, [tf.shape(boxes)[0], -1]) for p in levels], axis=1)
 
 
+# The last commit whose keras_spp.ops were TensorFlow-only: the port's baseline.
+BASELINE_COMMIT = "1936d19"
+BACKEND_OF = {"keras_spp_jax_jit": "jax", "keras_spp_torch": "torch", "keras_spp_torch_compile": "torch"}
+_BASELINE_MODULES = ("bins", "block_max_table", "box_cells", "spatial_pyramid_pool", "roi_pyramid_pool")
+
+
+def baseline_op(commit=BASELINE_COMMIT):
+    """``roi_pyramid_pool`` as it was at ``commit``, read from git into a scratch package."""
+    import importlib
+    import tempfile
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = tempfile.mkdtemp(prefix="keras_spp-baseline-")
+    package = os.path.join(root, "tf_only_ops")
+    os.makedirs(package)
+    open(os.path.join(package, "__init__.py"), "w").close()
+    for module in _BASELINE_MODULES:
+        shown = subprocess.run(
+            ["git", "show", f"{commit}:keras_spp/ops/{module}.py"], cwd=repo, capture_output=True, text=True
+        )
+        if shown.returncode:
+            raise SystemExit(f"--baseline-commit {commit}: git cannot show keras_spp/ops/{module}.py: {shown.stderr}")
+        text = shown.stdout.replace("from keras_spp.ops.", "from tf_only_ops.").replace(
+            "from keras_spp.ops import", "from tf_only_ops import"
+        )
+        with open(os.path.join(package, f"{module}.py"), "w") as f:
+            f.write(text)
+    sys.path.insert(0, root)
+    return importlib.import_module("tf_only_ops.roi_pyramid_pool").roi_pyramid_pool
+
+
+def run_backend_config(name, boxes, height, width, channels, repeats):
+    """A configuration on JAX or PyTorch (KERAS_BACKEND set by the parent)."""
+    from keras_spp.ops import roi_pyramid_pool
+
+    features, b, idx = roi_problem(boxes, height, width, channels)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if name == "keras_spp_jax_jit":
+        import jax
+        import jax.numpy as jnp
+
+        args = (jnp.asarray(features), jnp.asarray(b), jnp.asarray(idx))
+        forward = jax.jit(roi_pyramid_pool)
+        backward = jax.jit(jax.grad(lambda f, bx, ix: jnp.sum(roi_pyramid_pool(f, bx, ix))))
+    else:
+        import torch
+
+        args = (torch.tensor(features), torch.tensor(b), torch.tensor(idx))
+        op = torch.compile(roi_pyramid_pool) if name == "keras_spp_torch_compile" else roi_pyramid_pool
+        forward = op
+
+        def backward(f, bx, ix):
+            f = f.clone().requires_grad_(True)
+            op(f, bx, ix).sum().backward()
+            return f.grad
+
+    result = {"forward": timed(forward, *args, repeats=repeats)}
+    result["forward_backward"] = timed(backward, *args, repeats=repeats)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result["peak_memory_mb"] = round((peak - rss_before) / 1024, 1)
+    exact = segment_max_reference(features, b)
+    result["max_abs_diff_vs_exact"] = float(np.abs(np.asarray(_numpy(forward(*args))) - exact).max())
+    return result
+
+
+def _numpy(x):
+    return x.detach().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def segment_max_reference(features, boxes):
+    """The independent exact baseline's output as numpy (TensorFlow, run in this process)."""
+    import tensorflow as tf
+
+    return segment_max_baseline(features, boxes)(tf.constant(features)).numpy()
+
+
 def run_roi_config(name, boxes, height, width, channels, repeats):
     """One configuration, in this process: forward and forward+backward timings."""
+    if name in BACKEND_OF:
+        return run_backend_config(name, boxes, height, width, channels, repeats)
     import tensorflow as tf
 
     from keras_spp.ops import roi_pyramid_pool
@@ -147,6 +232,8 @@ def run_roi_config(name, boxes, height, width, channels, repeats):
     ]
     if name.startswith("keras_spp"):
         op = roi_pyramid_pool
+    elif name == "tf_only_xla":
+        op = baseline_op(os.environ.get("KERAS_SPP_BASELINE_COMMIT", BASELINE_COMMIT))
     elif name == "segment_max":
         pool = segment_max_baseline(features, b)
         op = lambda f, bx, ix: pool(f)  # noqa: E731
@@ -169,7 +256,7 @@ def run_roi_config(name, boxes, height, width, channels, repeats):
     result["peak_memory_mb"] = round((peak - rss_before) / 1024, 1)
     if name != "segment_max":
         exact = roi_pyramid_pool(*args).numpy()
-        if name.startswith("keras_spp"):  # exact against the independent baseline
+        if name.startswith("keras_spp") or name == "tf_only_xla":  # exact against the independent baseline
             exact = segment_max_baseline(features, b)(args[0]).numpy()
         result["max_abs_diff_vs_exact"] = float(np.abs(forward(*args).numpy() - exact).max())
     return result
@@ -207,17 +294,30 @@ def image_level(repeats, batch=32, size=224, width=1.0):
     return {"batch": batch, "size": size, "zf5_width": width, **results}
 
 
-def main(argv=None):
+DEFAULT_CONFIGS = (
+    "keras_spp_xla,tf_only_xla,keras_spp_graph,keras_spp_jax_jit,keras_spp_torch,segment_max,crop_and_resize"
+)
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--boxes", type=int, default=2000)
     parser.add_argument("--map", default="43,58,256", help="height,width,channels of the conv5 map")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--image-batch", type=int, default=32)
     parser.add_argument("--zf5-width", type=float, default=1.0)
-    parser.add_argument("--configs", default="keras_spp_xla,keras_spp_graph,segment_max,crop_and_resize")
+    parser.add_argument(
+        "--configs", default=DEFAULT_CONFIGS, help="also: keras_spp_torch_compile (compiles for minutes here)"
+    )
+    parser.add_argument("--baseline-commit", default=BASELINE_COMMIT, help="tf_only_xla: the op at this commit")
+    parser.add_argument("--image-level", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--_one", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     height, width, channels = (int(v) for v in args.map.split(","))
 
     if args._one:  # child process: one RoI configuration
@@ -232,36 +332,54 @@ def main(argv=None):
         "coordinate_rule": "spp",
     }
     for name in args.configs.split(","):
-        cmd = [
-            sys.executable,
-            "-m",
-            "benchmarks.pooling",
-            "--_one",
-            name,
-            "--boxes",
-            str(args.boxes),
-            "--map",
-            args.map,
-            "--repeats",
-            str(args.repeats if name != "segment_max" else max(1, args.repeats // 5)),
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode:
-            report["roi_pyramid_pool"][name] = {"error": done.stderr.strip().splitlines()[-1:]}
-        else:
-            report["roi_pyramid_pool"][name] = json.loads(done.stdout.strip().splitlines()[-1])
+        report["roi_pyramid_pool"][name] = _run_child(name, args)
         print(f"{name}: {report['roi_pyramid_pool'][name]}", file=sys.stderr)
-    roi = report["roi_pyramid_pool"]
-    if "forward" in roi.get("keras_spp_xla", {}):
-        ours = roi["keras_spp_xla"]
-        roi["speedup_xla_vs"] = {
-            k: {p: round(roi[k][p]["median_ms"] / ours[p]["median_ms"], 2) for p in ("forward", "forward_backward")}
-            for k in ("segment_max", "crop_and_resize", "keras_spp_graph")
-            if "forward" in roi.get(k, {})
-        }
-    report["image_level"] = image_level(args.repeats, batch=args.image_batch, width=args.zf5_width)
+    _speedups(report["roi_pyramid_pool"])
+    if args.image_level:
+        report["image_level"] = image_level(args.repeats, batch=args.image_batch, width=args.zf5_width)
     emit(report, args.out)
     return 0
+
+
+def _run_child(name, args):
+    """One RoI configuration in a fresh process on its backend: its result, or its error."""
+    cmd = [sys.executable, "-m", "benchmarks.pooling", "--_one", name, "--boxes", str(args.boxes), "--map", args.map]
+    cmd += ["--repeats", str(args.repeats if name != "segment_max" else max(1, args.repeats // 5))]
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": BACKEND_OF.get(name, "tensorflow"),
+        "KERAS_SPP_BASELINE_COMMIT": args.baseline_commit,
+    }
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1:]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _speedups(roi):
+    """``speedup_xla_vs``: each configuration's median over keras_spp_xla's (above 1:
+    keras_spp under XLA is faster); ``keras_ops_port_over_tf_only``: the port's XLA
+    median over the TF-only op's (the target: at most 1.1); ``jax_jit_over_tf_xla``."""
+
+    def median(name, part):
+        return roi[name][part]["median_ms"] if "forward" in roi.get(name, {}) else None
+
+    if median("keras_spp_xla", "forward") is None:
+        return
+    roi["speedup_xla_vs"] = {
+        k: {p: round(median(k, p) / median("keras_spp_xla", p), 2) for p in ("forward", "forward_backward")}
+        for k in ("segment_max", "crop_and_resize", "keras_spp_graph", "tf_only_xla", "keras_spp_jax_jit")
+        if median(k, "forward") is not None
+    }
+    if median("tf_only_xla", "forward") is not None:
+        roi["keras_ops_port_over_tf_only"] = {
+            p: round(median("keras_spp_xla", p) / median("tf_only_xla", p), 3) for p in ("forward", "forward_backward")
+        }
+    if median("keras_spp_jax_jit", "forward") is not None:
+        roi["jax_jit_over_tf_xla"] = {
+            p: round(median("keras_spp_jax_jit", p) / median("keras_spp_xla", p), 3)
+            for p in ("forward", "forward_backward")
+        }
 
 
 if __name__ == "__main__":

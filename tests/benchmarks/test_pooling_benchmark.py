@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from benchmarks import pooling
 
@@ -73,3 +74,41 @@ def test_speedups_are_each_configs_median_over_xlas(monkeypatch, tmp_path):
         "keras_spp_graph": {"forward": 1.5, "forward_backward": 0.5},
     }
     assert roi["crop_and_resize"] == {"error": ["RuntimeError: no kernel"]}
+
+
+def test_the_backends_and_the_tf_only_baseline_are_compared_with_xla(monkeypatch, tmp_path):
+    medians = {"keras_spp_xla": (2.0, 8.0), "tf_only_xla": (2.5, 8.0), "keras_spp_jax_jit": (1.0, 10.0)}
+    backends = {}
+
+    def run(cmd, **kwargs):
+        name = cmd[cmd.index("--_one") + 1]
+        backends[name] = kwargs["env"]["KERAS_BACKEND"]
+        forward, backward = medians[name]
+        result = {"forward": {"median_ms": forward}, "forward_backward": {"median_ms": backward}}
+        return subprocess.CompletedProcess(cmd, 0, json.dumps(result) + "\n", "")
+
+    monkeypatch.setattr(pooling.subprocess, "run", run)
+    out = tmp_path / "pooling.json"
+    pooling.main(["--configs", ",".join(medians), "--no-image-level", "--out", str(out)])
+    report = json.loads(out.read_text())
+    roi = report["roi_pyramid_pool"]
+    assert backends == {"keras_spp_xla": "tensorflow", "tf_only_xla": "tensorflow", "keras_spp_jax_jit": "jax"}
+    assert roi["keras_ops_port_over_tf_only"] == {"forward": 0.8, "forward_backward": 1.0}
+    assert roi["jax_jit_over_tf_xla"] == {"forward": 0.5, "forward_backward": 1.25}
+    assert report["image_level"] is None
+
+
+def test_every_backend_and_the_baseline_run_exactly_on_a_small_problem():
+    if subprocess.run(["git", "cat-file", "-e", f"{pooling.BASELINE_COMMIT}^{{commit}}"]).returncode:
+        pytest.skip(f"this clone lacks the baseline commit {pooling.BASELINE_COMMIT} (a shallow clone)")
+    configs = "keras_spp_xla,tf_only_xla,keras_spp_jax_jit,keras_spp_torch"
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pooling", "--boxes", "12", "--map", "5,6,3", "--repeats", "1"]
+        + ["--no-image-level", "--configs", configs],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    roi = json.loads(out)["roi_pyramid_pool"]
+    for name in configs.split(","):
+        assert roi[name]["max_abs_diff_vs_exact"] == 0.0, (name, roi[name])
