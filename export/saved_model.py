@@ -55,6 +55,7 @@ import tempfile
 from export.classifier import ClassifierKind
 from export.detector import DetectorKind
 from export.images import MAX_PIXELS, MAX_SIDE
+from keras_spp.tensorflow_only import require_tensorflow
 from keras_spp.validation import positive_int
 
 # A new kind is one more entry: a subclass of export.kinds.ServingKind.
@@ -86,6 +87,7 @@ def export(
     Returns ``out``. Raises ``ValueError`` (or ``FileNotFoundError``) saying what was
     wrong and what is accepted; nothing is written then.
     """
+    require_tensorflow("export.saved_model (SavedModels for TF Serving)")
     if kind not in KINDS:
         raise ValueError(f"Unknown --kind {kind!r}; known: {', '.join(sorted(KINDS))}.")
     out = os.path.abspath(out)

@@ -53,6 +53,9 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from keras_spp.tensorflow_only import require_tensorflow
+
+    require_tensorflow("recipes.detect")
     from tqdm.auto import tqdm
 
     from keras_spp.data.voc import load_image

@@ -177,6 +177,9 @@ def build_model(args, num_classes, total_steps):
 
 def main(argv=None):
     args = parse_args(argv)
+    from keras_spp.tensorflow_only import require_tensorflow
+
+    require_tensorflow("recipes.train_classifier")
     if args.head == "pool" and len(set(args.sizes)) > 1:
         print("--head pool takes one fixed size; use --sizes with one value", file=sys.stderr)
         return 2

@@ -188,6 +188,9 @@ def _negative_iou(text, positive_iou):
 
 def main(argv=None):
     args = parse_args(argv)
+    from keras_spp.tensorflow_only import require_tensorflow
+
+    require_tensorflow("recipes.train_detector")
     checked = check_args(args)
     import keras
 

@@ -61,6 +61,9 @@ def __getattr__(name):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from keras_spp.tensorflow_only import require_tensorflow
+
+    require_tensorflow(f"keras_spp.detection.{name}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value  # found once, then an ordinary attribute
     return value

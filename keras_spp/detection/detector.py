@@ -23,6 +23,7 @@ from keras_spp.detection.evaluation import evaluate_detections
 from keras_spp.detection.heads import pooled_head, roi_features_of
 from keras_spp.detection.nms import box_voting, per_class_nms
 from keras_spp.models.saving import load_keras_model
+from keras_spp.tensorflow_only import require_tensorflow
 from keras_spp.validation import is_number
 
 SCORINGS = ("softmax", "svm")
@@ -105,6 +106,7 @@ class Detector:
     """
 
     def __init__(self, model, class_names, settings=None, metadata=None, proposer=None):
+        require_tensorflow("Detector")
         num_classes = model.get_layer("svm").units
         if len(class_names) != num_classes:
             raise ValueError(f"the model has {num_classes} classes but {len(class_names)} class names were given.")

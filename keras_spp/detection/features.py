@@ -10,6 +10,7 @@ from keras_spp.ops.bins import validate_levels
 from keras_spp.ops.box_cells import COORDINATE_RULES
 from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
+from keras_spp.tensorflow_only import require_tensorflow
 from keras_spp.validation import is_number
 
 MIN_BUCKET = 64
@@ -70,6 +71,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         context=None,
         **kwargs,
     ):
+        require_tensorflow("MultiScaleRoiFeatures")
         super().__init__(**kwargs)
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model mapping images to a feature map; got {backbone!r}.")
