@@ -1,124 +1,252 @@
-"""The paper's classification ablation at small scale, on the offline default.
+"""The paper's classification claims at convergence, at small scale, resumable.
 
-Trains, for each seed, three ZF-5 variants with identical everything else:
-  * no SPP: the pool5 baseline (conv5 pooled to 6x6), single-size;
+For one backbone, each variant and seed is a ``recipes.train_classifier`` run trained
+until its validation loss stops improving (the rate 10x lower after 2 epochs without
+gain, stop after ``--stop-patience``; at most ``--max-epochs``), then tested on the
+centre crop, the full image and 10 views:
+
+  * no SPP (pool5), single-size: conv5 pooled to 6x6 (flattened at 112 px);
   * SPP, single-size;
-  * SPP, multi-size (alternating epochs at the two sizes, the paper's 224/180);
-and tests each on the centre crop and (SPP only) the full image. Writes
-``results.json`` and a Markdown table (mean and spread over seeds) to --out and,
-with --markdown, to a docs file.
+  * SPP, multi-size (alternating): epochs alternate between the two sizes (the
+    paper's 224/180, here ``--large``/``--small``);
+  * SPP, multi-size (random): each epoch at a random size in [small, large].
 
-    python -m recipes.ablation --seeds 0,1,2 --epochs 6 --markdown docs/results.md
+Every finished run is appended to ``--results``/ablation-<backbone>.json (a list
+``runs``: variant, seed, epochs, validation curve, test error per view) at once, so
+one command finishes over several sittings: a recorded run is skipped, and a run cut
+off mid-training resumes from its own backup (``train_classifier``'s). The summary
+(mean ± std, each seed, epochs to plateau, a verdict per claim) goes to stdout and,
+with ``--markdown``, to that file.
+
+    python -m recipes.ablation --backbone zf5 --seeds 0,1,2 --max-train 3000 \\
+        --markdown docs/ablation.md
+    python -m recipes.ablation --backbone convnet5 --variants spp-single,spp-alternate ...
 """
 
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 
 import numpy as np
 
+# name -> (slug, train_classifier flags); {large} and {small} are the sizes.
 VARIANTS = {
-    "no SPP (pool5), single-size": ["--head", "pool", "--sizes", "{large}"],
-    "SPP, single-size": ["--head", "spp", "--sizes", "{large}"],
-    "SPP, multi-size": ["--head", "spp", "--sizes", "{large},{small}"],
+    "no SPP (pool5), single-size": ("pool", ["--head", "pool", "--sizes", "{large}"]),
+    "SPP, single-size": ("spp-single", ["--head", "spp", "--sizes", "{large}"]),
+    "SPP, multi-size (alternating)": (
+        "spp-alternate",
+        ["--head", "spp", "--sizes", "{large},{small}", "--size-mode", "alternate"],
+    ),
+    "SPP, multi-size (random)": (
+        "spp-random",
+        ["--head", "spp", "--sizes", "{small},{large}", "--size-mode", "random"],
+    ),
 }
+VIEWS = ("center", "full", "ten_view")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backbone", default="zf5", choices=["zf5", "convnet5", "overfeat5", "overfeat7"])
+    p.add_argument("--variants", default="all", help=f"'all' or slugs: {', '.join(s for s, _ in VARIANTS.values())}")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--max-epochs", type=int, default=40)
+    p.add_argument("--stop-patience", type=int, default=4, help="epochs without gain (a rate drop included)")
+    p.add_argument("--large", type=int, default=112)
+    p.add_argument("--small", type=int, default=90)
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--max-train", type=int, default=None, help="the first N training examples")
+    p.add_argument("--results", default="benchmarks/results", help="folder of ablation-<backbone>.json")
+    p.add_argument("--out", default="outputs/ablation", help="the runs' folders (models, backups, curves)")
+    p.add_argument("--markdown", default=None, help="also write the summary to this Markdown file")
+    p.add_argument("--summary-only", action="store_true", help="train nothing: summarise what is recorded")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more train_classifier arguments")
+    args = p.parse_args(argv)
+    slugs = {slug: name for name, (slug, _) in VARIANTS.items()}
+    chosen = list(slugs) if args.variants == "all" else [v for v in args.variants.split(",") if v]
+    unknown = [v for v in chosen if v not in slugs]
+    if unknown or not chosen:
+        p.error(f"--variants: unknown {unknown}; accepted: all or {', '.join(slugs)}")
+    args.variant_names = [slugs[v] for v in chosen]
+    args.seed_list = [int(s) for s in args.seeds.split(",") if s]
+    args.extra = [a for a in args.extra if a != "--"]
+    return args
+
+
+def settings_of(args):
+    """What every run of one results file shares; a file of other settings is refused."""
+    return {
+        "backbone": args.backbone,
+        "width": args.width,
+        "max_epochs": args.max_epochs,
+        "stop_patience": args.stop_patience,
+        "sizes": [args.large, args.small],
+        "max_train": args.max_train,
+        "extra": args.extra,
+    }
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--large", type=int, default=112)
-    p.add_argument("--small", type=int, default=90)
-    p.add_argument("--max-train", type=int, default=None)
-    p.add_argument("--out", default="outputs/ablation")
-    p.add_argument("--markdown", default=None, help="also write the table to this Markdown file")
-    p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more train_classifier arguments")
-    args = p.parse_args(argv)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    extra = [a for a in args.extra if a != "--"]
-    runs = {}
+    args = parse_args(argv)
+    path = os.path.join(args.results, f"ablation-{args.backbone}.json")
+    record = load_record(path, settings_of(args))
     started = time.perf_counter()
-    for seed in seeds:
-        for name, variant in VARIANTS.items():
-            out = os.path.join(args.out, f"{_slug(name)}-seed{seed}")
-            cmd = [
-                sys.executable,
-                "-m",
-                "recipes.train_classifier",
-                "--seed",
-                str(seed),
-                "--epochs",
-                str(args.epochs),
-                "--views",
-                "center,full",
-                "--out",
-                out,
-                "--verbose",
-                "2",
-            ]
-            cmd += [a.format(large=args.large, small=args.small) for a in variant] + extra
-            if args.max_train:
-                cmd += ["--max-train", str(args.max_train)]
-            print(f"\n== {name}, seed {seed}: {' '.join(cmd[2:])}", flush=True)
-            subprocess.run(cmd, check=True)
-            with open(os.path.join(out, "results.json")) as f:
-                runs.setdefault(name, []).append(json.load(f))
-    table = summarise(runs)
-    command = "python -m recipes.ablation " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = render(table, command, seeds, time.perf_counter() - started)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"table": table, "command": command}, f, indent=1)
+    for seed in [] if args.summary_only else args.seed_list:
+        for name in args.variant_names:
+            if any(r["variant"] == name and r["seed"] == seed for r in record["runs"]):
+                print(f"== {name}, seed {seed}: recorded in {path}, skipped", flush=True)
+                continue
+            record["runs"].append(train_one(args, name, seed))
+            save_record(path, record)
+    text = render(summarise(record["runs"]), args, time.perf_counter() - started)
+    print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
-    print(text)
     return 0
 
 
+def train_one(args, name, seed):
+    """One run, resumed from its backup if it has one: its entry for ``runs``."""
+    slug, flags = VARIANTS[name]
+    out = os.path.join(args.out, args.backbone, f"{slug}-seed{seed}")
+    results_json = os.path.join(out, "results.json")
+    if not os.path.isfile(results_json):
+        cmd = [
+            sys.executable,
+            "-m",
+            "recipes.train_classifier",
+            "--backbone",
+            args.backbone,
+            "--width",
+            str(args.width),
+        ]
+        cmd += ["--seed", str(seed), "--epochs", str(args.max_epochs), "--lr-schedule", "plateau"]
+        cmd += ["--stop-patience", str(args.stop_patience), "--views", ",".join(VIEWS), "--out", out, "--verbose", "2"]
+        cmd += [a.format(large=args.large, small=args.small) for a in flags] + args.extra
+        if args.max_train:
+            cmd += ["--max-train", str(args.max_train)]
+        print(f"\n== {name}, seed {seed}: {' '.join(cmd[2:])}", flush=True)
+        subprocess.run(cmd, check=True)
+    with open(results_json) as f:
+        return run_entry(name, seed, json.load(f))
+
+
+def run_entry(name, seed, results):
+    """The recorded form of one train_classifier ``results.json``."""
+    curve = [
+        {
+            k: float(row[k])
+            for k in ("epoch", "val_loss", "val_accuracy", "learning_rate")
+            if row.get(k) not in (None, "")
+        }
+        for row in results["history"]
+    ]
+    losses = [row["val_loss"] for row in curve]
+    return {
+        "variant": name,
+        "seed": seed,
+        "epochs": len(curve),
+        "best_epoch": int(np.argmin(losses)) + 1 if losses else None,
+        "validation_curve": curve,
+        "test_error_pct": {view: r["top1_error_pct"] for view, r in results["evaluation"].items()},
+        "test_examples": next(iter(results["evaluation"].values()))["examples"],
+        "train_seconds": results["train_seconds"],
+        "train_examples": results["train_examples"],
+    }
+
+
+def load_record(path, settings):
+    if not os.path.isfile(path):
+        return {"settings": settings, "runs": []}
+    with open(path) as f:
+        record = json.load(f)
+    if record.get("settings") != settings:
+        raise SystemExit(
+            f"{path} holds runs with other settings ({record.get('settings')}); these are {settings}. "
+            "Pass another --results folder, or the same settings."
+        )
+    return record
+
+
+def save_record(path, record):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    partial = path + ".partial"
+    with open(partial, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(partial, path)  # a kill never leaves half a file
+
+
 def summarise(runs):
+    """``{variant: {view: {mean, std, runs}, epochs: [...], seeds: [...]}}``, in run order."""
     table = {}
-    for name, results in runs.items():
-        row = {}
-        for view in ("center", "full"):
-            errors = [r["evaluation"][view]["top1_error_pct"] for r in results if view in r["evaluation"]]
-            if errors:
-                row[view] = {
-                    "mean": float(np.mean(errors)),
-                    "std": float(np.std(errors, ddof=1)) if len(errors) > 1 else 0.0,
-                    "runs": errors,
-                }
-        row["train_seconds"] = float(np.mean([r["train_seconds"] for r in results]))
-        row["examples"] = results[0]["evaluation"]["center"]["examples"]
-        table[name] = row
+    for run in runs:
+        row = table.setdefault(run["variant"], {"seeds": [], "epochs": [], "train_seconds": []})
+        row["seeds"].append(run["seed"])
+        row["epochs"].append(run["epochs"])
+        row["train_seconds"].append(run["train_seconds"])
+        for view, error in run["test_error_pct"].items():
+            row.setdefault(view, {"runs": []})["runs"].append(error)
+    for row in table.values():
+        for view in VIEWS:
+            if view in row:
+                errors = row[view]["runs"]
+                row[view]["mean"] = float(np.mean(errors))
+                row[view]["std"] = float(np.std(errors, ddof=1)) if len(errors) > 1 else 0.0
     return table
 
 
-def render(table, command, seeds, seconds):
+def verdicts(table):
+    """Each claim of the paper as ``(claim, lower-error variant, other, view, verdict)``."""
+    claims = [
+        ("SPP improves accuracy", "SPP, single-size", "no SPP (pool5), single-size", "center"),
+        ("multi-size training improves accuracy", "SPP, multi-size (alternating)", "SPP, single-size", "center"),
+        ("multi-size (random sizes) improves accuracy", "SPP, multi-size (random)", "SPP, single-size", "center"),
+        ("the full image beats the centre crop", "SPP, single-size", "SPP, single-size", "full"),
+    ]
+    found = []
+    for claim, better, worse, view in claims:
+        if better not in table or worse not in table:
+            continue
+        ours = table[better][view]["runs"] if view in table[better] else None
+        theirs = table[worse]["center"]["runs"]
+        if ours is None or len(ours) != len(theirs):
+            continue
+        gains = [t - o for o, t in zip(ours, theirs)]
+        if all(g > 0 for g in gains):
+            verdict = "agrees, every seed"
+        elif np.mean(gains) > 0:
+            verdict = "agrees on the mean, not every seed"
+        else:
+            verdict = "disagrees"
+        found.append((claim, float(np.mean(gains)), gains, verdict))
+    return found
+
+
+def render(table, args, seconds):
     lines = [
-        f"Command: `{command}` (seeds {', '.join(map(str, seeds))}; {seconds / 60:.0f} min in all).",
+        f"Ablation on backbone {args.backbone} (width {args.width}), trained to a plateau: at most "
+        f"{args.max_epochs} epochs, stop after {args.stop_patience} without gain "
+        f"({seconds / 60:.0f} min this sitting).",
         "",
-        "| top-1 error %, mean ± std over seeds (each seed) | centre crop | full image | train s/run |",
-        "|---|---|---|---|",
+        "| top-1 error %, mean ± std (each seed) | centre crop | full image | 10 views | epochs (each seed) |",
+        "|---|---|---|---|---|",
     ]
     for name, row in table.items():
         cells = [
             f"{row[v]['mean']:.2f} ± {row[v]['std']:.2f} ({', '.join(f'{e:.1f}' for e in row[v]['runs'])})"
             if v in row
             else "n/a (fixed input size)"
-            for v in ("center", "full")
+            for v in VIEWS
         ]
-        lines.append(f"| {name} | {cells[0]} | {cells[1]} | {row['train_seconds']:.0f} |")
+        lines.append(f"| {name} | {' | '.join(cells)} | {', '.join(map(str, row['epochs']))} |")
+    lines += ["", "| claim | gain, points (each seed) | verdict |", "|---|---|---|"]
+    for claim, mean, gains, verdict in verdicts(table):
+        lines.append(f"| {claim} | {mean:+.2f} ({', '.join(f'{g:+.1f}' for g in gains)}) | {verdict} |")
     return "\n".join(lines) + "\n"
-
-
-def _slug(name):
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 if __name__ == "__main__":

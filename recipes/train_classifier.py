@@ -51,6 +51,8 @@ def parse_args(argv=None):
     args.sizes = tuple(int(s) for s in (args.sizes or defaults["sizes"]).split(","))
     args.levels = tuple(int(v) for v in args.levels.split(","))
     args.views = tuple(v for v in args.views.split(",") if v)
+    if args.stop_patience < 0 or (args.stop_patience and args.lr_schedule != "plateau"):
+        p.error(f"--stop-patience takes a number of epochs >= 0 with --lr-schedule plateau; got {args.stop_patience}")
     if not 0.0 < args.lr_drop < 1.0:
         p.error(f"--lr-drop must be a fraction of the steps in (0, 1); got {args.lr_drop}")
     if args.size_mode == "random" and len(args.sizes) != 2:
@@ -96,6 +98,13 @@ def _optimization_arguments(group):
         choices=LR_SCHEDULES,
         help="plateau: 10x lower when the validation loss stalls for 2 epochs; step: 10x lower for "
         "the last --lr-drop of the steps; cosine: cosine decay to 1%% over all steps",
+    )
+    group.add_argument(
+        "--stop-patience",
+        type=int,
+        default=0,
+        help="--lr-schedule plateau: stop once the validation loss has not improved for this many "
+        "epochs, a rate drop included (converged; 0: run all --epochs)",
     )
     group.add_argument(
         "--lr-drop", type=float, default=0.25, help="--lr-schedule step: the fraction of the steps at 1/10"
@@ -317,13 +326,14 @@ def _callbacks(args, schedule, history_csv, out):
     """The callbacks of every worker (the chief adds its backup)."""
     import keras
 
-    from keras_spp.callbacks import LogLearningRate, TrainingCurves
+    from keras_spp.callbacks import LogLearningRate, PlateauSchedule, TrainingCurves
     from keras_spp.data.multisize import LogInputSize
 
     return [
         LogInputSize(schedule),
         # Before the CSV logger, which then records the learning rate they put in the logs.
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.1, patience=2)
+        # Its counters come back from history.csv, so a resumed run drops and stops on time.
+        PlateauSchedule(history_csv, "val_loss", factor=0.1, patience=2, stop_patience=args.stop_patience or None)
         if args.lr_schedule == "plateau"
         else LogLearningRate(),
         keras.callbacks.CSVLogger(history_csv, append=True),

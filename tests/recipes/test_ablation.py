@@ -1,25 +1,97 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
 from recipes import ablation
+from tests.recipes.test_train_classifier import SMALL, colour_folder  # noqa: F401 (a fixture)
 
 
-def result(center, full=None, seconds=100.0):
-    evaluation = {"center": {"top1_error_pct": center, "examples": 1000}}
-    if full is not None:
-        evaluation["full"] = {"top1_error_pct": full, "examples": 1000}
-    return {"evaluation": evaluation, "train_seconds": seconds}
+def run(variant, seed, center, full=None, ten=None, epochs=10):
+    errors = {"center": center, **({"full": full} if full is not None else {}), **({"ten_view": ten} if ten else {})}
+    return {"variant": variant, "seed": seed, "epochs": epochs, "test_error_pct": errors, "train_seconds": 60.0}
 
 
-def test_summary_and_table():
-    table = ablation.summarise(
-        {
-            "no SPP (pool5), single-size": [result(26.0), result(24.0)],
-            "SPP, single-size": [result(20.0, 18.0), result(22.0, 20.0, 300.0)],
-        }
-    )
+def test_summary_verdicts_and_table():
+    runs = [
+        run("no SPP (pool5), single-size", 0, 26.0, ten=25.0),
+        run("no SPP (pool5), single-size", 1, 24.0, ten=23.0),
+        run("SPP, single-size", 0, 20.0, 18.0, 19.0, epochs=14),
+        run("SPP, single-size", 1, 22.0, 20.0, 21.0, epochs=16),
+        run("SPP, multi-size (alternating)", 0, 19.0, 17.0, 18.0),
+        run("SPP, multi-size (alternating)", 1, 23.0, 21.0, 22.0),
+    ]
+    table = ablation.summarise(runs)
     assert table["SPP, single-size"]["center"]["mean"] == 21.0
     assert round(table["SPP, single-size"]["full"]["std"], 4) == 1.4142
-    assert table["SPP, single-size"]["train_seconds"] == 200.0
+    assert table["SPP, single-size"]["epochs"] == [14, 16]
     assert "full" not in table["no SPP (pool5), single-size"]
-    text = ablation.render(table, "python -m recipes.ablation --seeds 0,1", [0, 1], 600)
-    assert "| SPP, single-size | 21.00 ± 1.41 (20.0, 22.0) | 19.00 ± 1.41 (18.0, 20.0) | 200 |" in text
+    found = {claim: (mean, gains, verdict) for claim, mean, gains, verdict in ablation.verdicts(table)}
+    assert found["SPP improves accuracy"] == (4.0, [6.0, 2.0], "agrees, every seed")
+    assert found["multi-size training improves accuracy"] == (0.0, [1.0, -1.0], "disagrees")
+    assert found["the full image beats the centre crop"] == (2.0, [2.0, 2.0], "agrees, every seed")
+    assert "multi-size (random sizes) improves accuracy" not in found  # not run
+    args = ablation.parse_args(["--seeds", "0,1"])
+    text = ablation.render(table, args, 600)
+    assert (
+        "| SPP, single-size | 21.00 ± 1.41 (20.0, 22.0) | 19.00 ± 1.41 (18.0, 20.0) "
+        "| 20.00 ± 1.41 (19.0, 21.0) | 14, 16 |" in text
+    )
     assert "n/a (fixed input size)" in text
-    assert "`python -m recipes.ablation --seeds 0,1`" in text
+    assert "| SPP improves accuracy | +4.00 (+6.0, +2.0) | agrees, every seed |" in text
+
+
+def test_a_record_of_other_settings_is_refused(tmp_path):
+    path = tmp_path / "ablation-zf5.json"
+    path.write_text(json.dumps({"settings": {"backbone": "zf5", "max_epochs": 3}, "runs": []}))
+    with pytest.raises(SystemExit, match="holds runs with other settings"):
+        ablation.load_record(str(path), ablation.settings_of(ablation.parse_args([])))
+
+
+def test_unknown_variants_are_refused_with_the_accepted_ones(capsys):
+    with pytest.raises(SystemExit):
+        ablation.parse_args(["--variants", "spp-single,bogus"])
+    assert "accepted: all or pool, spp-single, spp-alternate, spp-random" in capsys.readouterr().err
+
+
+def test_a_killed_runner_skips_what_it_recorded_and_resumes_the_rest(colour_folder, tmp_path):  # noqa: F811
+    small = [a for i, a in enumerate(SMALL) if a != "--width" and (i == 0 or SMALL[i - 1] != "--width")]
+    args = ["--variants", "spp-single,spp-alternate", "--seeds", "0", "--max-epochs", "3", "--stop-patience", "2"]
+    args += ["--large", "48", "--small", "40", "--width", "0.125", "--results", str(tmp_path / "results")]
+    args += ["--out", str(tmp_path / "runs"), "--", *small, "--dataset", f"folder:{colour_folder}"]
+    args += ["--backup-every", "2"]
+    record = tmp_path / "results" / "ablation-zf5.json"
+    second_state = tmp_path / "runs" / "zf5" / "spp-alternate-seed0" / "backup" / "state.json"
+    log = open(tmp_path / "first.log", "w")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "recipes.ablation", *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.time() + 900
+    while time.time() < deadline:  # kill it (and its training child) mid-way through the second run
+        if record.exists() and second_state.exists():
+            break
+        assert runner.poll() is None, (
+            "the runner finished before it could be killed:\n" + (tmp_path / "first.log").read_text()
+        )
+        time.sleep(0.05)
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+    log.close()
+    first = json.loads(record.read_text())
+    assert [r["variant"] for r in first["runs"]] == ["SPP, single-size"]
+
+    again = subprocess.run([sys.executable, "-m", "recipes.ablation", *args], capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert f"== SPP, single-size, seed 0: recorded in {record}, skipped" in again.stdout
+    assert "resuming from the backup" in again.stdout
+    final = json.loads(record.read_text())
+    assert final["runs"][0] == first["runs"][0]
+    second = final["runs"][1]
+    assert second["variant"] == "SPP, multi-size (alternating)" and 1 <= second["epochs"] <= 3
+    assert set(second["test_error_pct"]) == {"center", "full", "ten_view"}
+    assert [row["epoch"] for row in second["validation_curve"]] == list(range(second["epochs"]))
+    assert "| SPP, multi-size (alternating) |" in again.stdout
