@@ -1,15 +1,17 @@
 """What runs on the TensorFlow backend only, said in one place.
 
-``keras_spp.ops``, ``keras_spp.layers`` and ``keras_spp.models`` run on every Keras 3
-backend (TensorFlow, JAX, PyTorch; ``tests/backends``). These stay TensorFlow:
+``keras_spp.ops``, ``keras_spp.layers``, ``keras_spp.models``, the classification
+recipe (``recipes.train_classifier``, with ``keras_spp.data``'s tf.data pipelines
+feeding ``model.fit`` and ``keras_spp.data.views.evaluate``; ``--distribution
+data-parallel`` on JAX) run on every Keras 3 backend (TensorFlow, JAX, PyTorch;
+``tests/backends``). These stay TensorFlow:
 
 * ``keras_spp.detection``: the detector, its window features at several scales, the
   RPN's proposal layer and training on cached conv5 (``tf.image``, ``tf.data``,
   TensorFlow's NMS, ``tf.function`` around the backbone);
 * ``export``: SavedModels for TF Serving and their verification;
-* ``keras_spp.data.views.evaluate`` and the recipes that train and evaluate
-  (``recipes.train_classifier``, ``train_detector``, ``detect``, ``main``), which
-  compile views with ``tf.function`` and use ``tf.distribute`` strategies.
+* the detection recipes (``recipes.train_detector``, ``detect``, and so ``main``);
+* ``train_classifier --strategy`` (``tf.distribute``; on JAX, ``--distribution``).
 
 Each of them calls ``require_tensorflow`` first, so that another backend gets this
 error instead of a TensorFlow tensor meeting a JAX array deep inside.

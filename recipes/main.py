@@ -47,6 +47,9 @@ def main(argv=None):
     )
     p.add_argument("--out", default="outputs")
     args = p.parse_args(argv)
+    from keras_spp.tensorflow_only import require_tensorflow
+
+    require_tensorflow("recipes.main (its detector)")  # before 20 minutes of pretraining, not after
     print("== 1/3: one fixed-length representation for every input size\n", flush=True)
     code = demo.main(["--out", os.path.join(args.out, "demo")])
     if code:

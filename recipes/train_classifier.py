@@ -125,7 +125,16 @@ def _optimization_arguments(group):
 
 def _run_arguments(group):
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--strategy", default="default", choices=STRATEGIES)
+    group.add_argument(
+        "--strategy", default="default", choices=STRATEGIES, help="TensorFlow: the tf.distribute strategy"
+    )
+    group.add_argument(
+        "--distribution",
+        default="none",
+        choices=["none", "data-parallel"],
+        help="JAX: keras.distribution.DataParallel over every device (each batch split across them; "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N gives N CPU devices)",
+    )
     group.add_argument(
         "--cpu-devices", type=int, default=0, help="split the CPU into N logical devices (tests of mirrored)"
     )
@@ -155,6 +164,12 @@ def _use_xla(args):
         return False
     if args.jit == "on":
         return True
+    import keras
+
+    # auto: JAX compiles every step anyway (jit_compile=False would run it op by op);
+    # torch.compile takes minutes to compile on a CPU.
+    if keras.backend.backend() != "tensorflow":
+        return keras.backend.backend() == "jax"
     import tensorflow as tf
 
     return bool(
@@ -186,9 +201,8 @@ def build_model(args, num_classes, total_steps):
 
 def main(argv=None):
     args = parse_args(argv)
-    from keras_spp.tensorflow_only import require_tensorflow
 
-    require_tensorflow("recipes.train_classifier")
+    _check_backend(args)
     if args.head == "pool" and len(set(args.sizes)) > 1:
         print("--head pool takes one fixed size; use --sizes with one value", file=sys.stderr)
         return 2
@@ -222,12 +236,44 @@ def main(argv=None):
     return 0
 
 
+def _check_backend(args):
+    """Every Keras backend trains; the tf.distribute strategies are TensorFlow's and
+    keras.distribution is used on JAX."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend != "tensorflow" and args.strategy != "default":
+        raise SystemExit(f"--strategy {args.strategy} is a tf.distribute strategy; Keras runs on {backend}")
+    if backend != "jax" and args.distribution != "none":
+        raise SystemExit(
+            f"--distribution {args.distribution} is keras.distribution on JAX; Keras runs on {backend}"
+            + (" (use --strategy mirrored)" if backend == "tensorflow" else "")
+        )
+
+
+def _replicas(model):
+    """How many devices each global batch was split over (1: one device)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return model.distribute_strategy.num_replicas_in_sync
+    distribution = keras.distribution.distribution()
+    return 1 if distribution is None else int(distribution.device_mesh.devices.size)
+
+
 def _setup(args):
     """The distribution strategy; settles ``args.no_jit`` and ``args.dtype_policy``."""
     from keras_spp.training.distribute import make_strategy
     from keras_spp.training.precision import resolve_dtype_policy
 
     strategy = make_strategy(args.strategy, args.cpu_devices)
+    if args.distribution == "data-parallel":
+        import keras
+
+        devices = keras.distribution.list_devices()
+        if args.batch_size % len(devices):
+            raise SystemExit(f"--batch-size {args.batch_size} must split evenly over the {len(devices)} devices")
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
     args.no_jit = not _use_xla(args)
     args.dtype_policy = resolve_dtype_policy(args.dtype_policy)
     if args.strategy == "multi-worker" and not args.no_jit:
@@ -429,7 +475,7 @@ def _report(args, model, out, config, data, steps, train_seconds, history_csv):
         "train_examples": data["num_train"],
         "steps_per_epoch": steps,
         # What fit distributed each global batch of --batch-size over (1: one device).
-        "replicas_in_sync": model.distribute_strategy.num_replicas_in_sync,
+        "replicas_in_sync": _replicas(model),
         "train_seconds": round(train_seconds, 1),
         "history": _read_csv(history_csv),
         "evaluation": evaluation,

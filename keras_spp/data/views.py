@@ -68,11 +68,7 @@ def evaluate(
         raise ValueError(f"Unknown views {unknown}; known: {', '.join(VIEWS)}.")
     if max_examples is not None:
         source = source.take(max_examples)
-    predict_fixed = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    predict_any = tf.function(
-        lambda x: model(x, training=False),
-        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-    )
+    predict_fixed, predict_any = _predictors(model)
     results = {}
     for view in views:
         probabilities, labels = [], []
@@ -87,20 +83,44 @@ def evaluate(
             data = source.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
             for x, y in tqdm(data.prefetch(2), desc=view, unit="batch", disable=not verbose):
                 flat = tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], 0))
-                p = predict_fixed(flat).numpy().reshape(len(y), count, -1).mean(axis=1)
+                p = predict_fixed(flat).reshape(len(y), count, -1).mean(axis=1)
                 probabilities.append(p)
                 labels.append(y.numpy())
         else:
             sides = (min_side,) if view == "full" else tuple(scales)
             for image, label in tqdm(source, desc=view, unit="image", disable=not verbose):
                 p = np.mean(
-                    [predict_any(transforms.resize_min_side(image, s)[tf.newaxis]).numpy()[0] for s in sides],
+                    [predict_any(transforms.resize_min_side(image, s)[tf.newaxis])[0] for s in sides],
                     axis=0,
                 )
                 probabilities.append(p[np.newaxis])
                 labels.append(np.atleast_1d(label.numpy()))
         results[view] = topk_accuracy(np.concatenate(probabilities), np.concatenate(labels))
     return results
+
+
+def _predictors(model):
+    """``(fixed, any)``: numpy probabilities for batches of one size and of any size.
+
+    On TensorFlow, one graph per batch shape and one traced with ``None`` spatial
+    dims. On JAX and PyTorch the pipelines still hand over TensorFlow tensors, so
+    they go in as numpy, through Keras's compiled predict step."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        fixed = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        any_size = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
+        )
+        return (lambda x: fixed(x).numpy()), (lambda x: any_size(x).numpy())
+
+    def predict(x):
+        # jax.jit compiles once per image size (a second or two on a CPU); op by op,
+        # JAX would take longer still for every image.
+        return keras.ops.convert_to_numpy(model.predict_on_batch(np.asarray(x)))
+
+    return predict, predict
 
 
 def topk_accuracy(probabilities, labels):

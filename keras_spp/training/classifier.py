@@ -80,7 +80,8 @@ def build_classifier(
             else keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
         ),
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5")],
+        # Top-5 of fewer than five classes is every class: PyTorch's top_k refuses k > classes.
+        metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(min(5, num_classes), name="top5")],
         jit_compile=jit_compile,
     )
     return model

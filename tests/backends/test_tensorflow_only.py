@@ -17,7 +17,7 @@ def test_require_tensorflow_names_the_caller_and_the_way_out():
 def test_the_detector_export_and_recipes_refuse_other_backends(tmp_path):
     from export import saved_model
     from keras_spp import detection
-    from recipes import detect, train_classifier, train_detector
+    from recipes import detect, train_detector
 
     with pytest.raises(RuntimeError, match="keras_spp.detection.Detector " + REFUSAL):
         detection.Detector  # noqa: B018
@@ -28,8 +28,12 @@ def test_the_detector_export_and_recipes_refuse_other_backends(tmp_path):
         Detector(None, ["a"])
     with pytest.raises(RuntimeError, match="MultiScaleRoiFeatures " + REFUSAL):
         MultiScaleRoiFeatures(None)
+    from recipes import main
+
+    with pytest.raises(RuntimeError, match=r"recipes.main \(its detector\) " + REFUSAL):
+        main.main([])
     with pytest.raises(RuntimeError, match="export.saved_model " + r"\(SavedModels for TF Serving\) " + REFUSAL):
         saved_model.export(str(tmp_path / "m.keras"), "classifier", str(tmp_path / "out"))
-    for recipe, argv in ((train_classifier, []), (train_detector, []), (detect, ["x.jpg", "--detector", "d"])):
+    for recipe, argv in ((train_detector, []), (detect, ["x.jpg", "--detector", "d"])):
         with pytest.raises(RuntimeError, match=f"recipes.{recipe.__name__.split('.')[-1]} " + REFUSAL):
             recipe.main(argv)
