@@ -141,13 +141,7 @@ def object_names(root, split):
     root = pathlib.Path(root).expanduser().absolute()
     names = set()
     for image_id in _split_ids(root, split):
-        xml_path = root / "Annotations" / f"{image_id}.xml"
-        if not xml_path.is_file():
-            raise FileNotFoundError(f"No annotation {xml_path} for image id {image_id!r} (listed in the split file).")
-        try:
-            annotation = ElementTree.parse(xml_path).getroot()
-        except ElementTree.ParseError as error:
-            raise ValueError(f"Malformed annotation XML {xml_path}: {error}.") from None
+        annotation, _ = _annotation(root, image_id)
         names.update(_text(element, "name") for element in annotation.findall("object"))
     return tuple(sorted(name for name in names if name))
 
@@ -349,7 +343,8 @@ def _split_ids(root, split):
     return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
 
 
-def _read_example(root, image_id, label_of, class_names, images):
+def _annotation(root, image_id):
+    """``(<annotation> element, its path)`` of an image id, or the error naming the file."""
     xml_path = root / "Annotations" / f"{image_id}.xml"
     if not xml_path.is_file():
         raise FileNotFoundError(f"No annotation {xml_path} for image id {image_id!r} (listed in the split file).")
@@ -361,6 +356,11 @@ def _read_example(root, image_id, label_of, class_names, images):
         raise ValueError(
             f"Malformed annotation XML {xml_path}: the root element is <{annotation.tag}>, not <annotation>."
         )
+    return annotation, xml_path
+
+
+def _read_example(root, image_id, label_of, class_names, images):
+    annotation, xml_path = _annotation(root, image_id)
 
     image_path = images.find(image_id, _text(annotation, "filename"))
     height = _size(annotation, "height", xml_path)
