@@ -33,6 +33,7 @@ Keras detector's on the timed images (normalized boxes and scores).
 import argparse
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -57,6 +58,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    _warn_on_map_count()
     from benchmarks.pooling import machine
     from keras_spp.data.detection_sources import load_detection
     from keras_spp.detection.detector import Detector
@@ -89,6 +91,24 @@ def main(argv=None):
     }
     emit(report, args.out)
     return 0
+
+
+def _warn_on_map_count(path="/proc/sys/vm/max_map_count", needed=262144):
+    """XLA's CPU JIT maps memory for every program it compiles, and this benchmark
+    compiles one per image size and path; at Linux's default of 65530 maps LLVM ran
+    out here ("Cannot allocate memory") and the process died. Says so up front."""
+    try:
+        with open(path) as f:
+            count = int(f.read())
+    except (OSError, ValueError):
+        return
+    if count < needed:
+        print(
+            f"warning: vm.max_map_count is {count}; XLA's JIT needs more maps than that for the programs this "
+            f"benchmark compiles (one per image size), and LLVM then fails with 'Cannot allocate memory'. "
+            f"As root: sysctl -w vm.max_map_count={4 * needed}",
+            file=sys.stderr,
+        )
 
 
 def targets(ss, rpn):
