@@ -33,7 +33,8 @@ they are fixed in the graph. ``--max-side`` defaults to the detector's own max s
 The folder appears whole or not at all: it is written beside ``<out>`` under a
 name TF Serving ignores, then renamed.
 
-The network runs under XLA in the serving functions (``--no-jit`` to leave it out).
+The network runs under XLA in the serving functions (``--jit auto``, the default:
+unless it computes in bfloat16 or float16; ``--jit on|off``, ``--no-jit``).
 TF Serving runs XLA programs only when started with ``--xla_cpu_compilation_enabled=true``
 (CPU) or ``--xla_gpu_compilation_enabled=true`` (GPU); without the flag such a
 model fails at load (its warmup) and ``--no-jit`` exports are the ones to serve.
@@ -74,7 +75,7 @@ def export(
     min_side=None,
     max_side=None,
     max_pixels=MAX_PIXELS,
-    jit=True,
+    jit="auto",
     overwrite=False,
     settings=None,
 ):
@@ -84,8 +85,12 @@ def export(
     ``top_k`` (default 5) and ``min_side`` are the classifier's; ``max_side`` defaults
     to 2048 for the classifier and to the model's own for the detector; ``settings``:
     the detector's ``{DetectionSettings field: value}`` overriding its ``detector.json``.
-    Returns ``out``. Raises ``ValueError`` (or ``FileNotFoundError``) saying what was
-    wrong and what is accepted; nothing is written then.
+    ``jit``: XLA in the serving functions, ``True``, ``False`` or ``"auto"``: XLA
+    unless the model computes in bfloat16 or float16 (XLA's kernels round those
+    differently from the ones Keras ran, and the served scores would move by up to
+    1e-2 from the Keras model's; in float32 they agree to 1e-5). Returns ``out``.
+    Raises ``ValueError`` (or ``FileNotFoundError``) saying what was wrong and what is
+    accepted; nothing is written then.
     """
     require_tensorflow("export.saved_model (SavedModels for TF Serving)")
     if kind not in KINDS:
@@ -103,6 +108,10 @@ def export(
     from keras_spp.models.saving import load_keras_model
 
     model = load_keras_model(model_path, "--model", compile=False)
+    if jit == "auto":
+        jit = not mixed_precision(model)
+    elif not isinstance(jit, bool):
+        raise ValueError(f"`jit` must be True, False or 'auto'; got {jit!r}.")
     with tempfile.TemporaryDirectory() as scratch:
         labels_file = os.path.join(scratch, "labels.txt")
         with open(labels_file, "w", encoding="utf-8") as f:
@@ -110,6 +119,14 @@ def export(
         meta = {"labels": names, "labels_file": labels_file, "max_pixels": max_pixels, "jit": bool(jit), **extra}
         _write(KINDS[kind](model, meta), model, out)
     return out
+
+
+def mixed_precision(model):
+    """Whether some layer of ``model`` (nested ones included) computes in bfloat16 or float16."""
+    return any(
+        layer.dtype_policy.compute_dtype in ("bfloat16", "float16")
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+    )
 
 
 def _check_out(out, overwrite):
@@ -237,7 +254,14 @@ def main(argv=None):
         "are first resized to this longer side (default: the detector's max side, 2000)",
     )
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="larger images are refused before decoding")
-    p.add_argument("--no-jit", action="store_true", help="no XLA in the serving functions")
+    p.add_argument(
+        "--jit",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="XLA in the serving functions; auto: unless the model computes in bfloat16 or float16, whose "
+        "XLA kernels round differently from Keras's (served scores would differ by up to 1e-2)",
+    )
+    p.add_argument("--no-jit", action="store_true", help="the same as --jit off")
     p.add_argument("--scoring", choices=["softmax", "svm"], help="detector: scores (default: detector.json's)")
     p.add_argument("--score-threshold", type=float, help="detector: keep scores above this (default: detector.json's)")
     p.add_argument(
@@ -273,7 +297,7 @@ def main(argv=None):
             min_side=args.min_side,
             max_side=args.max_side,
             max_pixels=args.max_pixels,
-            jit=not args.no_jit,
+            jit=False if args.no_jit else {"auto": "auto", "on": True, "off": False}[args.jit],
             overwrite=args.overwrite,
             settings=settings,
         )

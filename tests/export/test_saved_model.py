@@ -1,6 +1,7 @@
 import ast
 import json
 import os
+import pathlib
 
 import keras
 import numpy as np
@@ -9,6 +10,7 @@ import tensorflow as tf
 
 from export import images as image_ops
 from export import saved_model, serving_check, verify
+from keras_spp.models import backbone, spp_classifier
 from tests.export.conftest import CLASSES, MAX_SIDE, MIN_SIDE, encode, keras_full_view, photo
 
 ATOL = 1e-4  # on probabilities and scores, as verify states
@@ -351,3 +353,32 @@ def test_serving_check_compares_within_tolerance_and_up_to_near_ties():
     assert serving_check.compare(failing, None, error, {})[0]
     assert not serving_check.compare(failing, {"scores": np.zeros(1)}, None, {})[0]
     assert not serving_check.compare(failing, None, {"type": "InternalError", "message": "not JPEG"}, {})[0]
+
+
+def test_jit_auto_leaves_xla_out_of_a_bfloat16_model_whose_served_scores_then_match_keras(tmp_path):
+    from export.saved_model import mixed_precision
+
+    keras.utils.set_random_seed(2)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = spp_classifier(backbone("zf5", width=0.125), len(CLASSES), fc_units=32, dropout=0.0)
+    keras.mixed_precision.set_global_policy("float32")
+    assert mixed_precision(model)
+    model.save(tmp_path / "model.keras")
+    (tmp_path / "results.json").write_text(json.dumps({"classes": CLASSES, "config": {"min_side": MIN_SIDE}}))
+    out = saved_model.export(str(tmp_path / "model.keras"), "classifier", str(tmp_path / "served" / "1"))
+    assert json.loads(pathlib.Path(out, "assets.extra", "reference", "reference.json").read_text())["xla"] is False
+    loaded = tf.saved_model.load(out)
+    images = [photo(90, 120, 5), photo(64, 64, 6)]
+    got = serve(loaded, [encode(image) for image in images])["probabilities"]
+    want = np.stack([keras_full_view(model, image) for image in images])
+    np.testing.assert_allclose(got, want, atol=1e-4)  # the same kernels as Keras's
+    with pytest.raises(ValueError, match="`jit` must be True, False or 'auto'; got 'yes'"):
+        saved_model.export(str(tmp_path / "model.keras"), "classifier", str(tmp_path / "other" / "1"), jit="yes")
+
+
+def test_jit_auto_keeps_xla_for_a_float32_model(exported):
+    out, model, _ = exported
+    from export.saved_model import mixed_precision
+
+    assert not mixed_precision(model)
+    assert json.loads(pathlib.Path(out, "assets.extra", "reference", "reference.json").read_text())["xla"] is True
