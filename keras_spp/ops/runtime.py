@@ -108,3 +108,35 @@ def reduce_max(x, axis):
     if backend == "torch":
         return keras.ops.amax(x, axis=axis)
     return keras.ops.max(x, axis=axis)
+
+
+def max_pool_blocks(x, k):
+    """``[N, n, n, C]`` -> ``[N, n/k, n/k, C]``: the max of each ``k x k`` block.
+
+    Forward: the backend's max-pool kernel; under XLA on a CPU a max over two axes of
+    a 6-D reshape ran 3x slower than it. Backward: reduce-max's rule (ties share the
+    gradient) in elementwise ops where the backend takes a custom gradient
+    (TensorFlow, JAX), since XLA's max-pool gradient (select-and-scatter) is slow on
+    a CPU; PyTorch's autograd otherwise (its max-pool gradient gives a tie to one
+    cell, the same total wherever the tied values come from one cell)."""
+    ops = keras.ops
+    if keras.backend.backend() == "torch":
+        return ops.max_pool(x, k, k, "valid")
+
+    def repeat(blocks):
+        return ops.repeat(ops.repeat(blocks, k, axis=1), k, axis=2)
+
+    @ops.custom_gradient
+    def pool(inputs):
+        pooled = ops.max_pool(inputs, k, k, "valid")
+
+        def grad(*args, upstream=None):
+            if upstream is None:
+                (upstream,) = args
+            wins = ops.cast(ops.equal(inputs, repeat(pooled)), inputs.dtype)
+            ties = ops.average_pool(wins, k, k, "valid") * float(k * k)
+            return wins * repeat(upstream / ties)
+
+        return pooled, grad
+
+    return pool(x)

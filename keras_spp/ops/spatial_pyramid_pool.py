@@ -103,15 +103,13 @@ def check_feature_map(features):
 
 def merge_bins(pooled, m):
     """Max-pools a ``[N, n, n, C]`` grid of bins to ``[N, m, m, C]`` (m divides n):
-    the max of each ``k x k`` block of bins (``k = n / m``). Its gradient is
-    reduce-max's on every backend: ties share it, and neighbouring bins often hold
-    the same cell's value, whose shares meet again in that cell."""
-    n, channels = pooled.shape[1], pooled.shape[3]
-    k = n // m
+    the max of each ``k x k`` block of bins (``k = n / m``). Ties share the gradient,
+    as reduce-max's do: neighbouring bins often hold the same cell's value, and their
+    shares meet again in that cell (``runtime.max_pool_blocks``)."""
+    k = pooled.shape[1] // m
     if k == 1:
         return pooled
-    blocks = ops.reshape(pooled, (-1, m, k, m, k, channels if channels is not None else ops.shape(pooled)[3]))
-    return runtime.reduce_max(blocks, axis=(2, 4))
+    return runtime.max_pool_blocks(pooled, k)
 
 
 def _flatten_bins(pooled, n, rows, channels):
