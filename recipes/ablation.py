@@ -2,7 +2,9 @@
 
 For one backbone, each variant and seed is a ``recipes.train_classifier`` run trained
 until its validation loss stops improving (the rate 10x lower after 2 epochs without
-gain, stop after ``--stop-patience``; at most ``--max-epochs``), then tested on the
+gain, stop after ``--stop-patience``; at most ``--max-epochs``; no plateau counts
+before the loss has fallen ``--start-gain`` below its first epoch's, since
+mnist-scenes runs sit at chance level for a few epochs), then tested on the
 centre crop, the full image and 10 views:
 
   * no SPP (pool5), single-size: conv5 pooled to 6x6 (flattened at 112 px);
@@ -55,6 +57,12 @@ def parse_args(argv=None):
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--max-epochs", type=int, default=40)
     p.add_argument("--stop-patience", type=int, default=4, help="epochs without gain (a rate drop included)")
+    p.add_argument(
+        "--start-gain",
+        type=float,
+        default=0.05,
+        help="no plateau counts before the validation loss has fallen this fraction below its first epoch's",
+    )
     p.add_argument("--large", type=int, default=112)
     p.add_argument("--small", type=int, default=90)
     p.add_argument("--width", type=float, default=0.25)
@@ -83,6 +91,7 @@ def settings_of(args):
         "width": args.width,
         "max_epochs": args.max_epochs,
         "stop_patience": args.stop_patience,
+        "start_gain": args.start_gain,
         "sizes": [args.large, args.small],
         "max_train": args.max_train,
         "extra": args.extra,
@@ -125,7 +134,8 @@ def train_one(args, name, seed):
             str(args.width),
         ]
         cmd += ["--seed", str(seed), "--epochs", str(args.max_epochs), "--lr-schedule", "plateau"]
-        cmd += ["--stop-patience", str(args.stop_patience), "--views", ",".join(VIEWS), "--out", out, "--verbose", "2"]
+        cmd += ["--stop-patience", str(args.stop_patience), "--plateau-start-gain", str(args.start_gain)]
+        cmd += ["--views", ",".join(VIEWS), "--out", out, "--verbose", "2"]
         cmd += [a.format(large=args.large, small=args.small) for a in flags] + args.extra
         if args.max_train:
             cmd += ["--max-train", str(args.max_train)]

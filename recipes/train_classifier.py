@@ -51,6 +51,8 @@ def parse_args(argv=None):
     args.sizes = tuple(int(s) for s in (args.sizes or defaults["sizes"]).split(","))
     args.levels = tuple(int(v) for v in args.levels.split(","))
     args.views = tuple(v for v in args.views.split(",") if v)
+    if not 0.0 <= args.plateau_start_gain < 1.0:
+        p.error(f"--plateau-start-gain must be a fraction in [0, 1); got {args.plateau_start_gain}")
     if args.stop_patience < 0 or (args.stop_patience and args.lr_schedule != "plateau"):
         p.error(f"--stop-patience takes a number of epochs >= 0 with --lr-schedule plateau; got {args.stop_patience}")
     if not 0.0 < args.lr_drop < 1.0:
@@ -98,6 +100,13 @@ def _optimization_arguments(group):
         choices=LR_SCHEDULES,
         help="plateau: 10x lower when the validation loss stalls for 2 epochs; step: 10x lower for "
         "the last --lr-drop of the steps; cosine: cosine decay to 1%% over all steps",
+    )
+    group.add_argument(
+        "--plateau-start-gain",
+        type=float,
+        default=0.0,
+        help="--lr-schedule plateau: count no plateau until the validation loss has fallen this fraction "
+        "below its first epoch's (a network at chance level is not on a plateau; 0: Keras's rule)",
     )
     group.add_argument(
         "--stop-patience",
@@ -379,7 +388,14 @@ def _callbacks(args, schedule, history_csv, out):
         LogInputSize(schedule),
         # Before the CSV logger, which then records the learning rate they put in the logs.
         # Its counters come back from history.csv, so a resumed run drops and stops on time.
-        PlateauSchedule(history_csv, "val_loss", factor=0.1, patience=2, stop_patience=args.stop_patience or None)
+        PlateauSchedule(
+            history_csv,
+            "val_loss",
+            factor=0.1,
+            patience=2,
+            stop_patience=args.stop_patience or None,
+            start_gain=args.plateau_start_gain,
+        )
         if args.lr_schedule == "plateau"
         else LogLearningRate(),
         keras.callbacks.CSVLogger(history_csv, append=True),

@@ -22,6 +22,10 @@ class PlateauSchedule(keras.callbacks.Callback):
     ``learning_rate`` (the rate the epoch trained at) into each epoch's logs.
 
     An improvement is a value below ``best - min_delta``; a non-finite value never is.
+    With ``start_gain``, epochs count towards neither patience until the best value
+    has fallen ``start_gain`` (a fraction) below the first epoch's: a network still at
+    chance level is not on a plateau. (Without it, a mnist-scenes run had its rate
+    cut at epoch 4, before it had learned anything.)
 
     >>> import tempfile, numpy as np
     >>> model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
@@ -32,7 +36,16 @@ class PlateauSchedule(keras.callbacks.Callback):
     (4, 3)
     """
 
-    def __init__(self, history_csv, monitor="val_loss", factor=0.1, patience=2, stop_patience=None, min_delta=1e-4):
+    def __init__(
+        self,
+        history_csv,
+        monitor="val_loss",
+        factor=0.1,
+        patience=2,
+        stop_patience=None,
+        min_delta=1e-4,
+        start_gain=0.0,
+    ):
         super().__init__()
         if not 0.0 < factor < 1.0:
             raise ValueError(f"`factor` must lie in (0, 1): the rate is multiplied by it; got {factor!r}.")
@@ -40,14 +53,22 @@ class PlateauSchedule(keras.callbacks.Callback):
             raise ValueError(f"`patience` must be a positive number of epochs; got {patience!r}.")
         if stop_patience is not None and (not isinstance(stop_patience, int) or stop_patience < 1):
             raise ValueError(f"`stop_patience` must be a positive number of epochs or None; got {stop_patience!r}.")
-        self.history_csv, self.monitor, self.factor = history_csv, monitor, float(factor)
+        if not 0.0 <= start_gain < 1.0:
+            raise ValueError(f"`start_gain` must be a fraction in [0, 1); got {start_gain!r}.")
+        self.history_csv, self.monitor, self.factor, self.start_gain = history_csv, monitor, float(factor), start_gain
         self.patience, self.stop_patience, self.min_delta = patience, stop_patience, float(min_delta)
         self.best, self.since_drop, self.since_best, self.stopped_epoch = math.inf, 0, 0, None
+        self.first = None
 
     def _update(self, value):
         """One epoch's value: ``(drop the rate now, stop now)``."""
-        if value is not None and math.isfinite(value) and value < self.best - self.min_delta:
+        finite = value is not None and math.isfinite(value)
+        if self.first is None and finite:
+            self.first = value
+        if finite and value < self.best - self.min_delta:
             self.best, self.since_drop, self.since_best = value, 0, 0
+        elif self.first is None or self.best > self.first - self.start_gain * abs(self.first):
+            return False, False  # not learning yet: no plateau
         else:
             self.since_drop += 1
             self.since_best += 1
@@ -58,6 +79,7 @@ class PlateauSchedule(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.best, self.since_drop, self.since_best, self.stopped_epoch = math.inf, 0, 0, None
+        self.first = None
         stop = False
         for row in _rows(self.history_csv):  # earlier epochs of this run: their drops are in the optimizer
             _, stop = self._update(_number(row.get(self.monitor)))

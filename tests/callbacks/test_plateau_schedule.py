@@ -93,3 +93,19 @@ def test_nan_is_never_an_improvement(tmp_path):
     plateau = PlateauSchedule(str(tmp_path / "none.csv"), patience=1, stop_patience=2)
     _, history = fit([2.0, float("nan"), float("nan"), 1.0], [plateau])
     assert len(history.history["loss"]) == 3 and history.history["learning_rate"][2] == pytest.approx(0.1)
+
+
+def test_epochs_at_chance_level_are_no_plateau_with_a_start_gain(tmp_path):
+    # Flat at the start (a network still at chance), then learning, then a plateau.
+    losses = [2.303, 2.303, 2.303, 2.303, 2.302, 2.2, 1.9, 1.7, 1.7, 1.7, 1.7, 1.7]
+    keras_like = PlateauSchedule(str(tmp_path / "a.csv"), patience=2, stop_patience=4)
+    _, history = fit(losses, [keras_like])
+    assert history.history["learning_rate"][3] == pytest.approx(0.1)  # cut before it learned anything
+    patient = PlateauSchedule(str(tmp_path / "b.csv"), patience=2, stop_patience=4, start_gain=0.05)
+    _, history = fit(losses, [patient])
+    rates = history.history["learning_rate"]
+    # Counting starts at epoch 6 (1.9 <= 0.95 * 2.303); best 1.7 at epoch 7, cut after 9, stop after 11.
+    assert rates[:10] == pytest.approx([1.0] * 10) and rates[10] == pytest.approx(0.1)
+    assert patient.stopped_epoch == 11
+    with pytest.raises(ValueError, match="`start_gain` must be a fraction"):
+        PlateauSchedule("h.csv", start_gain=1.0)
