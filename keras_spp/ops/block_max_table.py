@@ -36,7 +36,7 @@ def _doubling(x, count, axis):
         shifted = ops.take(current, ops.minimum(cells + bins.power_of_two(k), size - 1), axis=axis)
         return ops.maximum(current, shifted)
 
-    return runtime.doubling_levels(x, count, axis, step)
+    return runtime.doubling_levels(x, count, step)
 
 
 def levels_needed(longest_side):

@@ -7,7 +7,7 @@ from keras import ops
 from keras_spp.ops import bins, runtime
 from keras_spp.ops.block_max_table import build_block_max_table, levels_needed, rectangle_max
 from keras_spp.ops.box_cells import COORDINATE_RULES, boxes_to_cells, validate_spatial_scale
-from keras_spp.ops.spatial_pyramid_pool import _flatten_bins, check_feature_map, merge_bins
+from keras_spp.ops.spatial_pyramid_pool import check_feature_map, concat_levels, merge_bins
 
 
 def roi_pyramid_pool(
@@ -76,7 +76,7 @@ def roi_pyramid_pool(
     pooled = _pool_levels(features, cells, images, levels)
 
     rows, channels = boxes.shape[0], features.shape[3]
-    output = ops.concatenate([_flatten_bins(pooled[n], n, rows, channels) for n in levels], axis=1)
+    output = concat_levels(pooled, levels, rows, channels)
     return ops.where(valid[:, None], output, ops.cast(float("nan"), output.dtype))
 
 

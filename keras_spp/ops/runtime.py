@@ -72,7 +72,7 @@ def assert_all(checks, outputs):
         return tf.identity(outputs)
 
 
-def doubling_levels(x, count, axis, step):
+def doubling_levels(x, count, step):
     """``[count, *x.shape]``: ``x``, then ``step(current, k)`` applied ``count - 1`` times.
 
     With a Python ``count`` this is a Python loop. A tensor ``count`` only arises in a

@@ -81,7 +81,7 @@ def spatial_pyramid_pool(features, levels=(6, 3, 2, 1), pooling="max", bin_rule=
             pooled[n] = merge_bins(pooled[source], n)
 
     batch, channels = features.shape[0], features.shape[3]
-    output = ops.concatenate([_flatten_bins(pooled[n], n, batch, channels) for n in levels], axis=-1)
+    output = concat_levels(pooled, levels, batch, channels)
     if not runtime.is_static(height, width):
         output = _checked_at_run_time(output, height, width, levels, bin_rule)
     return output
@@ -112,11 +112,17 @@ def merge_bins(pooled, m):
     return runtime.max_pool_blocks(pooled, k)
 
 
-def _flatten_bins(pooled, n, rows, channels):
-    """``[rows, n, n, C]`` -> ``[rows, n * n * C]``, keeping what is static static."""
-    if channels is not None:
-        return ops.reshape(pooled, (-1 if rows is None else rows, n * n * channels))
-    return ops.reshape(pooled, (ops.shape(pooled)[0], -1))
+def concat_levels(pooled, levels, rows, channels):
+    """``{n: [rows, n, n, C]}`` -> ``[rows, C * sum(n * n)]``, the levels in the order
+    given, each row-major; static sizes (``rows``, ``channels``; ``None`` if unknown)
+    stay static."""
+
+    def flat(x, n):
+        if channels is not None:
+            return ops.reshape(x, (-1 if rows is None else rows, n * n * channels))
+        return ops.reshape(x, (ops.shape(x)[0], -1))
+
+    return ops.concatenate([flat(pooled[n], n) for n in levels], axis=-1)
 
 
 def _membership(length, n, rule):

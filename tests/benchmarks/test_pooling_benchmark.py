@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from benchmarks import pooling
 
@@ -99,8 +98,7 @@ def test_the_backends_and_the_tf_only_baseline_are_compared_with_xla(monkeypatch
 
 
 def test_every_backend_and_the_baseline_run_exactly_on_a_small_problem():
-    if subprocess.run(["git", "cat-file", "-e", f"{pooling.BASELINE_COMMIT}^{{commit}}"]).returncode:
-        pytest.skip(f"this clone lacks the baseline commit {pooling.BASELINE_COMMIT} (a shallow clone)")
+    has_baseline = not subprocess.run(["git", "cat-file", "-e", f"{pooling.BASELINE_COMMIT}^{{commit}}"]).returncode
     configs = "keras_spp_xla,tf_only_xla,keras_spp_jax_jit,keras_spp_torch"
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.pooling", "--boxes", "12", "--map", "5,6,3", "--repeats", "1"]
@@ -111,4 +109,7 @@ def test_every_backend_and_the_baseline_run_exactly_on_a_small_problem():
     ).stdout
     roi = json.loads(out)["roi_pyramid_pool"]
     for name in configs.split(","):
+        if name == "tf_only_xla" and not has_baseline:  # a shallow clone: the run says why, and goes on
+            assert "--baseline-commit" in roi[name]["error"][0], roi[name]
+            continue
         assert roi[name]["max_abs_diff_vs_exact"] == 0.0, (name, roi[name])
