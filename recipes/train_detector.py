@@ -142,7 +142,13 @@ def _proposal_arguments(group):
         default=300,
         help="RPN proposals per training image that the heads learn from",
     )
-    group.add_argument("--rpn-pre-nms", type=int, default=6000, help="best-scored boxes NMS sees")
+    group.add_argument(
+        "--rpn-pre-nms",
+        type=int,
+        default=2000,
+        help="best-scored boxes NMS sees (Faster R-CNN: 6000; on mnist-detection's validation images 2000 "
+        "kept the same recall, 1000 lost some)",
+    )
     group.add_argument("--rpn-nms", type=float, default=0.7)
     group.add_argument("--proposals-from", default=None, help="precomputed proposals (.npz or folder of .npy)")
 
@@ -320,7 +326,8 @@ def make_proposals(args, data, built, seconds):
         _floats(args.rpn_aspect_ratios, "--rpn-aspect-ratios"),
         built["stride"],
     )
-    head = rpn.rpn_head(roi.backbone.output_shape[-1], anchors.per_cell)
+    # The head computes in conv5's precision: bfloat16 when the backbone does.
+    head = rpn.rpn_head(roi.backbone.output_shape[-1], anchors.per_cell, dtype=roi.backbone.layers[-1].dtype_policy)
     indices = tuple(built["scales"].index(s) for s in _rpn_scales(args, built["scales"]))
     settings = ProposalSettings(args.rpn_pre_nms, args.rpn_proposals, args.rpn_nms, args.min_proposal_size)
     proposer = LearnedProposals(head, roi, anchors, indices, settings)

@@ -9,8 +9,12 @@ deltas are the project's one box parametrisation (``keras_spp.detection.boxes``:
 
 Non-finite outputs: an anchor whose logit or any delta is NaN or infinite is
 dropped before anything else, so no NaN box reaches NMS. Under XLA the whole
-function compiles (the boxes are padded to ``pre_nms_top_k`` rows and NMS is
-``tf.image.non_max_suppression_padded``), one program per anchor count.
+function compiles (the boxes are padded to ``pre_nms_top_k`` rows), one program per
+anchor count. NMS is TensorFlow's greedy kernel (``NonMaxSuppressionV4``) outside
+XLA and ``tf.image.non_max_suppression_padded``'s tiled algorithm inside (XLA's
+kernel for the first refuses the padded, dynamically sized boxes). They keep the
+same boxes; on this project's 2-core CPU the first took 1.7 ms for 6000 boxes, the
+second 18 ms (5.6 ms compiled).
 """
 
 import keras
@@ -74,16 +78,47 @@ def generate_proposals(
     boxes = tf.pad(boxes, [[0, pad], [0, 0]])
     top_scores, top = tf.math.top_k(scores, k=pre_nms_top_k)
     top_boxes = tf.gather(boxes, top)
-    keep, valid = tf.image.non_max_suppression_padded(
-        top_boxes,
-        top_scores,
-        post_nms_top_n,
-        iou_threshold=float(nms_iou),
-        score_threshold=_DROPPED / 2,
-        pad_to_max_output_size=True,
-    )
-    keep = keep[:valid]
+    keep = _greedy_nms(top_boxes, top_scores, post_nms_top_n, float(nms_iou), _DROPPED / 2)
     return tf.gather(top_boxes, keep), tf.sigmoid(tf.gather(top_scores, keep))
+
+
+def _greedy_nms(boxes, scores, max_output_size, iou_threshold, score_threshold):
+    """Indices kept by greedy NMS of boxes sorted by score, best first."""
+    if _in_xla_context():
+        keep, valid = tf.image.non_max_suppression_padded(
+            boxes,
+            scores,
+            max_output_size,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            pad_to_max_output_size=True,
+            sorted_input=True,
+        )
+    else:
+        keep, valid = tf.raw_ops.NonMaxSuppressionV4(
+            boxes=boxes,
+            scores=scores,
+            max_output_size=max_output_size,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
+            pad_to_max_output_size=True,
+        )
+    return keep[:valid]
+
+
+def _in_xla_context():
+    """Whether the function being traced compiles with XLA (``jit_compile=True``).
+
+    TensorFlow has no public test for it; tf.function itself asks this private
+    one. If it ever goes, every call takes the path XLA accepts, which is only slower."""
+    try:
+        from tensorflow.python.framework import ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return True
+    if tf.executing_eagerly():
+        return False
+    return bool(control_flow_util.GraphOrParentsInXlaContext(ops.get_default_graph()))
 
 
 @keras.saving.register_keras_serializable(package="keras_spp")

@@ -44,10 +44,13 @@ class RpnTargetConfig:
             )
 
 
-def rpn_head(channels, anchors_per_cell, hidden=256, name="rpn"):
+def rpn_head(channels, anchors_per_cell, hidden=256, name="rpn", dtype=None):
     """conv5 ``[1, h, w, channels]`` -> ``{"objectness": [1, h*w*A], "deltas": [1, h*w*A, 4]}``.
 
-    Weights start as Faster R-CNN's, ``N(0, 0.01)`` with zero biases.
+    Weights start as Faster R-CNN's, ``N(0, 0.01)`` with zero biases. ``dtype``: the
+    3x3 conv's dtype policy (``None``: Keras's global one); give it the backbone's
+    (``"mixed_bfloat16"`` under mixed precision), since that conv is most of the
+    head's time. The two outputs are always float32.
 
     >>> head = rpn_head(8, 3, hidden=16)
     >>> out = head(np.zeros((1, 5, 7, 8), "float32"))
@@ -61,7 +64,7 @@ def rpn_head(channels, anchors_per_cell, hidden=256, name="rpn"):
     init = keras.initializers.RandomNormal(stddev=0.01, seed=0)
     conv5 = keras.Input((None, None, int(channels)), batch_size=1, name="conv5")
     x = keras.layers.Conv2D(
-        int(hidden), 3, padding="same", activation="relu", kernel_initializer=init, name="rpn_conv"
+        int(hidden), 3, padding="same", activation="relu", kernel_initializer=init, dtype=dtype, name="rpn_conv"
     )(conv5)
     logits = keras.layers.Conv2D(
         int(anchors_per_cell), 1, kernel_initializer=init, dtype="float32", name="rpn_objectness"

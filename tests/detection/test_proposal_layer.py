@@ -151,3 +151,18 @@ def test_layer_config_round_trips_and_serves_from_a_saved_model(tmp_path):
     expected = reference_proposals(logits, deltas, anchors, 90, 110, 30, 5, 0.6, 2.0)
     np.testing.assert_allclose(got[0].numpy(), expected[0], atol=1e-3)
     assert keras.saving.get_registered_object("keras_spp>RpnProposals") is RpnProposals
+
+
+def test_nms_takes_the_greedy_kernel_outside_xla_and_the_tiled_one_inside():
+    from keras_spp.detection import proposal_layer
+
+    seen = []
+
+    def probe():
+        seen.append(proposal_layer._in_xla_context())
+        return tf.constant(0)
+
+    probe()
+    tf.function(probe)()
+    tf.function(probe, jit_compile=True)()
+    assert seen == [False, False, True]
