@@ -16,8 +16,9 @@ with, cached), the second with ``--proposals rpn``. For every held-out image:
 * on the first ``--timed`` images, after one warm-up pass over them (XLA compiles
   once per image size), the median seconds an image of:
   - ``proposals_s``: selective search on the decoded image; for the RPN the head
-    and the proposal layer on conv5 (``proposals_with_conv5_s`` adds the conv5 at
-    the RPN's scale, which the windows then pool from);
+    and the proposal layer on the conv5 of each of its scales, and their merge
+    (``proposals_with_conv5_s`` adds those conv5 maps, which the windows then pool
+    from);
   - ``end_to_end_keras_s``: JPEG decode, proposals, ``Detector.detect``;
   - ``end_to_end_saved_model_s``: the export (``export.saved_model``, XLA) as TF
     Serving loads it (``tf.saved_model.load``'s ``serving_default``): for selective
@@ -165,32 +166,20 @@ def rpn_side(detector, examples, timed, args, scratch):
     proposer = detector.proposer
     proposals, _ = proposer.proposals_for(examples, load_image, desc="rpn proposals")
     served = _export(args.rpn_detector, scratch, "rpn")
-    roi, index = proposer.roi, proposer.scale_indices[0]
     propose_full = tf.function(
         lambda image: proposer.propose(image)[0], input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)]
     )
-
-    @tf.function(reduce_retracing=True)  # conv5 is in the backbone's dtype (bfloat16 under mixed precision)
-    def propose_from_map(conv5, size, factor):
-        return proposer.propose_from_map(conv5, size[0], size[1], factor)[0]
-
-    conv5_of = tf.function(
-        lambda image, factor: roi.backbone(roi.resized(image, factor), training=False),
-        input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)],
+    feature_maps = tf.function(proposer.feature_maps, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    # conv5 comes in the backbone's dtype (bfloat16 under mixed precision), one map per RPN scale.
+    from_maps = tf.function(
+        lambda maps, sizes, factors: proposer.propose_from_maps(maps, sizes, factors)[0], reduce_retracing=True
     )
     maps = {}
 
     def head_and_layer(encoded):
         if encoded not in maps:  # conv5 is the detector's anyway: computed once, outside the timing
-            image = _decode(encoded)[None].astype(np.float32)
-            factor = _factor(roi, image.shape[1:3], index)
-            resized = roi.resized(tf.constant(image), factor)
-            maps[encoded] = (
-                conv5_of(tf.constant(image), tf.constant(factor)),
-                tf.shape(resized)[1:3],
-                tf.constant(factor),
-            )
-        return propose_from_map(*maps[encoded])
+            maps[encoded] = feature_maps(tf.constant(_decode(encoded)[None], tf.float32))
+        return from_maps(*maps[encoded])
 
     out = {
         "scales": list(proposer.scales),
@@ -287,12 +276,6 @@ def _serve(signature, encoded, boxes):
     if boxes is not None:
         inputs["boxes"] = tf.constant(np.asarray(boxes, np.float32).reshape(1, -1, 4))
     return {k: v.numpy() for k, v in signature(**inputs).items()}
-
-
-def _factor(roi, size, index):
-    from keras_spp.detection import scales as scales_lib
-
-    return float(scales_lib.scale_factors(size[0], size[1], roi.scales, roi.max_side)[index])
 
 
 def _decode(encoded):

@@ -58,24 +58,38 @@ class LearnedProposals:
     def propose(self, image, settings=None):
         """``(boxes [K, 4], scores [K], {scale index: conv5 [1, h, w, C]})`` for ``image``
         float ``[1, H, W, 3]`` (the backbone's input range)."""
-        settings = settings or self.settings
+        maps, sizes, factors = self.feature_maps(image)
+        boxes, scores = self.propose_from_maps(maps, sizes, factors, settings)
+        return boxes, scores, maps
+
+    def feature_maps(self, image):
+        """The backbone's part: ``({i: conv5}, {i: (height, width)}, {i: factor})`` for
+        each of the RPN's scale indices ``i``, sizes those of the resized image."""
         image = tf.convert_to_tensor(image, self.roi.compute_dtype)
         height, width = tf.shape(image)[1], tf.shape(image)[2]
-        factors = scales_lib.scale_factors_tf(height, width, self.roi.scales, self.roi.max_side)
-        maps, boxes, scores = {}, [], []
+        all_factors = scales_lib.scale_factors_tf(height, width, self.roi.scales, self.roi.max_side)
+        maps, sizes, factors = {}, {}, {}
         for i in self.scale_indices:
-            factor = factors[i]
-            resized = self.roi.resized(image, factor, height, width)
-            conv5 = self.roi.backbone(resized, training=False)
-            maps[i] = conv5
-            found, score = self.propose_from_map(conv5, tf.shape(resized)[1], tf.shape(resized)[2], factor, settings)
-            boxes.append(found / factor)
+            factors[i] = all_factors[i]
+            resized = self.roi.resized(image, factors[i], height, width)
+            maps[i] = self.roi.backbone(resized, training=False)
+            sizes[i] = (tf.shape(resized)[1], tf.shape(resized)[2])
+        return maps, sizes, factors
+
+    def propose_from_maps(self, maps, sizes, factors, settings=None):
+        """The RPN's part after ``feature_maps``: ``(boxes [K, 4], scores [K])`` in pixels
+        of the original image, each scale's proposals merged by one more NMS."""
+        settings = settings or self.settings
+        boxes, scores = [], []
+        for i in self.scale_indices:
+            found, score = self.propose_from_map(maps[i], *sizes[i], factors[i], settings)
+            boxes.append(found / factors[i])
             scores.append(score)
         if len(boxes) == 1:
-            return boxes[0], scores[0], maps
+            return boxes[0], scores[0]
         boxes, scores = tf.concat(boxes, 0), tf.concat(scores, 0)
         keep = tf.image.non_max_suppression(boxes, scores, settings.post_nms_top_n, settings.nms_iou)
-        return tf.gather(boxes, keep), tf.gather(scores, keep), maps
+        return tf.gather(boxes, keep), tf.gather(scores, keep)
 
     def propose_from_map(self, conv5, height, width, factor, settings=None):
         """Proposals of one scale, in pixels of the resized ``height x width`` image."""
