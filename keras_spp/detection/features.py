@@ -180,8 +180,17 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         if height is None:
             height, width = tf.shape(image)[1], tf.shape(image)[2]
         size = scales_lib.scaled_size_tf(height, width, factor)
+
         # Antialiasing matters when a scale shrinks the image (1200 px photos at 480).
-        return tf.cast(tf.image.resize(image, size, antialias=True), self.compute_dtype)
+        # Enlarging, its filter is plain bilinear's (within 0.008 of 255 here) at 1/6 the
+        # time: with antialias on, resizing took a third of the conv time of six scales.
+        def shrink():
+            return tf.image.resize(image, size, antialias=True)
+
+        def enlarge():
+            return tf.image.resize(image, size)
+
+        return tf.cast(tf.cond(tf.cast(factor, tf.float32) < 1.0, shrink, enlarge), self.compute_dtype)
 
     def feature_map(self, image, factor):
         """The backbone's map of ``image`` resized by ``factor``."""

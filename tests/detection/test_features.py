@@ -193,3 +193,16 @@ def test_bad_arguments_are_explained(conv):
             MultiScaleRoiFeatures(conv, context=context)
     with pytest.raises(ValueError, match="no layer named 'spp'"):
         backbone_of(conv)
+
+
+def test_the_resize_antialiases_only_when_it_shrinks(conv):
+    layer = MultiScaleRoiFeatures(conv, scales=(50, 300))
+    image = tf.constant(np.random.default_rng(5).uniform(0, 255, (1, 100, 120, 3)), tf.float32)
+    graph = tf.function(layer.resized, input_signature=[tf.TensorSpec([1, None, None, 3]), tf.TensorSpec([])])
+    for resized in (layer.resized, graph):
+        small = resized(image, tf.constant(0.5)).numpy()
+        np.testing.assert_array_equal(small, tf.image.resize(image, (50, 60), antialias=True).numpy())
+        big = resized(image, tf.constant(3.0)).numpy()
+        np.testing.assert_array_equal(big, tf.image.resize(image, (300, 360)).numpy())
+        # Enlarging, the antialiasing filter is bilinear's: the same image up to rounding.
+        np.testing.assert_allclose(big, tf.image.resize(image, (300, 360), antialias=True).numpy(), atol=0.05)
