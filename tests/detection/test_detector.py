@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -71,3 +73,30 @@ def _decoded(proposals, outputs, box_regression):
 def test_bad_vote_iou(value):
     with pytest.raises(ValueError, match="`vote_iou` must be None"):
         DetectionSettings(vote_iou=value)
+
+
+def test_compiled_postprocess_is_postprocess_in_a_graph_built_once_per_settings():
+    from keras_spp.detection.detector import DetectionSettings, compiled_postprocess, postprocess
+
+    rng = np.random.default_rng(7)
+    corner = rng.uniform(0, 80, (40, 2))
+    boxes = np.concatenate([corner, corner + rng.uniform(5, 30, (40, 2))], 1).astype("float32")
+    probabilities = rng.dirichlet(np.full(4, 0.3), 40).astype("float32")
+    outputs = {
+        "class_probabilities": tf.constant(probabilities),
+        "box_deltas": tf.constant(rng.normal(0, 0.1, (40, 3, 4)).astype("float32")),
+        "svm_scores": tf.constant(rng.normal(0, 1, (40, 3)).astype("float32")),
+    }
+    for settings in (DetectionSettings(), DetectionSettings("svm", vote_iou=0.5, score_threshold=-1.0)):
+        fn = compiled_postprocess(settings)
+        assert compiled_postprocess(DetectionSettings(**dataclasses.asdict(settings))) is fn
+        for rows in (40, 13, 0):  # other box counts reuse the graph
+            got = fn(outputs_rows(outputs, rows), tf.constant(boxes[:rows]), tf.constant(100), tf.constant(120))
+            want = postprocess(outputs_rows(outputs, rows), boxes[:rows], 100, 120, settings)
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g.numpy(), w.numpy(), atol=1e-6)
+    assert compiled_postprocess(DetectionSettings(nms_iou=0.4)) is not compiled_postprocess(DetectionSettings())
+
+
+def outputs_rows(outputs, rows):
+    return {k: v[:rows] for k, v in outputs.items()}
