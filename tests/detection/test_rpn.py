@@ -210,3 +210,16 @@ def test_trainer_learns_a_synthetic_task():
     conv5, labels, _ = records[0]
     scores = head(conv5[None])["objectness"].numpy()[0]
     assert scores[labels == 1].min() > np.percentile(scores[labels == 0], 95)
+
+
+def test_the_head_computes_its_conv_in_the_given_policy_and_outputs_float32():
+    head = rpn.rpn_head(8, 3, hidden=16, dtype="mixed_bfloat16")
+    assert head.get_layer("rpn_conv").compute_dtype == "bfloat16"
+    assert head.get_layer("rpn_conv").variable_dtype == "float32"
+    out = head(np.random.default_rng(0).normal(size=(1, 4, 5, 8)).astype("float32"))
+    assert out["objectness"].dtype == "float32" and out["deltas"].dtype == "float32"
+    # The same weights in float32 give the same outputs up to bfloat16's rounding.
+    full = rpn.rpn_head(8, 3, hidden=16)
+    full.set_weights(head.get_weights())
+    x = np.random.default_rng(1).normal(size=(1, 4, 5, 8)).astype("float32")
+    np.testing.assert_allclose(head(x)["deltas"].numpy(), full(x)["deltas"].numpy(), atol=2e-3)
