@@ -20,11 +20,11 @@ with, cached), the second with ``--proposals rpn``. For every held-out image:
     (``proposals_with_conv5_s`` adds those conv5 maps, which the windows then pool
     from);
   - ``end_to_end_keras_s``: JPEG decode, proposals, ``Detector.detect``;
-  - ``end_to_end_saved_model_s``: the export (``export.saved_model``, ``--jit auto``: no XLA for
-    a bfloat16 detector) as TF
-    Serving loads it (``tf.saved_model.load``'s ``serving_default``): for selective
-    search the client decodes, searches and sends the boxes with the bytes; the
-    RPN detector takes the bytes alone.
+  - ``end_to_end_saved_model_s``: the export (``export.saved_model``, ``--jit
+    auto``: no XLA for a bfloat16 detector) as TF Serving loads it
+    (``tf.saved_model.load``'s ``serving_default``): for selective search the client
+    decodes, searches and sends the boxes with the bytes; the RPN detector takes the
+    bytes alone.
 
 ``rpn.end_to_end_speedup_*``: selective search's end-to-end time over the RPN's,
 per path; ``rpn.rpn_proposal_share``: the RPN's proposal time over its end-to-end
