@@ -57,6 +57,9 @@ class PlateauSchedule(keras.callbacks.Callback):
             raise ValueError(f"`start_gain` must be a fraction in [0, 1); got {start_gain!r}.")
         self.history_csv, self.monitor, self.factor, self.start_gain = history_csv, monitor, float(factor), start_gain
         self.patience, self.stop_patience, self.min_delta = patience, stop_patience, float(min_delta)
+        self._reset()
+
+    def _reset(self):
         self.best, self.since_drop, self.since_best, self.stopped_epoch = math.inf, 0, 0, None
         self.first = None
 
@@ -78,8 +81,7 @@ class PlateauSchedule(keras.callbacks.Callback):
         return drop, self.stop_patience is not None and self.since_best >= self.stop_patience
 
     def on_train_begin(self, logs=None):
-        self.best, self.since_drop, self.since_best, self.stopped_epoch = math.inf, 0, 0, None
-        self.first = None
+        self._reset()
         stop = False
         for row in _rows(self.history_csv):  # earlier epochs of this run: their drops are in the optimizer
             _, stop = self._update(_number(row.get(self.monitor)))

@@ -198,8 +198,7 @@ class Detector:
         else:
             proposals = tf.constant(np.asarray(proposals, np.float32).reshape(-1, 4))
             out = self._outputs(tf.constant(image[None]), proposals)
-        size = tf.constant(image.shape[0]), tf.constant(image.shape[1])
-        boxes, scores, classes = compiled_postprocess(settings)(out, proposals, *size)
+        boxes, scores, classes = compiled_postprocess(settings)(out, proposals, image.shape[0], image.shape[1])
         return boxes.numpy(), scores.numpy(), classes.numpy()
 
     def save(self, directory):
@@ -278,12 +277,12 @@ def evaluate_detector(detector, examples, proposals, settings_by_name, desc="eva
             for name in settings_by_name:
                 detections[name].append(_no_detections())
             continue
+        boxes_in = tf.constant(_boxes(proposals[example.image_id]))
         start = time.perf_counter()
-        out = detector._outputs(tf.constant(_as_image(image)[None]), tf.constant(_boxes(proposals[example.image_id])))
+        out = detector._outputs(tf.constant(_as_image(image)[None]), boxes_in)
         seconds.append(time.perf_counter() - start)
-        boxes_in, size = tf.constant(_boxes(proposals[example.image_id])), tf.constant(image.shape[:2])
         for name, settings in settings_by_name.items():
-            boxes, scores, classes = compiled_postprocess(settings)(out, boxes_in, size[0], size[1])
+            boxes, scores, classes = compiled_postprocess(settings)(out, boxes_in, image.shape[0], image.shape[1])
             detections[name].append((boxes.numpy(), scores.numpy(), classes.numpy()))
     results = {
         name: evaluate_detections(dets, ground_truths, len(detector.class_names), class_names=detector.class_names)
