@@ -11,7 +11,14 @@ centre crop, the full image and 10 views:
   * SPP, single-size;
   * SPP, multi-size (alternating): epochs alternate between the two sizes (the
     paper's 224/180, here ``--large``/``--small``);
-  * SPP, multi-size (random): each epoch at a random size in [small, large].
+  * SPP, multi-size (random): each epoch at a random size in [small, large];
+  * SPP, multi-size (alternating, enlarged): the controlled variant. The same
+    ``--large`` crop alternates with itself enlarged by the same ratio,
+    ``round(large * large / small)`` (139 for 112/90), and is tested at ``--large``
+    like the single-size run. At 90 px the conv5 map of ZF-5 is 4x4, below the
+    pyramid's finest level (6x6); at 112 and 139 it is 6x6 and 7x7. Only the second
+    size changes against the alternating run, and only a second size is added against
+    the single-size run.
 
 Every finished run is appended to ``--results``/ablation-<backbone>.json (a list
 ``runs``: variant, seed, epochs, validation curve, test error per view) at once, so
@@ -34,7 +41,8 @@ import time
 
 import numpy as np
 
-# name -> (slug, train_classifier flags); {large} and {small} are the sizes.
+# name -> (slug, train_classifier flags); {large} and {small} are the sizes, {enlarged}
+# is the large crop enlarged by large/small.
 VARIANTS = {
     "no SPP (pool5), single-size": ("pool", ["--head", "pool", "--sizes", "{large}"]),
     "SPP, single-size": ("spp-single", ["--head", "spp", "--sizes", "{large}"]),
@@ -45,6 +53,10 @@ VARIANTS = {
     "SPP, multi-size (random)": (
         "spp-random",
         ["--head", "spp", "--sizes", "{small},{large}", "--size-mode", "random"],
+    ),
+    "SPP, multi-size (alternating, enlarged)": (
+        "spp-alternate-enlarged",
+        ["--head", "spp", "--sizes", "{large},{enlarged}", "--size-mode", "alternate", "--crop", "{large}"],
     ),
 }
 VIEWS = ("center", "full", "ten_view")
@@ -136,7 +148,8 @@ def train_one(args, name, seed):
         cmd += ["--seed", str(seed), "--epochs", str(args.max_epochs), "--lr-schedule", "plateau"]
         cmd += ["--stop-patience", str(args.stop_patience), "--plateau-start-gain", str(args.start_gain)]
         cmd += ["--views", ",".join(VIEWS), "--out", out, "--verbose", "2"]
-        cmd += [a.format(large=args.large, small=args.small) for a in flags] + args.extra
+        sizes = {"large": args.large, "small": args.small, "enlarged": round(args.large * args.large / args.small)}
+        cmd += [a.format(**sizes) for a in flags] + args.extra
         if args.max_train:
             cmd += ["--max-train", str(args.max_train)]
         print(f"\n== {name}, seed {seed}: {' '.join(cmd[2:])}", flush=True)
@@ -216,16 +229,31 @@ def verdicts(table):
         ("multi-size training improves accuracy", "SPP, multi-size (alternating)", "SPP, single-size", "center"),
         ("multi-size (random sizes) improves accuracy", "SPP, multi-size (random)", "SPP, single-size", "center"),
         ("the full image beats the centre crop", "SPP, single-size", "SPP, single-size", "full"),
+        (
+            "multi-size training improves accuracy when no size is below the finest level",
+            "SPP, multi-size (alternating, enlarged)",
+            "SPP, single-size",
+            "center",
+        ),
+        (
+            "the enlarged second size beats the shrunk one",
+            "SPP, multi-size (alternating, enlarged)",
+            "SPP, multi-size (alternating)",
+            "center",
+        ),
     ]
     found = []
     for claim, better, worse, view in claims:
         if better not in table or worse not in table:
             continue
-        ours = table[better][view]["runs"] if view in table[better] else None
-        theirs = table[worse]["center"]["runs"]
-        if ours is None or len(ours) != len(theirs):
+        if view not in table[better]:
             continue
-        gains = [t - o for o, t in zip(ours, theirs)]
+        # Seed against seed: both variants start from the same initial weights and data order.
+        ours = dict(zip(table[better]["seeds"], table[better][view]["runs"]))
+        theirs = dict(zip(table[worse]["seeds"], table[worse]["center"]["runs"]))
+        if set(ours) != set(theirs):
+            continue
+        gains = [theirs[seed] - ours[seed] for seed in sorted(ours)]
         if all(g > 0 for g in gains):
             verdict = "agrees, every seed"
         elif np.mean(gains) > 0:

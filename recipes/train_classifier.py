@@ -49,6 +49,9 @@ def parse_args(argv=None):
     args.optimizer = args.optimizer or defaults["optimizer"]
     args.lr = args.lr or LEARNING_RATES[args.optimizer]
     args.sizes = tuple(int(s) for s in (args.sizes or defaults["sizes"]).split(","))
+    args.crop = args.crop or max(args.sizes)
+    if args.crop > args.min_side:
+        p.error(f"--crop ({args.crop}) must not exceed --min-side ({args.min_side})")
     args.levels = tuple(int(v) for v in args.levels.split(","))
     args.views = tuple(v for v in args.views.split(",") if v)
     if not 0.0 <= args.plateau_start_gain < 1.0:
@@ -81,6 +84,13 @@ def _data_arguments(group):
     group.add_argument("--manual-dir", default=None, help="TFDS manual download folder (imagenet2012)")
     group.add_argument("--sizes", default=None, help="training sizes, e.g. 224,180 (dataset default)")
     group.add_argument("--size-mode", default="alternate", choices=["alternate", "random"])
+    group.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        help="side of the crop that training resizes to each of --sizes, and the test's crop (default: the "
+        "largest size; the paper's 180 is the 224 crop shrunk, a size above --crop is the crop enlarged)",
+    )
     group.add_argument("--min-side", type=int, default=None, help="images resized to this min side (dataset default)")
 
 
@@ -212,8 +222,8 @@ def main(argv=None):
     args = parse_args(argv)
 
     _check_backend(args)
-    if args.head == "pool" and len(set(args.sizes)) > 1:
-        print("--head pool takes one fixed size; use --sizes with one value", file=sys.stderr)
+    if args.head == "pool" and (len(set(args.sizes)) > 1 or args.crop != args.sizes[0]):
+        print("--head pool takes one fixed size; use --sizes with one value and no other --crop", file=sys.stderr)
         return 2
     strategy = _setup(args)  # first: it may split the CPU into logical devices
     import keras
@@ -413,7 +423,7 @@ def _fit(args, model, data, schedule, steps, callbacks, backup, start_epoch, don
     """Trains to ``--epochs`` from ``start_epoch``, after batch ``done`` of it."""
     from keras_spp.data import pipelines
 
-    crop = max(args.sizes)
+    crop = args.crop
     val_data = _shard_by_data(
         pipelines.center_crop_dataset(data["val"], args.batch_size, crop=crop, min_side=args.min_side), args.strategy
     )
@@ -475,7 +485,7 @@ def _report(args, model, out, config, data, steps, train_seconds, history_csv):
         model,
         test_source,
         views=views,
-        crop=max(args.sizes),
+        crop=args.crop,
         min_side=args.min_side,
         scales=_scales(args.min_side),
         max_examples=args.max_eval,

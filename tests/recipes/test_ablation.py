@@ -45,6 +45,40 @@ def test_summary_verdicts_and_table():
     assert "| SPP improves accuracy | +4.00 (+6.0, +2.0) | agrees, every seed |" in text
 
 
+def test_verdicts_pair_runs_by_seed_and_wait_for_every_seed():
+    runs = [
+        run("SPP, single-size", 1, 22.0),
+        run("SPP, single-size", 0, 20.0),
+        run("SPP, multi-size (alternating, enlarged)", 0, 19.0),
+        run("SPP, multi-size (alternating)", 0, 25.0),
+        run("SPP, multi-size (alternating, enlarged)", 1, 23.0),
+    ]
+    found = {claim: (gains, verdict) for claim, _, gains, verdict in ablation.verdicts(ablation.summarise(runs))}
+    claim = "multi-size training improves accuracy when no size is below the finest level"
+    assert found[claim] == ([1.0, -1.0], "disagrees")  # seed 0: 20 - 19; seed 1: 22 - 23
+    assert "the enlarged second size beats the shrunk one" not in found  # seed 1 of the alternating run is missing
+
+
+def test_the_enlarged_variant_alternates_the_crop_with_itself_enlarged(tmp_path, monkeypatch):
+    commands = []
+
+    def fake_run(cmd, check):
+        commands.append(cmd)
+        out = cmd[cmd.index("--out") + 1]
+        history = [{"epoch": "0", "val_loss": "1.0", "val_accuracy": "0.5", "learning_rate": "0.001"}]
+        results = {"history": history, "evaluation": {"center": {"top1_error_pct": 12.0, "examples": 10}}}
+        os.makedirs(out)
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump({**results, "train_seconds": 1.0, "train_examples": 30}, f)
+
+    monkeypatch.setattr(ablation.subprocess, "run", fake_run)
+    args = ablation.parse_args(["--out", str(tmp_path), "--large", "112", "--small", "90"])
+    entry = ablation.train_one(args, "SPP, multi-size (alternating, enlarged)", 2)
+    cmd = " ".join(commands[0])
+    assert "--sizes 112,139 --size-mode alternate --crop 112" in cmd and "--seed 2" in cmd
+    assert entry["test_error_pct"] == {"center": 12.0} and entry["epochs"] == 1
+
+
 def test_a_record_of_other_settings_is_refused(tmp_path):
     path = tmp_path / "ablation-zf5.json"
     path.write_text(json.dumps({"settings": {"backbone": "zf5", "max_epochs": 3}, "runs": []}))
@@ -55,7 +89,10 @@ def test_a_record_of_other_settings_is_refused(tmp_path):
 def test_unknown_variants_are_refused_with_the_accepted_ones(capsys):
     with pytest.raises(SystemExit):
         ablation.parse_args(["--variants", "spp-single,bogus"])
-    assert "accepted: all or pool, spp-single, spp-alternate, spp-random" in capsys.readouterr().err
+    assert (
+        "accepted: all or pool, spp-single, spp-alternate, spp-random, spp-alternate-enlarged"
+        in capsys.readouterr().err
+    )
 
 
 def test_a_killed_runner_skips_what_it_recorded_and_resumes_the_rest(colour_folder, tmp_path):  # noqa: F811

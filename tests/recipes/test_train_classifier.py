@@ -98,6 +98,39 @@ def test_pool_head_takes_one_size(colour_folder, tmp_path):
     )
 
 
+def test_a_crop_below_the_sizes_is_enlarged_in_training_and_tested_at_its_own_size(
+    colour_folder, tmp_path, monkeypatch
+):
+    from keras_spp.data import views
+
+    crops = []
+
+    def evaluate(model, source, **kwargs):
+        crops.append(kwargs["crop"])
+        return real_evaluate(model, source, **kwargs)
+
+    real_evaluate = views.evaluate
+    monkeypatch.setattr(views, "evaluate", evaluate)
+    out = tmp_path / "run"
+    args = ["--dataset", f"folder:{colour_folder}", "--sizes", "40,48", "--crop", "40", "--epochs", "2"]
+    assert train_classifier.main(SMALL + args + ["--views", "center", "--out", str(out), "--verbose", "0"]) == 0
+    assert [int(float(r["input_size"])) for r in history(out / "history.csv")] == [40, 48]
+    assert crops == [40]
+    assert json.loads((out / "results.json").read_text())["config"]["crop"] == 40
+
+
+def test_a_crop_above_the_min_side_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        train_classifier.parse_args(SMALL + ["--crop", "64"])
+    assert "--crop (64) must not exceed --min-side (56)" in capsys.readouterr().err
+
+
+def test_pool_head_takes_no_other_crop(colour_folder, tmp_path, capsys):
+    args = ["--dataset", f"folder:{colour_folder}", "--head", "pool", "--sizes", "48", "--crop", "40"]
+    assert train_classifier.main(SMALL + args + ["--out", str(tmp_path)]) == 2
+    assert "--head pool takes one fixed size" in capsys.readouterr().err
+
+
 def run_recipe(args, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "recipes.train_classifier", *args],
