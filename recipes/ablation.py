@@ -25,7 +25,8 @@ Every finished run is appended to ``--results``/ablation-<backbone>.json (a list
 one command finishes over several sittings: a recorded run is skipped, and a run cut
 off mid-training resumes from its own backup (``train_classifier``'s). The summary
 (mean ± std, each seed, epochs to plateau, a verdict per claim) goes to stdout and,
-with ``--markdown``, to that file.
+with ``--markdown``, to that file; ``--plot`` draws every run's validation curve and
+each variant's test errors seed by seed as a PNG.
 
     python -m recipes.ablation --backbone zf5 --seeds 0,1,2 --max-train 3000 \\
         --markdown docs/ablation.md
@@ -82,6 +83,7 @@ def parse_args(argv=None):
     p.add_argument("--results", default="benchmarks/results", help="folder of ablation-<backbone>.json")
     p.add_argument("--out", default="outputs/ablation", help="the runs' folders (models, backups, curves)")
     p.add_argument("--markdown", default=None, help="also write the summary to this Markdown file")
+    p.add_argument("--plot", default=None, help="also draw the validation curves and test errors to this PNG")
     p.add_argument("--summary-only", action="store_true", help="train nothing: summarise what is recorded")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more train_classifier arguments")
     args = p.parse_args(argv)
@@ -113,7 +115,10 @@ def settings_of(args):
 def main(argv=None):
     args = parse_args(argv)
     path = os.path.join(args.results, f"ablation-{args.backbone}.json")
-    record = load_record(path, settings_of(args))
+    # A summary trains nothing, so it takes the file's settings, whatever they are.
+    record = load_record(path, None if args.summary_only else settings_of(args))
+    if not record["runs"] and args.summary_only:
+        raise SystemExit(f"--summary-only: {path} records no runs; train some first (without --summary-only).")
     started = time.perf_counter()
     for seed in [] if args.summary_only else args.seed_list:
         for name in args.variant_names:
@@ -122,11 +127,13 @@ def main(argv=None):
                 continue
             record["runs"].append(train_one(args, name, seed))
             save_record(path, record)
-    text = render(summarise(record["runs"]), args, time.perf_counter() - started)
+    text = render(summarise(record["runs"]), record["settings"], time.perf_counter() - started)
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
+    if args.plot and record["runs"]:
+        plot(record["runs"], record["settings"], args.plot)
     return 0
 
 
@@ -187,7 +194,7 @@ def load_record(path, settings):
         return {"settings": settings, "runs": []}
     with open(path) as f:
         record = json.load(f)
-    if record.get("settings") != settings:
+    if settings is not None and record.get("settings") != settings:
         raise SystemExit(
             f"{path} holds runs with other settings ({record.get('settings')}); these are {settings}. "
             "Pass another --results folder, or the same settings."
@@ -264,10 +271,10 @@ def verdicts(table):
     return found
 
 
-def render(table, args, seconds):
+def render(table, settings, seconds):
     lines = [
-        f"Ablation on backbone {args.backbone} (width {args.width}), trained to a plateau: at most "
-        f"{args.max_epochs} epochs, stop after {args.stop_patience} without gain "
+        f"Ablation on backbone {settings['backbone']} (width {settings['width']}), trained to a plateau: at most "
+        f"{settings['max_epochs']} epochs, stop after {settings['stop_patience']} without gain "
         f"({seconds / 60:.0f} min this sitting).",
         "",
         "| top-1 error %, mean ± std (each seed) | centre crop | full image | 10 views | epochs (each seed) |",
@@ -285,6 +292,41 @@ def render(table, args, seconds):
     for claim, mean, gains, verdict in verdicts(table):
         lines.append(f"| {claim} | {mean:+.2f} ({', '.join(f'{g:+.1f}' for g in gains)}) | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def plot(runs, settings, path):
+    """Left: each run's validation loss by epoch, one colour per variant. Right: each
+    variant's test error per view, one dot per seed and a bar at the mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summarise(runs)
+    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(table)}
+    fig, (curves, errors) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in runs:
+        epochs = [row["epoch"] + 1 for row in run["validation_curve"]]
+        losses = [row["val_loss"] for row in run["validation_curve"]]
+        curves.plot(epochs, losses, color=colours[run["variant"]], alpha=0.8, linewidth=1)
+    curves.set(xlabel="epoch", ylabel="validation loss", yscale="log", title="each run (colour: variant)")
+    width = 0.8 / len(table)
+    for i, (name, row) in enumerate(table.items()):
+        for j, view in enumerate(VIEWS):
+            if view not in row:
+                continue
+            x = j + (i - (len(table) - 1) / 2) * width
+            errors.bar(
+                x, row[view]["mean"], width * 0.9, color=colours[name], alpha=0.5, label=name if j == 0 else None
+            )
+            errors.plot([x] * len(row[view]["runs"]), row[view]["runs"], "o", color=colours[name], markersize=3)
+    errors.set_xticks(range(len(VIEWS)), ["centre crop", "full image", "10 views"])
+    errors.set(ylabel="test top-1 error %", title="test error: mean (bar) and each seed (dots)")
+    errors.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
+    fig.suptitle(f"Ablation, {settings['backbone']} (width {settings['width']}), trained to a plateau")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def test_summary_verdicts_and_table():
     assert found["the full image beats the centre crop"] == (2.0, [2.0, 2.0], "agrees, every seed")
     assert "multi-size (random sizes) improves accuracy" not in found  # not run
     args = ablation.parse_args(["--seeds", "0,1"])
-    text = ablation.render(table, args, 600)
+    text = ablation.render(table, ablation.settings_of(args), 600)
     assert (
         "| SPP, single-size | 21.00 ± 1.41 (20.0, 22.0) | 19.00 ± 1.41 (18.0, 20.0) "
         "| 20.00 ± 1.41 (19.0, 21.0) | 14, 16 |" in text
@@ -77,6 +77,22 @@ def test_the_enlarged_variant_alternates_the_crop_with_itself_enlarged(tmp_path,
     cmd = " ".join(commands[0])
     assert "--sizes 112,139 --size-mode alternate --crop 112" in cmd and "--seed 2" in cmd
     assert entry["test_error_pct"] == {"center": 12.0} and entry["epochs"] == 1
+
+
+def test_a_summary_takes_the_files_settings_and_draws_the_runs(tmp_path, capsys):
+    runs = []
+    for variant, errors in (("SPP, single-size", (20.0, 22.0)), ("SPP, multi-size (alternating)", (19.0, 23.0))):
+        for seed, error in enumerate(errors):
+            curve = [{"epoch": e, "val_loss": 2.0 / (e + 1), "val_accuracy": 0.5} for e in range(5 + seed)]
+            runs.append({**run(variant, seed, error, error - 1, error - 2), "validation_curve": curve})
+    settings = {**ablation.settings_of(ablation.parse_args(["--width", "0.5"])), "max_train": 3000}
+    (tmp_path / "ablation-zf5.json").write_text(json.dumps({"settings": settings, "runs": runs}))
+    plot = tmp_path / "ablation.png"
+    assert ablation.main(["--summary-only", "--results", str(tmp_path), "--plot", str(plot)]) == 0
+    assert "Ablation on backbone zf5 (width 0.5)" in capsys.readouterr().out
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(SystemExit, match="records no runs"):
+        ablation.main(["--summary-only", "--backbone", "convnet5", "--results", str(tmp_path)])
 
 
 def test_a_record_of_other_settings_is_refused(tmp_path):
