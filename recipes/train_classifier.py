@@ -49,9 +49,9 @@ def parse_args(argv=None):
     args.optimizer = args.optimizer or defaults["optimizer"]
     args.lr = args.lr or LEARNING_RATES[args.optimizer]
     args.sizes = tuple(int(s) for s in (args.sizes or defaults["sizes"]).split(","))
-    args.crop = args.crop or max(args.sizes)
-    if args.crop > args.min_side:
-        p.error(f"--crop ({args.crop}) must not exceed --min-side ({args.min_side})")
+    args.crop = max(args.sizes) if args.crop is None else args.crop
+    if not 1 <= args.crop <= args.min_side:
+        p.error(f"--crop must be a side in pixels from 1 to --min-side ({args.min_side}); got {args.crop}")
     args.levels = tuple(int(v) for v in args.levels.split(","))
     args.views = tuple(v for v in args.views.split(",") if v)
     if not 0.0 <= args.plateau_start_gain < 1.0:

@@ -119,10 +119,11 @@ def test_a_crop_below_the_sizes_is_enlarged_in_training_and_tested_at_its_own_si
     assert json.loads((out / "results.json").read_text())["config"]["crop"] == 40
 
 
-def test_a_crop_above_the_min_side_is_refused(capsys):
+@pytest.mark.parametrize("crop", ["64", "0", "-4"])
+def test_a_crop_outside_the_image_is_refused(capsys, crop):
     with pytest.raises(SystemExit):
-        train_classifier.parse_args(SMALL + ["--crop", "64"])
-    assert "--crop (64) must not exceed --min-side (56)" in capsys.readouterr().err
+        train_classifier.parse_args(SMALL + ["--crop", crop])
+    assert f"--crop must be a side in pixels from 1 to --min-side (56); got {crop}" in capsys.readouterr().err
 
 
 def test_pool_head_takes_no_other_crop(colour_folder, tmp_path, capsys):
