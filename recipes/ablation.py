@@ -31,6 +31,8 @@ each variant's test errors seed by seed as a PNG.
     python -m recipes.ablation --backbone zf5 --seeds 0,1,2 --max-train 3000 \\
         --markdown docs/ablation.md
     python -m recipes.ablation --backbone convnet5 --variants spp-single,spp-alternate ...
+    python -m recipes.ablation --backbone zf5 --variants spp-alternate-enlarged ...  # same file
+    python -m recipes.ablation --backbone zf5 --summary-only --plot ablation-zf5.png
 """
 
 import argparse
