@@ -18,7 +18,10 @@ centre crop, the full image and 10 views:
     like the single-size run. At 90 px the conv5 map of ZF-5 is 4x4, below the
     pyramid's finest level (6x6); at 112 and 139 it is 6x6 and 7x7. Only the second
     size changes against the alternating run, and only a second size is added against
-    the single-size run.
+    the single-size run;
+  * SPP, multi-size (alternating), levels 4,2,1: the alternating run with a pyramid
+    whose finest level fits the 4x4 map, so that no bin repeats a cell at 90 px.
+    Only the pyramid changes against the alternating run.
 
 Every finished run is appended to ``--results``/ablation-<backbone>.json (a list
 ``runs``: variant, seed, epochs, validation curve, test error per view) at once, so
@@ -60,6 +63,10 @@ VARIANTS = {
     "SPP, multi-size (alternating, enlarged)": (
         "spp-alternate-enlarged",
         ["--head", "spp", "--sizes", "{large},{enlarged}", "--size-mode", "alternate", "--crop", "{large}"],
+    ),
+    "SPP, multi-size (alternating), levels 4,2,1": (
+        "spp-alternate-levels421",
+        ["--head", "spp", "--levels", "4,2,1", "--sizes", "{large},{small}", "--size-mode", "alternate"],
     ),
 }
 VIEWS = ("center", "full", "ten_view")
@@ -247,6 +254,18 @@ def verdicts(table):
         (
             "the enlarged second size beats the shrunk one",
             "SPP, multi-size (alternating, enlarged)",
+            "SPP, multi-size (alternating)",
+            "center",
+        ),
+        (
+            "multi-size training improves accuracy when the finest level fits every map",
+            "SPP, multi-size (alternating), levels 4,2,1",
+            "SPP, single-size",
+            "center",
+        ),
+        (
+            "a finest level that fits the 4x4 map helps multi-size training",
+            "SPP, multi-size (alternating), levels 4,2,1",
             "SPP, multi-size (alternating)",
             "center",
         ),

@@ -59,7 +59,14 @@ def test_verdicts_pair_runs_by_seed_and_wait_for_every_seed():
     assert "the enlarged second size beats the shrunk one" not in found  # seed 1 of the alternating run is missing
 
 
-def test_the_enlarged_variant_alternates_the_crop_with_itself_enlarged(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "variant, flags",
+    [
+        ("SPP, multi-size (alternating, enlarged)", "--sizes 112,139 --size-mode alternate --crop 112"),
+        ("SPP, multi-size (alternating), levels 4,2,1", "--levels 4,2,1 --sizes 112,90 --size-mode alternate"),
+    ],
+)
+def test_the_controlled_variants_change_one_thing_each(tmp_path, monkeypatch, variant, flags):
     commands = []
 
     def fake_run(cmd, check):
@@ -73,9 +80,9 @@ def test_the_enlarged_variant_alternates_the_crop_with_itself_enlarged(tmp_path,
 
     monkeypatch.setattr(ablation.subprocess, "run", fake_run)
     args = ablation.parse_args(["--out", str(tmp_path), "--large", "112", "--small", "90"])
-    entry = ablation.train_one(args, "SPP, multi-size (alternating, enlarged)", 2)
+    entry = ablation.train_one(args, variant, 2)
     cmd = " ".join(commands[0])
-    assert "--sizes 112,139 --size-mode alternate --crop 112" in cmd and "--seed 2" in cmd
+    assert flags in cmd and "--seed 2" in cmd
     assert entry["test_error_pct"] == {"center": 12.0} and entry["epochs"] == 1
 
 
@@ -106,7 +113,7 @@ def test_unknown_variants_are_refused_with_the_accepted_ones(capsys):
     with pytest.raises(SystemExit):
         ablation.parse_args(["--variants", "spp-single,bogus"])
     assert (
-        "accepted: all or pool, spp-single, spp-alternate, spp-random, spp-alternate-enlarged"
+        "accepted: all or pool, spp-single, spp-alternate, spp-random, spp-alternate-enlarged, spp-alternate-levels421"
         in capsys.readouterr().err
     )
 
