@@ -46,7 +46,8 @@ def parse_args(argv=None):
 
 
 def run_folders(root):
-    """``[(variant, folder)]``: the finished SPP runs under ``root``, sorted."""
+    """``[(variant, folder, results)]``: the finished SPP runs under ``root``, sorted,
+    each with its ``results.json``."""
     found = []
     for name in sorted(os.listdir(root)):
         folder = os.path.join(root, name)
@@ -54,14 +55,16 @@ def run_folders(root):
         if not (os.path.isfile(results) and os.path.isfile(os.path.join(folder, "model.keras"))):
             continue
         with open(results) as f:
-            if json.load(f)["config"].get("head") != "spp":
-                continue  # a fixed-size network takes one size only
-        found.append((re.sub(r"-seed\d+$", "", name), folder))
+            results = json.load(f)
+        if results["config"].get("head") != "spp":
+            continue  # a fixed-size network takes one size only
+        found.append((re.sub(r"-seed\d+$", "", name), folder, results))
     return found
 
 
-def probe_run(folder, sizes, batch_size):
-    """``{"seed", "crop", "val_accuracy_logged", "error_pct": {size: error}}`` of one run."""
+def probe_run(folder, results, sizes, batch_size):
+    """``{"seed", "crop", "val_accuracy_logged", "error_pct": {size: error}}`` of the run
+    in ``folder``, whose ``results.json`` holds ``results``."""
     import keras
     import tensorflow as tf
 
@@ -69,8 +72,6 @@ def probe_run(folder, sizes, batch_size):
     from keras_spp.data import pipelines
     from keras_spp.data.sources import load_classification
 
-    with open(os.path.join(folder, "results.json")) as f:
-        results = json.load(f)
     config = results["config"]
     crop = config.get("crop") or max(config["sizes"])  # runs from before --crop took the largest size
     options = {"manual_dir": config["manual_dir"]} if config.get("manual_dir") else {}
@@ -118,7 +119,8 @@ def summarise(probes, sizes):
 def main(argv=None):
     args = parse_args(argv)
     probes = [
-        (variant, probe_run(folder, args.size_list, args.batch_size)) for variant, folder in run_folders(args.runs)
+        (variant, probe_run(folder, results, args.size_list, args.batch_size))
+        for variant, folder, results in run_folders(args.runs)
     ]
     if not probes:
         raise SystemExit(f"{args.runs} holds no finished SPP runs (folders with results.json and model.keras)")

@@ -136,13 +136,14 @@ def main(argv=None):
                 continue
             record["runs"].append(train_one(args, name, seed))
             save_record(path, record)
-    text = render(summarise(record["runs"]), record["settings"], time.perf_counter() - started)
+    table = summarise(record["runs"])
+    text = render(table, record["settings"], time.perf_counter() - started)
     print(text)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
     if args.plot and record["runs"]:
-        plot(record["runs"], record["settings"], args.plot)
+        plot(record["runs"], table, record["settings"], args.plot)
     return 0
 
 
@@ -272,9 +273,7 @@ def verdicts(table):
     ]
     found = []
     for claim, better, worse, view in claims:
-        if better not in table or worse not in table:
-            continue
-        if view not in table[better]:
+        if better not in table or worse not in table or view not in table[better]:
             continue
         # Seed against seed: both variants start from the same initial weights and data order.
         ours = dict(zip(table[better]["seeds"], table[better][view]["runs"]))
@@ -315,15 +314,15 @@ def render(table, settings, seconds):
     return "\n".join(lines) + "\n"
 
 
-def plot(runs, settings, path):
+def plot(runs, table, settings, path):
     """Left: each run's validation loss by epoch, one colour per variant. Right: each
-    variant's test error per view, one dot per seed and a bar at the mean."""
+    variant's test error per view (``table``, ``summarise(runs)``), one dot per seed
+    and a bar at the mean."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    table = summarise(runs)
     colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(table)}
     fig, (curves, errors) = plt.subplots(1, 2, figsize=(12, 4.5))
     for run in runs:
