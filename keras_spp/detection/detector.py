@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 
 # Registers the detector's layers, so Detector.load works in a fresh process.
 import keras_spp.detection.heads  # noqa: F401
+from keras_spp import folders
 from keras_spp.data.voc import load_image
 from keras_spp.detection.boxes import decode_boxes_tf
 from keras_spp.detection.evaluation import evaluate_detections
@@ -202,33 +204,94 @@ class Detector:
         return boxes.numpy(), scores.numpy(), classes.numpy()
 
     def save(self, directory):
-        os.makedirs(directory, exist_ok=True)
-        self.model.save(os.path.join(directory, "model.keras"))
+        """Writes ``model.keras``, ``detector.json`` (and ``rpn.keras`` with an RPN) into
+        the folder ``directory``, whole or not at all: written beside it, then renamed
+        into place (``keras_spp.folders``), so a failure leaves an earlier detector
+        there as it was. ``directory`` must not hold other files (they would be lost)."""
+        directory = os.path.abspath(os.fspath(directory))
+        _check_save_target(directory)
         stored = {
             "class_names": list(self.class_names),
             "settings": dataclasses.asdict(self.settings),
             "metadata": self.metadata,
         }
         if self.proposer is not None:
-            self.proposer.head.save(os.path.join(directory, RPN_FILE))
             stored["rpn"] = self.proposer.to_dict()
-        with open(os.path.join(directory, "detector.json"), "w") as f:
-            json.dump(stored, f, indent=2)
+        # Before any slow write: metadata that JSON cannot hold would otherwise fail last.
+        text = json.dumps(stored, indent=2)
+        staging = folders.staging_folder(directory)
+        try:
+            self.model.save(os.path.join(staging, MODEL_FILE))
+            if self.proposer is not None:
+                self.proposer.head.save(os.path.join(staging, RPN_FILE))
+            with open(os.path.join(staging, META_FILE), "w", encoding="utf-8") as f:
+                f.write(text)
+            folders.replace_folder(staging, directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
     def load(cls, path):
-        """From a folder written by ``save`` (or the path of its ``model.keras``)."""
+        """From a folder written by ``save`` (or the path of its ``model.keras``).
+
+        Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
+        file for a ``detector.json`` that is not what ``save`` writes."""
+        path = os.fspath(path)
         directory = path if os.path.isdir(path) else os.path.dirname(path)
-        meta_path = os.path.join(directory, "detector.json")
-        model_path = os.path.join(directory, "model.keras")
+        meta_path = os.path.join(directory, META_FILE)
+        model_path = os.path.join(directory, MODEL_FILE)
         for needed in (meta_path, model_path):
             if not os.path.exists(needed):
                 raise FileNotFoundError(f"{needed} not found: a detector folder holds model.keras and detector.json.")
-        with open(meta_path) as f:
-            meta = json.load(f)
+        meta, settings = _read_detector_json(meta_path)
         model = load_keras_model(model_path, "the detector's model")
         proposer = load_proposer(directory, meta.get("rpn"), model)
-        return cls(model, meta["class_names"], DetectionSettings(**meta["settings"]), meta.get("metadata"), proposer)
+        try:
+            return cls(model, meta["class_names"], settings, meta.get("metadata"), proposer)
+        except ValueError as error:
+            raise ValueError(f"{meta_path} does not match {model_path}: {error}") from error
+
+
+MODEL_FILE, META_FILE = "model.keras", "detector.json"
+_SAVED_FILES = {MODEL_FILE, META_FILE, RPN_FILE}
+
+
+def _check_save_target(directory):
+    """A ``ValueError`` before anything is written if saving would destroy something
+    that is not a saved detector (the folder is replaced as a whole)."""
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"Cannot save a detector to {directory}: it exists and is not a folder.")
+    if os.path.isdir(directory):
+        others = sorted(set(os.listdir(directory)) - _SAVED_FILES)
+        if others:
+            raise ValueError(
+                f"Cannot save a detector to {directory}: it holds other files ({', '.join(others[:5])}), which "
+                "saving would remove; save into a new or empty folder, or one that holds only a saved detector."
+            )
+
+
+def _read_detector_json(path):
+    """``(the stored dict, DetectionSettings)`` of a ``detector.json``; ``ValueError`` naming it if corrupt."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except ValueError as error:  # also UnicodeDecodeError
+        raise ValueError(
+            f"{path} is not valid JSON ({error}): the detector folder is damaged (an interrupted save by an "
+            "older version?); save the detector again."
+        ) from error
+    names = meta.get("class_names") if isinstance(meta, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"{path} is not a detector's metadata: it needs 'class_names', a list of strings (and 'settings'); "
+            f"got {type(meta).__name__} {str(meta)[:80]!r}."
+        )
+    try:
+        settings = DetectionSettings(**meta.get("settings", {}))
+    except (TypeError, ValueError) as error:
+        known = ", ".join(f.name for f in dataclasses.fields(DetectionSettings))
+        raise ValueError(f"{path}: bad 'settings' ({error}); accepted: an object with {known}.") from error
+    return meta, settings
 
 
 def load_proposer(directory, stored, model):
@@ -242,7 +305,14 @@ def load_proposer(directory, stored, model):
     rpn_path = os.path.join(directory, RPN_FILE)
     if not os.path.exists(rpn_path):
         raise FileNotFoundError(f"{rpn_path} not found: detector.json names an RPN, whose head is saved there.")
-    return LearnedProposals.from_dict(load_keras_model(rpn_path, "the detector's RPN"), roi_features_of(model), stored)
+    head = load_keras_model(rpn_path, "the detector's RPN")
+    try:
+        return LearnedProposals.from_dict(head, roi_features_of(model), stored)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise ValueError(
+            f"The 'rpn' entry of {os.path.join(directory, META_FILE)} is not what Detector.save writes "
+            f"({type(error).__name__}: {error})."
+        ) from error
 
 
 def _as_image(image):

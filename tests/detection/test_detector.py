@@ -1,9 +1,13 @@
 import dataclasses
+import json
+import os
+import stat
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from keras_spp import folders
 from keras_spp.detection.detector import DetectionSettings, postprocess
 
 
@@ -100,3 +104,87 @@ def test_compiled_postprocess_is_postprocess_in_a_graph_built_once_per_settings(
 
 def outputs_rows(outputs, rows):
     return {k: v[:rows] for k, v in outputs.items()}
+
+
+def tiny_detector(seed, class_names=("a", "b"), settings=None):
+    import keras
+
+    from keras_spp.detection.detector import Detector
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.heads import spp_detector
+    from keras_spp.models import backbone
+
+    keras.utils.set_random_seed(seed)
+    roi = MultiScaleRoiFeatures(
+        backbone("zf5", width=0.125), scales=(96,), levels=(2, 1), window_size=48, name="roi_features"
+    )
+    return Detector(spp_detector(roi, len(class_names), fc_units=8), class_names, settings)
+
+
+def same_weights(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a.model.get_weights(), b.model.get_weights(), strict=True))
+
+
+def test_a_save_interrupted_while_writing_detector_json_leaves_the_old_detector(tmp_path, monkeypatch):
+    from keras_spp.detection import detector as detector_module
+    from keras_spp.detection.detector import Detector
+
+    folder = tmp_path / "detector"
+    old = tiny_detector(1, settings=DetectionSettings(nms_iou=0.4))
+    old.save(folder)
+    new = tiny_detector(2, settings=DetectionSettings(nms_iou=0.5))
+    real_open = open
+
+    def disk_full(path, mode="r", *args, **kwargs):
+        if str(path).endswith("detector.json") and "w" in mode:
+            real_open(path, mode, *args, **kwargs).close()  # truncated, as a full disk leaves it
+            raise OSError(28, "No space left on device", str(path))
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(detector_module, "open", disk_full, raising=False)
+    with pytest.raises(OSError, match="No space left"):
+        new.save(folder)
+    monkeypatch.undo()
+    loaded = Detector.load(folder)
+    assert loaded.settings.nms_iou == 0.4 and same_weights(loaded, old)
+    assert sorted(os.listdir(tmp_path)) == ["detector"]  # no staging folder left behind
+    new.save(folder)  # and a save that succeeds replaces it whole
+    loaded = Detector.load(folder)
+    assert loaded.settings.nms_iou == 0.5 and same_weights(loaded, new)
+    assert sorted(os.listdir(tmp_path)) == ["detector"]
+    assert sorted(os.listdir(folder)) == ["detector.json", "model.keras"]
+    assert stat.S_IMODE(os.stat(folder).st_mode) == folders.folder_mode()
+
+
+def test_load_names_a_corrupt_detector_json_and_what_it_needs(tmp_path):
+    from keras_spp.detection.detector import Detector
+
+    folder = tmp_path / "detector"
+    tiny_detector(1).save(folder)
+    meta = folder / "detector.json"
+    good = json.loads(meta.read_text())
+    bad = {
+        "": "not valid JSON",
+        "{": "not valid JSON",
+        b"\xff\xfe": "not valid JSON",
+        "[]": "needs 'class_names'",
+        json.dumps({"settings": {}}): "needs 'class_names'",
+        json.dumps({**good, "settings": {"nms": 0.3}}): "bad 'settings'.*accepted: an object with scoring",
+        json.dumps({**good, "settings": {"nms_iou": 2}}): r"bad 'settings'.*nms_iou.*\(0, 1\]",
+        json.dumps({**good, "class_names": ["a", "b", "c"]}): "does not match.*3 class names",
+        json.dumps({**good, "rpn": {"anchors": {}}}): "rpn.keras not found",
+    }
+    for text, message in bad.items():
+        meta.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises((ValueError, FileNotFoundError), match=message) as raised:
+            Detector.load(folder)
+        assert str(folder) in str(raised.value)
+
+
+def test_save_refuses_a_folder_holding_other_files_before_writing(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds other files \(notes.txt\)"):
+        tiny_detector(1).save(tmp_path)
+    with pytest.raises(ValueError, match="not a folder"):
+        tiny_detector(1).save(tmp_path / "notes.txt")
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
