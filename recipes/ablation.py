@@ -47,6 +47,8 @@ import time
 
 import numpy as np
 
+from recipes import arguments
+
 # name -> (slug, train_classifier flags); {large} and {small} are the sizes, {enlarged}
 # is the large crop enlarged by large/small.
 VARIANTS = {
@@ -70,29 +72,57 @@ VARIANTS = {
     ),
 }
 VIEWS = ("center", "full", "ten_view")
+# Each a train_classifier --seed; a seed twice would train one run twice.
+_seeds = arguments.int_list(minimum=0, maximum=2**32 - 1)
+
+
+def seed_list(text):
+    seeds = _seeds(text)
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"takes comma-separated distinct seeds; got {text!r}")
+    return seeds
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbone", default="zf5", choices=["zf5", "convnet5", "overfeat5", "overfeat7"])
     p.add_argument("--variants", default="all", help=f"'all' or slugs: {', '.join(s for s, _ in VARIANTS.values())}")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--max-epochs", type=int, default=40)
-    p.add_argument("--stop-patience", type=int, default=4, help="epochs without gain (a rate drop included)")
+    p.add_argument("--seeds", type=seed_list, default="0,1,2")
+    p.add_argument("--max-epochs", type=arguments.positive_int, default=40)
+    p.add_argument(
+        "--stop-patience",
+        type=arguments.nonnegative_int,
+        default=4,
+        help="epochs without gain (a rate drop included; 0: run every --max-epochs)",
+    )
     p.add_argument(
         "--start-gain",
-        type=float,
+        type=arguments.fraction,
         default=0.05,
         help="no plateau counts before the validation loss has fallen this fraction below its first epoch's",
     )
-    p.add_argument("--large", type=int, default=112)
-    p.add_argument("--small", type=int, default=90)
-    p.add_argument("--width", type=float, default=0.25)
-    p.add_argument("--max-train", type=int, default=None, help="the first N training examples")
-    p.add_argument("--results", default="benchmarks/results", help="folder of ablation-<backbone>.json")
-    p.add_argument("--out", default="outputs/ablation", help="the runs' folders (models, backups, curves)")
-    p.add_argument("--markdown", default=None, help="also write the summary to this Markdown file")
-    p.add_argument("--plot", default=None, help="also draw the validation curves and test errors to this PNG")
+    p.add_argument("--large", type=arguments.positive_int, default=112)
+    p.add_argument("--small", type=arguments.positive_int, default=90)
+    p.add_argument("--width", type=arguments.positive_float, default=0.25)
+    p.add_argument("--max-train", type=arguments.positive_int, default=None, help="the first N training examples")
+    p.add_argument(
+        "--results", type=arguments.output_dir, default="benchmarks/results", help="folder of ablation-<backbone>.json"
+    )
+    p.add_argument(
+        "--out",
+        type=arguments.output_dir,
+        default="outputs/ablation",
+        help="the runs' folders (models, backups, curves)",
+    )
+    p.add_argument(
+        "--markdown", type=arguments.output_file, default=None, help="also write the summary to this Markdown file"
+    )
+    p.add_argument(
+        "--plot",
+        type=arguments.output_file,
+        default=None,
+        help="also draw the validation curves and test errors to this PNG",
+    )
     p.add_argument("--summary-only", action="store_true", help="train nothing: summarise what is recorded")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="after --: more train_classifier arguments")
     args = p.parse_args(argv)
@@ -102,7 +132,7 @@ def parse_args(argv=None):
     if unknown or not chosen:
         p.error(f"--variants: unknown {unknown}; accepted: all or {', '.join(slugs)}")
     args.variant_names = [slugs[v] for v in chosen]
-    args.seed_list = [int(s) for s in args.seeds.split(",") if s]
+    args.seed_list = list(args.seeds)
     args.extra = [a for a in args.extra if a != "--"]
     return args
 
@@ -128,6 +158,8 @@ def main(argv=None):
     record = load_record(path, None if args.summary_only else settings_of(args))
     if not record["runs"] and args.summary_only:
         raise SystemExit(f"--summary-only: {path} records no runs; train some first (without --summary-only).")
+    if not args.summary_only:
+        check_runs(args)
     started = time.perf_counter()
     for seed in [] if args.summary_only else args.seed_list:
         for name in args.variant_names:
@@ -149,30 +181,38 @@ def main(argv=None):
 
 def train_one(args, name, seed):
     """One run, resumed from its backup if it has one: its entry for ``runs``."""
-    slug, flags = VARIANTS[name]
+    slug, _ = VARIANTS[name]
     out = os.path.join(args.out, args.backbone, f"{slug}-seed{seed}")
     results_json = os.path.join(out, "results.json")
     if not os.path.isfile(results_json):
-        cmd = [
-            sys.executable,
-            "-m",
-            "recipes.train_classifier",
-            "--backbone",
-            args.backbone,
-            "--width",
-            str(args.width),
-        ]
-        cmd += ["--seed", str(seed), "--epochs", str(args.max_epochs), "--lr-schedule", "plateau"]
-        cmd += ["--stop-patience", str(args.stop_patience), "--plateau-start-gain", str(args.start_gain)]
-        cmd += ["--views", ",".join(VIEWS), "--out", out, "--verbose", "2"]
-        sizes = {"large": args.large, "small": args.small, "enlarged": round(args.large * args.large / args.small)}
-        cmd += [a.format(**sizes) for a in flags] + args.extra
-        if args.max_train:
-            cmd += ["--max-train", str(args.max_train)]
+        cmd = [sys.executable, "-m", "recipes.train_classifier", *classifier_arguments(args, name, seed, out)]
         print(f"\n== {name}, seed {seed}: {' '.join(cmd[2:])}", flush=True)
         subprocess.run(cmd, check=True)
     with open(results_json) as f:
         return run_entry(name, seed, json.load(f))
+
+
+def classifier_arguments(args, name, seed, out):
+    """The ``recipes.train_classifier`` command line of one run."""
+    _, flags = VARIANTS[name]
+    cmd = ["--backbone", args.backbone, "--width", str(args.width)]
+    cmd += ["--seed", str(seed), "--epochs", str(args.max_epochs), "--lr-schedule", "plateau"]
+    cmd += ["--stop-patience", str(args.stop_patience), "--plateau-start-gain", str(args.start_gain)]
+    cmd += ["--views", ",".join(VIEWS), "--out", out, "--verbose", "2"]
+    sizes = {"large": args.large, "small": args.small, "enlarged": round(args.large * args.large / args.small)}
+    cmd += [a.format(**sizes) for a in flags] + args.extra
+    if args.max_train:
+        cmd += ["--max-train", str(args.max_train)]
+    return cmd
+
+
+def check_runs(args):
+    """Parses every run's command line as train_classifier will, so that a bad flag after
+    ``--`` ends the sitting before its first run trains, not after."""
+    from recipes import train_classifier
+
+    for name in args.variant_names:
+        train_classifier.parse_args(classifier_arguments(args, name, args.seed_list[0], args.out))
 
 
 def run_entry(name, seed, results):

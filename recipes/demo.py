@@ -15,6 +15,8 @@ import time
 
 import numpy as np
 
+from recipes import arguments
+
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 # (name, target (height, width)): squares at the paper's training sizes, the
 # full-image view at min side 256, and strongly elongated crops.
@@ -53,11 +55,13 @@ def make_view(image, size):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="outputs/demo", help="folder for demo.json and demo.png")
-    parser.add_argument("--levels", default="6,3,2,1", help="pyramid levels, bins per side")
-    parser.add_argument("--width", type=float, default=1.0, help="ZF-5 filter multiplier")
+    parser.add_argument(
+        "--out", type=arguments.output_dir, default="outputs/demo", help="folder for demo.json and demo.png"
+    )
+    parser.add_argument("--levels", type=arguments.int_list(), default="6,3,2,1", help="pyramid levels, bins per side")
+    parser.add_argument("--width", type=arguments.positive_float, default=1.0, help="ZF-5 filter multiplier")
     args = parser.parse_args(argv)
-    levels = tuple(int(v) for v in args.levels.split(","))
+    levels = args.levels
 
     import keras
     from tqdm import tqdm

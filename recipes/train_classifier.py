@@ -22,9 +22,11 @@ import os
 import sys
 import time
 
+from keras_spp.data.views import VIEWS
 from keras_spp.training.classifier import LR_SCHEDULES
 from keras_spp.training.distribute import STRATEGIES
 from keras_spp.training.precision import DTYPE_POLICIES
+from recipes import arguments
 
 # Digits must not be mirrored; their scenes are small, so the sizes scale down.
 # Adam gets the small network off the ln(10) plateau within an epoch where the
@@ -43,20 +45,20 @@ def parse_args(argv=None):
     _optimization_arguments(p.add_argument_group("optimisation"))
     _run_arguments(p.add_argument_group("devices, precision and output"))
     args = p.parse_args(argv)
+    folder = args.dataset.removeprefix("folder:") if args.dataset.startswith("folder:") else None
+    if folder and not os.path.isdir(os.path.expanduser(folder)):
+        arguments.refuse(p, "--dataset", "folder:<an existing folder>", args.dataset)
     defaults = DATASET_DEFAULTS.get(args.dataset, GENERIC_DEFAULTS)
     args.min_side = args.min_side or defaults["min_side"]
     args.flip = defaults["flip"] if args.flip is None else args.flip
     args.optimizer = args.optimizer or defaults["optimizer"]
-    args.lr = args.lr or LEARNING_RATES[args.optimizer]
-    args.sizes = tuple(int(s) for s in (args.sizes or defaults["sizes"]).split(","))
+    # Not `args.lr or ...`: that turned an explicit --lr 0 into the default.
+    args.lr = LEARNING_RATES[args.optimizer] if args.lr is None else args.lr
+    args.sizes = args.sizes or arguments.int_list()(defaults["sizes"])
     args.crop = max(args.sizes) if args.crop is None else args.crop
     if not 1 <= args.crop <= args.min_side:
         p.error(f"--crop must be a side in pixels from 1 to --min-side ({args.min_side}); got {args.crop}")
-    args.levels = tuple(int(v) for v in args.levels.split(","))
-    args.views = tuple(v for v in args.views.split(",") if v)
-    if not 0.0 <= args.plateau_start_gain < 1.0:
-        p.error(f"--plateau-start-gain must be a fraction in [0, 1); got {args.plateau_start_gain}")
-    if args.stop_patience < 0 or (args.stop_patience and args.lr_schedule != "plateau"):
+    if args.stop_patience and args.lr_schedule != "plateau":
         p.error(f"--stop-patience takes a number of epochs >= 0 with --lr-schedule plateau; got {args.stop_patience}")
     if not 0.0 < args.lr_drop < 1.0:
         p.error(f"--lr-drop must be a fraction of the steps in (0, 1); got {args.lr_drop}")
@@ -68,10 +70,13 @@ def parse_args(argv=None):
 def _model_arguments(group):
     group.add_argument("--backbone", default="zf5", choices=["zf5", "convnet5", "overfeat5", "overfeat7"])
     group.add_argument("--head", default="spp", choices=["spp", "pool"])
-    group.add_argument("--levels", default="6,3,2,1", help="SPP levels, bins per side")
-    group.add_argument("--width", type=float, default=0.25, help="filter multiplier of the backbone (1 = the paper)")
-    group.add_argument("--fc-units", type=int, default=512, help="fc6/fc7 units (4096 in the paper)")
-    group.add_argument("--dropout", type=float, default=0.5)
+    group.add_argument("--levels", type=arguments.int_list(), default="6,3,2,1", help="SPP levels, bins per side")
+    group.add_argument(
+        "--width", type=arguments.positive_float, default=0.25, help="filter multiplier of the backbone (1 = the paper)"
+    )
+    group.add_argument("--fc-units", type=arguments.positive_int, default=512, help="fc6/fc7 units (4096 in the paper)")
+    # A rate of 1 zeroes every unit and scales by 1 / 0.
+    group.add_argument("--dropout", type=arguments.fraction, default=0.5, help="a rate in [0, 1)")
 
 
 def _data_arguments(group):
@@ -80,30 +85,41 @@ def _data_arguments(group):
         default="mnist-scenes",
         help="mnist-scenes, mnist-windows, folder:<path>, a TFDS name or tfds:<name>",
     )
-    group.add_argument("--data-dir", default=None)
-    group.add_argument("--manual-dir", default=None, help="TFDS manual download folder (imagenet2012)")
-    group.add_argument("--sizes", default=None, help="training sizes, e.g. 224,180 (dataset default)")
+    group.add_argument("--data-dir", type=arguments.output_dir, default=None)
+    group.add_argument(
+        "--manual-dir", type=arguments.existing_dir, default=None, help="TFDS manual download folder (imagenet2012)"
+    )
+    group.add_argument(
+        "--sizes", type=arguments.int_list(), default=None, help="training sizes, e.g. 224,180 (dataset default)"
+    )
     group.add_argument("--size-mode", default="alternate", choices=["alternate", "random"])
     group.add_argument(
         "--crop",
-        type=int,
+        type=int,  # checked against --min-side in parse_args
         default=None,
         help="side of the crop that training resizes to each of --sizes, and the test's crop (default: the "
         "largest size; the paper's 180 is the 224 crop shrunk, a size above --crop is the crop enlarged)",
     )
-    group.add_argument("--min-side", type=int, default=None, help="images resized to this min side (dataset default)")
+    group.add_argument(
+        "--min-side",
+        type=arguments.positive_int,
+        default=None,
+        help="images resized to this min side (dataset default)",
+    )
 
 
 def _optimization_arguments(group):
-    group.add_argument("--epochs", type=int, default=5)
-    group.add_argument("--batch-size", type=int, default=32)
+    group.add_argument("--epochs", type=arguments.positive_int, default=5)
+    group.add_argument("--batch-size", type=arguments.positive_int, default=32)
     group.add_argument(
         "--optimizer",
         choices=sorted(LEARNING_RATES),
         default=None,
         help="sgd (the paper: momentum, weight decay) or adam (dataset default)",
     )
-    group.add_argument("--lr", type=float, default=None, help="learning rate (0.01 for sgd, 3e-4 for adam)")
+    group.add_argument(
+        "--lr", type=arguments.positive_float, default=None, help="learning rate (0.01 for sgd, 3e-4 for adam)"
+    )
     group.add_argument(
         "--lr-schedule",
         default="plateau",
@@ -113,37 +129,42 @@ def _optimization_arguments(group):
     )
     group.add_argument(
         "--plateau-start-gain",
-        type=float,
+        type=arguments.fraction,
         default=0.0,
         help="--lr-schedule plateau: count no plateau until the validation loss has fallen this fraction "
         "below its first epoch's (a network at chance level is not on a plateau; 0: Keras's rule)",
     )
     group.add_argument(
         "--stop-patience",
-        type=int,
+        type=arguments.nonnegative_int,
         default=0,
         help="--lr-schedule plateau: stop once the validation loss has not improved for this many "
         "epochs, a rate drop included (converged; 0: run all --epochs)",
     )
     group.add_argument(
-        "--lr-drop", type=float, default=0.25, help="--lr-schedule step: the fraction of the steps at 1/10"
+        "--lr-drop",
+        type=arguments.finite_float,
+        default=0.25,
+        help="--lr-schedule step: the fraction of the steps at 1/10",
     )
-    group.add_argument("--momentum", type=float, default=0.9)
-    group.add_argument("--weight-decay", type=float, default=5e-4)
-    group.add_argument("--jitter", type=float, default=0.4)
+    group.add_argument("--momentum", type=arguments.fraction, default=0.9)
+    group.add_argument("--weight-decay", type=arguments.nonnegative_float, default=5e-4)
+    group.add_argument("--jitter", type=arguments.nonnegative_float, default=0.4)
     group.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="random horizontal flips (dataset default: off for mnist-scenes)",
     )
-    group.add_argument("--max-train", type=int, default=None, help="use only the first N training examples")
-    group.add_argument("--max-eval", type=int, default=None, help="evaluate on the first N examples")
-    group.add_argument("--views", default="center,full,ten_view,multi_scale")
+    group.add_argument(
+        "--max-train", type=arguments.positive_int, default=None, help="use only the first N training examples"
+    )
+    group.add_argument("--max-eval", type=arguments.positive_int, default=None, help="evaluate on the first N examples")
+    group.add_argument("--views", type=arguments.choice_list(VIEWS), default=",".join(VIEWS))
 
 
 def _run_arguments(group):
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--seed", type=arguments.seed, default=0)
     group.add_argument(
         "--strategy", default="default", choices=STRATEGIES, help="TensorFlow: the tf.distribute strategy"
     )
@@ -155,7 +176,10 @@ def _run_arguments(group):
         "XLA_FLAGS=--xla_force_host_platform_device_count=N gives N CPU devices)",
     )
     group.add_argument(
-        "--cpu-devices", type=int, default=0, help="split the CPU into N logical devices (tests of mirrored)"
+        "--cpu-devices",
+        type=arguments.nonnegative_int,
+        default=0,
+        help="split the CPU into N logical devices (tests of mirrored)",
     )
     group.add_argument(
         "--jit",
@@ -173,9 +197,14 @@ def _run_arguments(group):
         "mixed_bfloat16 where the hardware has bfloat16 arithmetic (a CPU with AVX-512 BF16 "
         "or AMX, GPUs of compute capability 8.0 or newer, TPUs), float32 elsewhere",
     )
-    group.add_argument("--backup-every", type=int, default=50, help="batches between backups")
-    group.add_argument("--out", default="outputs/classifier")
-    group.add_argument("--verbose", type=int, default=1)
+    group.add_argument(
+        "--backup-every",
+        type=arguments.nonnegative_int,
+        default=50,
+        help="batches between backups (0: at epoch ends only)",
+    )
+    group.add_argument("--out", type=arguments.output_dir, default="outputs/classifier")
+    group.add_argument("--verbose", type=int, choices=[0, 1, 2], default=1)
 
 
 def _use_xla(args):

@@ -351,3 +351,58 @@ def test_mixed_bfloat16_trains_saves_its_policy_and_leaves_the_global_one(colour
     features = roi(np.full((1, 70, 80, 3), 128, "float32"), boxes)
     assert features.dtype == "float32" and features.shape == (2, roi.output_dim)
     assert np.all(np.isfinite(features))
+
+
+@pytest.mark.parametrize(
+    "flag, value, takes",
+    [
+        ("--lr", "0", "a finite number > 0"),  # was silently the default rate
+        ("--lr", "nan", "a finite number > 0"),
+        ("--batch-size", "0", "a whole number >= 1"),  # was a ZeroDivisionError
+        ("--max-train", "0", "a whole number >= 1"),  # was "need at least one array to concatenate"
+        ("--max-eval", "-2", "a whole number >= 1"),
+        ("--epochs", "0", "a whole number >= 1"),
+        ("--levels", "0", "comma-separated whole numbers, each >= 1"),
+        ("--levels", "6,,1", "comma-separated whole numbers, each >= 1"),
+        ("--sizes", "48,0", "comma-separated whole numbers, each >= 1"),
+        ("--width", "inf", "a finite number > 0"),
+        ("--fc-units", "0", "a whole number >= 1"),
+        ("--dropout", "1", "a number in [0, 1)"),
+        ("--momentum", "nan", "a number in [0, 1)"),
+        ("--weight-decay", "-0.1", "a finite number >= 0"),
+        ("--jitter", "nan", "a finite number >= 0"),
+        ("--plateau-start-gain", "nan", "a number in [0, 1)"),
+        ("--stop-patience", "-1", "a whole number >= 0"),
+        ("--backup-every", "-5", "a whole number >= 0"),
+        ("--min-side", "0", "a whole number >= 1"),
+        ("--seed", "-1", "a whole number from 0 to 4294967295"),
+        ("--cpu-devices", "-2", "a whole number >= 0"),
+        ("--views", "center,centre", "comma-separated names among center, full, ten_view, multi_scale"),
+    ],
+)
+def test_bad_flag_values_end_the_parse_with_one_line(flag, value, takes, capsys):
+    with pytest.raises(SystemExit) as exit:
+        train_classifier.main(SMALL + [flag, value])
+    assert exit.value.code == 2
+    assert f"error: argument {flag}: takes {takes}; got {value!r}" in capsys.readouterr().err
+
+
+def test_an_explicit_lr_is_kept():
+    assert train_classifier.parse_args(["--lr", "1e-5"]).lr == 1e-5
+    assert train_classifier.parse_args(["--optimizer", "sgd"]).lr == 0.01
+
+
+def test_paths_that_cannot_be_used_are_refused_before_any_work(tmp_path, capsys):
+    file = tmp_path / "a-file"
+    file.write_text("")
+    for flags, message in (
+        (["--out", str(file)], f"argument --out: takes a folder to write into; got {str(file)!r} ({file} is a file)"),
+        (["--out", str(file / "run")], "argument --out: takes a folder to write into"),
+        (["--dataset", f"folder:{tmp_path / 'none'}"], "argument --dataset: takes folder:<an existing folder>"),
+        (["--manual-dir", str(file)], "argument --manual-dir: takes an existing folder"),
+        (["--data-dir", str(file)], "argument --data-dir: takes a folder to write into"),
+    ):
+        with pytest.raises(SystemExit) as exit:
+            train_classifier.main(SMALL + flags)
+        assert exit.value.code == 2
+        assert message in capsys.readouterr().err
