@@ -15,7 +15,14 @@ data-parallel`` on JAX) run on every Keras 3 backend (TensorFlow, JAX, PyTorch;
 
 Each of them calls ``require_tensorflow`` first, so that another backend gets this
 error instead of a TensorFlow tensor meeting a JAX array deep inside.
+
+TensorFlow need not be installed for ``import keras_spp``, ``keras_spp.ops``,
+``keras_spp.layers`` and ``keras_spp.models`` (Keras with JAX or PyTorch is enough).
+``keras_spp.data`` (tf.data, on any backend) and ``keras_spp.detection`` import it;
+without it they raise ``require_tensorflow_installed``'s error on import.
 """
+
+import importlib.util
 
 import keras
 
@@ -29,4 +36,21 @@ def require_tensorflow(what):
             "(KERAS_BACKEND). Set KERAS_BACKEND=tensorflow for it; keras_spp.ops, "
             "keras_spp.layers and keras_spp.models run on every backend "
             "(keras_spp/tensorflow_only.py lists what does not)."
+        )
+
+
+def require_tensorflow_installed(what):
+    """Raises ModuleNotFoundError unless TensorFlow can be imported; ``what`` names the
+    caller. Looks the package up without importing it, so a caller pays nothing here."""
+    try:
+        found = importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # ValueError: blocked with sys.modules["tensorflow"] = None
+        found = False
+    if not found:
+        raise ModuleNotFoundError(
+            f"{what} needs TensorFlow installed, and this Python has none (no module named "
+            "'tensorflow'). Install it with `pip install keras-spp[cpu]` (or [gpu], or "
+            "tensorflow-cpu alone); keras_spp.ops, keras_spp.layers and keras_spp.models run "
+            "without it on Keras with JAX or PyTorch (keras_spp/tensorflow_only.py).",
+            name="tensorflow",
         )

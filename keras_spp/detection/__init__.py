@@ -9,6 +9,11 @@ it; the submodules (``keras_spp.detection.heads`` and so on) hold the rest.
 
 import importlib
 
+from keras_spp.tensorflow_only import require_tensorflow_installed
+
+# The submodules import TensorFlow at their top; any of them is imported through here.
+require_tensorflow_installed("keras_spp.detection")
+
 # Public name -> the submodule that defines it.
 _EXPORTS = {
     # The trained detector and its test-time settings.
