@@ -22,9 +22,12 @@ def regression_targets(windows, gt_boxes, max_iou, gt_index, gt_labels, min_iou=
     return rows, np.asarray(gt_labels)[gt_index[rows]], targets
 
 
-def fit_box_regressors(features, classes, targets, num_classes, l2=1000.0, feature_norm=20.0):
+def fit_box_regressors(features, classes, targets, num_classes, l2=1000.0, feature_norm=20.0, mean_norm=None):
     """Returns ``kernel [D, 4 K]`` and ``bias [4 K]`` (class ``k`` in columns
-    ``4k .. 4k+3``); a class without samples keeps zero weights (no correction)."""
+    ``4k .. 4k+3``); a class without samples keeps zero weights (no correction).
+
+    ``mean_norm``: the features' mean L2 norm, when these rows are part of a larger
+    set fitted piecewise (one class at a time); default theirs."""
     features = np.asarray(features, np.float64)
     classes = np.asarray(classes).reshape(-1)
     targets = np.asarray(targets, np.float64).reshape(-1, 4)
@@ -33,7 +36,9 @@ def fit_box_regressors(features, classes, targets, num_classes, l2=1000.0, featu
     bias = np.zeros(4 * num_classes, np.float32)
     if len(features) == 0:
         return kernel, bias
-    scale = feature_norm / max(float(np.linalg.norm(features, axis=1).mean()), 1e-12)
+    if mean_norm is None:
+        mean_norm = float(np.linalg.norm(features, axis=1).mean())
+    scale = feature_norm / max(float(mean_norm), 1e-12)
     for k in range(num_classes):
         x = features[classes == k] * scale
         if len(x) == 0:

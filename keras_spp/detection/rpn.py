@@ -190,18 +190,24 @@ class RpnTrainer(keras.Model):
 
 
 def training_dataset(records, config=RpnTargetConfig(), seed=0):
-    """Endless tf.data of ``(conv5 [1, h, w, C], targets)`` from ``records``, a list of
-    ``(conv5 [h, w, C], labels [N], deltas [N, 4])``, one image a step, in a shuffled
-    order that repeats with ``seed``; each step's anchors sampled anew."""
+    """Endless tf.data of ``(conv5 [1, h, w, C], targets)`` from ``records``: each
+    either an ``rpn_training.RpnRecord`` (read from its shard when its turn comes) or
+    a tuple ``(conv5 [h, w, C], labels [N], deltas [N, 4])``; one image a step, in a
+    shuffled order that repeats with ``seed``; each step's anchors sampled anew."""
     if not records:
         raise ValueError("no training images for the RPN.")
-    channels = records[0][0].shape[-1]
+
+    def arrays(record):
+        return record.arrays() if hasattr(record, "arrays") else record
+
+    channels = arrays(records[0])[0].shape[-1]
     rng = np.random.default_rng(seed)
 
     def generate():
         while True:
             for i in rng.permutation(len(records)):
-                yield records[i]
+                conv5, labels, deltas = arrays(records[i])
+                yield np.asarray(conv5, np.float32), labels, deltas
 
     dataset = tf.data.Dataset.from_generator(
         generate,

@@ -1,13 +1,18 @@
-"""Per-class linear SVMs on fc7 features, with one round of hard negative mining
-(R-CNN's and the paper's recipe).
+"""Per-class linear SVMs on fc7 features, with hard negative mining (R-CNN's and the
+paper's recipe), streamed over the images with bounded memory.
 
 For class ``c``: positives are the ground-truth boxes of ``c``; negatives are
 windows whose IoU with every ground truth of ``c`` is below ``negative_iou`` (0.3),
 less near-duplicates: a window overlapping an earlier (better-ranked) window of the
 same image by more than ``duplicate_iou`` = 0.7 is dropped, class-agnostically, so
 one greedy pass per image serves every class. The first SVM sees every positive
-and ``initial_negatives`` random negatives per image; then every negative is scored
-and those inside the margin (score > -1) join the set for a second, final fit.
+and ``initial_negatives`` random negatives per image (a uniform sample of at most
+``max_hard_negatives`` of them a class); then, for each of ``mining_rounds`` passes
+over the images (the paper: one), every negative is scored and those inside the
+margin (score > -1) join a cache of at most ``max_hard_negatives`` a class (the
+hardest kept), the SVM is refitted, and cached negatives the new SVM puts outside
+the margin are evicted. Memory: two caches of ``max_hard_negatives`` fc7 rows a
+class, float32, whatever the number of images.
 
 Features are scaled by one factor so that their mean L2 norm is ``feature_norm``
 (20, as R-CNN), which makes the regularisation ``C`` mean the same for any
@@ -16,12 +21,18 @@ fc7 features: ``scores = fc7 @ kernel + bias``.
 """
 
 import dataclasses
+import json
+import logging
+import os
+import zipfile
 
 import numpy as np
 import tensorflow as tf
 from sklearn.svm import LinearSVC
 
 from keras_spp.detection.boxes import iou_matrix
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -36,6 +47,8 @@ class SvmConfig:
     # The hardest this many per class: a weak head makes nearly every window "hard",
     # and the dual solver's time grows faster than linearly with the count.
     max_hard_negatives: int = 20000
+    # Passes of hard negative mining over the images, each followed by a refit.
+    mining_rounds: int = 1
     # Trained detectors' SVMs converge in 84-407 dual iterations (mnist-detection,
     # 20000-24000 windows a class); one on a barely trained head does not converge
     # and ran to 20000 iterations, about 250 s a class. Past this it stops with
@@ -74,7 +87,7 @@ def negative_candidates(windows, gt_boxes, gt_labels, num_classes, negative_iou=
 
 
 def train_svms(positives, negatives, num_classes, config=SvmConfig(), progress=None):
-    """Fits one SVM per class.
+    """``train_svms_streamed`` over features held in memory.
 
     ``positives``: ``(features [P, D], labels [P])`` of ground-truth boxes.
     ``negatives``: a list, one entry per image, of ``(features [R, D], allowed [R, K])``
@@ -89,56 +102,207 @@ def train_svms(positives, negatives, num_classes, config=SvmConfig(), progress=N
         if pos_features.ndim == 2 and len(pos_features)
         else (negatives[0][0].shape[1] if negatives else 0)
     )
-    scale = _feature_scale(pos_features, negatives, config.feature_norm)
+
+    def images(desc):
+        for i, (features, allowed) in enumerate(negatives):
+            # Every positive comes with the first image, as if it held them all.
+            pos = (pos_features, pos_labels) if i == 0 else (np.zeros((0, dim), np.float32), np.zeros(0, np.int64))
+            yield pos[0], pos[1], np.asarray(features, np.float32), allowed
+        if not negatives:
+            yield pos_features, pos_labels, np.zeros((0, dim), np.float32), np.zeros((0, num_classes), bool)
+
+    return train_svms_streamed(images, num_classes, dim, config, progress)
+
+
+def train_svms_streamed(images, num_classes, dim, config=SvmConfig(), progress=None, state_dir=None, key=""):
+    """Fits one SVM per class over a stream of images, in bounded memory.
+
+    ``images(desc)``: a callable giving, each time it is called, an iterator over the
+    images of ``(positive features [P, D], positive labels [P], negative candidates'
+    features [R, D], allowed [R, K])``. It is called once for the positives and the
+    initial negatives, then once per mining round. ``state_dir``: each finished pass
+    is saved there (written aside, then renamed) under ``key``; a run with the same
+    key resumes after the last saved pass. Returns ``kernel [D, K]``, ``bias [K]`` and
+    per-class statistics.
+    """
+    state = _load_state(state_dir, key)
+    if state is None:
+        state = _first_pass(images, num_classes, dim, config)
+        _fit_all(state, config)
+        _save_state(state_dir, key, state)
+    while state["round"] < config.mining_rounds:
+        _mining_pass(images, state, config, f"hard negatives, round {state['round'] + 1}")
+        state["round"] += 1
+        _fit_all(state, config)
+        _evict_easy(state, config)
+        _save_state(state_dir, key, state)
+    if progress:
+        progress.update(num_classes)
+    return state["kernel"] * state["scale"], state["bias"], state["stats"]
+
+
+def _first_pass(images, num_classes, dim, config):
+    """Positives, a bounded uniform sample of random negatives per class, and the
+    feature scale (mean norm of the positives and each image's first 50 negatives)."""
     rng = np.random.default_rng(config.seed)
-    kernel = np.zeros((dim, num_classes), np.float32)
-    bias = np.full(num_classes, -1.0, np.float32)
-    stats = []
-    for k in range(num_classes):
-        pos = pos_features[pos_labels == k] * scale
-        initial = []
-        for features, allowed in negatives:
+    cap = config.max_hard_negatives
+    positives = [[] for _ in range(num_classes)]
+    initial = [_Cache(dim) for _ in range(num_classes)]
+    seen = np.zeros(num_classes, np.int64)
+    norm_sum, norm_count = 0.0, 0
+    for pos_x, pos_y, neg_x, allowed in images("SVM negatives"):
+        for k in np.unique(pos_y).astype(int):
+            positives[k].append(np.asarray(pos_x, np.float32)[pos_y == k])
+        norms = np.concatenate([np.linalg.norm(pos_x, axis=1), np.linalg.norm(neg_x[:50], axis=1)])
+        norm_sum, norm_count = norm_sum + float(norms.sum()), norm_count + len(norms)
+        for k in range(num_classes):
             rows = np.flatnonzero(allowed[:, k])
             if len(rows) > config.initial_negatives:
                 rows = np.sort(rng.choice(rows, config.initial_negatives, replace=False))
-            initial.append(features[rows] * scale)
-        neg = np.concatenate(initial) if initial else np.zeros((0, dim), np.float32)
-        entry = {"positives": len(pos), "initial_negatives": len(neg), "hard_negatives": 0}
-        if len(pos) == 0 or len(neg) == 0:
+            seen[k] = initial[k].add_sampled(neg_x[rows], cap, seen[k], rng)
+    mean = norm_sum / norm_count if norm_count else 0.0
+    return {
+        "round": 0,
+        "scale": config.feature_norm / mean if mean > 0 else 1.0,
+        "positives": [np.concatenate(p) if p else np.zeros((0, dim), np.float32) for p in positives],
+        "initial": initial,
+        "hard": [_Cache(dim) for _ in range(num_classes)],
+        "found": np.zeros(num_classes, np.int64),
+        "kernel": np.zeros((dim, num_classes), np.float32),
+        "bias": np.full(num_classes, -1.0, np.float32),
+        "stats": [],
+    }
+
+
+def _fit_all(state, config):
+    scale, stats = state["scale"], []
+    for k, pos in enumerate(state["positives"]):
+        neg = np.concatenate([state["initial"][k].rows, state["hard"][k].rows])
+        entry = {
+            "positives": len(pos),
+            "initial_negatives": len(state["initial"][k].rows),
+            "hard_negatives": len(state["hard"][k].rows),
+        }
+        if state["round"]:
+            entry["hard_negatives_found"] = int(state["found"][k])
+        if len(pos) == 0 or len(state["initial"][k].rows) == 0:
             # No positives: the class can never be detected by SVM scoring; say so.
             stats.append(dict(entry, skipped=True))
-            if progress:
-                progress.update(1)
             continue
-        w, b = _fit(pos, neg, config)
-        hard, hard_scores = [], []
-        for features, allowed in negatives:
-            candidates = features[allowed[:, k]] * scale
-            if len(candidates):
-                scores = candidates @ w + b
-                hard.append(candidates[scores > config.hard_margin])
-                hard_scores.append(scores[scores > config.hard_margin])
-        hard = np.concatenate(hard) if hard else np.zeros((0, dim), np.float32)
-        entry["hard_negatives_found"] = len(hard)
-        if len(hard) > config.max_hard_negatives:
-            hardest = np.argsort(-np.concatenate(hard_scores), kind="stable")[: config.max_hard_negatives]
-            hard = hard[np.sort(hardest)]
-        entry["hard_negatives"] = len(hard)
-        if len(hard):
-            w, b = _fit(pos, np.concatenate([neg, hard]), config)
-        kernel[:, k] = w * scale
-        bias[k] = b
+        w, b = _fit(pos * scale, neg * scale, config)
+        state["kernel"][:, k], state["bias"][k] = w, b
         stats.append(entry)
-        if progress:
-            progress.update(1)
-    return kernel, bias, stats
+    state["stats"] = stats
 
 
-def _feature_scale(pos_features, negatives, target_norm):
-    norms = [np.linalg.norm(pos_features, axis=1)] if len(pos_features) else []
-    norms += [np.linalg.norm(f[:50], axis=1) for f, _ in negatives if len(f)]
-    mean = float(np.mean(np.concatenate(norms))) if norms else 0.0
-    return target_norm / mean if mean > 0 else 1.0
+def _mining_pass(images, state, config, desc):
+    """Adds every allowed negative inside the margin to the class's hard cache,
+    keeping the hardest ``max_hard_negatives`` (compacted as it grows)."""
+    scale, kernel, bias = state["scale"], state["kernel"], state["bias"]
+    state["found"][:] = 0
+    for _, _, neg_x, allowed in images(desc):
+        if not len(neg_x):
+            continue
+        scores = (neg_x * scale) @ kernel + bias
+        for k, cache in enumerate(state["hard"]):
+            if state["stats"] and state["stats"][k].get("skipped"):
+                continue
+            hard = allowed[:, k] & (scores[:, k] > config.hard_margin)
+            state["found"][k] += int(hard.sum())
+            cache.add_scored(neg_x[hard], scores[hard, k], config.max_hard_negatives)
+    for cache in state["hard"]:
+        cache.keep_hardest(config.max_hard_negatives)
+
+
+def _evict_easy(state, config):
+    """Drops cached hard negatives the refitted SVM scores outside the margin: they
+    would not change the next fit (R-CNN's eviction of easy examples)."""
+    for k, cache in enumerate(state["hard"]):
+        if len(cache.rows):
+            scores = (cache.rows * state["scale"]) @ state["kernel"][:, k] + state["bias"][k]
+            cache.rows, cache.scores = cache.rows[scores > config.hard_margin], scores[scores > config.hard_margin]
+
+
+class _Cache:
+    """Negatives of one class: rows float32 ``[n, D]`` and their last scores."""
+
+    def __init__(self, dim):
+        self.rows = np.zeros((0, dim), np.float32)
+        self.scores = np.zeros(0, np.float32)
+
+    @classmethod
+    def of(cls, rows, scores):
+        cache = cls(rows.shape[1])
+        cache.rows, cache.scores = rows, scores
+        return cache
+
+    def add_sampled(self, rows, capacity, seen, rng):
+        """Algorithm R: a uniform sample of at most ``capacity`` of every row added;
+        returns the new count of rows seen."""
+        rows = np.asarray(rows, np.float32)
+        room = max(capacity - len(self.rows), 0)
+        self.rows = np.concatenate([self.rows, rows[:room]])
+        for i in range(min(room, len(rows)), len(rows)):
+            slot = int(rng.integers(0, seen + i + 1))
+            if slot < capacity:
+                self.rows[slot] = rows[i]
+        return seen + len(rows)
+
+    def add_scored(self, rows, scores, capacity):
+        self.rows = np.concatenate([self.rows, np.asarray(rows, np.float32)])
+        self.scores = np.concatenate([self.scores, np.asarray(scores, np.float32)])
+        if len(self.rows) > 2 * capacity:  # compact now and then, not at every image
+            self.keep_hardest(capacity)
+
+    def keep_hardest(self, capacity):
+        if len(self.rows) > capacity:
+            hardest = np.sort(np.argsort(-self.scores, kind="stable")[:capacity])
+            self.rows, self.scores = self.rows[hardest], self.scores[hardest]
+
+
+def _state_path(state_dir):
+    return os.path.join(state_dir, "svm_state.npz") if state_dir else None
+
+
+def _load_state(state_dir, key):
+    path = _state_path(state_dir)
+    if not path or not os.path.exists(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        if str(arrays["key"]) != key:
+            log.warning("SVM state %s is from another network or settings; starting the SVMs over", path)
+            return None
+        state = json.loads(str(arrays["meta"]))
+        num_classes = len(state["stats"])
+        state["found"] = arrays["found"]
+        state["kernel"], state["bias"] = arrays["kernel"], arrays["bias"]
+        state["positives"] = [arrays[f"positives_{k}"] for k in range(num_classes)]
+        for kind in ("initial", "hard"):
+            state[kind] = [_Cache.of(arrays[f"{kind}_{k}"], arrays[f"{kind}_scores_{k}"]) for k in range(num_classes)]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+        log.warning("SVM state %s is unreadable (%s); starting the SVMs over", path, error)
+        return None
+    log.info("SVMs resume after round %d from %s", state["round"], path)
+    return state
+
+
+def _save_state(state_dir, key, state):
+    path = _state_path(state_dir)
+    if not path:
+        return
+    os.makedirs(state_dir, exist_ok=True)
+    meta = {"round": state["round"], "scale": state["scale"], "stats": state["stats"]}
+    arrays = {"key": np.array(key), "meta": np.array(json.dumps(meta)), "found": state["found"]}
+    arrays.update(kernel=state["kernel"], bias=state["bias"])
+    for k, pos in enumerate(state["positives"]):
+        arrays[f"positives_{k}"] = pos
+        for kind in ("initial", "hard"):
+            arrays[f"{kind}_{k}"], arrays[f"{kind}_scores_{k}"] = state[kind][k].rows, state[kind][k].scores
+    temporary = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
 
 
 def _fit(pos, neg, config):

@@ -1,21 +1,24 @@
 """Training the detector's heads on cached window features (the paper's section 4.1).
 
 The conv layers stay as pretrained; every training image's windows (its ground
-truth boxes, then its proposals) are pooled once (``compute_window_features``,
-cached on disk as float16). Then, on those features:
+truth boxes, then its proposals) are pooled once (``compute_window_features``) into
+on-disk shards (``keras_spp.detection.window_cache``). Then, streaming the shards
+so that memory does not grow with the number of images:
 
 1. ``fine_tune``: fc6, fc7 and a new fc8 over classes + background with
-   ``model.fit`` (``sampling.fine_tuning_dataset``: 25% positives), learning rate
-   dropped by 10 for the last sixth of the steps (the paper: 1e-4, then 1e-5);
-2. ``fit_box_regression``: ridge regressors of windows with IoU >= 0.5;
-3. ``fit_svms``: per-class linear SVMs on fc7 with one round of hard negatives.
+   ``model.fit`` (``window_stream.fine_tuning_stream``: 25% positives), learning
+   rate dropped by 10 for the last sixth of the steps (the paper: 1e-4, then 1e-5);
+2. ``fit_box_regression``: ridge regressors of windows with IoU >= 0.5, at most
+   ``box_regression_max_windows`` a class (a uniform reservoir sample of the stream);
+3. ``fit_svms``: per-class linear SVMs on fc7 with hard negative mining over the
+   streamed images into a bounded cache (``keras_spp.detection.svm``).
 """
 
 import dataclasses
 import hashlib
+import json
 import logging
 import os
-import zipfile
 
 import keras
 import numpy as np
@@ -25,23 +28,14 @@ from tqdm.auto import tqdm
 from keras_spp.data.voc import load_image
 from keras_spp.detection import heads, sampling
 from keras_spp.detection.box_regression import fit_box_regressors, regression_targets
-from keras_spp.detection.svm import SvmConfig, negative_candidates, train_svms
+from keras_spp.detection.svm import SvmConfig, negative_candidates, train_svms_streamed
+from keras_spp.detection.training_checks import RaiseOnNonFiniteLoss, softmax_chance_loss, warn_if_at_chance
+from keras_spp.detection.window_cache import ImageWindows, WindowFeatureCache
+from keras_spp.detection.window_stream import SHUFFLE_BYTES, fine_tuning_stream
 
 log = logging.getLogger(__name__)
 
-
-@dataclasses.dataclass
-class ImageWindows:
-    """One training image's windows: ground truth first (``num_gt`` rows), then
-    proposals; ``features`` float16 ``[N, D]``; ``max_iou``/``gt_index`` against
-    the image's ground truth."""
-
-    image_id: str
-    windows: np.ndarray
-    num_gt: int
-    features: np.ndarray
-    max_iou: np.ndarray
-    gt_index: np.ndarray
+__all__ = ["ImageWindows", "HeadTrainingConfig", "compute_window_features", "fine_tune"]
 
 
 @dataclasses.dataclass
@@ -56,8 +50,24 @@ class HeadTrainingConfig:
     negative_iou: tuple = (0.1, 0.5)
     box_regression_iou: float = 0.5
     box_regression_l2: float = 1000.0
+    # Windows a class's regressor is fitted on, at most: a uniform sample of the
+    # stream. The ridge solve holds them in float64, so memory is about
+    # 8 * max_windows * (feature_dim + max_windows) bytes, whatever the data set.
+    box_regression_max_windows: int = 5000
+    # Rows of features the fine-tuning stream's shuffle buffers hold, in bytes.
+    shuffle_bytes: int = SHUFFLE_BYTES
     svm: SvmConfig = dataclasses.field(default_factory=SvmConfig)
     seed: int = 0
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "box_regression_max_windows", "shuffle_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+        for name in ("learning_rate", "final_learning_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise ValueError(f"`{name}` must be a positive finite number; got {value!r}.")
 
 
 # The paper's lowest background IoU: windows below it are far from every object, most
@@ -75,47 +85,57 @@ def weights_fingerprint(*models_or_layers):
     return digest.hexdigest()[:12]
 
 
-def compute_window_features(
-    feature_layer, examples, proposals, cache_dir=None, max_windows=None, keep_iou=0.5, seed=0, desc="features"
-):
-    """Pools every window of every example once; returns a list of ``ImageWindows``.
+def select_windows(example, proposals, max_windows=None, keep_iou=0.5, rng=None):
+    """``(windows, max_iou, gt_index)`` of one training image: its ground truth, then
+    its proposals, thinned to ``max_windows`` as ``compute_window_features`` says."""
+    boxes = np.asarray(proposals.get(example.image_id, np.zeros((0, 4))), np.float32).reshape(-1, 4)
+    windows = np.concatenate([np.asarray(example.boxes, np.float32).reshape(-1, 4), boxes])
+    max_iou, gt_index = sampling.best_overlaps(windows, example.boxes)
+    if max_windows is not None and len(windows) > max_windows:
+        keep = _subsample(max_iou, len(example.boxes), max_windows, keep_iou, rng or np.random.default_rng(0))
+        windows, max_iou, gt_index = windows[keep], max_iou[keep], gt_index[keep]
+    return windows, max_iou, gt_index
 
-    ``proposals``: ``{image_id: boxes [R, 4]}``. ``max_windows``: keep at most this
-    many windows per image: all ground truth and every window overlapping some
-    object by IoU >= ``keep_iou`` (default 0.5, the positives; fine-tuning's
-    background windows start at 0.1), then a seeded random sample of the rest. For
-    costly feature extractors such as R-CNN's, and to keep the far-from-object
-    windows, which are most of an image's and only serve the SVMs' negatives, few.
+
+def compute_window_features(
+    feature_layer, examples, proposals, cache_dir=None, max_windows=None, keep_iou=0.5, seed=0, desc="features", key=""
+):
+    """Pools every window of every example once into the shards of a
+    ``WindowFeatureCache``; returns a list of ``ImageWindows`` (windows and overlaps
+    in memory, features on disk).
+
+    ``proposals``: ``{image_id: boxes [R, 4]}`` (an image without an entry has only
+    its ground truth). ``max_windows``: keep at most this many windows per image:
+    all ground truth and every window overlapping some object by IoU >= ``keep_iou``
+    (default 0.5, the positives; fine-tuning's background windows start at 0.1),
+    then a seeded random sample of the rest. For costly feature extractors such as
+    R-CNN's, and to keep the far-from-object windows, which are most of an image's
+    and only serve the SVMs' negatives, few.
     ``cache_dir``: a folder for this exact network and settings (the caller names
-    it, e.g. with ``weights_fingerprint``); images found there are not recomputed.
-    Unreadable images are skipped with a warning.
+    it, e.g. with ``weights_fingerprint``, and passes the same as ``key``); shards
+    found there are not recomputed. ``None``: a temporary folder, removed at exit.
+    A ``WindowFeatureCache`` may be passed as ``cache_dir`` too. Unreadable images
+    are skipped with a warning.
     """
     run = tf.function(
         lambda image, boxes: feature_layer(image, boxes),
         input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)],
     )
-    if cache_dir:
-        os.makedirs(cache_dir, exist_ok=True)
+    cache = cache_dir if isinstance(cache_dir, WindowFeatureCache) else WindowFeatureCache(cache_dir, key)
     rng = np.random.default_rng(seed)
     records = []
     for example in tqdm(examples, desc=desc, unit="img"):
-        windows = np.concatenate([example.boxes, np.asarray(proposals[example.image_id], np.float32).reshape(-1, 4)])
-        max_iou, gt_index = sampling.best_overlaps(windows, example.boxes)
-        if max_windows is not None and len(windows) > max_windows:
-            keep = _subsample(max_iou, len(example.boxes), max_windows, keep_iou, rng)
-            windows, max_iou, gt_index = windows[keep], max_iou[keep], gt_index[keep]
-        path = os.path.join(cache_dir, f"{example.image_id}.npz") if cache_dir else None
-        features = _load_cached(path, windows)
-        if features is None:
+        windows, max_iou, gt_index = select_windows(example, proposals, max_windows, keep_iou, rng)
+        path = cache.shard_path(example)
+        if cache.load(path, windows) is None:
             try:
                 image = load_image(example.image_path)
             except ValueError as error:
                 log.warning("skipping %s: %s", example.image_id, error)
                 continue
-            features = run(tf.constant(image[None], tf.float32), tf.constant(windows)).numpy().astype(np.float16)
-            if path:
-                _save_cached(path, windows, features)
-        records.append(ImageWindows(example.image_id, windows, len(example.boxes), features, max_iou, gt_index))
+            features = run(tf.constant(image[None], tf.float32), tf.constant(windows)).numpy()
+            cache.save(path, windows, features)
+        records.append(ImageWindows(example.image_id, windows, len(example.boxes), max_iou, gt_index, path))
     return records
 
 
@@ -128,38 +148,6 @@ def _subsample(max_iou, num_gt, budget, keep_iou, rng):
     return np.sort(np.concatenate([must, rest]).astype(np.int64))
 
 
-def _load_cached(path, windows):
-    """The cached features of exactly these windows, else None (then recomputed).
-
-    A file that cannot be read as such a cache (empty, cut short by a killed run,
-    other arrays) is treated as missing, with a warning; it is overwritten.
-    """
-    if not path or not os.path.exists(path):
-        return None
-    try:
-        with np.load(path) as cached:
-            cached_windows, features = cached["windows"], cached["features"]
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
-        log.warning("window-feature cache %s is unreadable (%s: %s); recomputing it", path, type(error).__name__, error)
-        return None
-    if cached_windows.shape == windows.shape and np.array_equal(cached_windows, windows):
-        if features.ndim == 2 and len(features) == len(windows):
-            return features
-        log.warning(
-            "window-feature cache %s holds %s features for %d windows; recomputing it",
-            path,
-            features.shape,
-            len(windows),
-        )
-    return None
-
-
-def _save_cached(path, windows, features):
-    temporary = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(temporary, windows=windows, features=features)
-    os.replace(temporary, path)
-
-
 def _labels(records, examples_by_id, config):
     return [
         sampling.window_labels(
@@ -169,16 +157,30 @@ def _labels(records, examples_by_id, config):
     ]
 
 
-def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=1, callbacks=None):
-    """fc6, fc7, fc8 with ``model.fit`` on the cached features; returns the History."""
+def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=1, callbacks=None, backup_dir=None):
+    """fc6, fc7, fc8 with ``model.fit`` on the streamed window features; returns the
+    History.
+
+    ``backup_dir``: where Keras's ``BackupAndRestore`` keeps the weights and the
+    optimizer at each progress-bar epoch: a killed run given the same folder resumes
+    from its last finished epoch (the stream restarts from an order seeded by that
+    epoch, so a resumed run is reproducible, though not equal to an uninterrupted
+    one). A non-finite loss raises ``NonFiniteLossError``; a loss that ends at chance
+    level is warned about.
+    """
     by_id = {e.image_id: e for e in examples}
-    labels = np.concatenate(_labels(records, by_id, config))
-    features = np.concatenate([r.features for r in records])
-    used = labels >= 0
-    dataset = sampling.fine_tuning_dataset(
-        features[used], labels[used], config.batch_size, config.positive_fraction, config.seed
-    )
+    labels = _labels(records, by_id, config)
     model = heads.head_model(detector)
+    epochs, steps_per_epoch = epoch_split(config.steps)
+    resume_epoch = _backup_epoch(backup_dir)
+    dataset = fine_tuning_stream(
+        records,
+        labels,
+        config.batch_size,
+        config.positive_fraction,
+        config.seed + 1000 * resume_epoch,
+        config.shuffle_bytes,
+    )
     schedule = step_decay(config.steps, config.learning_rate, config.final_learning_rate)
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=5e-4)
@@ -187,15 +189,34 @@ def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=
     else:
         raise ValueError(f"`optimizer` must be 'sgd' or 'adam'; got {config.optimizer!r}.")
     model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
-    epochs, steps_per_epoch = epoch_split(config.steps)
-    return model.fit(
+    stage_callbacks = [RaiseOnNonFiniteLoss("fine-tuning fc6-fc8", "Try a lower learning rate (--lr).")]
+    if backup_dir:
+        stage_callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch"))
+    history = model.fit(
         dataset,
         steps_per_epoch=steps_per_epoch,
         epochs=epochs,
         verbose=verbose,
-        callbacks=callbacks,
+        callbacks=[*stage_callbacks, *(callbacks or [])],
         shuffle=False,  # the stream is already shuffled, and endless
     )
+    num_classes = detector.get_layer("svm").units
+    warn_if_at_chance(
+        history, "loss", softmax_chance_loss(num_classes, config.positive_fraction), "fine-tuning fc6-fc8", "--steps"
+    )
+    return history
+
+
+def _backup_epoch(backup_dir):
+    """The epoch a ``BackupAndRestore`` folder resumes at (0: none)."""
+    path = os.path.join(backup_dir, "training_metadata.json") if backup_dir else None
+    if not path or not os.path.exists(path):
+        return 0
+    try:
+        with open(path) as f:
+            return int(json.load(f).get("epoch", 0))
+    except (OSError, ValueError, TypeError):
+        return 0
 
 
 def step_decay(steps, learning_rate, final_learning_rate):
@@ -215,58 +236,104 @@ def epoch_split(steps):
 
 def fit_box_regression(detector, records, examples, config=HeadTrainingConfig()):
     """Fits the regressors and writes them into the detector's ``bbox`` layer;
-    returns the number of training windows per class."""
+    returns the number of regression windows per class (those seen; each class is
+    fitted on at most ``config.box_regression_max_windows`` of them, a uniform
+    sample of the stream)."""
     by_id = {e.image_id: e for e in examples}
-    xs, classes, targets = [], [], []
-    for r in records:
+    num_classes = detector.get_layer("svm").units
+    dim = heads.roi_features_of(detector).output_dim
+    samples = [ClassReservoir(config.box_regression_max_windows, dim, 4, config.seed + k) for k in range(num_classes)]
+    for r in tqdm(records, desc="box regression windows", unit="img"):
         example = by_id[r.image_id]
         rows, cls, tgt = regression_targets(
             r.windows, example.boxes, r.max_iou, r.gt_index, example.labels, config.box_regression_iou
         )
-        xs.append(r.features[rows].astype(np.float32))
-        classes.append(cls)
-        targets.append(tgt)
-    num_classes = detector.get_layer("svm").units
-    dim = heads.roi_features_of(detector).output_dim
-    x = np.concatenate(xs) if xs else np.zeros((0, dim), np.float32)
-    c = np.concatenate(classes) if classes else np.zeros(0, np.int64)
-    t = np.concatenate(targets) if targets else np.zeros((0, 4), np.float32)
-    kernel, bias = fit_box_regressors(x, c, t, num_classes, config.box_regression_l2)
+        if not len(rows):
+            continue
+        features = r.features[rows]
+        for k in np.unique(cls):
+            samples[k].add(features[cls == k], tgt[cls == k])
+    kernel = np.zeros((dim, 4 * num_classes), np.float32)
+    bias = np.zeros(4 * num_classes, np.float32)
+    # One feature scale for every class, as a joint fit would have.
+    norms = np.concatenate([np.linalg.norm(s.features.astype(np.float32), axis=1) for s in samples])
+    mean_norm = float(norms.mean()) if len(norms) else 1.0
+    for k, sample in enumerate(samples):
+        x, t = sample.arrays()
+        if len(x):
+            kernel_k, bias_k = fit_box_regressors(
+                x, np.zeros(len(x), np.int64), t, 1, config.box_regression_l2, mean_norm=mean_norm
+            )
+            kernel[:, 4 * k : 4 * k + 4], bias[4 * k : 4 * k + 4] = kernel_k, bias_k
     heads.set_linear(detector, "bbox", kernel, bias)
-    return np.bincount(c, minlength=num_classes)
+    return np.array([sample.seen for sample in samples], np.int64)
 
 
-def fit_svms(detector, records, examples, config=HeadTrainingConfig()):
-    """Per-class SVMs on fc7 features, written into the ``svm`` layer; returns stats."""
+class ClassReservoir:
+    """A uniform sample of at most ``capacity`` rows of a stream (Vitter's algorithm
+    R), features in float16 ``[capacity, dim]`` and targets float32 ``[capacity,
+    target_dim]``: memory fixed whatever the stream's length; every row seen ends in
+    the sample with the same probability, and a stream no longer than ``capacity``
+    is kept whole, in order."""
+
+    def __init__(self, capacity, dim, target_dim, seed=0):
+        self.capacity = int(capacity)
+        self.features = np.zeros((0, dim), np.float16)
+        self.targets = np.zeros((0, target_dim), np.float32)
+        self.seen = 0
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, features, targets):
+        features = np.asarray(features, np.float16)
+        targets = np.asarray(targets, np.float32)
+        room = max(self.capacity - len(self.features), 0)
+        if room:
+            self.features = np.concatenate([self.features, features[:room]])
+            self.targets = np.concatenate([self.targets, targets[:room]])
+        for i in range(min(room, len(features)), len(features)):
+            slot = int(self._rng.integers(0, self.seen + i + 1))
+            if slot < self.capacity:
+                self.features[slot], self.targets[slot] = features[i], targets[i]
+        self.seen += len(features)
+
+    def arrays(self):
+        return self.features.astype(np.float32), self.targets
+
+
+def fit_svms(detector, records, examples, config=HeadTrainingConfig(), state_dir=None):
+    """Per-class SVMs on fc7 features, written into the ``svm`` layer; returns stats.
+
+    Streams the images' fc7 features (computed from each shard in turn) through
+    ``svm.train_svms_streamed``: random negatives, a first fit, then
+    ``config.svm.mining_rounds`` passes of hard negative mining into a cache of at
+    most ``config.svm.max_hard_negatives`` a class. ``state_dir``: where each
+    finished round is saved, so a killed run resumes at the round it was in.
+    """
     by_id = {e.image_id: e for e in examples}
     num_classes = detector.get_layer("svm").units
     fc7 = heads.fc7_model(detector)
-    positives_x, positives_y, negatives = [], [], []
-    for r in tqdm(records, desc="fc7 features", unit="img"):
-        example = by_id[r.image_id]
-        features = fc7.predict_on_batch(r.features.astype(np.float32)) if len(r.windows) else None
-        if features is None:
-            continue
-        features = np.asarray(features)
-        keep = ~example.difficult
-        positives_x.append(features[: r.num_gt][keep])
-        positives_y.append(example.labels[keep])
-        proposals = slice(r.num_gt, None)
-        allowed = negative_candidates(
-            r.windows[proposals],
-            example.boxes,
-            example.labels,
-            num_classes,
-            config.svm.negative_iou,
-            config.svm.duplicate_iou,
-        )
-        negatives.append((features[proposals], allowed))
     dim = fc7.output_shape[-1]
-    pos = (
-        np.concatenate(positives_x) if positives_x else np.zeros((0, dim), np.float32),
-        np.concatenate(positives_y) if positives_y else np.zeros(0, np.int64),
-    )
+    svm_config = config.svm
+
+    def images(desc):
+        for r in tqdm(records, desc=desc, unit="img"):
+            if not len(r.windows):
+                continue
+            example = by_id[r.image_id]
+            features = np.asarray(fc7.predict_on_batch(r.features.astype(np.float32)))
+            keep = ~np.asarray(example.difficult, bool)
+            allowed = negative_candidates(
+                r.windows[r.num_gt :],
+                example.boxes,
+                example.labels,
+                num_classes,
+                svm_config.negative_iou,
+                svm_config.duplicate_iou,
+            )
+            yield features[: r.num_gt][keep], np.asarray(example.labels)[keep], features[r.num_gt :], allowed
+
+    key = f"{weights_fingerprint(fc7)}-{len(records)}-{dataclasses.astuple(svm_config)}"
     with tqdm(total=num_classes, desc="SVMs", unit="class") as progress:
-        kernel, bias, stats = train_svms(pos, negatives, num_classes, config.svm, progress)
+        kernel, bias, stats = train_svms_streamed(images, num_classes, dim, svm_config, progress, state_dir, key)
     heads.set_linear(detector, "svm", kernel, bias)
     return stats

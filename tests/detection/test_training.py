@@ -1,11 +1,13 @@
 """Window features of training images: which windows are kept, and the cache."""
 
+import pathlib
+
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
 from keras_spp.data.detection_examples import DetectionExample
-from keras_spp.detection import sampling, training
+from keras_spp.detection import sampling, training, window_cache
 
 
 def coordinates(image, boxes):
@@ -61,9 +63,10 @@ def test_cached_features_are_reused_only_for_the_same_windows(tmp_path):
     cache = tmp_path / "cache"
     first = training.compute_window_features(coordinates, [example], proposals, cache_dir=str(cache))[0]
     # Mark the cached rows: a second run must read them instead of recomputing.
-    path = cache / "im.npz"
+    path = first.path
+    assert path.startswith(str(cache))
     marked = np.full_like(first.features, 7)
-    np.savez(path, windows=first.windows, features=marked)
+    np.savez(path, key=np.array(""), windows=first.windows, features=marked)
     again = training.compute_window_features(coordinates, [example], proposals, cache_dir=str(cache))[0]
     np.testing.assert_array_equal(again.features, marked)
     # Other windows (a subsample) are computed afresh, and replace the cache.
@@ -76,16 +79,18 @@ def test_cached_features_are_reused_only_for_the_same_windows(tmp_path):
 def test_empty_or_corrupt_cache_files_are_recomputed_with_a_warning(tmp_path, caplog):
     example, proposals = example_with_proposals(tmp_path)
     cache = tmp_path / "cache"
-    cache.mkdir()
-    path = cache / "im.npz"
+    (first,) = training.compute_window_features(coordinates, [example], proposals, cache_dir=str(cache))
+    path = pathlib.Path(first.path)
     np.savez(tmp_path / "other.npz", boxes=np.zeros([2, 4]))  # the wrong arrays
-    for content in (b"", b"PK\x03\x04 cut short", (tmp_path / "other.npz").read_bytes()):
+    np.savez(tmp_path / "net.npz", key=np.array("another network"), windows=first.windows, features=first.features)
+    contents = (b"", b"PK\x03\x04 cut short", (tmp_path / "other.npz").read_bytes(), (tmp_path / "net.npz").read_bytes())
+    for content in contents:
         path.write_bytes(content)
         caplog.clear()
-        with caplog.at_level("WARNING", logger=training.log.name):
+        with caplog.at_level("WARNING", logger=window_cache.log.name):
             (record,) = training.compute_window_features(coordinates, [example], proposals, cache_dir=str(cache))
         np.testing.assert_allclose(record.features[:, :4], record.windows, rtol=1e-3, atol=0.1)
-        assert any("im.npz" in message and "recomput" in message for message in caplog.messages)
+        assert any(path.name in message and "recomput" in message for message in caplog.messages)
         # The recomputed features replace the bad file.
         with np.load(path) as cached:
             np.testing.assert_array_equal(cached["windows"], record.windows)

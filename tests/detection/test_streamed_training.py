@@ -1,0 +1,193 @@
+"""Training the heads from on-disk shards: the stream's minibatches, the bounded box
+regression sample, SVM mining resumed after a kill, the disk budget, and a
+non-finite loss stopping the run."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_spp.data.detection_examples import DetectionExample
+from keras_spp.detection import box_regression, sampling, svm, training, window_cache, window_stream
+from keras_spp.detection.training_checks import NonFiniteLossError, RaiseOnNonFiniteLoss, softmax_chance_loss
+
+
+def coordinates(image, boxes):
+    """Each window's own coordinates as its features, so rows can be traced."""
+    return tf.concat([boxes, tf.fill([tf.shape(boxes)[0], 1], tf.reduce_mean(image))], axis=1)
+
+
+def examples_with_proposals(tmp_path, count=6, seed=0):
+    rng = np.random.default_rng(seed)
+    examples, proposals = [], {}
+    for i in range(count):
+        path = tmp_path / f"im{i}.png"
+        Image.fromarray(rng.integers(0, 255, (100, 120, 3), dtype=np.uint8)).save(path)
+        gt = np.array([[10, 10, 50, 40], [55, 60, 95, 110]], np.float32)
+        examples.append(DetectionExample(f"im{i}", str(path), 100, 120, gt, np.array([0, 1]), np.zeros(2, bool)))
+        near = np.repeat(gt, 15, axis=0) + rng.normal(0, 5, (30, 4))
+        y, x = rng.uniform(0, 99, (40, 2)), rng.uniform(0, 119, (40, 2))
+        far = np.stack([y.min(1), x.min(1), y.max(1) + 1, x.max(1) + 1], 1)
+        proposals[f"im{i}"] = np.concatenate([near, far]).astype(np.float32)
+    return examples, proposals
+
+
+def test_a_shard_name_never_comes_from_the_image_id(tmp_path):
+    cache = window_cache.WindowFeatureCache(str(tmp_path / "cache"))
+    for image_id in ("../../../../tmp/x", "2008/000123", "/etc/passwd", "a\0b"):
+        example = DetectionExample(image_id, str(tmp_path / "x.jpg"), 10, 10, np.zeros((0, 4)), [], [])
+        path = cache.shard_path(example)
+        assert (
+            path.startswith(str(tmp_path / "cache") + "/") and path.count("/") == str(tmp_path / "cache").count("/") + 1
+        )
+
+
+def test_the_stream_draws_a_quarter_positives_from_every_image(tmp_path):
+    examples, proposals = examples_with_proposals(tmp_path)
+    records = training.compute_window_features(coordinates, examples, proposals, cache_dir=str(tmp_path / "c"))
+    labels = [sampling.window_labels(r.max_iou, r.gt_index, e.labels) for r, e in zip(records, examples)]
+    every = {}
+    for r, y in zip(records, labels):
+        for row, label in zip(r.features.astype(np.float32), y):
+            every[tuple(np.round(row[:4], 0))] = label
+    seen = []
+    for x, y in window_stream.fine_tuning_stream(records, labels, batch_size=16, seed=1).take(30):
+        x, y = x.numpy(), y.numpy()
+        assert x.dtype == np.float32 and x.shape == (16, 5)
+        assert np.sum(y > 0) == 4 and np.all(y[4:] == 0)
+        # Each row is a real window with its own label.
+        for row, label in zip(x, y):
+            assert every[tuple(np.round(row[:4], 0))] == label
+        seen.append(y)
+    again = [y.numpy() for _, y in window_stream.fine_tuning_stream(records, labels, batch_size=16, seed=1).take(30)]
+    np.testing.assert_array_equal(np.stack(seen), np.stack(again))
+
+
+def test_the_stream_refuses_data_without_positives(tmp_path):
+    examples, proposals = examples_with_proposals(tmp_path, count=1)
+    records = training.compute_window_features(coordinates, examples, proposals)
+    with pytest.raises(ValueError, match="positive and background"):
+        window_stream.fine_tuning_stream(records, [np.zeros(len(records[0].windows), np.int64)])
+
+
+def test_images_without_proposals_or_objects_still_train(tmp_path):
+    examples, proposals = examples_with_proposals(tmp_path, count=3)
+    del proposals["im0"]  # no proposals: its ground truth alone
+    empty = examples[1]
+    examples[1] = DetectionExample(empty.image_id, empty.image_path, 100, 120, np.zeros((0, 4)), [], [])
+    records = training.compute_window_features(coordinates, examples, proposals)
+    assert len(records[0].windows) == 2 and records[1].num_gt == 0 and len(records[1].windows) == 70
+    assert np.all(records[1].max_iou == 0)
+
+
+def test_box_regression_reservoir_is_the_whole_stream_when_it_fits_and_bounded_otherwise():
+    rng = np.random.default_rng(0)
+    whole = training.ClassReservoir(100, 3, 4, seed=0)
+    bounded = training.ClassReservoir(10, 3, 4, seed=0)
+    rows = [rng.normal(size=(7, 3)) for _ in range(9)]
+    for r in rows:
+        whole.add(r, np.tile(r[:, :1], 4))
+        bounded.add(r, np.tile(r[:, :1], 4))
+    stacked = np.concatenate(rows).astype(np.float16)
+    np.testing.assert_array_equal(whole.features, stacked)
+    assert whole.seen == bounded.seen == 63 and len(bounded.features) == 10
+    # Every kept row is a real row with its own target.
+    for f, t in zip(bounded.features, bounded.targets):
+        assert any(np.array_equal(f, s) for s in stacked) and t[0] == pytest.approx(float(f[0]), abs=1e-3)
+
+
+def test_reservoir_sampling_is_uniform():
+    counts = np.zeros(40)
+    for seed in range(400):
+        sample = training.ClassReservoir(10, 1, 1, seed=seed)
+        for start in range(0, 40, 8):
+            values = np.arange(start, start + 8, dtype=np.float32)[:, None]
+            sample.add(values, values)
+        counts[sample.targets[:, 0].astype(int)] += 1
+    # Each of 40 rows is kept with probability 1/4: 100 of 400 runs, give or take.
+    assert counts.min() > 60 and counts.max() < 140
+
+
+def test_box_regression_per_class_equals_the_joint_fit():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6)) + 2
+    classes = rng.integers(0, 3, 300)
+    t = rng.normal(size=(300, 4))
+    kernel, bias = box_regression.fit_box_regressors(x, classes, t, 3, l2=10.0)
+    mean_norm = float(np.linalg.norm(x, axis=1).mean())
+    for k in range(3):
+        kk, bk = box_regression.fit_box_regressors(
+            x[classes == k], classes[classes == k] * 0, t[classes == k], 1, 10.0, mean_norm=mean_norm
+        )
+        np.testing.assert_allclose(kk, kernel[:, 4 * k : 4 * k + 4], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(bk, bias[4 * k : 4 * k + 4], rtol=1e-4, atol=1e-6)
+
+
+def _svm_stream(seed=0, images=12, dim=8, k=2):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, dim)) * 3
+    data = []
+    for _ in range(images):
+        pos_y = rng.integers(0, k, 3)
+        pos_x = centres[pos_y] + rng.normal(size=(3, dim))
+        neg = rng.normal(size=(40, dim))
+        neg[:2] = centres + rng.normal(size=(k, dim)) * 1.5
+        data.append((pos_x.astype(np.float32), pos_y, neg.astype(np.float32), np.ones((40, k), bool)))
+    return data, dim, k
+
+
+def test_svm_mining_resumes_after_a_kill_as_if_never_killed(tmp_path):
+    data, dim, k = _svm_stream()
+    config = svm.SvmConfig(C=0.1, initial_negatives=4, mining_rounds=2, max_hard_negatives=30)
+    whole = svm.train_svms_streamed(lambda desc: iter(data), k, dim, config)
+
+    passes = []
+
+    def dying(desc):
+        passes.append(desc)
+        if len(passes) == 3:  # the second mining round: killed half way
+            return iter(data[:5] + [None])
+        return iter(data)
+
+    with pytest.raises(TypeError):
+        svm.train_svms_streamed(dying, k, dim, config, state_dir=str(tmp_path), key="net")
+    resumed = svm.train_svms_streamed(lambda desc: iter(data), k, dim, config, state_dir=str(tmp_path), key="net")
+    np.testing.assert_array_equal(resumed[0], whole[0])
+    np.testing.assert_array_equal(resumed[1], whole[1])
+    assert resumed[2] == whole[2]
+    # Another network's state is not taken.
+    other = svm.train_svms_streamed(lambda desc: iter(data), k, dim, config, state_dir=str(tmp_path), key="other")
+    np.testing.assert_array_equal(other[0], whole[0])
+
+
+def test_svm_caches_stay_bounded():
+    data, dim, k = _svm_stream(images=30)
+    config = svm.SvmConfig(C=0.1, initial_negatives=10, mining_rounds=1, max_hard_negatives=25)
+    _, _, stats = svm.train_svms_streamed(lambda desc: iter(data), k, dim, config)
+    for entry in stats:
+        assert entry["initial_negatives"] == 25 and entry["hard_negatives"] <= 25
+        assert entry["hard_negatives_found"] >= entry["hard_negatives"]
+
+
+def test_disk_budget_refuses_with_the_numbers(tmp_path):
+    with pytest.raises(ValueError, match=r"needs an estimated 5\.00 GB .*cache budget.*1\.00 GB"):
+        window_cache.check_disk_budget(5 * 10**9, str(tmp_path), budget_bytes=10**9)
+    with pytest.raises(ValueError, match="free disk"):
+        window_cache.check_disk_budget(10**18, str(tmp_path))
+    assert window_cache.check_disk_budget(1000, str(tmp_path)) > 1000
+    assert window_cache.estimate_cache_bytes([10, 20], 100) == 30 * (200 + 16) + 1024
+
+
+def test_a_non_finite_loss_stops_training_with_an_error():
+    import keras
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    x = np.array([[1.0, np.nan]] * 4, np.float32)
+    with pytest.raises(NonFiniteLossError, match="loss became nan"):
+        model.fit(x, np.zeros(4), epochs=1, verbose=0, callbacks=[RaiseOnNonFiniteLoss("test stage")])
+
+
+def test_chance_loss_of_the_paper_minibatch():
+    # 25% positives over 20 classes, 75% background.
+    assert softmax_chance_loss(20, 0.25) == pytest.approx(-(0.75 * np.log(0.75)) - 0.25 * np.log(0.25 / 20))
