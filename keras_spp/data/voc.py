@@ -6,6 +6,10 @@ The layout (VOC2007/VOC2012's, and the one ``write_voc`` produces)::
       JPEGImages/<id>.jpg        any format Pillow decodes, any extension
       Annotations/<id>.xml       one <annotation> per image
       ImageSets/Main/<split>.txt one image id per line
+  An id may name a subfolder (``2008/000123``: ``Annotations/2008/000123.xml``); ids
+  that are absolute, have a ``..`` component or lead out of their folder through a
+  symbolic link are refused (``keras_spp.data.paths``), as is an XML ``<filename>``
+  that does.
       labels.txt                 optional: the class names, one per line, in label order
 
 Conventions:
@@ -56,6 +60,7 @@ from keras_spp.data.build_once import (
     build_once,
 )
 from keras_spp.data.detection_examples import DetectionExample
+from keras_spp.data.paths import check_relative, inside
 
 VOC_CLASSES = (
     "aeroplane",
@@ -110,9 +115,12 @@ def read_voc(root, split, class_names=None):
     Raises:
       FileNotFoundError: no such split file (the message lists the splits there
         are), annotation or image.
-      ValueError: malformed XML, an unknown object name, bad ``class_names``.
+      ValueError: malformed XML, an unknown object name, bad ``class_names``; an id
+        that leads out of the folder (the message names the split file's line),
+        checked for every id before any annotation is read.
     """
     root = pathlib.Path(root).expanduser().absolute()
+    _check_split_name(split)
     if class_names is None:
         class_names = read_class_names(root)
     else:
@@ -120,7 +128,8 @@ def read_voc(root, split, class_names=None):
     ids = _split_ids(root, split)
     label_of = {name: index for index, name in enumerate(class_names)}
     images = _ImageFolder(root / "JPEGImages")
-    return [_read_example(root, image_id, label_of, class_names, images) for image_id in ids], class_names
+    examples = [_read_example(xml_path, image_id, label_of, class_names, images) for image_id, xml_path in ids]
+    return examples, class_names
 
 
 def object_names(root, split):
@@ -139,9 +148,10 @@ def object_names(root, split):
     ('okapi',)
     """
     root = pathlib.Path(root).expanduser().absolute()
+    _check_split_name(split)
     names = set()
-    for image_id in _split_ids(root, split):
-        annotation, _ = _annotation(root, image_id)
+    for image_id, xml_path in _split_ids(root, split):
+        annotation = _annotation(xml_path, image_id)
         names.update(_text(element, "name") for element in annotation.findall("object"))
     return tuple(sorted(name for name in names if name))
 
@@ -300,34 +310,39 @@ def describe_encoded(data):
 
 
 class _ImageFolder:
-    """Finds ``JPEGImages/<id>.*``, listing the folder once and only if needed."""
+    """Finds ``JPEGImages/<id>.*``, listing a folder once and only if needed."""
 
     def __init__(self, folder):
         self.folder = folder
-        self._stems = None
+        self._stems = {}
 
-    def find(self, image_id, filename):
-        # VOC's <filename> names the file; a bare name only, never a path elsewhere.
-        if filename and os.path.basename(filename) == filename and (self.folder / filename).is_file():
-            return self.folder / filename
-        default = self.folder / f"{image_id}.jpg"
+    def find(self, image_id, filename, xml_path):
+        # An id such as 2008/000123 names a subfolder; its <filename> is a bare name there.
+        subfolder, _, stem = image_id.rpartition("/")
+        folder = self.folder / subfolder if subfolder else self.folder
+        if filename and os.path.basename(filename) == filename and filename not in (".", ".."):
+            named = inside(self.folder, f"{subfolder}/{filename}" if subfolder else filename, f"{xml_path} <filename>")
+            if os.path.isfile(named):
+                return pathlib.Path(named)
+        where = f"image for id {image_id!r}"
+        default = pathlib.Path(inside(self.folder, f"{image_id}.jpg", where))
         if default.is_file():
             return default
-        if self._stems is None:
-            self._stems = {}
-            if self.folder.is_dir():
-                for entry in sorted(os.listdir(self.folder)):
-                    stem, _ = os.path.splitext(entry)
-                    self._stems.setdefault(stem, []).append(entry)
-        candidates = self._stems.get(image_id, [])
+        if folder not in self._stems:
+            stems = self._stems[folder] = {}
+            if folder.is_dir():
+                for entry in sorted(os.listdir(folder)):
+                    entry_stem, _ = os.path.splitext(entry)
+                    stems.setdefault(entry_stem, []).append(entry)
+        candidates = self._stems[folder].get(stem, [])
         if not candidates:
             raise FileNotFoundError(
                 f"No image for id {image_id!r} in {self.folder} (looked for "
-                f"{filename or image_id + '.jpg'} and {image_id}.*)."
+                f"{filename or stem + '.jpg'} and {image_id}.*)."
             )
         rank = {extension: i for i, extension in enumerate(_PREFERRED)}
         best = min(candidates, key=lambda n: (rank.get(os.path.splitext(n)[1].lower(), len(rank)), n))
-        return self.folder / best
+        return pathlib.Path(inside(self.folder, f"{subfolder}/{best}" if subfolder else best, where))
 
 
 def _split_ids(root, split):
@@ -340,12 +355,26 @@ def _split_ids(root, split):
             f"No split file {split_file} for split {split!r} in VOC folder {root}; "
             f"splits there: {', '.join(found) or 'none'}."
         )
-    return [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
+    ids = []
+    for number, line in enumerate(split_file.read_text().splitlines(), 1):
+        if line.strip():
+            image_id = check_relative(line.split()[0], f"{split_file}:{number}")
+            xml_path = inside(root / "Annotations", f"{image_id}.xml", f"{split_file}:{number}")
+            ids.append((image_id, pathlib.Path(xml_path)))
+    return ids
 
 
-def _annotation(root, image_id):
-    """``(<annotation> element, its path)`` of an image id, or the error naming the file."""
-    xml_path = root / "Annotations" / f"{image_id}.xml"
+def _check_split_name(split):
+    # The split names a file: a separator or '..' would read one outside ImageSets/Main.
+    if not isinstance(split, str) or not split or split in (".", "..") or any(c in "/\\\0" for c in split):
+        raise ValueError(
+            f"`split` must name a file in ImageSets/Main (without '.txt' or path separators), "
+            f"such as 'trainval' or 'test'; got {split!r}."
+        )
+
+
+def _annotation(xml_path, image_id):
+    """The ``<annotation>`` element of an image id, or the error naming the file."""
     if not xml_path.is_file():
         raise FileNotFoundError(f"No annotation {xml_path} for image id {image_id!r} (listed in the split file).")
     try:
@@ -356,13 +385,13 @@ def _annotation(root, image_id):
         raise ValueError(
             f"Malformed annotation XML {xml_path}: the root element is <{annotation.tag}>, not <annotation>."
         )
-    return annotation, xml_path
+    return annotation
 
 
-def _read_example(root, image_id, label_of, class_names, images):
-    annotation, xml_path = _annotation(root, image_id)
+def _read_example(xml_path, image_id, label_of, class_names, images):
+    annotation = _annotation(xml_path, image_id)
 
-    image_path = images.find(image_id, _text(annotation, "filename"))
+    image_path = images.find(image_id, _text(annotation, "filename"), xml_path)
     height = _size(annotation, "height", xml_path)
     width = _size(annotation, "width", xml_path)
     if not height or not width:

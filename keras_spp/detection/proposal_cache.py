@@ -74,8 +74,14 @@ def proposal_cache(data_dir, dataset):
     """Where a data set's selective search boxes are cached (one folder per setting
     inside); ``data_dir`` ``None``: ``keras_spp.data.mnist.data_dir()``.
 
+    The folder's name is ``keras_spp.data.paths.safe_file_stem`` of the data set's
+    name, with a ``voc:<path>``'s path made absolute and real first: one folder per
+    data set, never shared by two (the boxes inside are keyed by image id alone).
+
     >>> proposal_cache("/data", "voc:/my/VOC 2007")
-    '/data/proposals/voc__my_VOC_2007'
+    '/data/proposals/voc%3A%2Fmy%2FVOC%202007'
+    >>> proposal_cache("/data", "mnist-detection")
+    '/data/proposals/mnist-detection'
     """
     from keras_spp.data.mnist import data_dir as default_data_dir
 
@@ -102,4 +108,9 @@ def proposals_for(examples, *, precomputed=None, cache_dir=None, search=None):
 
 
 def _dataset_tag(name):
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    from keras_spp.data.paths import safe_file_stem
+
+    if name.startswith("voc:"):
+        # A relative path names another folder from another working directory.
+        name = "voc:" + os.path.realpath(os.path.expanduser(name[len("voc:") :]))
+    return safe_file_stem(name)

@@ -35,13 +35,13 @@ import os
 import sys
 import tempfile
 import threading
-import urllib.parse
 import warnings
 
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from keras_spp.data.paths import name_from_stem, safe_file_stem
 from keras_spp.validation import is_number, positive_int
 
 logger = logging.getLogger(__name__)
@@ -135,8 +135,9 @@ def proposal_cache_dir(cache_dir, mode="fast", min_size=20, max_proposals=2000, 
 def compute_proposals(examples, cache_dir, workers=None, progress=True, **params):
     """Selective search boxes for many images, cached on disk.
 
-    Each image's boxes are ``<proposal_cache_dir>/<image_id>.npy`` (the id
-    percent-encoded if it holds characters unsafe in a file name), written
+    Each image's boxes are ``<proposal_cache_dir>/<stem>.npy``, the stem
+    ``keras_spp.data.paths.safe_file_stem(image_id)`` (the id itself if it is safe in a
+    file name, else percent-encoded; ``/`` too, so an id never names a path), written
     atomically (a temporary file, then ``os.replace``), so an interrupted run or two
     runs at once never leave a partial file. Images already cached are read, the rest
     are computed, in parallel when ``workers > 1``.
@@ -415,7 +416,7 @@ def _unique_tasks(examples):
 
 
 def _file_name(image_id):
-    return urllib.parse.quote(image_id, safe="") + ".npy"
+    return safe_file_stem(image_id) + ".npy"
 
 
 def _run(missing, workers):
@@ -499,7 +500,14 @@ def _write_params(folder, params):
 def _load_folder(folder, image_ids):
     if image_ids is None:
         names = sorted(name for name in os.listdir(folder) if name.endswith(".npy") and not name.startswith("."))
-        image_ids = [urllib.parse.unquote(name[: -len(".npy")]) for name in names]
+        image_ids = [name_from_stem(name[: -len(".npy")]) for name in names]
+        if None in image_ids:
+            logger.warning(
+                "%s: listing skips %d file(s) of ids too long for a file name; pass `image_ids` to read them.",
+                folder,
+                image_ids.count(None),
+            )
+            image_ids = [image_id for image_id in image_ids if image_id is not None]
     raw = {}
     for image_id in image_ids:
         path = os.path.join(folder, _file_name(image_id))

@@ -316,3 +316,68 @@ def test_build_voc_once_is_atomic_and_runs_once(tmp_path):
     assert voc.build_voc_once(root, build, "v") == root
     assert len(calls) == 2 and (root / voc.MARKER).read_text() == "v\n"
     assert voc.read_voc(root, "trainval") == ([], ("a",))
+
+
+def _outside_files(folder):
+    """An annotation and an image outside the VOC root, which no split line may reach."""
+    folder.mkdir()
+    (folder / "x.xml").write_text(annotation("x.jpg", []))
+    Image.fromarray(rgb()).save(folder / "x.jpg")
+    return folder
+
+
+@pytest.mark.parametrize("line", ["../../outside/x", "a/../../../outside/x", "/absolute/x", "./a", "a//b", "a\\b"])
+def test_split_ids_that_could_leave_the_folder_are_refused_naming_the_line(tmp_path, line):
+    _outside_files(tmp_path / "outside")
+    root = make_voc(tmp_path / "data" / "voc", {"a": ("a.jpg", rgb(), annotation("a.jpg", []))})
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text(f"a\n{line}\n")
+    with pytest.raises(ValueError, match=r"trainval\.txt:2: .*not a relative path inside its folder") as error:
+        voc.read_voc(root, "trainval")
+    assert repr(line) in str(error.value)
+    with pytest.raises(ValueError, match=r"trainval\.txt:2"):
+        voc.object_names(root, "trainval")
+
+
+def test_symbolic_links_out_of_the_folder_are_refused(tmp_path):
+    outside = _outside_files(tmp_path / "outside")
+    root = make_voc(tmp_path / "voc", {"a": ("a.jpg", rgb(), annotation("a.jpg", []))})
+    (root / "Annotations" / "link.xml").symlink_to(outside / "x.xml")
+    (root / "ImageSets" / "Main" / "linked.txt").write_text("a\nlink\n")
+    with pytest.raises(ValueError, match=r"linked\.txt:2: 'link\.xml' leads to .*outside"):
+        voc.read_voc(root, "linked")
+    (root / "Annotations" / "sub").symlink_to(outside)
+    (root / "ImageSets" / "Main" / "sub.txt").write_text("sub/x\n")
+    with pytest.raises(ValueError, match=r"sub\.txt:1: 'sub/x\.xml' leads to .*outside"):
+        voc.read_voc(root, "sub")
+    # The image, found by <filename>, by <id>.jpg or by <id>.*: a link out of JPEGImages.
+    for name in ("named.jpg", "b.jpg", "c.png"):
+        image_id = name.split(".")[0] if name != "named.jpg" else "n"
+        (root / "Annotations" / f"{image_id}.xml").write_text(annotation(name, []))
+        (root / "JPEGImages" / name).symlink_to(outside / "x.jpg")
+        (root / "ImageSets" / "Main" / "image.txt").write_text(f"{image_id}\n")
+        with pytest.raises(ValueError, match=r"leads to .*outside .*JPEGImages"):
+            voc.read_voc(root, "image")
+    # A root that is itself a link, and a JPEGImages linked elsewhere, are the user's layout.
+    (tmp_path / "alias").symlink_to(root)
+    assert len(voc.read_voc(tmp_path / "alias", "trainval")[0]) == 1
+
+
+def test_ids_with_subfolders_inside_the_root_are_read(tmp_path):
+    root = make_voc(tmp_path, {})
+    for folder in ("Annotations/2008", "JPEGImages/2008"):
+        (root / folder).mkdir()
+    (root / "Annotations" / "2008" / "000123.xml").write_text(annotation("000123.jpg", [("dog", 1, 1, 5, 5, 0)]))
+    Image.fromarray(rgb()).save(root / "JPEGImages" / "2008" / "000123.jpg")
+    (root / "Annotations" / "2008" / "000124.xml").write_text(annotation("missing.jpg", []))
+    Image.fromarray(rgb()).save(root / "JPEGImages" / "2008" / "000124.png")
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("2008/000123\n2008/000124\n")
+    first, second = voc.read_voc(root, "trainval")[0]
+    assert first.image_id == "2008/000123" and first.image_path.endswith("JPEGImages/2008/000123.jpg")
+    assert second.image_path.endswith("JPEGImages/2008/000124.png") and len(first.boxes) == 1
+
+
+@pytest.mark.parametrize("split", ["../trainval", "..", "a/b", ""])
+def test_split_names_that_are_paths_are_refused(tmp_path, split):
+    root = make_voc(tmp_path, {"a": ("a.jpg", rgb(), annotation("a.jpg", []))})
+    with pytest.raises(ValueError, match="`split` must name a file in ImageSets/Main"):
+        voc.read_voc(root, split)

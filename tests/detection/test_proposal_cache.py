@@ -1,3 +1,4 @@
+import os
 import types
 
 import numpy as np
@@ -45,5 +46,19 @@ def test_selective_search_needs_a_cache_folder():
         proposal_cache.proposals_for([], search=proposal_cache.search_params())
 
 
-def test_each_data_set_has_its_own_cache_folder(tmp_path):
-    assert proposal_cache.proposal_cache(str(tmp_path), "voc:/a b/VOC") == str(tmp_path / "proposals" / "voc__a_b_VOC")
+def test_each_data_set_has_its_own_cache_folder(tmp_path, monkeypatch):
+    folder = proposal_cache.proposal_cache
+    assert folder(str(tmp_path), "mnist-detection") == str(tmp_path / "proposals" / "mnist-detection")
+    names = ["voc:/a b/VOC", "voc:/a_b/VOC", "voc:/a/b/VOC", "tfds:voc/2007", "tfds:voc_2007", "..", "."]
+    folders = [folder(str(tmp_path), name) for name in names]
+    assert len(set(folders)) == len(names)
+    assert all(os.path.dirname(f) == str(tmp_path / "proposals") and f.split(os.sep)[-1][0] != "." for f in folders)
+    # The same relative path from two working directories is two data sets; a link, one.
+    (tmp_path / "one" / "voc").mkdir(parents=True)
+    (tmp_path / "two" / "voc").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "one" / "voc")
+    monkeypatch.chdir(tmp_path / "one")
+    first = folder(str(tmp_path), "voc:voc")
+    assert first == folder(str(tmp_path), f"voc:{tmp_path}/link")
+    monkeypatch.chdir(tmp_path / "two")
+    assert folder(str(tmp_path), "voc:voc") != first

@@ -385,6 +385,24 @@ def test_ids_repeated_unsafe_and_invalid(tmp_path, counting):
     assert compute_proposals([], tmp_path / "cache", progress=False) == {}
 
 
+def test_any_id_gets_its_own_cache_file_inside_the_folder(tmp_path, counting):
+    (example,) = _write_images(tmp_path, names=("synthetic",))
+    ids = ["x" * 300, "x" * 301, "..", "a/../../escaped", ".hidden", "2008/000123"]
+    examples = [DetectionExample(i, example.image_path, 96, 128, np.zeros([0, 4]), [], []) for i in ids]
+    boxes = compute_proposals(examples, tmp_path / "cache", workers=1, progress=False)
+    folder = proposal_cache_dir(tmp_path / "cache")
+    names = sorted(os.listdir(folder))
+    assert len(names) == len(ids) + 1 and not any(name.startswith(".") for name in names)
+    assert sorted(os.listdir(tmp_path)) == ["cache", "synthetic.png"]  # nothing escaped
+    again = compute_proposals(examples, tmp_path / "cache", workers=1, progress=False)
+    assert len(counting) == len(ids)  # the second call read every file back
+    read = load_precomputed_proposals(folder, ids)
+    for image_id in ids:
+        np.testing.assert_array_equal(again[image_id], boxes[image_id])
+        np.testing.assert_array_equal(read[image_id], boxes[image_id])
+    assert {".hidden", "2008/000123", ".."} <= set(load_precomputed_proposals(folder))
+
+
 # --- load_precomputed_proposals -----------------------------------------------------
 
 YXYX = {
