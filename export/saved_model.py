@@ -31,7 +31,9 @@ The detector (``export.detector``): ``--model`` is the folder that
 they are fixed in the graph. ``--max-side`` defaults to the detector's own max side
 (2000); ``--min-side`` and ``--top-k`` are the classifier's and refused here.
 The folder appears whole or not at all: it is written beside ``<out>`` under a
-name TF Serving ignores, then renamed.
+name TF Serving ignores, then renamed (``keras_spp.folders``); with ``--overwrite``
+the old version is renamed aside first and removed only once the new one is in
+place. Folders left beside it by an export that was killed are removed by the next.
 
 The network runs under XLA in the serving functions (``--jit auto``, the default:
 unless it computes in bfloat16 or float16; ``--jit on|off``, ``--no-jit``).
@@ -56,6 +58,7 @@ import tempfile
 from export.classifier import ClassifierKind
 from export.detector import DetectorKind
 from export.images import MAX_PIXELS, MAX_SIDE
+from keras_spp import folders
 from keras_spp.tensorflow_only import require_tensorflow
 from keras_spp.validation import positive_int
 
@@ -136,6 +139,8 @@ def _check_out(out, overwrite):
             f"--out must name a version folder, <base>/<integer> (e.g. exported/spp/1); TF Serving loads "
             f"only numbered folders and {version!r} is not a number."
         )
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} exists and is not a folder; give a version folder, <base>/<integer>.")
     if os.path.exists(out) and os.listdir(out) and not overwrite:
         raise ValueError(f"{out} exists and is not empty; export a new version number, or pass --overwrite.")
 
@@ -151,20 +156,17 @@ def _write(serving, model, out):
         archive.track(resource)
     for name, (fn, signature) in serving.endpoints.items():
         archive.add_endpoint(name, fn, signature)
-    # A name TF Serving skips (not a number), so that a server polling <base> never
-    # loads a half-written version.
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.partial-", dir=parent)
+    # Staging names TF Serving skips (not numbers): a server polling <base> never loads
+    # a half-written version, and --overwrite serves the old one until the new is in.
+    # Any version's leftovers of a killed export go first.
+    folders.remove_stale(os.path.dirname(out))
+    staging = folders.staging_folder(out)
     try:
         archive.write_out(staging, verbose=False)
         _write_reference(staging, serving)
-        if os.path.exists(out):
-            shutil.rmtree(out)
-        os.replace(staging, out)
+        folders.replace_folder(staging, out)
     finally:
-        if os.path.exists(staging):
-            shutil.rmtree(staging)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def reference_images():

@@ -66,11 +66,12 @@ def _alive(pid):
     return True
 
 
-def remove_stale(parent, name):
-    """Removes the staging and set-aside folders of ``<parent>/<name>`` left by dead
-    processes of this host; returns their paths. A folder of another host is kept: its
-    pid says nothing here."""
-    pattern = re.compile(rf"\.{re.escape(name)}\.(?:{PARTIAL}|{OLD})-{re.escape(_host())}-(\d+)-[^/]+")
+def remove_stale(parent, name=None):
+    """Removes the staging and set-aside folders of ``<parent>/<name>`` (``None``: of
+    any name) left by dead processes of this host; returns their paths. A folder of
+    another host is kept: its pid says nothing here."""
+    named = ".+" if name is None else re.escape(name)
+    pattern = re.compile(rf"\.{named}\.(?:{PARTIAL}|{OLD})-{re.escape(_host())}-(\d+)-[^/]+")
     removed = []
     try:
         entries = os.listdir(parent)

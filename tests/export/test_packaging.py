@@ -1,0 +1,78 @@
+"""How export.saved_model puts a version folder in place: whole or not at all, the
+old version kept until the new one is in, leftovers of a killed export removed, and
+readable by a server running as another user."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from export import saved_model
+from tests.export.conftest import MAX_SIDE
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def model_file(exported):
+    out, _, _ = exported
+    return os.path.join(os.path.dirname(os.path.dirname(out)), "run", "model.keras")
+
+
+def small_export(exported, out, **kwargs):
+    return saved_model.export(model_file(exported), "classifier", str(out), max_side=MAX_SIDE, **kwargs)
+
+
+def test_overwrite_keeps_the_old_version_until_the_new_one_is_in_place(exported, tmp_path, monkeypatch):
+    out = tmp_path / "served" / "1"
+    small_export(exported, out)
+    (out / "marker").write_text("the old version")
+    real_rename = os.rename
+
+    def failing(src, dst, *args, **kwargs):
+        if ".partial-" in os.path.basename(os.fspath(src)):
+            raise OSError(5, "Input/output error", os.fspath(src))
+        return real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", failing)
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        small_export(exported, out, overwrite=True)
+    monkeypatch.undo()
+    assert (out / "marker").read_text() == "the old version" and (out / "saved_model.pb").is_file()
+    assert os.listdir(out.parent) == ["1"]  # no staging or set-aside folder left
+    small_export(exported, out, overwrite=True)
+    assert not (out / "marker").exists() and (out / "saved_model.pb").is_file()
+    assert os.listdir(out.parent) == ["1"]
+
+
+KILLED_MID_EXPORT = """
+import os, signal, sys
+from export import saved_model
+# The SavedModel is written, the reference not yet: as a kill -9 at that moment.
+saved_model._write_reference = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+saved_model.main(sys.argv[1:])
+"""
+
+
+def test_a_killed_exports_staging_folder_is_removed_by_the_next_export(exported, tmp_path):
+    base = tmp_path / "served"
+    small_export(exported, base / "1")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    flags = ["--model", model_file(exported), "--kind", "classifier", "--max-side", str(MAX_SIDE)]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_MID_EXPORT, *flags, "--out", str(base / "1"), "--overwrite"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    left = sorted(os.listdir(base))
+    assert left[0].startswith(".1.partial-") and left[1:] == ["1"]
+    assert (base / left[0] / "saved_model.pb").is_file()  # what a kill used to leave for good
+    small_export(exported, base / "2")
+    assert sorted(os.listdir(base)) == ["1", "2"]
