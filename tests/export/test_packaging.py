@@ -4,9 +4,12 @@ readable by a server running as another user."""
 
 import os
 import pathlib
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -76,3 +79,57 @@ def test_a_killed_exports_staging_folder_is_removed_by_the_next_export(exported,
     assert (base / left[0] / "saved_model.pb").is_file()  # what a kill used to leave for good
     small_export(exported, base / "2")
     assert sorted(os.listdir(base)) == ["1", "2"]
+
+
+AS_NOBODY = """
+import os, sys
+import tensorflow as tf
+os.setgroups([])
+os.setgid(int(sys.argv[2]))
+os.setuid(int(sys.argv[1]))
+unreadable = []
+for folder, _, files in os.walk(sys.argv[3], onerror=lambda e: unreadable.append(str(e))):
+    for name in files:
+        try:
+            open(os.path.join(folder, name), "rb").close()
+        except OSError as e:
+            unreadable.append(str(e))
+print("UNREADABLE", unreadable)
+with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+    loaded = tf.compat.v1.saved_model.loader.load(session, ["serve"], sys.argv[3])
+print("SIGNATURES", sorted(loaded.signature_def))
+"""
+
+
+def test_the_version_folder_is_readable_by_a_server_running_as_another_user(exported):
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("reading the export as user nobody needs root, to switch users")
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody on this machine to read the export as")
+    # Under /tmp, not tmp_path: pytest's own folders are 0700 and would lock nobody out.
+    base = tempfile.mkdtemp(dir="/tmp")
+    try:
+        os.chmod(base, 0o755)
+        out = small_export(exported, os.path.join(base, "served", "1"))
+        child = subprocess.run(
+            [sys.executable, "-c", AS_NOBODY, str(nobody.pw_uid), str(nobody.pw_gid), out],
+            cwd=REPO,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", HOME=base),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert "UNREADABLE []" in child.stdout and child.returncode == 0, child.stdout + child.stderr[-2000:]
+        assert "SIGNATURES ['__saved_model_init_op', 'classify_images', 'serving_default']" in child.stdout
+        # The usual modes under the umask, as os.makedirs and open give them.
+        mask = os.umask(0)
+        os.umask(mask)
+        for folder, _, files in os.walk(out):
+            for path, mode in [(folder, 0o777)] + [(os.path.join(folder, f), 0o666) for f in files]:
+                assert stat.S_IMODE(os.stat(path).st_mode) == mode & ~mask, path
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
