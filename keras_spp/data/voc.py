@@ -91,6 +91,8 @@ _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEB
 # Tried first, in this order, when <id>.jpg is absent: the usual formats before any
 # stray file that shares the id's stem.
 _PREFERRED = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# The second field of a line in VOC's per-class split files: in the class, not, difficult.
+_CLASS_FLAGS = ("1", "-1", "0")
 # Speed over size, as in mnist_scenes.
 _PNG_COMPRESS_LEVEL = 1
 
@@ -103,8 +105,10 @@ def read_voc(root, split, class_names=None):
     Args:
       root: the folder holding ``JPEGImages``, ``Annotations`` and ``ImageSets/Main``.
       split: the name of a file ``ImageSets/Main/<split>.txt`` (``"trainval"``,
-        ``"test"``, ...). Only the first word of each line is read (so the
-        per-class files, ``<id> 1``, also work); blank lines are skipped.
+        ``"test"``, ...): UTF-8 (a byte order mark is skipped), one id per line, or
+        VOC's per-class form ``<id> 1`` / ``<id> -1`` / ``<id> 0`` (every id is read,
+        whatever its flag); blank lines are skipped. Any other line is refused
+        (``ValueError`` naming the file and line), never cut at its first word.
       class_names: the class names in label order; default ``labels.txt`` in
         ``root`` when it exists, else ``VOC_CLASSES``.
 
@@ -161,7 +165,7 @@ def read_class_names(root):
     path = pathlib.Path(root).expanduser() / LABELS_FILE
     if not path.is_file():
         return VOC_CLASSES
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in _read_text(path, "one class name per line").splitlines() if line.strip()]
     try:
         return _validate_class_names(names)
     except ValueError as error:
@@ -258,7 +262,7 @@ def write_voc(root, split, items, class_names):
             )
     for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    labels_path.write_text("".join(f"{name}\n" for name in class_names))
+    labels_path.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
 
     ids = []
     seen = set()
@@ -283,7 +287,7 @@ def write_voc(root, split, items, class_names):
         annotation = _annotation_xml(filename, height, width, depth, boxes, labels, difficult, class_names)
         ElementTree.ElementTree(annotation).write(root / "Annotations" / f"{image_id}.xml", encoding="utf-8")
         ids.append(image_id)
-    (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
+    (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
     return root
 
 
@@ -356,12 +360,28 @@ def _split_ids(root, split):
             f"splits there: {', '.join(found) or 'none'}."
         )
     ids = []
-    for number, line in enumerate(split_file.read_text().splitlines(), 1):
-        if line.strip():
-            image_id = check_relative(line.split()[0], f"{split_file}:{number}")
-            xml_path = inside(root / "Annotations", f"{image_id}.xml", f"{split_file}:{number}")
-            ids.append((image_id, pathlib.Path(xml_path)))
+    for number, line in enumerate(_read_text(split_file, "one image id per line").splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{split_file}:{number}"
+        # VOC's per-class files (<class>_<split>.txt) flag each id: 1, -1 or 0.
+        if len(fields) > 2 or (len(fields) == 2 and fields[1] not in _CLASS_FLAGS):
+            raise ValueError(
+                f"{where}: {line.strip()!r} is not an image id: a split file holds one id per line (ids "
+                "have no whitespace), or VOC's per-class form '<id> 1', '<id> -1' or '<id> 0'."
+            )
+        image_id = check_relative(fields[0], where)
+        ids.append((image_id, pathlib.Path(inside(root / "Annotations", f"{image_id}.xml", where))))
     return ids
+
+
+def _read_text(path, holds):
+    """A UTF-8 text file, without the byte order mark some editors write first."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text ({error}); it should hold {holds}.") from None
 
 
 def _check_split_name(split):

@@ -381,3 +381,34 @@ def test_split_names_that_are_paths_are_refused(tmp_path, split):
     root = make_voc(tmp_path, {"a": ("a.jpg", rgb(), annotation("a.jpg", []))})
     with pytest.raises(ValueError, match="`split` must name a file in ImageSets/Main"):
         voc.read_voc(root, split)
+
+
+def test_split_files_with_a_byte_order_mark_and_per_class_flags_are_read(tmp_path):
+    entries = {i: (f"{i}.jpg", rgb(8, 8), annotation(f"{i}.jpg", [], size=(8, 8))) for i in ("000005", "000007")}
+    root = make_voc(tmp_path, entries)
+    main = root / "ImageSets" / "Main"
+    (main / "trainval.txt").write_bytes("\ufeff000005\r\n000007\r\n".encode())
+    (main / "dog_trainval.txt").write_text("000005\t-1\n\n000007  1\n")
+    for split in ("trainval", "dog_trainval"):
+        examples, names = voc.read_voc(root, split)
+        assert [e.image_id for e in examples] == ["000005", "000007"]
+    (root / "labels.txt").write_bytes("\ufeffä\nb\n".encode())
+    assert voc.read_voc(root, "trainval")[1] == ("ä", "b")
+
+
+@pytest.mark.parametrize("line", ["000005 000007", "my image", "000005 1 extra", "000005 yes"])
+def test_split_lines_that_are_not_an_id_are_refused_not_cut(tmp_path, line):
+    root = make_voc(tmp_path, {"000005": ("000005.jpg", rgb(8, 8), annotation("000005.jpg", [], size=(8, 8)))})
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text(f"000005\n\n{line}\n")
+    with pytest.raises(ValueError, match=rf"trainval\.txt:3: '{line}' is not an image id.*'<id> -1'"):
+        voc.read_voc(root, "trainval")
+
+
+def test_split_and_labels_files_that_are_not_utf8_are_value_errors(tmp_path):
+    root = make_voc(tmp_path, {"a": ("a.jpg", rgb(8, 8), annotation("a.jpg", [], size=(8, 8)))})
+    (root / "ImageSets" / "Main" / "latin.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin\.txt is not UTF-8 text.*one image id per line"):
+        voc.read_voc(root, "latin")
+    (root / "labels.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"labels\.txt is not UTF-8 text.*one class name per line"):
+        voc.read_voc(root, "trainval")
