@@ -20,12 +20,20 @@ Conventions:
   * Labels are indices into the class names: the ``class_names`` argument, else
     ``labels.txt`` in the root, else the 20 VOC classes (``VOC_CLASSES``). Object
     names are matched exactly (case and all).
-  * Image sizes come from the XML's ``<size>``, else from the image file's header.
-    EXIF orientation is never applied (neither by ``load_image`` nor to the size),
-    as in the VOC devkit: boxes refer to the stored pixel grid.
+  * Boxes refer to the stored pixel grid, and image sizes are the stored image's,
+    read from the file's header (no decoding). EXIF orientation is never applied
+    (not by ``load_image``, not to the size), as in the VOC devkit and TensorFlow's
+    ``decode_jpeg``/``decode_image``.
 
 What becomes of imperfect annotations:
   * an image with no ``<object>``: an example with 0 boxes;
+  * a ``<size>`` that differs from the image's: a logged warning naming both files;
+    the boxes are clipped to the real image (below). Where ``<size>`` is the size of
+    the image turned by its EXIF orientation (5-8), the boxes were drawn on pixels
+    that are never shown: ``ValueError`` naming the files;
+  * an image whose header cannot be read: ``ValueError`` naming it, unless the XML
+    has a ``<size>``: then a logged warning, and the example keeps that size
+    (``load_image`` refuses the file later, and the detection code skips it);
   * a box partly outside the image: clipped to it;
   * a box with no area (also after clipping): dropped, with a logged warning that
     names the XML file;
@@ -91,6 +99,9 @@ _EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "WEB
 # Tried first, in this order, when <id>.jpg is absent: the usual formats before any
 # stray file that shares the id's stem.
 _PREFERRED = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# EXIF orientations that show the stored image turned by 90 or 270 degrees (5-8).
+_ORIENTATION_TAG = 0x0112
+_QUARTER_TURNS = (5, 6, 7, 8)
 # The second field of a line in VOC's per-class split files: in the class, not, difficult.
 _CLASS_FLAGS = ("1", "-1", "0")
 # Speed over size, as in mnist_scenes.
@@ -412,11 +423,7 @@ def _read_example(xml_path, image_id, label_of, class_names, images):
     annotation = _annotation(xml_path, image_id)
 
     image_path = images.find(image_id, _text(annotation, "filename"), xml_path)
-    height = _size(annotation, "height", xml_path)
-    width = _size(annotation, "width", xml_path)
-    if not height or not width:
-        # No (or a zero) <size>: the header has it, without decoding the pixels.
-        height, width = image_size(image_path)
+    height, width = _pixel_size(annotation, xml_path, image_path)
 
     boxes, labels, difficult = [], [], []
     for number, element in enumerate(annotation.findall("object")):
@@ -468,6 +475,50 @@ def _read_example(xml_path, image_id, label_of, class_names, images):
         labels=np.asarray(labels, np.int32),
         difficult=np.asarray(difficult, bool),
     )
+
+
+def _pixel_size(annotation, xml_path, image_path):
+    """``(height, width)`` of the stored pixels, which the boxes are clipped to.
+
+    Read from the image's header (no decoding); a ``<size>`` that disagrees is
+    warned about, or refused when it is the size of the EXIF-rotated image.
+    """
+    stated = (_size(annotation, "height", xml_path), _size(annotation, "width", xml_path))
+    try:
+        real = image_size(image_path)
+    except ValueError as error:
+        if not all(stated):
+            raise
+        # Loaders refuse the image later and their callers skip it; its annotation stays valid.
+        logger.warning("%s: %s Its example keeps <size> %dx%d (HxW).", xml_path, error, *stated)
+        return stated
+    if all(stated) and stated != real:
+        orientation = _exif_orientation(image_path)
+        if stated == real[::-1] and orientation in _QUARTER_TURNS:
+            raise ValueError(
+                f"{xml_path}: <size> says {stated[0]}x{stated[1]} (HxW), the size of {image_path} as its EXIF "
+                f"orientation {orientation} shows it turned, but its stored pixels are {real[0]}x{real[1]}. EXIF "
+                "orientation is never applied (as in the VOC devkit and TensorFlow's decoders), so these boxes "
+                "would lie on the wrong pixels: save the image turned (PIL.ImageOps.exif_transpose) or annotate "
+                "its stored pixels."
+            )
+        logger.warning(
+            "%s: <size> says %dx%d (HxW) but %s is %dx%d; its boxes are read on the image's pixels (clipped "
+            "to them, and dropped where nothing is left).",
+            xml_path,
+            *stated,
+            image_path,
+            *real,
+        )
+    return real
+
+
+def _exif_orientation(path):
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(_ORIENTATION_TAG)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
 
 
 def _text(element, path):

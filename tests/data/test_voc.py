@@ -208,13 +208,16 @@ def test_load_image_corrupt_truncated_and_missing_files(tmp_path):
         voc.load_image(tmp_path / "missing.jpg")
 
 
-def test_corrupt_image_without_size_is_a_value_error_naming_it(tmp_path):
+def test_corrupt_image_without_size_is_a_value_error_naming_it(tmp_path, caplog):
     root = make_voc(tmp_path, {"bad": ("bad.jpg", b"garbage", annotation("bad.jpg", [], size=None))})
     with pytest.raises(ValueError, match=r"bad\.jpg"):
         voc.read_voc(root, "trainval")
-    # With a <size>, reading the annotations never opens the image.
+    # With a <size>, the annotation stays an example (the detection code skips the image), with a warning.
     (root / "Annotations" / "bad.xml").write_text(annotation("bad.jpg", []))
-    (example,) = voc.read_voc(root, "trainval")[0]
+    with caplog.at_level(logging.WARNING, logger="keras_spp.data.voc"):
+        (example,) = voc.read_voc(root, "trainval")[0]
+    assert (example.height, example.width) == (60, 80)
+    assert "bad.xml" in caplog.text and "bad.jpg" in caplog.text and "keeps <size> 60x80" in caplog.text
     with pytest.raises(ValueError, match=r"bad\.jpg"):
         voc.load_image(example.image_path)
 
@@ -412,3 +415,41 @@ def test_split_and_labels_files_that_are_not_utf8_are_value_errors(tmp_path):
     (root / "labels.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"labels\.txt is not UTF-8 text.*one class name per line"):
         voc.read_voc(root, "trainval")
+
+
+def test_a_size_that_is_not_the_image_s_is_warned_about_and_boxes_follow_the_pixels(tmp_path, caplog):
+    objects = [("dog", 101, 101, 200, 200, 0), ("cat", 11, 6, 50, 20, 0)]  # the dog lies off the 30 x 30 pixels
+    root = make_voc(tmp_path, {"a": ("a.png", rgb(30, 30), annotation("a.png", objects, size=(300, 300)))})
+    with caplog.at_level(logging.WARNING, logger="keras_spp.data.voc"):
+        (example,) = voc.read_voc(root, "trainval")[0]
+    assert (example.height, example.width) == (30, 30)
+    np.testing.assert_array_equal(example.boxes, [[5, 10, 20, 30]])
+    np.testing.assert_array_equal(example.labels, [voc.VOC_CLASSES.index("cat")])
+    first, dropped = (r.getMessage() for r in caplog.records)
+    assert "a.xml: <size> says 300x300 (HxW) but" in first and "a.png is 30x30" in first
+    assert "Dropping object 0 ('dog')" in dropped and "30x30 image" in dropped
+
+
+def _turned_jpeg(path, orientation):
+    image = Image.fromarray(rgb(10, 20))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.save(path, exif=exif)
+
+
+def test_a_size_of_the_exif_turned_image_is_refused(tmp_path, caplog):
+    xml = annotation("t.jpg", [("dog", 1, 1, 10, 20, 0)], size=(20, 10))
+    root = make_voc(tmp_path, {"t": (None, None, xml)})
+    _turned_jpeg(root / "JPEGImages" / "t.jpg", 6)
+    with pytest.raises(ValueError, match=r"t\.xml: <size> says 20x10 .*t\.jpg.*EXIF orientation 6.*are 10x20"):
+        voc.read_voc(root, "trainval")
+    # Without a quarter turn in the EXIF, swapped sides are a size that is wrong: a warning.
+    _turned_jpeg(root / "JPEGImages" / "t.jpg", 3)
+    with caplog.at_level(logging.WARNING, logger="keras_spp.data.voc"):
+        (example,) = voc.read_voc(root, "trainval")[0]
+    assert (example.height, example.width) == (10, 20) and "says 20x10 (HxW)" in caplog.text
+    # A <size> of the stored pixels is right, whatever the EXIF says.
+    _turned_jpeg(root / "JPEGImages" / "t.jpg", 6)
+    (root / "Annotations" / "t.xml").write_text(annotation("t.jpg", [("dog", 1, 1, 10, 20, 0)], size=(10, 20)))
+    (example,) = voc.read_voc(root, "trainval")[0]
+    assert (example.height, example.width) == (10, 20) and len(example.boxes) == 1
