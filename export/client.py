@@ -110,6 +110,14 @@ def detections(row, height=None, width=None):
     if height is not None and width is not None:
         boxes = boxes * np.array([height, width, height, width], np.float64)
     labels = list(row.get("detection_labels", [""] * n))[:n]
+    held = {
+        "detection_boxes": len(boxes),
+        "detection_labels": len(labels),
+        **{k: len(np.asarray(row[k]).reshape(-1)) for k in ("detection_classes", "detection_scores")},
+    }
+    short = {k: v for k, v in held.items() if v < n}
+    if n < 0 or short:
+        raise ValueError(f"An answer with num_detections {n} holds fewer detections: {short or held}.")
     return [
         {
             "label": str(label.decode() if isinstance(label, bytes) else label),
@@ -240,8 +248,13 @@ def _bytes(image):
 
 
 def send_rest(url, model, images, columnar=False, timeout=30, boxes=None, signature_name=SIGNATURE):
-    """POST to ``<url>/v1/models/<model>:predict``; the parsed rows. With ``boxes``
-    (one ``[R, 4]`` array per image) the request is a detector's."""
+    """POST to ``<url>/v1/models/<model>:predict``; the parsed rows, one per image. With
+    ``boxes`` (one ``[R, 4]`` array per image) the request is a detector's.
+
+    Raises ``ConnectionError`` naming the URL when no server answers there,
+    ``RuntimeError`` with the HTTP status and the start of the body for an answer that
+    is an error or not a predict answer, and ``ValueError`` for one with a row count
+    other than the images'."""
     import urllib.error
     import urllib.request
 
@@ -251,45 +264,89 @@ def send_rest(url, model, images, columnar=False, timeout=30, boxes=None, signat
         else detection_rest_body(images, boxes, columnar, signature_name)
     )
     body = json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/v1/models/{model}:predict", body, {"Content-Type": "application/json"}
-    )
+    endpoint = f"{url.rstrip('/')}/v1/models/{model}:predict"
+    request = urllib.request.Request(endpoint, body, {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return parse_rest_response(answer.read())
+            status, text = answer.status, answer.read()
     except urllib.error.HTTPError as e:  # TF Serving puts its message in the body
-        return parse_rest_response(e.read())
+        status, text = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:  # refused, unknown host, timed out
+        reason = getattr(e, "reason", e)
+        raise ConnectionError(
+            f"No answer from TF Serving at {endpoint}: {reason} (is the server running, with its REST API "
+            "on that port: tensorflow_model_server --rest_api_port?)"
+        ) from e
+    return _check_count(_parse_http_answer(endpoint, status, text), len(images), endpoint)
+
+
+def _parse_http_answer(endpoint, status, text):
+    """The rows of an HTTP answer; its status and start in the error if it is not a predict answer."""
+    said = f"{endpoint} answered HTTP {status}"
+    try:
+        parsed = json.loads(text)
+    except ValueError:  # also UnicodeDecodeError: an HTML error page, a proxy's, another server
+        start = text[:200].decode("utf-8", "replace") if isinstance(text, bytes) else str(text)[:200]
+        raise RuntimeError(f"{said}, not a TF Serving predict answer (JSON); it begins: {start!r}") from None
+    if isinstance(parsed, dict) and "error" in parsed:
+        raise RuntimeError(f"{said}: TF Serving answered with an error: {parsed['error']}")
+    if status != 200:
+        raise RuntimeError(f"{said}: {json.dumps(parsed)[:200]}")
+    try:
+        return parse_rest_response(parsed)
+    except ValueError as e:
+        raise RuntimeError(f"{said}, not a predict answer: {e}") from e
+
+
+def _check_count(rows, count, where):
+    if len(rows) != count:
+        raise ValueError(f"{where} answered {len(rows)} rows for {count} images; expected one row per image.")
+    return rows
 
 
 def send_grpc(target, model, images, timeout=30, boxes=None, signature_name=SIGNATURE):
-    """Predict over gRPC at ``host:port``; the parsed rows (``boxes``: as ``send_rest``)."""
+    """Predict over gRPC at ``host:port``; the parsed rows (``boxes``: as ``send_rest``).
+
+    A failed call raises ``RuntimeError`` naming ``target``, the status code and the
+    server's message; an answer with a row count other than the images' ``ValueError``."""
     import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     # Images of several megabytes exceed gRPC's default 4 MB message limit.
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    request = (
+        predict_request(images, model, signature_name)
+        if boxes is None
+        else detection_request(images, boxes, model, signature_name)
+    )
     with grpc.insecure_channel(target, options=options) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        request = (
-            predict_request(images, model, signature_name)
-            if boxes is None
-            else detection_request(images, boxes, model, signature_name)
-        )
-        return parse_predict_response(stub.Predict(request, timeout))
+        try:
+            response = stub.Predict(request, timeout)
+        except grpc.RpcError as e:
+            code = e.code().name if e.code() is not None else "UNKNOWN"
+            hint = " (is the server running, with gRPC on that port: --port?)" if code == "UNAVAILABLE" else ""
+            raise RuntimeError(f"gRPC Predict at {target} failed with {code}: {e.details()}{hint}") from None
+    return _check_count(parse_predict_response(response), len(images), f"gRPC Predict at {target}")
 
 
 def load_boxes(path, image_paths):
     """Proposals for ``--boxes``: a ``.npy`` ``[R, 4]`` (one image) or a ``.npz`` with one
     ``[R, 4]`` array per image, keyed by the image's file name or its stem."""
     import os
+    import zipfile
 
     import numpy as np
 
-    if path.endswith(".npy"):
+    try:
+        stored = np.load(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # missing, cut short, pickled, another format
+        raise ValueError(f"--boxes {path}: not a readable .npy or .npz of NumPy arrays ({e}).") from e
+    if isinstance(stored, np.ndarray):
         if len(image_paths) != 1:
             raise ValueError(f"A .npy holds the boxes of one image; give a .npz for {len(image_paths)} images.")
-        return [np.load(path)]
-    with np.load(path) as stored:
+        return [stored]
+    with stored:
         out = []
         for image_path in image_paths:
             name = os.path.basename(image_path)
@@ -331,12 +388,14 @@ def main(argv=None):
     )
     p.add_argument("images", nargs="+", help="JPEG or PNG files")
     args = p.parse_args(argv)
+    if args.rest and not args.rest.startswith(("http://", "https://")):
+        p.error(f"--rest takes the server's URL, e.g. http://localhost:8501; got {args.rest!r}")
+    boxes = None
     try:
         images = []
         for path in args.images:
             with open(path, "rb") as f:
                 images.append(f.read())
-        boxes = None
         if args.boxes:
             boxes = load_boxes(args.boxes, args.images)
         elif args.selective_search:
@@ -345,24 +404,37 @@ def main(argv=None):
             rows = send_rest(args.rest, args.model, images, args.columnar, boxes=boxes, signature_name=args.signature)
         else:
             rows = send_grpc(args.grpc, args.model, images, boxes=boxes, signature_name=args.signature)
+        lines = _answer_lines(args.images, rows)
     except (OSError, RuntimeError, ValueError) as e:
         print(f"error: {e}{_hint(e, boxes)}", file=sys.stderr)
         return 1
-    except Exception as e:  # grpc.RpcError and friends: report, do not dump a traceback
+    except Exception as e:  # whatever else a transport raises: report, do not dump a traceback
         print(f"error: {type(e).__name__}: {e}{_hint(e, boxes)}", file=sys.stderr)
         return 1
-    for path, row in zip(args.images, rows, strict=False):
+    print("\n".join(lines))
+    return 0
+
+
+def _answer_lines(paths, rows):
+    """What the command line prints for each image's row (a ``ValueError`` for rows it cannot read)."""
+    lines = []
+    for path, row in zip(paths, rows, strict=True):
         if "num_detections" in row:
             found = detections(row)
-            print(f"{path}: {len(found)} detections")
+            lines.append(f"{path}: {len(found)} detections")
             for d in found:
                 y1, x1, y2, x2 = d["box"]
-                print(f"  {d['label']:>12} {d['score']:6.3f}  ymin={y1:.3f} xmin={x1:.3f} ymax={y2:.3f} xmax={x2:.3f}")
+                lines.append(
+                    f"  {d['label']:>12} {d['score']:6.3f}  ymin={y1:.3f} xmin={x1:.3f} ymax={y2:.3f} xmax={x2:.3f}"
+                )
             continue
-        pairs = zip(row.get("labels", []), row.get("scores", []), strict=False)
-        top = ", ".join(f"{label} {float(score):.3f}" for label, score in pairs)
-        print(f"{path}: {top}")
-    return 0
+        labels, scores = list(row.get("labels", [])), list(row.get("scores", []))
+        if len(labels) != len(scores):
+            raise ValueError(f"The answer for {path} has {len(labels)} labels but {len(scores)} scores.")
+        lines.append(
+            f"{path}: " + ", ".join(f"{label} {float(score):.3f}" for label, score in zip(labels, scores, strict=True))
+        )
+    return lines
 
 
 def _hint(error, boxes):

@@ -1,5 +1,10 @@
 import base64
+import contextlib
 import json
+import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
 import pytest
@@ -105,3 +110,78 @@ def test_the_command_line_client_over_rest(exported, tmp_path, capsys):
         assert capsys.readouterr().out.startswith(f"{tmp_path / 'a.jpg'}: ")
         assert client.main(["--rest", url, str(tmp_path / "b.txt")]) == 1
         assert "not JPEG or PNG data" in capsys.readouterr().err
+
+
+def closed_port():
+    """A local port with nothing listening on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def error_page_server(status):
+    """A real local HTTP server that answers every POST with an HTML error page."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_error(status)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_no_server_at_the_url_is_a_clear_error_naming_it(tmp_path, capsys):
+    url = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(ConnectionError, match=rf"No answer from TF Serving at {re.escape(url)}/v1/models/spp:predict"):
+        client.send_rest(url, "spp", [PNG])
+    (tmp_path / "a.png").write_bytes(PNG)
+    assert client.main(["--rest", url, str(tmp_path / "a.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: No answer from TF Serving at {url}/") and "refused" in err
+    assert client.main(["--rest", url, str(tmp_path / "missing.png")]) == 1  # no UnboundLocalError
+    assert "No such file or directory" in capsys.readouterr().err
+    target = f"127.0.0.1:{closed_port()}"
+    with pytest.raises(RuntimeError, match=rf"gRPC Predict at {target} failed with UNAVAILABLE.*running"):
+        client.send_grpc(target, "spp", [PNG], timeout=10)
+    with pytest.raises(SystemExit):
+        client.main(["--rest", "localhost:8501", str(tmp_path / "a.png")])
+    assert "--rest takes the server's URL" in capsys.readouterr().err
+
+
+def test_an_answer_that_is_no_predict_answer_reports_the_http_status_and_its_start(tmp_path, capsys):
+    with error_page_server(404) as url:
+        with pytest.raises(RuntimeError, match=r"spp:predict answered HTTP 404, not a TF Serving.*begins: '<!DOCTYPE"):
+            client.send_rest(url, "spp", [PNG])
+    with fake_rest_server(lambda body: (503, {"status": "overloaded"})) as url:
+        with pytest.raises(RuntimeError, match=r"answered HTTP 503: \{\"status\": \"overloaded\"\}"):
+            client.send_rest(url, "spp", [PNG])
+    with fake_rest_server(lambda body: (400, {"error": "boxes: NaN"})) as url:
+        with pytest.raises(RuntimeError, match="HTTP 400: TF Serving answered with an error: boxes: NaN"):
+            client.send_rest(url, "spp", [PNG])
+
+
+def test_an_answer_with_fewer_rows_than_images_is_refused(tmp_path, capsys):
+    one_row = {"predictions": [{"labels": ["cat"], "scores": [0.9]}]}
+    (tmp_path / "a.png").write_bytes(PNG)
+    (tmp_path / "b.png").write_bytes(PNG)
+    with fake_rest_server(lambda body: (200, one_row)) as url:
+        with pytest.raises(ValueError, match="answered 1 rows for 2 images"):
+            client.send_rest(url, "spp", [PNG, PNG])
+        assert client.main(["--rest", url, str(tmp_path / "a.png"), str(tmp_path / "b.png")]) == 1
+        assert "answered 1 rows for 2 images" in capsys.readouterr().err
+    short = {"num_detections": 2, "detection_boxes": [[0, 0, 1, 1]], "detection_scores": [0.9, 0.8]}
+    with pytest.raises(ValueError, match=r"num_detections 2 holds fewer.*detection_boxes': 1"):
+        client.detections({**short, "detection_classes": [1, 2]})
+    with pytest.raises(ValueError, match="--boxes .*not a readable .npy or .npz"):
+        (tmp_path / "boxes.npz").write_bytes(b"PK\x03\x04 cut short")
+        client.load_boxes(str(tmp_path / "boxes.npz"), ["a.png"])
