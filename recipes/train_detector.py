@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import pathlib
 import time
 
 DEFAULT_PRETRAINED = "outputs/classifier/model.keras"
@@ -129,7 +130,12 @@ def _proposal_arguments(group):
         "--rpn-anchor-sizes", default="32,45,64,90,128,180,256", help="anchor sides, pixels at the RPN's scale"
     )
     group.add_argument("--rpn-aspect-ratios", default="1,2,3.5", help="anchor height / width")
-    group.add_argument("--rpn-epochs", type=int, default=6)
+    group.add_argument(
+        "--rpn-steps",
+        type=int,
+        default=6000,
+        help="images the RPN trains on, one a step (a small data set is seen many times, a large one once)",
+    )
     group.add_argument("--rpn-lr", type=float, default=1e-3, help="Adam; 10x lower for the last quarter")
     group.add_argument(
         "--rpn-proposals", type=int, default=300, help="RPN proposals kept per held-out image (after NMS)"
@@ -173,6 +179,24 @@ def _training_arguments(group):
     )
     group.add_argument("--conv-lr", type=float, default=1e-4, help="then 10x lower for the last sixth of --conv-steps")
     group.add_argument("--conv-windows", type=int, default=64, help="windows per image in --conv-steps")
+    group.add_argument(
+        "--svm-cache",
+        type=int,
+        default=20000,
+        help="hard negatives cached per class while mining (memory: 2 x this x classes x fc7 units x 4 bytes)",
+    )
+    group.add_argument(
+        "--box-regression-windows", type=int, default=5000, help="windows each class's regressor is fitted on, at most"
+    )
+    group.add_argument(
+        "--cache-dir", default=None, help="where window features and RPN conv5 are cached (default: OUT/cache)"
+    )
+    group.add_argument(
+        "--cache-budget",
+        type=float,
+        default=None,
+        help="GB the caches may take; a run whose estimate is larger is refused before any work (default: free disk)",
+    )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--out", default="outputs/detector")
     group.add_argument("--verbose", type=int, default=1)
@@ -197,6 +221,8 @@ def main(argv=None):
     from keras_spp.tensorflow_only import require_tensorflow
 
     require_tensorflow("recipes.train_detector")
+    from keras_spp.detection.training_checks import NonFiniteLossError
+
     checked = check_args(args)
     import keras
 
@@ -205,13 +231,63 @@ def main(argv=None):
     started = time.perf_counter()
     data = load_data(args)
     built = build_detector(args, data["class_names"], checked["context"])
+    built["cache_estimate"] = check_cache_disk(args, data, built)
     seconds = {}
-    proposals, proposer, rpn_report = make_proposals(args, data, built, seconds)
-    regression_windows, svm_stats = train_heads(args, data, built, proposals, checked, seconds)
+    try:
+        proposals, proposer, rpn_report = make_proposals(args, data, built, seconds)
+        regression_windows, svm_stats = train_heads(args, data, built, proposals, checked, seconds)
+    except NonFiniteLossError as error:
+        raise SystemExit(f"train_detector: {error}") from None
     seconds["training_total"] = time.perf_counter() - started
     detector = save_detector(args, data, built, proposer)
-    report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report)
+    report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report, built)
     return 0
+
+
+def check_cache_disk(args, data, built):
+    """The caches' estimated bytes ``{"window_features": b, "rpn_conv5": b}``; exits
+    before any work when they will not fit (``--cache-budget`` or the free disk)."""
+    from keras_spp.detection import scales as scales_lib
+    from keras_spp.detection.window_cache import check_disk_budget, estimate_cache_bytes
+
+    train, roi = data["train"], built["roi"]
+    per_image = args.rpn_train_proposals if args.proposals == "rpn" else args.max_proposals
+    if args.max_train_windows:
+        per_image = min(per_image, args.max_train_windows)
+    estimate = {"window_features": estimate_cache_bytes([per_image + len(e.boxes) for e in train], roi.output_dim)}
+    if args.proposals == "rpn":
+        channels, stride = roi.backbone.output_shape[-1], built["stride"]
+        anchors = len(_floats(args.rpn_anchor_sizes, "--rpn-anchor-sizes")) * len(
+            _floats(args.rpn_aspect_ratios, "--rpn-aspect-ratios")
+        )
+        cells = 0
+        for example in train:
+            factors = scales_lib.scale_factors(example.height, example.width, roi.scales, roi.max_side)
+            for scale in _rpn_scales(args, built["scales"]):
+                factor = float(factors[built["scales"].index(scale)])
+                cells += -(-example.height * factor // stride) * -(-example.width * factor // stride)
+        estimate["rpn_conv5"] = int(cells * (2 * channels + 17 * anchors))
+    root = cache_root(args)
+    cached = sum(f.stat().st_size for f in _files_under(root))
+    needed = max(sum(estimate.values()) - cached, 0)
+    budget = None if args.cache_budget is None else args.cache_budget * 1e9
+    try:
+        check_disk_budget(needed, root, budget, "the training caches")
+    except ValueError as error:
+        raise SystemExit(f"train_detector: {error}") from None
+    images = max(len(train), 1)
+    print(
+        f"caches: about {sum(estimate.values()) / 1e9:.2f} GB ({sum(estimate.values()) / images / 1e6:.2f} MB an "
+        f"image: {', '.join(f'{k} {v / images / 1e6:.2f}' for k, v in estimate.items())}) in {root}",
+        flush=True,
+    )
+    return estimate
+
+
+def _files_under(root):
+    for folder, _, names in os.walk(root):
+        for name in names:
+            yield pathlib.Path(folder, name)
 
 
 def _rpn_scales(args, scales):
@@ -249,7 +325,7 @@ def check_args(args):
                 f"--rpn-scales must be among --scales {args.scales} (the RPN shares their conv5); got {args.rpn_scales}"
             )
         for flag, value in (
-            ("--rpn-epochs", args.rpn_epochs),
+            ("--rpn-steps", args.rpn_steps),
             ("--rpn-proposals", args.rpn_proposals),
             ("--rpn-train-proposals", args.rpn_train_proposals),
             ("--rpn-pre-nms", args.rpn_pre_nms),
@@ -332,13 +408,15 @@ def make_proposals(args, data, built, seconds):
     settings = ProposalSettings(args.rpn_pre_nms, args.rpn_proposals, args.rpn_nms, args.min_proposal_size)
     proposer = LearnedProposals(head, roi, anchors, indices, settings)
     t0 = time.perf_counter()
-    records, stats = rpn_training.rpn_records(proposer, data["train"], load_image)
+    records, stats = rpn_training.rpn_records(
+        proposer, data["train"], load_image, cache_dir=os.path.join(cache_root(args), "rpn")
+    )
     history_csv = os.path.join(args.out, "history_rpn.csv")
     history = rpn_training.train_rpn(
         proposer,
         records,
         rpn_training.RpnTrainingConfig(
-            epochs=args.rpn_epochs,
+            steps=args.rpn_steps,
             learning_rate=args.rpn_lr,
             final_learning_rate=args.rpn_lr / 10,
             seed=args.seed,
@@ -383,6 +461,7 @@ def train_heads(args, data, built, proposals, checked, seconds):
 
     from keras_spp.callbacks import TrainingCurves
     from keras_spp.detection import training
+    from keras_spp.detection.svm import SvmConfig
 
     roi, model, train = built["roi"], built["model"], data["train"]
     config = training.HeadTrainingConfig(
@@ -392,14 +471,18 @@ def train_heads(args, data, built, proposals, checked, seconds):
         final_learning_rate=args.lr / 10,
         optimizer=args.optimizer,
         negative_iou=checked["negative_iou"],
+        box_regression_max_windows=args.box_regression_windows,
+        svm=SvmConfig(max_hard_negatives=args.svm_cache),
         seed=args.seed,
     )
     t0 = time.perf_counter()
+    cache_dir = _feature_cache_dir(args, built)
     records = training.compute_window_features(
         roi,
         train,
         proposals,
-        cache_dir=_feature_cache_dir(args, built),
+        cache_dir=cache_dir,
+        key=os.path.basename(cache_dir),
         max_windows=args.max_train_windows or None,
         keep_iou=training.NEAR_OBJECT_IOU,
         seed=args.seed,
@@ -416,6 +499,7 @@ def train_heads(args, data, built, proposals, checked, seconds):
         train,
         config,
         verbose=args.verbose,
+        backup_dir=os.path.join(cache_dir, "fine_tune_backup"),
         callbacks=[
             keras.callbacks.CSVLogger(history_csv),
             TrainingCurves(history_csv, os.path.join(args.out, "curves.png"), title="fc6-fc8 fine-tuning"),
@@ -429,7 +513,7 @@ def train_heads(args, data, built, proposals, checked, seconds):
         seconds["conv_fine_tune"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     regression_windows = training.fit_box_regression(model, records, train, config)
-    svm_stats = training.fit_svms(model, records, train, config)
+    svm_stats = training.fit_svms(model, records, train, config, state_dir=os.path.join(cache_dir, "svm"))
     seconds["regression_and_svms"] = time.perf_counter() - t0
     return regression_windows, svm_stats
 
@@ -448,7 +532,11 @@ def _feature_cache_dir(args, built):
         *([f"c{args.context:g}"] if args.context else []),
         *([f"n{args.max_train_windows}"] if args.max_train_windows else []),
     ]
-    return os.path.join(args.out, "cache", "-".join(parts))
+    return os.path.join(cache_root(args), "-".join(parts))
+
+
+def cache_root(args):
+    return args.cache_dir or os.path.join(args.out, "cache")
 
 
 def _fine_tune_conv(args, built, train, proposals, records, checked):
@@ -470,7 +558,15 @@ def _fine_tune_conv(args, built, train, proposals, records, checked):
     conv_fine_tuning.fine_tune_end_to_end(
         built["model"], records, train, config, verbose=args.verbose, callbacks=[history]
     )
-    return training.compute_window_features(built["roi"], train, proposals, desc="window features (fine-tuned conv)")
+    tuned = os.path.join(cache_root(args), "conv-" + training.weights_fingerprint(built["conv"]))
+    return training.compute_window_features(
+        built["roi"],
+        train,
+        proposals,
+        cache_dir=tuned,
+        key=os.path.basename(tuned),
+        desc="features (tuned conv)",
+    )
 
 
 def save_detector(args, data, built, proposer):
@@ -507,7 +603,7 @@ def save_detector(args, data, built, proposer):
     return detector
 
 
-def report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report):
+def report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report, built=None):
     import numpy as np
 
     from keras_spp.detection.evaluation_settings import evaluation_summary, format_evaluation
@@ -524,6 +620,7 @@ def report(args, data, detector, proposals, seconds, regression_windows, svm_sta
         "seconds": seconds,
         "box_regression_windows": np.asarray(regression_windows).tolist(),
         "svm": svm_stats,
+        "cache_bytes_estimate": (built or {}).get("cache_estimate"),
         "evaluation": evaluation,
     }
     if rpn_report is not None:

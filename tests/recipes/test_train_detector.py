@@ -331,8 +331,8 @@ def trained_rpn(trained):
             "rpn",
             "--rpn-scales",
             "688",
-            "--rpn-epochs",
-            "1",
+            "--rpn-steps",
+            "8",
             "--rpn-proposals",
             "50",
             "--rpn-train-proposals",
@@ -429,7 +429,7 @@ def test_a_corrupt_pretrained_model_is_named(trained, tmp_path):
     "flags, message",
     [
         (["--rpn-scales", "400"], "--rpn-scales must be among --scales"),
-        (["--rpn-epochs", "0"], "--rpn-epochs must be a positive count"),
+        (["--rpn-steps", "0"], "--rpn-epochs must be a positive count"),
         (["--mnist-images", "1,2,3,4"], "--mnist-images must be two or three counts"),
     ],
 )
