@@ -84,15 +84,18 @@ def bytes_warmup(files, input_name="image_bytes"):
 def label_names(labels, found, model_path, wanted="a results.json with 'classes'"):
     """The class names, in id order: the lines of the file ``labels`` (``--labels``),
     else ``found["classes"]`` (what lies next to the model), else a ``ValueError``
-    saying that there is no ``wanted`` next to ``model_path``."""
+    saying that there is no ``wanted`` next to ``model_path``.
+
+    A label file is UTF-8 (a byte-order mark is dropped) with one name a line; blank
+    lines at its end are ignored. Empty names, repeated names and names of several
+    lines are refused, naming the line: the served labels could not tell classes apart.
+    """
     if labels is not None:
-        with open(labels, encoding="utf-8") as f:
-            names = [line.rstrip("\r\n") for line in f]
-        while names and names[-1] == "":  # a trailing blank line is not a class
-            names.pop()
-        source = labels
+        names = _label_file_lines(labels)
+        source, item = f"--labels {labels}", "line"
     elif found is not None and "classes" in found:
-        names, source = [str(c) for c in found["classes"]], "results.json"
+        names, item = [str(c) for c in found["classes"]], "class"
+        source = f"the {wanted.split(' ')[1] if wanted.count(' ') else 'file'} next to {model_path}"
     else:
         raise ValueError(
             f"No label map: there is no {wanted} next to {model_path}; "
@@ -100,7 +103,29 @@ def label_names(labels, found, model_path, wanted="a results.json with 'classes'
         )
     if not names:
         raise ValueError(f"The label map from {source} is empty; give one name per class.")
-    bad = [n for n in names if "\n" in n or "\r" in n]
-    if bad:
-        raise ValueError(f"Class names must be single lines (they are stored one per line); got {bad[:3]}.")
+    first = {}
+    for number, name in enumerate(names, 1 if item == "line" else 0):
+        if name.strip() == "":
+            raise ValueError(f"{source}: {item} {number} is a blank class name; give one name per class, no gaps.")
+        if "\n" in name or "\r" in name:
+            raise ValueError(f"{source}: {item} {number}: class names must be single lines; got {name!r}.")
+        if name in first:
+            raise ValueError(
+                f"{source}: {item} {number} repeats the class name {name!r} of {item} {first[name]}; "
+                "each class needs its own name."
+            )
+        first[name] = number
+    return names
+
+
+def _label_file_lines(path):
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is not part of the first name
+            names = [line.rstrip("\r\n") for line in f]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--labels {path}: no such file (one class name per line).") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"--labels {path} is not UTF-8 text ({e}); save it as UTF-8.") from None
+    while names and names[-1].strip() == "":  # blank lines at the end are not classes
+        names.pop()
     return names

@@ -133,3 +133,39 @@ def test_the_version_folder_is_readable_by_a_server_running_as_another_user(expo
                 assert stat.S_IMODE(os.stat(path).st_mode) == mode & ~mask, path
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_label_files_with_a_bom_are_read_and_repeated_or_blank_names_refused_naming_the_line(
+    exported, tmp_path, capsys
+):
+    from export.kinds import label_names
+
+    def names(text, encoding="utf-8"):
+        path = tmp_path / "labels.txt"
+        path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+        return label_names(str(path), None, "model.keras")
+
+    assert names("\ufeffa\nb\r\nc\n\n\n") == ["a", "b", "c"]  # a BOM, CRLF and trailing blank lines
+    assert names("a\nb", "utf-8-sig") == ["a", "b"]
+    for text, message in (
+        ("a\nb\na\n", "line 3 repeats the class name 'a' of line 1"),
+        ("a\n\nb\n", "line 2 is a blank class name"),
+        ("a\n  \nb\n", "line 2 is a blank class name"),
+        ("\n", "is empty"),
+        (b"a\n\xff\n", "is not UTF-8 text"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            names(text)
+    with pytest.raises(
+        ValueError, match=r"the results.json next to m.keras: class 2 repeats the class name 'x' of class 0"
+    ):
+        label_names(None, {"classes": ["x", "y", "x"]}, "m.keras")
+    with pytest.raises(FileNotFoundError, match="--labels .*missing.txt: no such file"):
+        label_names(str(tmp_path / "missing.txt"), None, "model.keras")
+    (tmp_path / "labels.txt").write_text("\n".join(["cat", "dog", "", "fish", "horse", "ship", "truck"]) + "\n")
+    code = saved_model.main(
+        ["--model", model_file(exported), "--kind", "classifier", "--labels", str(tmp_path / "labels.txt")]
+        + ["--out", str(tmp_path / "served" / "1")]
+    )
+    assert code == 2 and "line 3 is a blank class name" in capsys.readouterr().err
+    assert not (tmp_path / "served").exists()
