@@ -184,12 +184,26 @@ def read_class_names(root):
 
 
 def load_image(path):
-    """An image file as uint8 ``[H, W, 3]`` RGB.
+    """An image file as uint8 ``[H, W, 3]`` RGB: the one image decoder of keras_spp
+    (VOC reading, proposals, training, detection, drawing all read files with it).
 
-    Whatever Pillow decodes: grayscale and palette images become RGB, an alpha
-    channel is dropped (not composited), 16-bit images keep their top 8 bits, and
-    of an animation only the first frame is read. EXIF orientation is not applied:
-    the pixels are in stored order, the order VOC's boxes refer to.
+    Whatever Pillow decodes, by one rule that ``tf.io.decode_image(data, channels=3,
+    expand_animations=False)`` (the classification pipeline's and the exported
+    models' decoder) follows for the formats it reads, so that a file gives the
+    same pixels in training and in serving:
+      * 8-bit RGB: as stored;
+      * grayscale (8-bit, and 1-bit): repeated to three channels;
+      * palette: looked up to RGB (a transparent entry keeps its colour);
+      * alpha (RGBA, LA, PA): dropped, not composited onto any background;
+      * 16-bit samples (gray, gray + alpha, RGB, RGBA; PNG, TIFF, PGM): the top 8
+        bits, ``value >> 8`` (TensorFlow's ``convert_image_dtype``); Pillow's
+        ``convert`` would clip 16-bit gray at 255 instead. 32-bit integer images:
+        the same when a value exceeds 255, else as stored;
+      * other modes (CMYK, YCbCr, float): Pillow's ``convert("RGB")``;
+      * an animation: its first frame;
+      * EXIF orientation: never applied; the pixels are in stored order, the order
+        VOC's boxes (and the VOC devkit) refer to. ``read_voc`` refuses annotations
+        whose ``<size>`` is that of the turned image.
 
     Raises:
       FileNotFoundError: no file at ``path``.
@@ -202,8 +216,12 @@ def load_image(path):
         raise FileNotFoundError(f"No image file {path}.")
     try:
         with Image.open(path) as image:
+            # Known from the undecoded tiles only: Pillow opens some 16-bit files as 32-bit "I".
+            sixteen_bit = image.mode.startswith("I;16") or any(
+                _raw_mode(tile).startswith("I;16") for tile in image.tile
+            )
             image.load()
-            return _to_rgb(image)
+            return _to_rgb(image, sixteen_bit)
     except Image.DecompressionBombError as error:
         raise _bomb_error(path, error) from error
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as error:
@@ -551,18 +569,22 @@ def _number(box, key, xml_path, number):
     return value
 
 
-def _to_rgb(image):
+def _to_rgb(image, sixteen_bit):
     if image.mode.startswith("I"):
-        # 16-bit gray (PNG opens as "I;16" or "I"): Pillow's convert would clip at
-        # 255 instead of scaling. "I" data within 0..255 is already 8-bit.
         values = np.asarray(image, np.int64)
-        if image.mode.startswith("I;16") or values.max(initial=0) > 255:
+        if sixteen_bit or values.max(initial=0) > 255:
             values = values >> 8
         gray = np.clip(values, 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.asarray(image, np.uint8).copy()
+
+
+def _raw_mode(tile):
+    args = tile[3] if len(tile) > 3 else None
+    args = args[0] if isinstance(args, tuple) and args else args
+    return args if isinstance(args, str) else ""
 
 
 def _bomb_error(path, error):

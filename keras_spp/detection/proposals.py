@@ -38,10 +38,10 @@ import threading
 import warnings
 
 import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
 from keras_spp.data.paths import name_from_stem, safe_file_stem
+from keras_spp.data.voc import load_image
 from keras_spp.validation import is_number, positive_int
 
 logger = logging.getLogger(__name__)
@@ -164,8 +164,9 @@ def compute_proposals(examples, cache_dir, workers=None, progress=True, **params
     Unreadable images (missing, corrupt, not an image) are logged as a warning that
     names the file and give ``[0, 4]``; they are not cached, so a repaired file is
     read on the next call. An unreadable cache file is recomputed and replaced.
-    Images are read as ``keras_spp.data.voc.load_image`` reads them: Pillow, RGB, EXIF
-    orientation not applied, so the boxes refer to the stored pixel grid.
+    Images are read by ``keras_spp.data.voc.load_image``, the decoder every part of
+    keras_spp uses (16-bit images scaled to their top 8 bits, EXIF orientation not
+    applied), so the boxes refer to the pixels the detector sees.
     """
     params = _check_params(**params)
     workers = (os.cpu_count() or 1) if workers is None else positive_int("workers", workers, none="all CPUs")
@@ -440,10 +441,9 @@ def _init_worker():
 def _compute_one(task):
     image_id, path, (height, width), params = task
     try:
-        with Image.open(path) as image:
-            rgb = np.asarray(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
-        problem = f"Cannot read image {path} (id {image_id!r}): {error}; it gets no proposals."
+        rgb = load_image(path)
+    except (OSError, ValueError) as error:
+        problem = f"Image id {image_id!r}: {error} It gets no proposals."
         return image_id, np.zeros([0, 4], np.float32), False, problem
     problem = None
     if None not in (height, width) and rgb.shape[:2] != (height, width):

@@ -13,6 +13,7 @@ import skimage.data
 from PIL import Image
 
 from keras_spp.data.detection_examples import DetectionExample
+from keras_spp.data.voc import load_image
 from keras_spp.detection import proposals
 from keras_spp.detection.proposals import (
     compute_proposals,
@@ -355,6 +356,21 @@ def test_corrupt_cache_file_is_recomputed(tmp_path, caplog, counting):
     assert path in caplog.text and len(counting) == 2
     np.testing.assert_array_equal(again["synthetic"], first["synthetic"])
     np.testing.assert_array_equal(np.load(path), first["synthetic"])
+
+
+def test_images_are_decoded_as_every_other_part_of_keras_spp_decodes_them(tmp_path):
+    # A 16-bit gray PNG: scaled to its top 8 bits (Pillow's convert("RGB") would clip it to white).
+    gray = IMAGES["synthetic"][..., 1]
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    rgba = np.dstack([IMAGES["synthetic"], np.full(gray.shape, 9, np.uint8)])
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    examples = [_example("deep", tmp_path / "deep.png", gray), _example("rgba", tmp_path / "rgba.png", rgba)]
+    boxes = compute_proposals(examples, tmp_path / "cache", workers=1, progress=False)
+    for example in examples:
+        expected = selective_search(load_image(example.image_path))
+        np.testing.assert_array_equal(boxes[example.image_id], expected)
+    np.testing.assert_array_equal(boxes["deep"], selective_search(gray))
+    assert len(boxes["deep"]) > 1
 
 
 def test_size_mismatch_is_logged(tmp_path, caplog):
