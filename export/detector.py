@@ -42,7 +42,8 @@ declares more than ``max_pixels`` are refused before decoding (``export.images``
 
 Bad input is an ``InvalidArgumentError`` naming what was wrong: bytes that are no
 JPEG or PNG (with their batch positions), truncated files, ``boxes`` whose batch
-size differs from the images', NaN or infinite box coordinates, and an image too
+size differs from the images', NaN, infinite or overflowing box coordinates (beyond
++-2^24 pixels), and an image too
 elongated for the backbone at a scale its windows use. An empty batch gives outputs
 with a first dimension of 0.
 
@@ -492,6 +493,9 @@ def cap_size(image, boxes, max_side):
     return tf.cond(longer > max_side, shrink, lambda: (tf.cast(image, tf.float32), boxes))
 
 
+MAX_COORDINATE = 2.0**24
+
+
 def _check_boxes(boxes, batch, images_name):
     boxes = image_ops.check_rank(boxes, 3, "boxes", "[N, R, 4]: one [R, 4] array of [y1, x1, y2, x2] pixels per image")
     shape = tf.shape(boxes)
@@ -506,9 +510,16 @@ def _check_boxes(boxes, batch, images_name):
                 batch,
             ],
         ),
+        # Finite is not enough: corners of +-3e38 give infinite sides, and 0 to 3e38 a
+        # regressed box of inf - inf, NaN boxes either way. Past 2^24 float32 does not
+        # even hold whole pixels; below it the sides and the regression stay finite.
         tf.debugging.Assert(
-            tf.reduce_all(tf.math.is_finite(boxes)),
-            ["boxes: NaN or infinite coordinates (accepted: [y1, x1, y2, x2] pixels; padding rows all zero)"],
+            tf.reduce_all(tf.abs(boxes) <= MAX_COORDINATE),  # False for NaN too
+            [
+                "boxes: NaN or infinite coordinates, or beyond +-2^24, where a side y2 - y1 or x2 - x1 or a "
+                f"regressed box overflows float32 (accepted: [y1, x1, y2, x2] pixels, finite, of magnitude at most "
+                f"{MAX_COORDINATE:.0f}, so that y2 - y1 and x2 - x1 are finite; padding rows all zero)"
+            ],
         ),
     ]
     with tf.control_dependencies(checks):

@@ -523,3 +523,18 @@ def test_serving_benchmark_times_every_detector_path(exported):
         assert row[name]["max_abs_diff_vs_keras"] <= ATOL
     # The scores compared are real detections, not two empty paddings.
     assert fns["keras_graph"](serving.jpeg(60, 80), boxes)[0] > 0
+
+
+def test_boxes_whose_sides_overflow_are_invalid_arguments(exported):
+    _, _, loaded = exported
+    good = encode(photo(60, 60, 13))
+    overflowing = np.array([[[5, 5, 40, 40], [-3e38, -3e38, 3e38, 3e38]]], np.float32)
+    for signature, images in (("serving_default", [good]), ("detect_images", [photo(60, 60, 13)])):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=r"accepted:.*finite.*y2 - y1 and x2 - x1 are finite"):
+            serve(loaded, images, overflowing, signature)
+    # Finite sides but a regressed box of inf - inf: refused too.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"beyond \+-2\^24"):
+        serve(loaded, [good], np.array([[[5, 5, 40, 40], [0, 0, 3e38, 3e38]]], np.float32))
+    edge = float(2**24)  # the largest accepted: served, clipped to the image
+    got = serve(loaded, [good], np.array([[[5, 5, 40, 40], [-edge, -edge, edge, edge]]], np.float32))
+    assert np.all(np.isfinite(got["detection_boxes"])) and got["num_detections"][0] > 0
