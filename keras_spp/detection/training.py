@@ -28,9 +28,10 @@ from tqdm.auto import tqdm
 from keras_spp.data.voc import load_image
 from keras_spp.detection import heads, sampling
 from keras_spp.detection.box_regression import fit_box_regressors, regression_targets
+from keras_spp.detection.features import MultiScaleRoiFeatures
 from keras_spp.detection.svm import SvmConfig, negative_candidates, train_svms_streamed
 from keras_spp.detection.training_checks import RaiseOnNonFiniteLoss, softmax_chance_loss, warn_if_at_chance
-from keras_spp.detection.window_cache import ImageWindows, WindowFeatureCache
+from keras_spp.detection.window_cache import ConvMapCache, ImageWindows, WindowFeatureCache
 from keras_spp.detection.window_stream import SHUFFLE_BYTES, fine_tuning_stream
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,16 @@ def select_windows(example, proposals, max_windows=None, keep_iou=0.5, rng=None)
 
 
 def compute_window_features(
-    feature_layer, examples, proposals, cache_dir=None, max_windows=None, keep_iou=0.5, seed=0, desc="features", key=""
+    feature_layer,
+    examples,
+    proposals,
+    cache_dir=None,
+    max_windows=None,
+    keep_iou=0.5,
+    seed=0,
+    desc="features",
+    key="",
+    store="features",
 ):
     """Pools every window of every example once into the shards of a
     ``WindowFeatureCache``; returns a list of ``ImageWindows`` (windows and overlaps
@@ -116,12 +126,16 @@ def compute_window_features(
     found there are not recomputed. ``None``: a temporary folder, removed at exit.
     A ``WindowFeatureCache`` may be passed as ``cache_dir`` too. Unreadable images
     are skipped with a warning.
+    ``store``: ``"features"`` caches each window's features; ``"conv5"`` caches the
+    image's conv5 maps at the scales its windows use, and pools the features from
+    them when they are read (``window_cache.ConvMapCache``; ``feature_layer`` must
+    be a ``MultiScaleRoiFeatures``): less disk when an image keeps many windows.
     """
+    cache = _cache_for(feature_layer, cache_dir, key, store)
     run = tf.function(
         lambda image, boxes: feature_layer(image, boxes),
         input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)],
     )
-    cache = cache_dir if isinstance(cache_dir, WindowFeatureCache) else WindowFeatureCache(cache_dir, key)
     rng = np.random.default_rng(seed)
     records = []
     for example in tqdm(examples, desc=desc, unit="img"):
@@ -133,10 +147,28 @@ def compute_window_features(
             except ValueError as error:
                 log.warning("skipping %s: %s", example.image_id, error)
                 continue
-            features = run(tf.constant(image[None], tf.float32), tf.constant(windows)).numpy()
-            cache.save(path, windows, features)
-        records.append(ImageWindows(example.image_id, windows, len(example.boxes), max_iou, gt_index, path))
+            if isinstance(cache, ConvMapCache):
+                cache.compute(path, image, windows)
+            else:
+                cache.save(path, windows, run(tf.constant(image[None], tf.float32), tf.constant(windows)).numpy())
+        source = cache if isinstance(cache, ConvMapCache) else None
+        records.append(ImageWindows(example.image_id, windows, len(example.boxes), max_iou, gt_index, path, source))
     return records
+
+
+STORES = ("features", "conv5")
+
+
+def _cache_for(feature_layer, cache_dir, key, store):
+    if isinstance(cache_dir, WindowFeatureCache):
+        return cache_dir
+    if store == "features":
+        return WindowFeatureCache(cache_dir, key)
+    if store == "conv5":
+        if not isinstance(feature_layer, MultiScaleRoiFeatures):
+            raise ValueError(f"store='conv5' needs a MultiScaleRoiFeatures layer; got {feature_layer!r}.")
+        return ConvMapCache(feature_layer, cache_dir, key)
+    raise ValueError(f"`store` must be one of {STORES}; got {store!r}.")
 
 
 def _subsample(max_iou, num_gt, budget, keep_iou, rng):
@@ -250,7 +282,7 @@ def fit_box_regression(detector, records, examples, config=HeadTrainingConfig())
         )
         if not len(rows):
             continue
-        features = r.features[rows]
+        features = r.features_of(rows)
         for k in np.unique(cls):
             samples[k].add(features[cls == k], tgt[cls == k])
     kernel = np.zeros((dim, 4 * num_classes), np.float32)

@@ -43,12 +43,21 @@ class ImageWindows:
     max_iou: np.ndarray
     gt_index: np.ndarray
     path: str
+    # A ConvMapCache pools the features from its shard's conv5 maps on demand.
+    source: object = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def features(self):
-        """``[N, D]`` in the cache's dtype, read from the shard."""
+        """``[N, D]`` in the cache's dtype, read from the shard (or pooled from it)."""
+        return self.features_of(None)
+
+    def features_of(self, rows=None):
+        """The features of windows ``rows`` (``None``: all), ``[len(rows), D]``."""
+        if self.source is not None:
+            return self.source.features_of(self, rows)
         with np.load(self.path) as shard:
-            return shard["features"]
+            features = shard["features"]
+        return features if rows is None else features[rows]
 
 
 class WindowFeatureCache:
@@ -126,6 +135,106 @@ class WindowFeatureCache:
     def disk_bytes(self):
         """Bytes of the shards under ``root``."""
         return sum(entry.stat().st_size for entry in os.scandir(self.root) if entry.name.endswith(".npz"))
+
+
+class ConvMapCache(WindowFeatureCache):
+    """Shards of each image's conv5 maps, one for each scale its windows are pooled
+    at, instead of the windows' features: the features are pooled from them with the
+    RoI op when read (``ImageWindows.features_of``), exactly as ``roi`` would pool
+    them from the image.
+
+    Which is smaller depends on the windows an image keeps: a 500x375 image's conv5
+    at the paper's five scales is 16810 cells x 256 channels (8.6 MB in float16),
+    the features of its 2000 windows 2000 x 12800 (51 MB). docs/detection.md,
+    "Training at scale", has the measured disk and time of both.
+    """
+
+    def __init__(self, roi, root=None, key="", dtype="float16"):
+        super().__init__(root, key, dtype)
+        import tensorflow as tf
+
+        self.roi = roi
+        channels = roi.backbone.output_shape[-1]
+        self._pool = tf.function(
+            roi.pool_map,
+            input_signature=[
+                tf.TensorSpec([1, None, None, channels], roi.compute_dtype),
+                tf.TensorSpec([None, 4], tf.float32),
+                tf.TensorSpec([2], tf.int32),
+            ],
+        )
+        self._conv = tf.function(
+            lambda image, factor: roi.feature_map(image, factor),
+            input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([], tf.float32)],
+        )
+
+    def plan(self, height, width, windows):
+        """``(factors float32 [S], chosen scale of each window [R])`` as ``roi`` pools them."""
+        import tensorflow as tf
+
+        from keras_spp.detection import scales as scales_lib
+
+        factors = scales_lib.scale_factors_tf(height, width, self.roi.scales, self.roi.max_side)
+        chosen = scales_lib.assign_scales_tf(tf.constant(windows, tf.float32), factors, self.roi.window_size)
+        return factors.numpy(), chosen.numpy()
+
+    def load(self, path, windows):
+        """The shard's maps ``{scale index: [h, w, C]}`` for exactly these windows, else None."""
+        if not os.path.exists(path):
+            return None
+        try:
+            with np.load(path) as shard:
+                key, cached_windows = str(shard["key"]), shard["windows"]
+                maps = {int(name[4:]): shard[name] for name in shard.files if name.startswith("map_")}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            log.warning("conv5 shard %s is unreadable (%s: %s); recomputing it", path, type(error).__name__, error)
+            return None
+        if key != self.key:
+            log.warning("conv5 shard %s is from another network or settings (%s); recomputing it", path, key)
+            return None
+        if cached_windows.shape != windows.shape or not np.array_equal(cached_windows, windows):
+            log.warning("conv5 shard %s was made for other windows; recomputing it", path)
+            return None
+        return maps
+
+    def compute(self, path, image, windows):
+        """Computes the maps of every scale ``windows`` use and writes the shard."""
+        import tensorflow as tf
+
+        factors, chosen = self.plan(image.shape[0], image.shape[1], windows)
+        maps = {}
+        for i in np.unique(chosen) if len(windows) else []:
+            conv5 = self._conv(tf.constant(image[None], tf.float32), tf.constant(factors[i], tf.float32))
+            maps[f"map_{int(i)}"] = conv5[0].numpy().astype(self.dtype)
+        temporary = f"{path}.{os.getpid()}.tmp.npz"
+        try:
+            size = np.array(image.shape[:2], np.int32)
+            np.savez(temporary, key=np.array(self.key), windows=windows, image_size=size, **maps)
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
+
+    def features_of(self, record, rows=None):
+        import tensorflow as tf
+
+        from keras_spp.detection import scales as scales_lib
+
+        with np.load(record.path) as shard:
+            height, width = (int(v) for v in shard["image_size"])
+            maps = {int(name[4:]): shard[name] for name in shard.files if name.startswith("map_")}
+        windows = record.windows if rows is None else record.windows[rows]
+        out = np.zeros((len(windows), self.roi.output_dim), self.dtype)
+        if not len(windows):
+            return out
+        factors, chosen = self.plan(height, width, windows)
+        for i in np.unique(chosen):
+            where = np.flatnonzero(chosen == i)
+            size = scales_lib.scaled_size_tf(height, width, tf.constant(factors[i], tf.float32))
+            boxes = tf.constant(windows[where], tf.float32) * tf.constant(factors[i], tf.float32)
+            conv5 = tf.constant(maps[int(i)][None], self.roi.compute_dtype)
+            out[where] = self._pool(conv5, boxes, size).numpy()
+        return out
 
 
 def estimate_cache_bytes(window_counts, feature_dim, dtype="float16"):

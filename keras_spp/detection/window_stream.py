@@ -64,7 +64,7 @@ def fine_tuning_stream(records, labels, batch_size=128, positive_fraction=0.25, 
 def _feature_dim(records):
     for record in records:
         if len(record.windows):
-            return int(record.features.shape[1])
+            return int(record.features_of(np.arange(1)).shape[1])
     raise ValueError("no training image has a window.")
 
 
@@ -78,9 +78,9 @@ def _rows_stream(records, labels, rows_of, dim, seed, buffer_rows):
         while True:
             for i in rng.permutation(usable):
                 rows = rows_of[i]
-                yield records[i].features[rows], labels[i][rows]
+                yield records[i].features_of(rows), labels[i][rows]
 
-    dtype = tf.as_dtype(records[usable[0]].features.dtype)
+    dtype = tf.as_dtype(records[usable[0]].features_of(rows_of[usable[0]][:1]).dtype)
     signature = (tf.TensorSpec([None, dim], dtype), tf.TensorSpec([None], tf.int64))
     rows = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
     return rows.shuffle(max(int(buffer_rows), 1), seed=seed, reshuffle_each_iteration=False)

@@ -191,3 +191,35 @@ def test_a_non_finite_loss_stops_training_with_an_error():
 def test_chance_loss_of_the_paper_minibatch():
     # 25% positives over 20 classes, 75% background.
     assert softmax_chance_loss(20, 0.25) == pytest.approx(-(0.75 * np.log(0.75)) - 0.25 * np.log(0.25 / 20))
+
+
+@pytest.mark.parametrize("context", [None, 2.0])
+def test_conv5_store_pools_exactly_the_cached_features(tmp_path, context):
+    import keras
+
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.models import backbone
+
+    keras.utils.set_random_seed(3)
+    roi = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(80, 150, 240), window_size=48, context=context)
+    examples, proposals = examples_with_proposals(tmp_path, count=3)
+    stored = training.compute_window_features(roi, examples, proposals, cache_dir=str(tmp_path / "f"))
+    pooled = training.compute_window_features(roi, examples, proposals, cache_dir=str(tmp_path / "m"), store="conv5")
+    for a, b in zip(stored, pooled):
+        np.testing.assert_array_equal(b.windows, a.windows)
+        # Max pooling commutes with float16's rounding: bit for bit the same.
+        np.testing.assert_array_equal(b.features, a.features)
+        rows = np.array([5, 0, 17])
+        np.testing.assert_array_equal(b.features_of(rows), a.features[rows])
+    # The shard holds maps only for the scales the windows chose, and is reused.
+    with np.load(pooled[0].path) as shard:
+        assert {n for n in shard.files if n.startswith("map_")} and "features" not in shard.files
+    again = training.compute_window_features(roi, examples, proposals, cache_dir=str(tmp_path / "m"), store="conv5")
+    assert [r.path for r in again] == [r.path for r in pooled]
+
+
+def test_unknown_store_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="store"):
+        training.compute_window_features(coordinates, [], {}, store="pixels")
+    with pytest.raises(ValueError, match="MultiScaleRoiFeatures"):
+        training.compute_window_features(coordinates, [], {}, store="conv5")
