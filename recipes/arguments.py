@@ -21,6 +21,7 @@ import math
 import os
 
 __all__ = [
+    "check",
     "choice_list",
     "existing_dir",
     "existing_file",
@@ -252,3 +253,13 @@ def output_file(text):
 def refuse(parser, flag, takes, got):
     """``parser.error`` with the ``type=`` functions' wording, for checks across flags."""
     parser.error(f"argument {flag}: takes {takes}; got {got!r}")
+
+
+def check(parser, flag, parse, value):
+    """``parse(value)`` (one of these ``type=`` functions), or ``parser.error`` with its
+    message: for a check that must wait until after the parse (a path checked only once
+    the backend is known to fit, so that a test of parse_args needs no real files)."""
+    try:
+        return parse(value)
+    except argparse.ArgumentTypeError as error:
+        parser.error(f"argument {flag}: {error}")

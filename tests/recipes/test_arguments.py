@@ -180,3 +180,13 @@ def test_ablation_refuses_a_bad_classifier_flag_before_the_first_run(tmp_path, m
         ablation.main(argv)
     assert exit.value.code == 2
     assert "argument --batch-size: takes a whole number >= 1; got '0'" in capsys.readouterr().err
+
+
+def test_check_gives_the_parsers_error_after_the_parse(tmp_path, capsys):
+    p = argparse.ArgumentParser(prog="recipe")
+    assert a.check(p, "--out", a.output_dir, str(tmp_path)) == str(tmp_path)
+    (tmp_path / "f").write_text("")
+    with pytest.raises(SystemExit) as exit:
+        a.check(p, "--out", a.output_dir, str(tmp_path / "f"))
+    assert exit.value.code == 2
+    assert "recipe: error: argument --out: takes a folder to write into" in capsys.readouterr().err
