@@ -238,8 +238,8 @@ def _image_id(filename, index, seen):
     if isinstance(filename, bytes):
         filename = filename.decode("utf-8", "replace")
     stem = pathlib.PurePosixPath(filename).stem if isinstance(filename, str) else ""
-    usable = stem and not stem.startswith(".") and not any(c.isspace() or c in "/\\" for c in stem)
-    if usable and stem not in seen:
+    # An id write_voc would refuse (a control character) would fail the whole materialization.
+    if voc.is_flat_id(stem) and stem not in seen:
         return stem
     candidate = f"tfds_{index:06d}"
     while candidate in seen:

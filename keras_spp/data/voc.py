@@ -303,10 +303,10 @@ def write_voc(root, split, items, class_names):
                 "Each item must be (image_id, image, boxes, labels, difficult); "
                 f"got {type(item).__name__} {_short(item)}."
             ) from None
-        if not isinstance(image_id, str) or not image_id or image_id.startswith(".") or _has_bad_characters(image_id):
+        if not is_flat_id(image_id):
             raise ValueError(
-                "Image ids must be non-empty strings without whitespace or path separators "
-                f"that do not start with '.'; got {image_id!r}."
+                "Image ids must be non-empty strings without whitespace, control characters or path "
+                f"separators that do not start with '.'; got {image_id!r}."
             )
         if image_id in seen:
             raise ValueError(f"Image id {image_id!r} occurs twice in split {split!r}.")
@@ -388,7 +388,7 @@ def _split_ids(root, split):
             f"No split file {split_file} for split {split!r} in VOC folder {root}; "
             f"splits there: {', '.join(found) or 'none'}."
         )
-    ids = []
+    ids, first_line = [], {}
     for number, line in enumerate(_read_text(split_file, "one image id per line").splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -401,6 +401,10 @@ def _split_ids(root, split):
                 "have no whitespace), or VOC's per-class form '<id> 1', '<id> -1' or '<id> 0'."
             )
         image_id = check_relative(fields[0], where)
+        if image_id in first_line:
+            # Twice listed, an image would be trained on and scored twice.
+            raise ValueError(f"{where}: image id {image_id!r} is listed again (first on line {first_line[image_id]}).")
+        first_line[image_id] = number
         ids.append((image_id, pathlib.Path(inside(root / "Annotations", f"{image_id}.xml", where))))
     return ids
 
@@ -712,6 +716,19 @@ def _validate_class_names(class_names):
     if duplicates:
         raise ValueError(f"Class names must be unique; {duplicates} occur more than once in {names}.")
     return names
+
+
+def is_flat_id(image_id):
+    """Whether ``image_id`` is an id ``write_voc`` writes (and ``read_voc`` reads back):
+    a non-empty string without whitespace, control characters or path separators,
+    not starting with ``.``."""
+    return (
+        isinstance(image_id, str)
+        and bool(image_id)
+        and not image_id.startswith(".")
+        and not _has_bad_characters(image_id)
+        and all(ord(c) >= 32 and ord(c) != 127 for c in image_id)
+    )
 
 
 def _has_bad_characters(text):

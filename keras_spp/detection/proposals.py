@@ -219,8 +219,8 @@ def load_precomputed_proposals(path, image_ids=None, box_order="yxyx", one_based
     Raises:
       KeyError: an id in ``image_ids`` that ``path`` lacks; the message names both.
       FileNotFoundError: no ``path``.
-      ValueError: a bad ``box_order``, an array that is not ``[K, 4]``, a ``.mat``
-        without ``boxes`` and ``images``.
+      ValueError: a bad ``box_order``, an array that is not a finite ``[K, 4]``, a
+        ``.mat`` without ``boxes`` and ``images``.
 
     Example:
 
@@ -583,6 +583,13 @@ def _convert_precomputed(array, box_order, one_based, image_id, path):
             f"got {array.dtype} {array.shape}."
         )
     boxes = array.astype(np.float64)
+    if not np.all(np.isfinite(boxes)):
+        # NaN passes every comparison unnoticed: IoUs, clipping and NMS would keep it.
+        bad = int(np.sum(~np.all(np.isfinite(boxes), axis=1)))
+        raise ValueError(
+            f"Proposals for image {image_id!r} in {path}: {bad} of {len(boxes)} boxes hold NaN or "
+            "infinity; boxes must be finite pixel coordinates."
+        )
     if box_order == "xyxy":
         boxes = boxes[:, [1, 0, 3, 2]]
     if one_based:

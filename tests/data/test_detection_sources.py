@@ -231,3 +231,21 @@ def test_bad_names_splits_and_options(name, split, options, match):
     never_built = mock.patch.object(mnist_detection, "ensure_mnist_detection", side_effect=AssertionError("built"))
     with never_built, pytest.raises(ValueError, match=match):
         detection_sources.load_detection(name, split, **options)
+
+
+def test_tfds_file_names_that_voc_would_refuse_get_numbered_ids():
+    seen = set()
+    for index, filename in enumerate([b"a\x01b.jpg", "tab\there.jpg", ".hidden.jpg", "..jpg", None]):
+        assert detection_sources._image_id(filename, index, seen) == f"tfds_{index:06d}"
+    assert detection_sources._image_id(b"images/000123.jpg", 9, seen) == "000123"
+
+
+def test_voc_folder_source_refuses_split_paths_and_reads_empty_splits(tmp_path):
+    voc.write_voc(tmp_path / "voc", "empty", [], ("p",))
+    voc.write_voc(tmp_path / "voc", "val", [("a", np.zeros([6, 6], np.uint8), [], [], None)], ("p",))
+    assert detection_sources.load_detection(f"voc:{tmp_path / 'voc'}", "empty") == ([], ("p",))
+    (example,), _ = detection_sources.load_detection(f"voc:{tmp_path / 'voc'}", "val")
+    assert example.boxes.shape == (0, 4)
+    (tmp_path / "secret.txt").write_text("a\n")
+    with pytest.raises(ValueError, match="`split` must name a file in ImageSets/Main"):
+        detection_sources.load_detection(f"voc:{tmp_path / 'voc'}", "../../../secret")

@@ -453,3 +453,16 @@ def test_a_size_of_the_exif_turned_image_is_refused(tmp_path, caplog):
     (root / "Annotations" / "t.xml").write_text(annotation("t.jpg", [("dog", 1, 1, 10, 20, 0)], size=(10, 20)))
     (example,) = voc.read_voc(root, "trainval")[0]
     assert (example.height, example.width) == (10, 20) and len(example.boxes) == 1
+
+
+def test_an_id_listed_twice_is_refused_naming_both_lines(tmp_path):
+    root = make_voc(tmp_path, {i: (f"{i}.jpg", rgb(8, 8), annotation(f"{i}.jpg", [], size=(8, 8))) for i in "ab"})
+    (root / "ImageSets" / "Main" / "trainval.txt").write_text("a\nb\n\na 1\n")
+    with pytest.raises(ValueError, match=r"trainval\.txt:4: image id 'a' is listed again \(first on line 1\)"):
+        voc.read_voc(root, "trainval")
+
+
+def test_write_voc_refuses_ids_that_read_voc_would_refuse(tmp_path):
+    for image_id in ("a\x01b", "a\x7f"):
+        with pytest.raises(ValueError, match="control characters"):
+            voc.write_voc(tmp_path, "trainval", [(image_id, np.zeros([4, 4], np.uint8), [], [], None)], ("x",))

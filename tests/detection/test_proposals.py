@@ -482,6 +482,9 @@ def test_precomputed_errors(tmp_path):
     np.savez(tmp_path / "bad.npz", a=np.zeros([3, 5]))
     with pytest.raises(ValueError, match=r"'a'.*\[K, 4\]"):
         load_precomputed_proposals(tmp_path / "bad.npz")
+    np.savez(tmp_path / "nan.npz", a=np.array([[0, 0, 5, 5], [np.nan, 0, 5, 5], [0, 0, np.inf, 5]]))
+    with pytest.raises(ValueError, match=r"image 'a' in .*nan\.npz: 2 of 3 boxes hold NaN or infinity"):
+        load_precomputed_proposals(tmp_path / "nan.npz")
 
 
 def test_max_side_searches_a_smaller_copy_and_maps_boxes_back():
