@@ -4,6 +4,8 @@
 #   bash scripts/run.sh test    the test suite (TensorFlow; tests/backends on JAX and PyTorch too)
 #   bash scripts/run.sh bench [pooling|multisize|precision|serving|detection|proposals] [args]
 #                               one benchmark (default pooling), printing JSON
+#   bash scripts/run.sh package the wheel, installed into fresh venvs under /tmp (one
+#                               without TensorFlow) and run from outside the checkout
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
@@ -28,5 +30,6 @@ case "$job" in
     name=pooling
     case "${1:-}" in pooling|multisize|precision|serving|detection|proposals) name=$1; shift ;; esac
     exec .venv/bin/python -m "benchmarks.$name" "$@" ;;
-  *) echo "usage: bash scripts/run.sh main|test|bench [args]" >&2; exit 2 ;;
+  package) exec bash tests/packaging/check_wheel.sh ;;
+  *) echo "usage: bash scripts/run.sh main|test|bench|package [args]" >&2; exit 2 ;;
 esac
