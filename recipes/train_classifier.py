@@ -62,8 +62,8 @@ def parse_args(argv=None):
         p.error(f"--stop-patience takes a number of epochs >= 0 with --lr-schedule plateau; got {args.stop_patience}")
     if not 0.0 < args.lr_drop < 1.0:
         p.error(f"--lr-drop must be a fraction of the steps in (0, 1); got {args.lr_drop}")
-    if args.size_mode == "random" and len(args.sizes) != 2:
-        p.error("--size-mode random takes --sizes LOW,HIGH")
+    if args.size_mode == "random" and (len(args.sizes) != 2 or args.sizes[0] > args.sizes[1]):
+        p.error(f"--size-mode random takes --sizes LOW,HIGH with LOW <= HIGH; got {','.join(map(str, args.sizes))}")
     return args
 
 
@@ -346,10 +346,15 @@ def _load_data(args):
     from keras_spp.data.sources import load_classification
 
     options = _source_options(args)
-    train_source, info = load_classification(args.dataset, "train", data_dir=args.data_dir, seed=args.seed, **options)
-    val_source, val_info = load_classification(
-        args.dataset, "validation", data_dir=args.data_dir, seed=args.seed, **options
-    )
+    try:
+        train_source, info = load_classification(
+            args.dataset, "train", data_dir=args.data_dir, seed=args.seed, **options
+        )
+        val_source, val_info = load_classification(
+            args.dataset, "validation", data_dir=args.data_dir, seed=args.seed, **options
+        )
+    except ValueError as error:  # an unknown name, a folder without classes: before any training
+        raise SystemExit(f"--dataset {args.dataset}: {error}") from None
     num_train = info.num_examples
     if args.max_train:
         train_source = train_source.take(args.max_train)
@@ -383,7 +388,10 @@ def _resume(args, config, strategy, model, out):
         # worker alone would be a collective that the others never join.
         with strategy.scope():
             model.optimizer.build(model.trainable_variables)
-    start_epoch, done = backup.restore(model)
+    try:
+        start_epoch, done = backup.restore(model)
+    except ValueError as error:  # another run's backup, or an incomplete one: the message says what to do
+        raise SystemExit(f"--out {args.out}: {error}") from None
     if args.strategy == "multi-worker":
         points = gather_from_workers(strategy, [start_epoch, done])
         if any(point != points[0] for point in points):

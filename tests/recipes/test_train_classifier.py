@@ -412,3 +412,21 @@ def test_paths_that_cannot_be_used_are_refused_before_any_work(tmp_path, capsys)
             train_classifier.main(SMALL + flags)
         assert exit.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_an_unknown_dataset_or_reversed_random_sizes_are_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"^--dataset nosuch: Unknown source `name` 'nosuch'; known: "):
+        train_classifier.main(SMALL + ["--dataset", "nosuch", "--sizes", "48", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        train_classifier.parse_args(SMALL + ["--size-mode", "random", "--sizes", "48,40"])
+    assert "--size-mode random takes --sizes LOW,HIGH with LOW <= HIGH; got 48,40" in capsys.readouterr().err
+
+
+def test_an_output_folder_with_another_runs_backup_is_one_line(colour_folder, tmp_path):
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    (backup / "e1-b0.weights.h5").write_bytes(b"")
+    (backup / "state.json").write_text(json.dumps({"epoch": 1, "batches_done": 0, "weights": "e1-b0.weights.h5"}))
+    argv = SMALL + ["--dataset", f"folder:{colour_folder}", "--sizes", "48", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit, match=r"^--out .*: The backup in .* is of a run with another configuration"):
+        train_classifier.main(argv)
