@@ -43,7 +43,10 @@ def roi_pyramid_pool(
     derivation_plan``). It compiles under ``jit_compile=True`` with R, H and W
     dynamic, and under ``jax.jit`` (once per shape of its inputs).
 
-    Errors: bad ranks, levels, scale or rule raise ``ValueError``. Non-finite
+    Errors: bad ranks, levels, scale or rule raise ``ValueError``; in TensorFlow graphs
+    sizes unknown until run time (ranks, box width, box count against index count, an
+    empty map) are checked then, as ``InvalidArgumentError``, under XLA too (the
+    compile fails; ``_check_sizes``). Non-finite
     coordinates and box indices outside ``[0, B)`` raise ``ValueError`` where the
     values are known (eager calls), ``InvalidArgumentError`` in a TensorFlow graph;
     under XLA, ``jax.jit`` or ``torch.compile`` those boxes' rows are NaN instead, so
@@ -61,13 +64,13 @@ def roi_pyramid_pool(
     if coordinate_rule not in COORDINATE_RULES:
         bins.validate_choice(coordinate_rule, COORDINATE_RULES, "coordinate_rule")
     spatial_scale = validate_spatial_scale(spatial_scale)
+    features, boxes, box_indices = _pin_unknown_ranks(features, boxes, box_indices)
     features = check_feature_map(features)
-    boxes = ops.convert_to_tensor(boxes)
-    box_indices = ops.convert_to_tensor(box_indices)
     _check_static(features, boxes, box_indices)
     box_indices = ops.cast(box_indices, "int32")
 
     batch, height, width = ops.shape(features)[:3]
+    box_indices = _check_sizes(boxes, box_indices, height, width)
     valid = _check_boxes(boxes, box_indices, batch)
     cells = boxes_to_cells(boxes, spatial_scale, height, width, coordinate_rule)
     # An out-of-range index would read another image's cells; clamp it and let
@@ -139,6 +142,41 @@ def _check_static(features, boxes, box_indices):
         raise ValueError(
             f"`boxes` has {boxes.shape[0]} rows but `box_indices` has {box_indices.shape[0]} entries; they must match."
         )
+
+
+def _pin_unknown_ranks(features, boxes, box_indices):
+    """The three inputs as tensors. In a TensorFlow graph a rank (or the box width) the
+    signature leaves unknown is pinned and checked at run time: unchecked, a ``[R, 3]``
+    box tensor or a ``[R, 1]`` index tensor would broadcast into wrong rows. Known wrong
+    shapes are left for ``_check_static``'s ValueError."""
+    features, boxes, box_indices = (ops.convert_to_tensor(x) for x in (features, boxes, box_indices))
+    if not runtime.in_tensorflow_graph():
+        return features, boxes, box_indices
+    if features.shape.rank is None:
+        features = runtime.pin_shape(features, [None] * 4, "features_must_be_batch_height_width_channels")
+    if boxes.shape.rank is None or (boxes.shape.rank == 2 and boxes.shape[1] is None):
+        boxes = runtime.pin_shape(boxes, [None, 4], "boxes_must_be_num_boxes_by_4")
+    if box_indices.shape.rank is None:
+        box_indices = runtime.pin_shape(box_indices, [None], "box_indices_must_be_a_vector")
+    return features, boxes, box_indices
+
+
+def _check_sizes(boxes, box_indices, height, width):
+    """``box_indices``, in a TensorFlow graph behind the checks that eager calls make on
+    sizes the graph leaves unknown: one index per box, a map of at least 1 x 1 cells.
+    Unchecked, 1 box with 3 indices gave 3 rows and 3 boxes with 1 index broadcast it,
+    with or without XLA; under XLA the checks fail the compile (``runtime.assert_sizes``)."""
+    if not runtime.in_tensorflow_graph():
+        return box_indices
+    rows, count = ops.shape(boxes)[0], ops.shape(box_indices)[0]
+    checks = []
+    if not runtime.is_static(rows, count):
+        message = ["roi_pyramid_pool: `box_indices` must hold one entry per box; boxes, entries:", rows, count]
+        checks.append((ops.equal(rows, count), "box_indices_must_have_one_entry_per_box", message))
+    if not runtime.is_static(height, width):
+        message = ["roi_pyramid_pool: `features` must have height and width >= 1; got", height, width]
+        checks.append((ops.minimum(height, width) >= 1, "features_must_have_height_and_width_at_least_1", message))
+    return runtime.assert_sizes(checks, box_indices) if checks else box_indices
 
 
 def _check_boxes(boxes, box_indices, batch):

@@ -72,6 +72,39 @@ def assert_all(checks, outputs):
         return tf.identity(outputs)
 
 
+def pin_shape(x, shape, name):
+    """TensorFlow graphs only: ``x`` with the static shape ``shape`` (``None`` for any
+    size), checked when the graph runs (``tf.ensure_shape``: InvalidArgumentError).
+    Under XLA, which compiles once per concrete input shape, the check fails the
+    compile with the same error, so a wrong rank or width cannot broadcast quietly."""
+    import tensorflow as tf
+
+    return tf.ensure_shape(x, shape, name=name)
+
+
+def assert_sizes(checks, x):
+    """TensorFlow graphs only: ``x`` behind run-time checks on sizes, a list of
+    ``(condition, name, message parts)`` whose conditions are computed from shapes.
+
+    A graph raises ``InvalidArgumentError`` with the message (``tf.debugging.Assert``).
+    XLA compiles assertions to nothing; but it compiles once per concrete input shape,
+    where a condition on sizes is a constant. So each check also reshapes a vector of
+    ``1 - condition`` elements to ``[0]`` (the op is named ``name``): the compile, and
+    so the call, fails with ``InvalidArgumentError`` naming that op when a check fails,
+    and the reshape is free when it holds. ``x`` (a small tensor every result depends
+    on) carries the checks: adding their empty sums changes no value.
+    """
+    import tensorflow as tf
+
+    asserts = [tf.debugging.Assert(ok, data, summarize=16) for ok, _, data in checks]
+    with tf.control_dependencies(asserts):
+        guards = [
+            tf.reshape(tf.zeros(tf.reshape(1 - tf.cast(ok, "int32"), [1]), x.dtype), [0], name=name)
+            for ok, name, _ in checks
+        ]
+        return x + tf.reduce_sum(tf.concat(guards, 0))
+
+
 def doubling_levels(x, count, step):
     """``[count, *x.shape]``: ``x``, then ``step(current, k)`` applied ``count - 1`` times.
 

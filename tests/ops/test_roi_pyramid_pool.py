@@ -200,3 +200,72 @@ def test_degenerate_boxes_are_single_cells():
     assert out.tolist() == [[4 * 6 + 4] * 4]
     out = roi_pyramid_pool(x, boxes, [0], (1,), 1 / 16, "spp").numpy()
     assert out.tolist() == [[2 * 6 + 2]]  # cells 5 and 0 cross: midpoint floor(5/2) = 2
+
+
+ANY_SHAPES = [
+    tf.TensorSpec(None, tf.float32),
+    tf.TensorSpec(None, tf.float32),
+    tf.TensorSpec(None, tf.int32),
+]
+
+
+def graph_op(jit):
+    return tf.function(roi_pyramid_pool, input_signature=ANY_SHAPES, jit_compile=jit)
+
+
+def saved_op(tmp_path, jit):
+    module = tf.Module()
+    module.pool = graph_op(jit)
+    tf.saved_model.save(module, str(tmp_path / "pool"))
+    return tf.saved_model.load(str(tmp_path / "pool")).pool
+
+
+# Under XLA the check fails the compile and names the failing check's op; a graph's
+# assertion carries the message.
+SIZE_ERRORS = {
+    "count": ("one entry per box", "box_indices_must_have_one_entry_per_box"),
+    "zero": (r"height and width >= 1", "features_must_have_height_and_width_at_least_1"),
+    "width": (r"expected shape \[\?,4\]", r"expected shape \[\?,4\]"),
+    "rank": (r"expected shape \[\?,\?,\?,\?\]", r"expected shape \[\?,\?,\?,\?\]"),
+    "index_rank": (r"expected shape \[\?\]", r"expected shape \[\?\]"),
+}
+BAD_SIZES = [
+    ("count", [1, 5, 5, 2], [[0.0, 0, 32, 32]], [0, 0, 0]),  # once 3 rows
+    ("count", [1, 5, 5, 2], [[0.0, 0, 32, 32]] * 3, [0]),  # once broadcast
+    ("zero", [1, 0, 5, 2], [[0.0, 0, 32, 32]], [0]),
+    ("width", [1, 5, 5, 2], [[0.0, 0, 32]], [0]),
+    ("rank", [5, 5, 2], [[0.0, 0, 32, 32]], [0]),
+    ("index_rank", [1, 5, 5, 2], [[0.0, 0, 32, 32]], [[0]]),
+]
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla", "saved_graph", "saved_xla"])
+@pytest.mark.parametrize("kind, features, boxes, indices", BAD_SIZES)
+def test_size_checks_hold_in_graphs_xla_and_saved_models(tmp_path, mode, kind, features, boxes, indices):
+    jit = mode.endswith("xla")
+    op = saved_op(tmp_path, jit) if mode.startswith("saved") else graph_op(jit)
+    args = (tf.ones(features), tf.constant(boxes), tf.constant(indices))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=SIZE_ERRORS[kind][jit]):
+        op(*args)
+    with pytest.raises(ValueError):  # the eager call refuses them too
+        roi_pyramid_pool(*args)
+
+
+@pytest.mark.parametrize("mode", ["graph", "xla", "saved_graph", "saved_xla"])
+def test_size_checks_pass_good_input_unchanged(tmp_path, mode):
+    jit = mode.endswith("xla")
+    op = saved_op(tmp_path, jit) if mode.startswith("saved") else graph_op(jit)
+    rng = np.random.default_rng(9)
+    features = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
+    boxes = rng.uniform(-20, 160, size=(5, 4)).astype(np.float32)
+    indices = np.array([0, 1, 1, 0, 1], np.int32)
+    expected = ref.roi_pyramid_pool(features, boxes, indices, (6, 3, 2, 1), 1 / 16, "spp")
+    np.testing.assert_array_equal(op(features, boxes, indices).numpy(), expected.astype(np.float32))
+
+
+def test_value_checks_hold_in_a_saved_model(tmp_path):
+    op = saved_op(tmp_path, jit=False)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="box_indices"):
+        op(tf.ones([2, 5, 5, 2]), tf.constant([[0.0, 0, 32, 32]]), tf.constant([2]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="finite coordinates"):
+        op(tf.ones([2, 5, 5, 2]), tf.constant([[0.0, np.nan, 32, 32]]), tf.constant([0]))
