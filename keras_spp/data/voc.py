@@ -58,6 +58,7 @@ import io
 import logging
 import os
 import pathlib
+import tempfile
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
@@ -291,7 +292,7 @@ def write_voc(root, split, items, class_names):
             )
     for folder in ("JPEGImages", "Annotations", "ImageSets/Main"):
         (root / folder).mkdir(parents=True, exist_ok=True)
-    labels_path.write_text("".join(f"{name}\n" for name in class_names), encoding="utf-8")
+    _save_aside(labels_path, lambda file: file.write("".join(f"{name}\n" for name in class_names).encode()))
 
     ids = []
     seen = set()
@@ -314,9 +315,15 @@ def write_voc(root, split, items, class_names):
         filename, height, width, depth = _write_image(root / "JPEGImages", image_id, image)
         boxes, labels, difficult = _validate_objects(image_id, boxes, labels, difficult, len(class_names))
         annotation = _annotation_xml(filename, height, width, depth, boxes, labels, difficult, class_names)
-        ElementTree.ElementTree(annotation).write(root / "Annotations" / f"{image_id}.xml", encoding="utf-8")
+        tree = ElementTree.ElementTree(annotation)
+        _save_aside(
+            root / "Annotations" / f"{image_id}.xml", lambda file, tree=tree: tree.write(file, encoding="utf-8")
+        )
         ids.append(image_id)
-    (root / "ImageSets" / "Main" / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    # Written last and whole: an interrupted write leaves the old list, never a shorter one.
+    _save_aside(
+        root / "ImageSets" / "Main" / f"{split}.txt", lambda file: file.write("".join(f"{i}\n" for i in ids).encode())
+    )
     return root
 
 
@@ -630,7 +637,10 @@ def _write_image(folder, image_id, image):
         if channels == 1:
             array = array[..., 0]
         filename = f"{image_id}.png"
-        Image.fromarray(array).save(folder / filename, compress_level=_PNG_COMPRESS_LEVEL)
+        picture = Image.fromarray(array)
+        _save_aside(
+            folder / filename, lambda file: picture.save(file, format="PNG", compress_level=_PNG_COMPRESS_LEVEL)
+        )
         return filename, array.shape[0], array.shape[1], (array.shape[2] if array.ndim == 3 else 1)
     try:
         height, width, depth, detected = describe_encoded(data)
@@ -638,8 +648,23 @@ def _write_image(folder, image_id, image):
         raise ValueError(f"Image {image_id!r}: {error}.") from None
     extension = extension or detected
     filename = f"{image_id}{extension}"
-    (folder / filename).write_bytes(data)
+    _save_aside(folder / filename, lambda file: file.write(data))
     return filename, height, width, depth
+
+
+def _save_aside(path, write):
+    """Calls ``write(binary file)`` on a temporary file beside ``path``, then renames it
+    to ``path``: readers never see a partly written file."""
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            write(file)
+        # mkstemp makes 0600; a data folder is as readable as any download (as in mnist.py).
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def _validate_objects(image_id, boxes, labels, difficult, num_classes):

@@ -1,4 +1,5 @@
 import logging
+import os
 import pathlib
 
 import numpy as np
@@ -466,3 +467,30 @@ def test_write_voc_refuses_ids_that_read_voc_would_refuse(tmp_path):
     for image_id in ("a\x01b", "a\x7f"):
         with pytest.raises(ValueError, match="control characters"):
             voc.write_voc(tmp_path, "trainval", [(image_id, np.zeros([4, 4], np.uint8), [], [], None)], ("x",))
+
+
+def test_write_voc_saves_each_file_aside_then_renames_it(tmp_path, monkeypatch):
+    item = ("a", np.zeros([4, 4], np.uint8), [], [], None)
+    root = voc.write_voc(tmp_path, "trainval", [item, ("b", *item[1:])], ("x",))
+    before = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    assert {oct(path.stat().st_mode & 0o777) for path in before} == {"0o644"}
+
+    replace = os.replace
+
+    def interrupted_at(name):
+        def interrupted(source, target):
+            if os.path.basename(target) == name:
+                raise KeyboardInterrupt
+            replace(source, target)
+
+        return interrupted
+
+    # Interrupted at each file while writing the split again with one image: every file stays whole and
+    # as it was (the split file lists both images), and no temporary file is left.
+    for name in ("a.png", "a.xml", "trainval.txt"):
+        monkeypatch.setattr(voc.os, "replace", interrupted_at(name))
+        with pytest.raises(KeyboardInterrupt):
+            voc.write_voc(tmp_path, "trainval", [item], ("x",))
+        monkeypatch.undo()
+        assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == before
+    assert [e.image_id for e in voc.read_voc(root, "trainval")[0]] == ["a", "b"]
