@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-SETTINGS = ("windows", "proposals", "scale", "steps", "rpn_steps", "fc_units", "seed")
+SETTINGS = ("windows", "proposals", "scale", "steps", "rpn_steps", "fc_units", "seed", "store")
 
 
 def parse_args(argv=None):
@@ -49,6 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--rpn-steps", type=int, default=300)
     p.add_argument("--fc-units", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--store", default="features", choices=["features", "conv5"], help="what the window cache holds")
     p.add_argument("--work", default=None, help="folder for the caches (default: a temporary one, removed)")
     p.add_argument("--out", default="benchmarks/results/detector-scale-cpu-2core.json")
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
@@ -82,6 +83,7 @@ def _load(args):
     if args.out and os.path.exists(args.out):
         with open(args.out) as f:
             report = json.load(f)
+        report.get("settings", {}).setdefault("store", "features")  # recorded before --store existed
         if report.get("settings") != settings:
             raise SystemExit(
                 f"{args.out} was measured with other settings ({report.get('settings')}); pass another --out "
@@ -229,6 +231,7 @@ def _features(args, state, train, work):
         max_windows=args.windows,
         keep_iou=training.NEAR_OBJECT_IOU,
         seed=args.seed,
+        store=args.store,
     )
 
 

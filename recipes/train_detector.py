@@ -20,6 +20,7 @@ Writes to ``--out``: ``detector/`` (model.keras + detector.json, for
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -189,6 +190,13 @@ def _training_arguments(group):
         "--box-regression-windows", type=int, default=5000, help="windows each class's regressor is fitted on, at most"
     )
     group.add_argument(
+        "--window-store",
+        default="features",
+        choices=["features", "conv5"],
+        help="cache each window's features, or each image's conv5 maps and pool the windows when read (less disk "
+        "for many windows an image; docs/detection.md, 'Training at scale')",
+    )
+    group.add_argument(
         "--cache-dir", default=None, help="where window features and RPN conv5 are cached (default: OUT/cache)"
     )
     group.add_argument(
@@ -196,6 +204,16 @@ def _training_arguments(group):
         type=float,
         default=None,
         help="GB the caches may take; a run whose estimate is larger is refused before any work (default: free disk)",
+    )
+    group.add_argument(
+        "--strategy",
+        default="default",
+        choices=["default", "mirrored", "multi-worker"],
+        help="tf.distribute strategy of the fc fine-tuning (multi-worker: TF_CONFIG's cluster; each worker caches "
+        "its share of the images' windows, the chief fits the rest and writes the detector)",
+    )
+    group.add_argument(
+        "--cpu-devices", type=int, default=0, help="split the CPU into this many devices (to try --strategy mirrored)"
     )
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--out", default="outputs/detector")
@@ -226,11 +244,16 @@ def main(argv=None):
     checked = check_args(args)
     import keras
 
+    from keras_spp.training.distribute import is_chief, make_strategy
+
+    strategy = None if args.strategy == "default" else make_strategy(args.strategy, args.cpu_devices)
     keras.utils.set_random_seed(args.seed)
     os.makedirs(args.out, exist_ok=True)
     started = time.perf_counter()
     data = load_data(args)
-    built = build_detector(args, data["class_names"], checked["context"])
+    with strategy.scope() if strategy else contextlib.nullcontext():
+        built = build_detector(args, data["class_names"], checked["context"])
+    built["strategy"] = strategy
     built["cache_estimate"] = check_cache_disk(args, data, built)
     seconds = {}
     try:
@@ -238,6 +261,9 @@ def main(argv=None):
         regression_windows, svm_stats = train_heads(args, data, built, proposals, checked, seconds)
     except NonFiniteLossError as error:
         raise SystemExit(f"train_detector: {error}") from None
+    if strategy is not None and not is_chief(strategy):
+        print(f"worker {strategy.cluster_resolver.task_id}: fine-tuning done; the chief writes the detector")
+        return 0
     seconds["training_total"] = time.perf_counter() - started
     detector = save_detector(args, data, built, proposer)
     report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report, built)
@@ -247,25 +273,24 @@ def main(argv=None):
 def check_cache_disk(args, data, built):
     """The caches' estimated bytes ``{"window_features": b, "rpn_conv5": b}``; exits
     before any work when they will not fit (``--cache-budget`` or the free disk)."""
-    from keras_spp.detection import scales as scales_lib
     from keras_spp.detection.window_cache import check_disk_budget, estimate_cache_bytes
 
     train, roi = data["train"], built["roi"]
     per_image = args.rpn_train_proposals if args.proposals == "rpn" else args.max_proposals
     if args.max_train_windows:
         per_image = min(per_image, args.max_train_windows)
-    estimate = {"window_features": estimate_cache_bytes([per_image + len(e.boxes) for e in train], roi.output_dim)}
+    channels, stride = roi.backbone.output_shape[-1], built["stride"]
+    if args.window_store == "conv5":  # at most a map at every scale
+        cells = sum(_cells(e, roi, range(len(roi.scales)), stride) for e in train)
+        estimate = {"window_conv5": int(cells * 2 * channels + (per_image + 1) * 16 * len(train))}
+    else:
+        estimate = {"window_features": estimate_cache_bytes([per_image + len(e.boxes) for e in train], roi.output_dim)}
     if args.proposals == "rpn":
-        channels, stride = roi.backbone.output_shape[-1], built["stride"]
         anchors = len(_floats(args.rpn_anchor_sizes, "--rpn-anchor-sizes")) * len(
             _floats(args.rpn_aspect_ratios, "--rpn-aspect-ratios")
         )
-        cells = 0
-        for example in train:
-            factors = scales_lib.scale_factors(example.height, example.width, roi.scales, roi.max_side)
-            for scale in _rpn_scales(args, built["scales"]):
-                factor = float(factors[built["scales"].index(scale)])
-                cells += -(-example.height * factor // stride) * -(-example.width * factor // stride)
+        indices = [built["scales"].index(s) for s in _rpn_scales(args, built["scales"])]
+        cells = sum(_cells(e, roi, indices, stride) for e in train)
         estimate["rpn_conv5"] = int(cells * (2 * channels + 17 * anchors))
     root = cache_root(args)
     cached = sum(f.stat().st_size for f in _files_under(root))
@@ -282,6 +307,17 @@ def check_cache_disk(args, data, built):
         flush=True,
     )
     return estimate
+
+
+def _cells(example, roi, scale_indices, stride):
+    """conv5 cells of ``example`` at the scales ``scale_indices`` (about: rounded up)."""
+    from keras_spp.detection import scales as scales_lib
+
+    factors = scales_lib.scale_factors(example.height, example.width, roi.scales, roi.max_side)
+    return sum(
+        -(-example.height * float(factors[i]) // stride) * -(-example.width * float(factors[i]) // stride)
+        for i in scale_indices
+    )
 
 
 def _files_under(root):
@@ -311,6 +347,14 @@ def check_args(args):
     if args.max_train_windows < 0:
         raise SystemExit(
             f"--max-train-windows must be 0 (every window) or a positive count; got {args.max_train_windows}"
+        )
+    if args.strategy != "default" and (
+        args.conv_steps or (args.strategy == "multi-worker" and args.proposals == "rpn")
+    ):
+        raise SystemExit(
+            f"--strategy {args.strategy} distributes the fc fine-tuning only: it takes neither --conv-steps nor, "
+            "across workers, --proposals rpn (each worker would train its own RPN); got "
+            f"--conv-steps {args.conv_steps} --proposals {args.proposals}"
         )
     if not os.path.exists(args.pretrained):
         raise SystemExit(
@@ -456,14 +500,13 @@ def make_proposals(args, data, built, seconds):
 
 def train_heads(args, data, built, proposals, checked, seconds):
     """Window features, fc6-fc8 fine-tuning (and conv, with --conv-steps), box
-    regressors and SVMs: ``(regression windows per class, SVM statistics)``."""
-    import keras
-
-    from keras_spp.callbacks import TrainingCurves
+    regressors and SVMs: ``(regression windows per class, SVM statistics)``;
+    ``(None, None)`` on a worker that is not the chief."""
     from keras_spp.detection import training
     from keras_spp.detection.svm import SvmConfig
+    from keras_spp.training.distribute import is_chief
 
-    roi, model, train = built["roi"], built["model"], data["train"]
+    model, train, strategy = built["model"], data["train"], built.get("strategy")
     config = training.HeadTrainingConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -477,35 +520,13 @@ def train_heads(args, data, built, proposals, checked, seconds):
     )
     t0 = time.perf_counter()
     cache_dir = _feature_cache_dir(args, built)
-    records = training.compute_window_features(
-        roi,
-        train,
-        proposals,
-        cache_dir=cache_dir,
-        key=os.path.basename(cache_dir),
-        max_windows=args.max_train_windows or None,
-        keep_iou=training.NEAR_OBJECT_IOU,
-        seed=args.seed,
-        desc="window features",
-    )
+    records = window_records(args, built, train, proposals, cache_dir)
     seconds["window_features"] = time.perf_counter() - t0
-    history_csv = os.path.join(args.out, "history.csv")
-    if os.path.exists(history_csv):
-        os.remove(history_csv)
     t0 = time.perf_counter()
-    training.fine_tune(
-        model,
-        records,
-        train,
-        config,
-        verbose=args.verbose,
-        backup_dir=os.path.join(cache_dir, "fine_tune_backup"),
-        callbacks=[
-            keras.callbacks.CSVLogger(history_csv),
-            TrainingCurves(history_csv, os.path.join(args.out, "curves.png"), title="fc6-fc8 fine-tuning"),
-        ],
-    )
+    _fine_tune_fc(args, built, records, train, config, cache_dir)
     seconds["fine_tune"] = time.perf_counter() - t0
+    if strategy is not None and not is_chief(strategy):
+        return None, None  # the chief fits the regressors and SVMs and writes the detector
     seconds["conv_fine_tune"] = 0.0
     if args.conv_steps > 0:
         t0 = time.perf_counter()
@@ -516,6 +537,73 @@ def train_heads(args, data, built, proposals, checked, seconds):
     svm_stats = training.fit_svms(model, records, train, config, state_dir=os.path.join(cache_dir, "svm"))
     seconds["regression_and_svms"] = time.perf_counter() - t0
     return regression_windows, svm_stats
+
+
+def window_records(args, built, train, proposals, cache_dir):
+    """Every training image's windows, their features cached under ``cache_dir``. Under
+    --strategy multi-worker each worker first caches its share of the images, then
+    (once all have) reads every shard: the same stream on every worker, as on one
+    device."""
+    from keras_spp.detection import training
+
+    def window_features(examples, desc="window features"):
+        return training.compute_window_features(
+            built["roi"],
+            examples,
+            proposals,
+            cache_dir=cache_dir,
+            key=os.path.basename(cache_dir),
+            store=args.window_store,
+            max_windows=args.max_train_windows or None,
+            keep_iou=training.NEAR_OBJECT_IOU,
+            seed=args.seed,
+            desc=desc,
+        )
+
+    if args.strategy == "multi-worker":
+        from keras_spp.training.distribute import gather_from_workers
+
+        rank, workers = worker_rank(built["strategy"])
+        window_features(train[rank::workers], desc=f"window features (worker {rank} of {workers})")
+        gather_from_workers(built["strategy"], [rank])  # a barrier: every share is cached
+    return window_features(train)
+
+
+def _fine_tune_fc(args, built, records, train, config, cache_dir):
+    import keras
+
+    from keras_spp.callbacks import TrainingCurves
+    from keras_spp.detection import training
+
+    strategy, logs = built.get("strategy"), args.out
+    if args.strategy == "multi-worker" and worker_rank(strategy)[0]:
+        logs = os.path.join(args.out, f"worker-{worker_rank(strategy)[0]}")
+        os.makedirs(logs, exist_ok=True)
+    history_csv = os.path.join(logs, "history.csv")
+    if os.path.exists(history_csv):
+        os.remove(history_csv)
+    return training.fine_tune(
+        built["model"],
+        records,
+        train,
+        config,
+        verbose=args.verbose,
+        backup_dir=os.path.join(cache_dir, "fine_tune_backup"),
+        strategy=strategy,
+        callbacks=[
+            keras.callbacks.CSVLogger(history_csv),
+            TrainingCurves(history_csv, os.path.join(logs, "curves.png"), title="fc6-fc8 fine-tuning"),
+        ],
+    )
+
+
+def worker_rank(strategy):
+    """``(rank, workers)`` of this process in a multi-worker cluster (the chief first)."""
+    resolver = strategy.cluster_resolver
+    tasks = resolver.cluster_spec().as_dict()
+    chiefs, workers = len(tasks.get("chief", [])), len(tasks.get("worker", []))
+    rank = 0 if resolver.task_type == "chief" else chiefs + resolver.task_id
+    return rank, chiefs + workers
 
 
 def _feature_cache_dir(args, built):
@@ -531,6 +619,7 @@ def _feature_cache_dir(args, built):
         built.get("proposals_tag") or common.proposals_tag(args),
         *([f"c{args.context:g}"] if args.context else []),
         *([f"n{args.max_train_windows}"] if args.max_train_windows else []),
+        *(["conv5"] if args.window_store == "conv5" else []),
     ]
     return os.path.join(cache_root(args), "-".join(parts))
 
@@ -621,6 +710,8 @@ def report(args, data, detector, proposals, seconds, regression_windows, svm_sta
         "box_regression_windows": np.asarray(regression_windows).tolist(),
         "svm": svm_stats,
         "cache_bytes_estimate": (built or {}).get("cache_estimate"),
+        # The replicas the fc fine-tuning's global batches were split between.
+        "replicas_in_sync": getattr((built or {}).get("strategy"), "num_replicas_in_sync", 1),
         "evaluation": evaluation,
     }
     if rpn_report is not None:

@@ -14,6 +14,7 @@ so that memory does not grow with the number of images:
    streamed images into a bounded cache (``keras_spp.detection.svm``).
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -189,7 +190,9 @@ def _labels(records, examples_by_id, config):
     ]
 
 
-def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=1, callbacks=None, backup_dir=None):
+def fine_tune(
+    detector, records, examples, config=HeadTrainingConfig(), verbose=1, callbacks=None, backup_dir=None, strategy=None
+):
     """fc6, fc7, fc8 with ``model.fit`` on the streamed window features; returns the
     History.
 
@@ -199,9 +202,22 @@ def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=
     epoch, so a resumed run is reproducible, though not equal to an uninterrupted
     one). A non-finite loss raises ``NonFiniteLossError``; a loss that ends at chance
     level is warned about.
+
+    ``strategy``: the ``tf.distribute`` strategy ``detector`` was built under. Every
+    replica runs the same stream (a pure function of the shards and the seed) and
+    takes its part of each global batch of ``config.batch_size`` windows, so the
+    batches are those of one device; under a multi-worker strategy, every worker
+    must see every image's shard (a shared ``cache_dir``, or each computes the
+    missing ones).
     """
     by_id = {e.image_id: e for e in examples}
     labels = _labels(records, by_id, config)
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    with scope:
+        return _fit_heads(detector, records, labels, config, verbose, callbacks, backup_dir, strategy)
+
+
+def _fit_heads(detector, records, labels, config, verbose, callbacks, backup_dir, strategy):
     model = heads.head_model(detector)
     epochs, steps_per_epoch = epoch_split(config.steps)
     resume_epoch = _backup_epoch(backup_dir)
@@ -213,6 +229,12 @@ def fine_tune(detector, records, examples, config=HeadTrainingConfig(), verbose=
         config.seed + 1000 * resume_epoch,
         config.shuffle_bytes,
     )
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        # Each worker keeps its part of every global batch: the batches of one device.
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = dataset.with_options(options)
+        backup_dir = None  # every worker would write the one folder
     schedule = step_decay(config.steps, config.learning_rate, config.final_learning_rate)
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(schedule, momentum=0.9, weight_decay=5e-4)

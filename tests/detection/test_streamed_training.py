@@ -223,3 +223,57 @@ def test_unknown_store_is_refused(tmp_path):
         training.compute_window_features(coordinates, [], {}, store="pixels")
     with pytest.raises(ValueError, match="MultiScaleRoiFeatures"):
         training.compute_window_features(coordinates, [], {}, store="conv5")
+
+
+def test_a_run_killed_while_caching_recomputes_only_the_missing_shards(tmp_path, monkeypatch):
+    examples, proposals = examples_with_proposals(tmp_path, count=5)
+    computed = []
+
+    def counting(image, boxes):
+        computed.append(1)
+        return coordinates(image, boxes)
+
+    real_load = training.load_image
+
+    def dying_load(path):
+        if path.endswith("im3.png"):
+            raise KeyboardInterrupt  # the kill, as the fourth image is read
+        return real_load(path)
+
+    monkeypatch.setattr(training, "load_image", dying_load)
+    with pytest.raises(KeyboardInterrupt):
+        training.compute_window_features(counting, examples, proposals, cache_dir=str(tmp_path / "c"))
+    assert len(list((tmp_path / "c").glob("*.npz"))) == 3 and not list((tmp_path / "c").glob("*tmp*"))
+    monkeypatch.setattr(training, "load_image", real_load)
+    computed.clear()
+    records = training.compute_window_features(counting, examples, proposals, cache_dir=str(tmp_path / "c"))
+    assert len(records) == 5 and len(computed) <= 2  # (a tf.function traces once more, at most)
+
+
+def test_fine_tuning_killed_mid_run_resumes_from_its_last_epoch(tmp_path):
+    import keras
+
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.heads import spp_detector
+    from keras_spp.models import backbone
+
+    keras.utils.set_random_seed(0)
+    roi = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(80,), window_size=48)
+    detector = spp_detector(roi, 2, fc_units=16)
+    examples, proposals = examples_with_proposals(tmp_path, count=3)
+    records = training.compute_window_features(roi, examples, proposals)
+    config = training.HeadTrainingConfig(steps=20, batch_size=8, negative_iou=(0.0, 0.5))
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+    backup = str(tmp_path / "backup")
+    with pytest.raises(KeyboardInterrupt):
+        training.fine_tune(detector, records, examples, config, verbose=0, callbacks=[Kill()], backup_dir=backup)
+    saved = detector.get_layer("fc8").get_weights()[0].copy()
+    history = training.fine_tune(detector, records, examples, config, verbose=0, backup_dir=backup)
+    # The epochs after the last finished one (0-3 of 10) were run, from its weights.
+    assert len(history.history["loss"]) == 6
+    assert not np.array_equal(detector.get_layer("fc8").get_weights()[0], saved)

@@ -273,13 +273,14 @@ def test_context_and_fewer_training_windows(trained, tmp_path):
     # object kept: see test_training's subsampling test).
     (cache,) = (out / "cache").iterdir()
     assert cache.name.endswith("-c2-n30")
-    (full,) = (first / "cache").iterdir()
+    # (With --conv-steps, the tuned conv layers' features sit beside, under conv-*.)
+    (full,) = [d for d in (first / "cache").iterdir() if not d.name.startswith("conv-")]
     fewer = 0
-    for path in sorted(cache.iterdir()):
+    for path in sorted(cache.glob("*.npz")):
         kept, every = np.load(path)["windows"], np.load(full / path.name)["windows"]
         assert {tuple(w) for w in kept} <= {tuple(w) for w in every}
         fewer += len(kept) < len(every)
-    assert len(list(cache.iterdir())) == 6 and fewer > 0
+    assert len(list(cache.glob("*.npz"))) == 6 and fewer > 0
     # The benchmark's twins: SPP-net's pools context as the detector does, R-CNN's
     # single vectors start from the classifier's own fc6.
     from benchmarks import detection
@@ -429,7 +430,7 @@ def test_a_corrupt_pretrained_model_is_named(trained, tmp_path):
     "flags, message",
     [
         (["--rpn-scales", "400"], "--rpn-scales must be among --scales"),
-        (["--rpn-steps", "0"], "--rpn-epochs must be a positive count"),
+        (["--rpn-steps", "0"], "--rpn-steps must be a positive count"),
         (["--mnist-images", "1,2,3,4"], "--mnist-images must be two or three counts"),
     ],
 )
@@ -483,3 +484,56 @@ def test_proposals_benchmark_refuses_a_detector_without_rpn(trained):
     _, ss_out = trained
     with pytest.raises(SystemExit, match="has no RPN: train it with --proposals rpn"):
         benchmark.main(["--ss-detector", str(ss_out / "detector"), "--rpn-detector", str(ss_out / "detector")])
+
+
+def _short_run(root, out, *flags):
+    return [
+        "--pretrained",
+        str(root / "classifier.keras"),
+        "--data-dir",
+        str(root / "data"),
+        "--mnist-images",
+        "6,3",
+        "--steps",
+        "10",
+        "--batch-size",
+        "32",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        *flags,
+    ]
+
+
+def test_a_cache_over_its_budget_is_refused_before_any_work(trained, tmp_path, capsys):
+    root, _ = trained
+    out = tmp_path / "budget"
+    with pytest.raises(SystemExit, match=r"needs an estimated .* GB .*cache budget.*--max-train-windows"):
+        train_detector.main(_short_run(root, out, "--cache-budget", "1e-6"))
+    assert not (out / "cache").exists() or not any((out / "cache").rglob("*.npz"))
+    assert not (out / "detector").exists()
+
+
+def test_a_non_finite_loss_stops_the_run_and_saves_no_detector(trained, tmp_path):
+    root, _ = trained
+    out = tmp_path / "nan"
+    with pytest.raises(SystemExit, match=r"fine-tuning fc6-fc8: the loss became (nan|inf).*nothing was saved"):
+        train_detector.main(_short_run(root, out, "--optimizer", "sgd", "--lr", "1e30"))
+    assert not (out / "detector").exists() and not (out / "results.json").exists()
+
+
+def test_the_conv5_store_trains_the_same_detector(trained, tmp_path):
+    root, _ = trained
+    runs = {}
+    for store in ("features", "conv5"):
+        out = tmp_path / store
+        assert train_detector.main(_short_run(root, out, "--window-store", store, "--seed", "4")) == 0
+        runs[store] = json.loads((out / "results.json").read_text())
+    # The same features bit for bit, so the same training, regressors and SVMs.
+    assert runs["features"]["svm"] == runs["conv5"]["svm"]
+    assert runs["features"]["box_regression_windows"] == runs["conv5"]["box_regression_windows"]
+    a = Detector.load(tmp_path / "features" / "detector").model.get_weights()
+    b = Detector.load(tmp_path / "conv5" / "detector").model.get_weights()
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
