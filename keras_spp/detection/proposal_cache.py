@@ -7,6 +7,7 @@ settings back (``trained_search_params``), so that detection at test time search
 as the training did.
 """
 
+import hashlib
 import os
 import time
 
@@ -56,16 +57,27 @@ def trained_search_params(stored):
 
 
 def proposals_tag(search, precomputed=None):
-    """A short name for these proposals (a window feature cache's key): ``search``
-    from ``search_params``, or the folder or file of ``precomputed`` ones.
+    """A short name for these proposals (a window feature cache's key, one file-name
+    component): ``search`` from ``search_params``, or the folder or file of
+    ``precomputed`` ones: its name, then a hash of its real path and, for a file, its
+    size and modification time, so that two files of one name, or a file replaced,
+    never share cached features.
 
     >>> proposals_tag(search_params(max_proposals=500, min_size=4, max_side=0))
     'ss500-m4-s0'
-    >>> proposals_tag(search_params(), precomputed="/data/boxes.npz")
-    'pre-boxes.npz'
+    >>> proposals_tag(search_params(), precomputed="/data/boxes.npz")  # doctest: +ELLIPSIS
+    'pre-boxes.npz-...'
     """
     if precomputed:
-        return "pre-" + os.path.basename(os.path.normpath(precomputed))
+        from keras_spp.data.paths import safe_file_stem
+
+        path = os.path.realpath(os.path.expanduser(os.fspath(precomputed)))
+        identity = [path]
+        if os.path.isfile(path):
+            stat = os.stat(path)
+            identity += [str(stat.st_size), str(stat.st_mtime_ns)]
+        digest = hashlib.sha1("\0".join(identity).encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        return safe_file_stem(f"pre-{os.path.basename(path)[:60]}-{digest}")
     tag = f"ss{search['max_proposals']}-m{search['min_size']}-s{search['max_side'] or 0}"
     return tag if search["base_k"] is None else f"{tag}-k{search['base_k']}"
 

@@ -27,7 +27,21 @@ def test_tags_name_the_setting_as_window_feature_caches_have_always_been_keyed()
     assert (
         tag(proposal_cache.search_params(max_proposals=300, min_size=4, max_side=400, base_k=50)) == "ss300-m4-s400-k50"
     )
-    assert tag(proposal_cache.search_params(), precomputed="/some/where/boxes/") == "pre-boxes"
+    assert tag(proposal_cache.search_params(), precomputed="/some/where/boxes/").startswith("pre-boxes-")
+
+
+def test_precomputed_proposals_of_one_name_in_two_places_have_two_tags(tmp_path):
+    tag = proposal_cache.proposals_tag
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "boxes.npz", x=np.zeros([1, 4]))
+    first, second = (tag(None, precomputed=str(tmp_path / f / "boxes.npz")) for f in ("a", "b"))
+    assert first.startswith("pre-boxes.npz-") and first != second
+    assert tag(None, precomputed=str(tmp_path / "a" / ".." / "a" / "boxes.npz")) == first  # one file, one tag
+    np.savez(tmp_path / "a" / "boxes.npz", x=np.zeros([2, 4]))  # replaced: its features are stale
+    assert tag(None, precomputed=str(tmp_path / "a" / "boxes.npz")) != first
+    odd = tag(None, precomputed=str(tmp_path / ("x" * 300 + " ..")))
+    assert "/" not in odd and not odd.startswith(".") and len(odd) <= 200
 
 
 def test_precomputed_proposals_are_read_and_timed(tmp_path):
