@@ -89,7 +89,8 @@ def test_a_bad_flag_exits_with_argparse_s_code(capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train-classifier", "--epochs", "many"])
     assert e.value.code == 2
-    assert "keras-spp train-classifier: error: argument --epochs: invalid int value: 'many'" in capsys.readouterr().err
+    # The program name is the command's; the wording of the refusal is the recipe's own.
+    assert "\nkeras-spp train-classifier: error: argument --epochs: " in capsys.readouterr().err
 
 
 def test_missing_tensorflow_is_one_line_not_a_traceback(monkeypatch, capsys):
