@@ -261,7 +261,15 @@ def _check_float_images(images):
             tf.logical_or(tf.equal(shape[0], 0), tf.logical_and(shape[1] > 0, shape[2] > 0)),
             ["images: height and width must be at least 1; got the shape", shape],
         ),
-        tf.debugging.assert_all_finite(images, "images: NaN or infinite pixels (accepted: RGB in [0, 255])"),
+        # In range, not only finite: pixels of 1e38 overflow the network into NaN probabilities.
+        tf.debugging.Assert(
+            tf.reduce_all((images >= 0.0) & (images <= 255.0)),  # False for NaN too
+            [
+                "images: pixels outside [0, 255], NaN or infinite (accepted: RGB in [0, 255]); got the range",
+                tf.reduce_min(images),
+                tf.reduce_max(images),
+            ],
+        ),
     ]
     with tf.control_dependencies(checks):
         return tf.identity(images)
@@ -274,9 +282,15 @@ def results_next_to(model_path):
         return None
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            results = json.load(f)
     except (OSError, ValueError) as e:
         raise ValueError(f"{path} is not readable JSON ({e}); fix it or pass --labels and --min-side.") from e
+    if not isinstance(results, dict) or not isinstance(results.get("config", {}), dict):
+        raise ValueError(
+            f"{path} is not a training's results (a JSON object with 'classes' and 'config'); "
+            "fix it or pass --labels and --min-side."
+        )
+    return results
 
 
 def _min_side(min_side, results, model_path):

@@ -94,8 +94,10 @@ def label_names(labels, found, model_path, wanted="a results.json with 'classes'
         names = _label_file_lines(labels)
         source, item = f"--labels {labels}", "line"
     elif found is not None and "classes" in found:
-        names, item = [str(c) for c in found["classes"]], "class"
         source = f"the {wanted.split(' ')[1] if wanted.count(' ') else 'file'} next to {model_path}"
+        if not isinstance(found["classes"], list):
+            raise ValueError(f"{source}: its class names must be a list; got {found['classes']!r:.80}.")
+        names, item = [str(c) for c in found["classes"]], "class"
     else:
         raise ValueError(
             f"No label map: there is no {wanted} next to {model_path}; "

@@ -42,8 +42,17 @@ def load_reference(export_dir):
     path = os.path.join(export_dir, REFERENCE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing: {export_dir} was not written by python -m export.saved_model.")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(path, encoding="utf-8") as f:
+            reference = json.load(f)
+    except ValueError as e:  # also UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({e}): export the model again.") from e
+    missing = [
+        k for k in ("kind", "signatures", "compare", "cases") if not isinstance(reference, dict) or k not in reference
+    ]
+    if missing:
+        raise ValueError(f"{path} is not an export's reference: it lacks {', '.join(missing)}; export the model again.")
+    return reference
 
 
 def case_inputs(export_dir, case, signature):
@@ -250,8 +259,8 @@ def main(argv=None):
         return 2
     try:
         report = check(argv[0])
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as e:  # OpError: a SavedModel the loader refuses
+        print(f"error: {type(e).__name__}: {e}" if isinstance(e, KeyError) else f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(report, indent=1))
     return 0 if report["ok"] else 1

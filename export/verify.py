@@ -124,8 +124,7 @@ def verify(export_dir, timeout=600):
         raise FileNotFoundError(
             f"{path} is missing: {export_dir} is not a version folder written by python -m export.saved_model{hint}."
         )
-    with open(path, encoding="utf-8") as f:
-        reference = json.load(f)
+    reference = read_reference(path)
     report = {"export_dir": export_dir, "layout": check_layout(export_dir, reference)}
 
     # Both children at once: each spends most of its time importing and loading TensorFlow.
@@ -153,6 +152,24 @@ def verify(export_dir, timeout=600):
         report["serving_check"] = {"ok": False, "problem": f"exit {child.returncode}: {_tail(child_err)}"}
     report["ok"] = not report["layout"] and not report["saved_model_cli"] and bool(report["serving_check"].get("ok"))
     return report
+
+
+def read_reference(path):
+    """``reference.json`` as a dict; a ``ValueError`` naming it when it is not what an export writes."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            reference = json.load(f)
+    except ValueError as e:  # also UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({e}): export the model again.") from e
+    missing = [
+        k for k in ("kind", "signatures", "compare", "cases") if not isinstance(reference, dict) or k not in reference
+    ]
+    if missing or not isinstance(reference["signatures"], dict):
+        raise ValueError(
+            f"{path} is not an export's reference (it needs kind, signatures, compare and cases; missing "
+            f"{missing or ['signatures as an object']}): export the model again."
+        )
+    return reference
 
 
 def _communicate(process, timeout):
