@@ -337,13 +337,20 @@ def describe_encoded(data):
     ``extension`` is the usual one of the format (``".jpg"``, ``".png"``, ...).
 
     Raises:
-      ValueError: Pillow does not recognise the bytes as an image.
+      ValueError: Pillow does not recognise the bytes as an image, or refuses it as a
+        possible decompression bomb (over twice ``PIL.Image.MAX_IMAGE_PIXELS``).
     """
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             depth = len(image.getbands())
             kind = image.format
+    except Image.DecompressionBombError as error:
+        # Not an OSError: it would end a TFDS materialization instead of skipping the image.
+        raise ValueError(
+            f"Pillow refuses the image as a possible decompression bomb ({error}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS (or set it to None) if it is genuine"
+        ) from None
     except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as error:
         raise ValueError(f"the bytes are not an image Pillow recognises ({error})") from None
     return height, width, depth, _EXTENSIONS.get(kind, f".{kind.lower()}")

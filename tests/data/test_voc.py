@@ -234,6 +234,10 @@ def test_decompression_bomb_is_a_value_error_naming_the_image(tmp_path, monkeypa
     root = make_voc(tmp_path / "voc", {"huge": ("huge.png", rgb(64, 64), annotation("huge.png", [], size=None))})
     with pytest.raises(ValueError, match=r"huge\.png"):
         voc.read_voc(root, "trainval")
+    with pytest.raises(ValueError, match=r"^Image 'huge': Pillow refuses .*decompression bomb.*MAX_IMAGE_PIXELS"):
+        voc.write_voc(
+            tmp_path / "out", "trainval", [("huge", (tmp_path / "huge.png").read_bytes(), [], [], None)], ["x"]
+        )
 
 
 def test_write_then_read_is_exact_for_integer_boxes(tmp_path):
