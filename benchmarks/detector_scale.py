@@ -14,7 +14,8 @@ sizes plus jittered copies of its objects (selective search itself takes 1-1.6 s
 image here, which would be most of the run). Stages, in order: proposals, RPN
 (conv5 cached, head trained for ``--rpn-steps``), window features (at most
 ``--windows`` an image cached), fine-tuning (``--steps``), box regression, SVMs.
-Per stage: seconds, peak RSS (``VmHWM``, reset before the stage through
+Per stage: seconds, CPU seconds (user + system of every thread: what the stage
+costs whatever else shares the machine), peak RSS (``VmHWM``, reset before the stage through
 ``/proc/self/clear_refs``) and the disk its caches take.
 
 Resumable: each finished N is written to ``--out`` at once (aside, then renamed),
@@ -135,7 +136,7 @@ def growth(runs):
         return {}
     n = np.log([r["n_images"] for r in runs])
     fitted = {}
-    for key in ("seconds", "peak_rss_bytes", "disk_bytes"):
+    for key in ("seconds", "cpu_seconds", "peak_rss_bytes", "disk_bytes"):
         fitted[f"{key}_exponent"] = round(float(np.polyfit(n, np.log([max(r[key], 1) for r in runs]), 1)[0]), 3)
     fitted["peak_rss_largest_over_smallest"] = round(runs[-1]["peak_rss_bytes"] / runs[0]["peak_rss_bytes"], 3)
     return fitted
@@ -157,20 +158,22 @@ def run_one(args, n):
     work = os.path.join(work, f"n{n}")
     shutil.rmtree(work, ignore_errors=True)
     try:
-        stages, started = {}, time.perf_counter()
+        stages, started, cpu_started = {}, time.perf_counter(), _cpu()
         state = _build(args, len(class_names))
         for name, stage in STAGES:
             _reset_peak()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), _cpu()
             stage(args, state, train, work)
             stages[name] = {
                 "seconds": round(time.perf_counter() - t0, 2),
+                "cpu_seconds": round(_cpu() - c0, 2),
                 "peak_rss_bytes": _peak(),
                 "disk_bytes": _disk(work),
             }
         return {
             "n_images": n,
             "seconds": round(time.perf_counter() - started, 2),
+            "cpu_seconds": round(_cpu() - cpu_started, 2),
             "disk_bytes": _disk(work),
             "disk_bytes_per_image": _disk(work) // max(n, 1),
             "feature_dim": state["roi"].output_dim,
@@ -267,6 +270,13 @@ STAGES = (
     ("box_regression", _box_regression),
     ("svms", _svms),
 )
+
+
+def _cpu():
+    """CPU seconds of this process's threads, user and system: less sensitive than
+    wall time to other work on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _reset_peak():
