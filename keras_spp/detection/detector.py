@@ -286,6 +286,8 @@ def _read_detector_json(path):
             f"{path} is not a detector's metadata: it needs 'class_names', a list of strings (and 'settings'); "
             f"got {type(meta).__name__} {str(meta)[:80]!r}."
         )
+    if not isinstance(meta.get("metadata") or {}, dict):
+        raise ValueError(f"{path}: 'metadata' must be an object; got {meta['metadata']!r:.80}.")
     try:
         settings = DetectionSettings(**meta.get("settings", {}))
     except (TypeError, ValueError) as error:

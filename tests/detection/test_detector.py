@@ -172,6 +172,7 @@ def test_load_names_a_corrupt_detector_json_and_what_it_needs(tmp_path):
         json.dumps({**good, "settings": {"nms": 0.3}}): "bad 'settings'.*accepted: an object with scoring",
         json.dumps({**good, "settings": {"nms_iou": 2}}): r"bad 'settings'.*nms_iou.*\(0, 1\]",
         json.dumps({**good, "class_names": ["a", "b", "c"]}): "does not match.*3 class names",
+        json.dumps({**good, "metadata": [1]}): "'metadata' must be an object",
         json.dumps({**good, "rpn": {"anchors": {}}}): "rpn.keras not found",
     }
     for text, message in bad.items():
