@@ -18,6 +18,8 @@ cd "$(dirname "$0")/../.."
 repo=$PWD
 python=$repo/.venv/bin/python
 [ -x "$python" ] || { echo "check_wheel: no .venv; run bash scripts/setup_env.sh first" >&2; exit 1; }
+git rev-parse --is-inside-work-tree >/dev/null 2>&1 \
+  || { echo "check_wheel: $repo is not a git checkout; the wheel is built from its tracked files" >&2; exit 1; }
 export PIP_CACHE_DIR=${KERAS_SPP_PIP_CACHE:-/tmp/keras_spp-pip-cache}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
 work=$(mktemp -d /tmp/keras_spp-wheel.XXXXXX)
