@@ -83,7 +83,7 @@ def draw_examples(detector, examples, proposals, path, count=6, min_score=0.5):
     for example in examples[:count]:
         try:
             image = load_image(example.image_path)
-        except ValueError:
+        except (ValueError, OSError):
             continue
         boxes, scores, classes = detector.detect(image, proposals[example.image_id])
         keep = scores >= min_score

@@ -27,6 +27,8 @@ import os
 import pathlib
 import time
 
+from recipes import arguments
+
 DEFAULT_PRETRAINED = "outputs/classifier/model.keras"
 # The RPN's default scale: on mnist-detection's validation images an anchor of
 # 32-256 px matches 99.7% of the digits at IoU >= 0.5 at 800 px, 88% at 400
@@ -48,7 +50,10 @@ def _data_arguments(group):
         "--pretrained", default=DEFAULT_PRETRAINED, help="an SPP classifier .keras whose conv layers are used"
     )
     group.add_argument(
-        "--feature-stride", type=float, default=None, help="pixels per conv5 cell (known for the Table 1 backbones)"
+        "--feature-stride",
+        type=arguments.positive_float,
+        default=None,
+        help="pixels per conv5 cell (known for the Table 1 backbones)",
     )
     group.add_argument("--dataset", default="mnist-detection", help="mnist-detection, voc:<path>, voc/2007, voc/2012")
     group.add_argument("--data-dir", default=None)
@@ -67,19 +72,23 @@ def _data_arguments(group):
     )
     group.add_argument("--train-split", default="trainval")
     group.add_argument("--test-split", default="test")
-    group.add_argument("--max-train", type=int, default=None, help="use the first N training images")
-    group.add_argument("--max-test", type=int, default=None, help="evaluate on the first N held-out images")
+    group.add_argument("--max-train", type=arguments.positive_int, default=None, help="use the first N training images")
+    group.add_argument(
+        "--max-test", type=arguments.positive_int, default=None, help="evaluate on the first N held-out images"
+    )
 
 
 def _feature_arguments(group):
-    group.add_argument("--scales", default="688", help="shorter sides, e.g. 688 or 480,576,688,864,1200")
+    group.add_argument(
+        "--scales", type=arguments.int_list(), default="688", help="shorter sides, e.g. 688 or 480,576,688,864,1200"
+    )
     group.add_argument(
         "--window-size",
-        type=int,
+        type=arguments.positive_int,
         default=224,
         help="each window is pooled at the scale where its area is closest to this squared",
     )
-    group.add_argument("--levels", default="6,3,2,1")
+    group.add_argument("--levels", type=arguments.int_list(), default="6,3,2,1", help="pyramid levels, e.g. 6,3,2,1")
     group.add_argument(
         "--context",
         type=float,
@@ -103,11 +112,13 @@ def _proposal_arguments(group):
         choices=["selective-search", "rpn"],
         help="selective search (the paper's) or an RPN trained on the frozen conv5 (Faster R-CNN's)",
     )
-    group.add_argument("--max-proposals", type=int, default=2000, help="selective search boxes kept per image")
-    group.add_argument("--min-proposal-size", type=int, default=20)
+    group.add_argument(
+        "--max-proposals", type=arguments.positive_int, default=2000, help="selective search boxes kept per image"
+    )
+    group.add_argument("--min-proposal-size", type=arguments.nonnegative_int, default=20)
     group.add_argument(
         "--proposal-max-side",
-        type=int,
+        type=arguments.nonnegative_int,
         default=0,
         help="selective search runs on a copy downscaled to this longer side (0: full size, the "
         "paper's); faster, but small objects merge into their surroundings (offline default: "
@@ -115,57 +126,73 @@ def _proposal_arguments(group):
     )
     group.add_argument(
         "--proposal-k",
-        type=int,
+        type=arguments.positive_int,
         default=None,
         help="selective search's first segmentation scale k (then 2k, 3k); smaller finds smaller "
         "objects (default: OpenCV's 150)",
     )
     group.add_argument(
         "--rpn-scales",
+        type=arguments.int_list(),
         default=None,
         help=f"--proposals rpn: the detection scales it looks at (default: the one of --scales nearest {RPN_SCALE} px)",
     )
     # Seven sizes 1.4x apart and three shapes (chosen on the validation images: VOC07 mAP
     # 0.902 against 0.874 with Faster R-CNN's 32-256 x (1, 2, 3); docs/results.md).
     group.add_argument(
-        "--rpn-anchor-sizes", default="32,45,64,90,128,180,256", help="anchor sides, pixels at the RPN's scale"
+        "--rpn-anchor-sizes",
+        type=arguments.float_list(0, min_open=True),
+        default="32,45,64,90,128,180,256",
+        help="anchor sides, pixels at the RPN's scale",
     )
-    group.add_argument("--rpn-aspect-ratios", default="1,2,3.5", help="anchor height / width")
+    group.add_argument(
+        "--rpn-aspect-ratios",
+        type=arguments.float_list(0, min_open=True),
+        default="1,2,3.5",
+        help="anchor height / width",
+    )
     group.add_argument(
         "--rpn-steps",
-        type=int,
+        type=arguments.positive_int,
         default=6000,
         help="images the RPN trains on, one a step (a small data set is seen many times, a large one once)",
     )
-    group.add_argument("--rpn-lr", type=float, default=1e-3, help="Adam; 10x lower for the last quarter")
     group.add_argument(
-        "--rpn-proposals", type=int, default=300, help="RPN proposals kept per held-out image (after NMS)"
+        "--rpn-lr", type=arguments.positive_float, default=1e-3, help="Adam; 10x lower for the last quarter"
+    )
+    group.add_argument(
+        "--rpn-proposals",
+        type=arguments.positive_int,
+        default=300,
+        help="RPN proposals kept per held-out image (after NMS)",
     )
     # Nearly every RPN proposal overlaps a digit, so --max-train-windows, which keeps
     # all windows near objects, does not thin them: 2000 an image ran out of 24 GiB.
     group.add_argument(
         "--rpn-train-proposals",
-        type=int,
+        type=arguments.positive_int,
         default=300,
         help="RPN proposals per training image that the heads learn from",
     )
     group.add_argument(
         "--rpn-pre-nms",
-        type=int,
+        type=arguments.positive_int,
         default=2000,
         help="best-scored boxes NMS sees (Faster R-CNN: 6000; on mnist-detection's validation images 2000 "
         "kept the same recall, 1000 lost some)",
     )
-    group.add_argument("--rpn-nms", type=float, default=0.7)
+    group.add_argument("--rpn-nms", type=arguments.float_range(0, 1, min_open=True), default=0.7)
     group.add_argument("--proposals-from", default=None, help="precomputed proposals (.npz or folder of .npy)")
 
 
 def _training_arguments(group):
-    group.add_argument("--steps", type=int, default=6000, help="fine-tuning minibatches")
-    group.add_argument("--batch-size", type=int, default=128)
+    group.add_argument("--steps", type=arguments.positive_int, default=6000, help="fine-tuning minibatches")
+    group.add_argument("--batch-size", type=arguments.int_range(2), default=128)
     group.add_argument("--optimizer", default="adam", choices=["adam", "sgd"])
-    group.add_argument("--lr", type=float, default=3e-4, help="then 10x lower for the last sixth of the steps")
-    group.add_argument("--dropout", type=float, default=0.5)
+    group.add_argument(
+        "--lr", type=arguments.positive_float, default=3e-4, help="then 10x lower for the last sixth of the steps"
+    )
+    group.add_argument("--dropout", type=arguments.float_range(0, 1, max_open=True), default=0.5)
     group.add_argument(
         "--negative-iou",
         default="0.1,0.5",
@@ -173,21 +200,31 @@ def _training_arguments(group):
     )
     group.add_argument(
         "--conv-steps",
-        type=int,
+        type=arguments.nonnegative_int,
         default=0,
         help="then train the conv layers with fc6-fc8 through the RoI op for this many images "
         "(Fast R-CNN's fine-tuning, beyond the paper; 0: conv layers stay as pretrained)",
     )
-    group.add_argument("--conv-lr", type=float, default=1e-4, help="then 10x lower for the last sixth of --conv-steps")
-    group.add_argument("--conv-windows", type=int, default=64, help="windows per image in --conv-steps")
+    group.add_argument(
+        "--conv-lr",
+        type=arguments.positive_float,
+        default=1e-4,
+        help="then 10x lower for the last sixth of --conv-steps",
+    )
+    group.add_argument(
+        "--conv-windows", type=arguments.positive_int, default=64, help="windows per image in --conv-steps"
+    )
     group.add_argument(
         "--svm-cache",
-        type=int,
+        type=arguments.positive_int,
         default=20000,
         help="hard negatives cached per class while mining (memory: 2 x this x classes x fc7 units x 4 bytes)",
     )
     group.add_argument(
-        "--box-regression-windows", type=int, default=5000, help="windows each class's regressor is fitted on, at most"
+        "--box-regression-windows",
+        type=arguments.positive_int,
+        default=5000,
+        help="windows each class's regressor is fitted on, at most",
     )
     group.add_argument(
         "--window-store",
@@ -197,11 +234,14 @@ def _training_arguments(group):
         "for many windows an image; docs/detection.md, 'Training at scale')",
     )
     group.add_argument(
-        "--cache-dir", default=None, help="where window features and RPN conv5 are cached (default: OUT/cache)"
+        "--cache-dir",
+        type=arguments.output_dir,
+        default=None,
+        help="where window features and RPN conv5 are cached (default: OUT/cache)",
     )
     group.add_argument(
         "--cache-budget",
-        type=float,
+        type=arguments.positive_float,
         default=None,
         help="GB the caches may take; a run whose estimate is larger is refused before any work (default: free disk)",
     )
@@ -213,11 +253,14 @@ def _training_arguments(group):
         "its share of the images' windows, the chief fits the rest and writes the detector)",
     )
     group.add_argument(
-        "--cpu-devices", type=int, default=0, help="split the CPU into this many devices (to try --strategy mirrored)"
+        "--cpu-devices",
+        type=arguments.nonnegative_int,
+        default=0,
+        help="split the CPU into this many devices (to try --strategy mirrored)",
     )
-    group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--out", default="outputs/detector")
-    group.add_argument("--verbose", type=int, default=1)
+    group.add_argument("--seed", type=arguments.seed, default=0)
+    group.add_argument("--out", type=arguments.output_dir, default="outputs/detector")
+    group.add_argument("--verbose", type=arguments.int_range(0, 2), default=1)
 
 
 def _negative_iou(text, positive_iou):
@@ -356,6 +399,8 @@ def check_args(args):
             "across workers, --proposals rpn (each worker would train its own RPN); got "
             f"--conv-steps {args.conv_steps} --proposals {args.proposals}"
         )
+    if os.path.isdir(args.pretrained):
+        raise SystemExit(f"--pretrained must be a classifier's .keras file; {args.pretrained} is a folder")
     if not os.path.exists(args.pretrained):
         raise SystemExit(
             f"--pretrained {args.pretrained} not found: train an SPP classifier first "
@@ -383,8 +428,12 @@ def load_data(args):
     from keras_spp.data.detection_sources import load_detection
 
     options = dataset_options(args)
-    train, class_names = load_detection(args.dataset, args.train_split, data_dir=args.data_dir, **options)
-    test, _ = load_detection(args.dataset, args.test_split, data_dir=args.data_dir, **options)
+    try:
+        train, class_names = load_detection(args.dataset, args.train_split, data_dir=args.data_dir, **options)
+        test, _ = load_detection(args.dataset, args.test_split, data_dir=args.data_dir, **options)
+    except (ValueError, FileNotFoundError) as error:
+        text = str(error).replace("pass `class_names`", "pass --classes a,b,... (or --classes infer)")
+        raise SystemExit(f"train_detector: --dataset {args.dataset}: {text}") from None
     train, test = train[: args.max_train], test[: args.max_test]
     print(
         f"{len(train)} training and {len(test)} held-out ({args.test_split}) images, {len(class_names)} classes",
@@ -726,6 +775,8 @@ def report(args, data, detector, proposals, seconds, regression_windows, svm_sta
 
 
 def _ints(text, flag):
+    if isinstance(text, (tuple, list)):  # parsed by the flag's type already
+        return tuple(text)
     try:
         values = tuple(int(v) for v in str(text).split(","))
     except ValueError:
@@ -734,6 +785,8 @@ def _ints(text, flag):
 
 
 def _floats(text, flag):
+    if isinstance(text, (tuple, list)):  # parsed by the flag's type already
+        return tuple(text)
     try:
         values = tuple(float(v) for v in str(text).split(","))
     except ValueError:

@@ -344,7 +344,7 @@ def evaluate_detector(detector, examples, proposals, settings_by_name, desc="eva
         ground_truths.append((example.boxes, example.labels, example.difficult))
         try:
             image = load_image(example.image_path)
-        except ValueError as error:
+        except (ValueError, OSError) as error:
             log.warning("no detections for %s: %s", example.image_id, error)
             for name in settings_by_name:
                 detections[name].append(_no_detections())

@@ -78,7 +78,7 @@ def rpn_records(learned, examples, load_image, config=rpn_lib.RpnTargetConfig(),
                 if image is None:
                     try:
                         image = np.asarray(load_image(example.image_path), np.float32)
-                    except ValueError as error:
+                    except (ValueError, OSError) as error:
                         log.warning("RPN training skips %s: %s", example.image_id, error)
                         break
                 labels = _write_record(path, cache.key, conv, image, example, learned, i, config)

@@ -145,7 +145,7 @@ def compute_window_features(
         if cache.load(path, windows) is None:
             try:
                 image = load_image(example.image_path)
-            except ValueError as error:
+            except (ValueError, OSError) as error:
                 log.warning("skipping %s: %s", example.image_id, error)
                 continue
             if isinstance(cache, ConvMapCache):

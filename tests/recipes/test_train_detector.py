@@ -430,16 +430,19 @@ def test_a_corrupt_pretrained_model_is_named(trained, tmp_path):
     "flags, message",
     [
         (["--rpn-scales", "400"], "--rpn-scales must be among --scales"),
-        (["--rpn-steps", "0"], "--rpn-steps must be a positive count"),
+        (["--rpn-steps", "0"], "argument --rpn-steps: takes a whole number >= 1; got '0'"),
         (["--mnist-images", "1,2,3,4"], "--mnist-images must be two or three counts"),
     ],
 )
-def test_bad_rpn_flags_are_explained(tmp_path, flags, message):
+def test_bad_rpn_flags_are_explained(tmp_path, flags, message, capsys):
     (tmp_path / "c.keras").write_text("")
-    with pytest.raises(SystemExit, match=re.escape(message)):
+    with pytest.raises(SystemExit) as stopped:
         train_detector.main(
             ["--pretrained", str(tmp_path / "c.keras"), "--proposals", "rpn", *flags, "--out", str(tmp_path / "o")]
         )
+    # A value the flag's type refuses ends the parse (exit 2, the message on stderr);
+    # a combination of flags is refused with the message itself.
+    assert re.search(re.escape(message), str(stopped.value) + capsys.readouterr().err)
 
 
 def test_proposals_benchmark_compares_selective_search_and_the_rpn(trained, trained_rpn, tmp_path):
@@ -537,3 +540,27 @@ def test_the_conv5_store_trains_the_same_detector(trained, tmp_path):
     b = Detector.load(tmp_path / "conv5" / "detector").model.get_weights()
     for x, y in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--window-size", "0"], "argument --window-size: takes a whole number >= 1"),
+        (["--scales", "0"], "argument --scales: takes comma-separated whole numbers, each >= 1"),
+        (["--levels", "6,0"], "argument --levels: takes comma-separated whole numbers, each >= 1"),
+        (["--batch-size", "0"], "argument --batch-size: takes a whole number >= 2"),
+        (["--max-train", "0"], "argument --max-train: takes a whole number >= 1"),
+        (["--lr", "nan"], "argument --lr: takes a finite number > 0"),
+        (["--rpn-aspect-ratios", "1,0"], "argument --rpn-aspect-ratios"),
+        (["--out", "README.md"], "argument --out: takes a folder to write into"),
+    ],
+)
+def test_bad_values_end_the_parse_before_any_work(flags, message, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train_detector.main(flags)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_folder_as_pretrained_model_is_named(tmp_path):
+    with pytest.raises(SystemExit, match="--pretrained must be a classifier's .keras file; .* is a folder"):
+        train_detector.main(["--pretrained", str(tmp_path), "--out", str(tmp_path / "o")])
