@@ -1,9 +1,9 @@
-"""keras_spp on Keras with JAX and no TensorFlow: ops, layers and models import and run;
+"""keras_spp on Keras with JAX or PyTorch and no TensorFlow: ops, layers and models import and run;
 keras_spp.data and keras_spp.detection say that they need TensorFlow.
 
-A child process hides TensorFlow (a finder first on ``sys.meta_path`` answers every
-``tensorflow`` import as a missing module, as Python without it would), so the check
-runs in the project's own environment; ``tests/packaging/check_wheel.sh`` repeats it in a fresh
+A child process hides TensorFlow (its path finder finds no ``tensorflow``, so imports
+and ``find_spec`` answer as Python without it would), so the check runs in the
+project's own environment; ``tests/packaging/check_wheel.sh`` repeats it in a fresh
 virtualenv that never had TensorFlow.
 """
 
@@ -18,23 +18,30 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 CHILD = textwrap.dedent(
     """
+    import importlib.machinery
     import sys
 
-    class NoTensorFlow:
-        def find_spec(self, name, path=None, target=None):
+    class PathFinderWithoutTensorFlow(importlib.machinery.PathFinder):
+        @classmethod
+        def find_spec(cls, name, path=None, target=None):
             if name.split(".")[0] == "tensorflow":
-                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+                return None
+            return super().find_spec(name, path, target)
 
-    sys.meta_path.insert(0, NoTensorFlow())
+    sys.meta_path[:] = [
+        PathFinderWithoutTensorFlow if finder is importlib.machinery.PathFinder else finder
+        for finder in sys.meta_path
+    ]
+    BACKEND = sys.argv[1]
     import numpy as np
     import keras_spp
     from keras_spp.layers import RoiPyramidPooling, SpatialPyramidPooling
     from keras_spp.models import backbone, spp_classifier
     import keras
 
-    assert keras.backend.backend() == "jax", keras.backend.backend()
+    assert keras.backend.backend() == BACKEND, keras.backend.backend()
     pooled = SpatialPyramidPooling((2, 1))(np.ones((2, 9, 7, 3), "float32"))
-    assert tuple(pooled.shape) == (2, 15) and type(pooled).__module__.startswith("jax"), type(pooled)
+    assert tuple(pooled.shape) == (2, 15) and type(pooled).__module__.startswith(BACKEND), type(pooled)
     model = spp_classifier(backbone("zf5", width=0.125), num_classes=3, fc_units=8)
     assert tuple(model(np.zeros((1, 97, 131, 3), "float32")).shape) == (1, 3)
     boxes = np.array([[0, 0, 30, 40]], "float32")
@@ -55,17 +62,17 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def child_output():
-    env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+@pytest.fixture(scope="module", params=["jax", "torch"])
+def child_output(request):
+    env = dict(os.environ, KERAS_BACKEND=request.param, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     result = subprocess.run(
-        [sys.executable, "-c", CHILD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-c", CHILD, request.param], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
 
-def test_ops_layers_and_models_run_on_jax_without_tensorflow(child_output):
+def test_ops_layers_and_models_run_on_jax_and_torch_without_tensorflow(child_output):
     # The child asserts the shapes and the backend; reaching its refusals means it ran.
     assert "keras_spp.data |" in child_output
 
