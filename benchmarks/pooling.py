@@ -262,6 +262,33 @@ def run_roi_config(name, boxes, height, width, channels, repeats):
     return result
 
 
+def _vm_hwm_mb():
+    """This process's peak resident memory so far (VmHWM), in MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def eager_memory(boxes, height, width, channels, chunk, levels=LEVELS):
+    """In this (fresh) process: the peak memory of one eager ``RoiPyramidPooling`` call
+    over the memory after a 10-box warm-up call, with ``max_boxes_per_chunk`` ``chunk``
+    (``"none"``: all boxes at once, the behaviour before chunking; ``"auto"``)."""
+    from keras_spp.layers import RoiPyramidPooling
+
+    features, b, idx = roi_problem(boxes, height, width, channels)
+    size = {"none": boxes, "auto": None}.get(chunk, chunk)
+    layer = RoiPyramidPooling(levels=levels, max_boxes_per_chunk=None if size is None else int(size))
+    layer(features, b[:10], idx[:10])
+    before = _vm_hwm_mb()
+    out = layer(features, b, idx)
+    return {
+        "max_boxes_per_chunk": chunk,
+        "levels": list(levels),
+        "peak_over_warm_up_mb": round(_vm_hwm_mb() - before, 1),
+        "output_mb": round(int(np.prod(out.shape)) * 4 / 2**20, 1),
+        "feature_map_mb": round(features.nbytes / 2**20, 2),
+    }
+
+
 def image_level(repeats, batch=32, size=224, width=1.0):
     import keras
     import tensorflow as tf
@@ -311,7 +338,14 @@ def parse_args(argv=None):
     )
     parser.add_argument("--baseline-commit", default=BASELINE_COMMIT, help="tf_only_xla: the op at this commit")
     parser.add_argument("--image-level", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--memory-boxes",
+        type=int,
+        default=0,
+        help="also: peak memory of one eager RoiPyramidPooling call with this many boxes, unchunked and chunked",
+    )
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--_memory", help=argparse.SUPPRESS)
     parser.add_argument("--_one", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -320,6 +354,11 @@ def main(argv=None):
     args = parse_args(argv)
     height, width, channels = (int(v) for v in args.map.split(","))
 
+    if args._memory:  # child process: one eager memory measurement, "chunk:levels"
+        chunk, levels = args._memory.split(":")
+        levels = tuple(int(n) for n in levels.split("-"))
+        print(json.dumps(eager_memory(args.boxes, height, width, channels, chunk, levels)))
+        return 0
     if args._one:  # child process: one RoI configuration
         print(json.dumps(run_roi_config(args._one, args.boxes, height, width, channels, args.repeats)))
         return 0
@@ -335,6 +374,8 @@ def main(argv=None):
         report["roi_pyramid_pool"][name] = _run_child(name, args)
         print(f"{name}: {report['roi_pyramid_pool'][name]}", file=sys.stderr)
     _speedups(report["roi_pyramid_pool"])
+    if args.memory_boxes:
+        report["eager_memory"] = _memory_children(args)
     if args.image_level:
         report["image_level"] = image_level(args.repeats, batch=args.image_batch, width=args.zf5_width)
     emit(report, args.out)
@@ -354,6 +395,17 @@ def _run_child(name, args):
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1:]}
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _memory_children(args):
+    """Each eager memory measurement in a fresh process (peak memory is per process)."""
+    results = []
+    for spec in ("none:6-3-2-1", "auto:6-3-2-1", "none:1", "auto:1"):
+        cmd = [sys.executable, "-m", "benchmarks.pooling", "--_memory", spec, "--map", args.map]
+        cmd += ["--boxes", str(args.memory_boxes)]
+        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]) if not done.returncode else {"error": spec})
+    return results
 
 
 def _speedups(roi):

@@ -4,7 +4,7 @@ import keras
 
 from keras_spp.ops import bins
 from keras_spp.ops.box_cells import COORDINATE_RULES, validate_spatial_scale
-from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
+from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool, validate_chunk
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
 
 
@@ -23,6 +23,9 @@ class RoiPyramidPooling(keras.layers.Layer):
       spatial_scale: feature cells per input pixel, 1 / (product of the strides).
       coordinate_rule: ``"spp"`` (the paper's appendix) or ``"roi_pool"`` (Fast
         R-CNN, torchvision).
+      max_boxes_per_chunk: boxes pooled at a time where their count is known (None:
+        eager calls chunk automatically), bounding the memory of many-box calls; see
+        ``roi_pyramid_pool``.
 
     Example:
 
@@ -33,11 +36,14 @@ class RoiPyramidPooling(keras.layers.Layer):
     (2, 40)
     """
 
-    def __init__(self, levels=(6, 3, 2, 1), spatial_scale=1.0 / 16, coordinate_rule="spp", **kwargs):
+    def __init__(
+        self, levels=(6, 3, 2, 1), spatial_scale=1.0 / 16, coordinate_rule="spp", max_boxes_per_chunk=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.levels = bins.validate_levels(levels)
         self.spatial_scale = validate_spatial_scale(spatial_scale)
         self.coordinate_rule = bins.validate_choice(coordinate_rule, COORDINATE_RULES, "coordinate_rule")
+        self.max_boxes_per_chunk = validate_chunk(max_boxes_per_chunk)
 
     def call(self, features, boxes, box_indices):
         return roi_pyramid_pool(
@@ -47,6 +53,7 @@ class RoiPyramidPooling(keras.layers.Layer):
             self.levels,
             self.spatial_scale,
             self.coordinate_rule,
+            self.max_boxes_per_chunk,
         )
 
     def compute_output_shape(self, features_shape, boxes_shape, box_indices_shape):
@@ -58,5 +65,6 @@ class RoiPyramidPooling(keras.layers.Layer):
             levels=list(self.levels),
             spatial_scale=self.spatial_scale,
             coordinate_rule=self.coordinate_rule,
+            max_boxes_per_chunk=self.max_boxes_per_chunk,
         )
         return config

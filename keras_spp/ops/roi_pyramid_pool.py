@@ -8,6 +8,7 @@ from keras_spp.ops import bins, runtime
 from keras_spp.ops.block_max_table import build_block_max_table, levels_needed, rectangle_max
 from keras_spp.ops.box_cells import COORDINATE_RULES, boxes_to_cells, validate_spatial_scale
 from keras_spp.ops.spatial_pyramid_pool import check_feature_map, concat_levels, merge_bins
+from keras_spp.validation import is_integer
 
 
 def roi_pyramid_pool(
@@ -17,6 +18,7 @@ def roi_pyramid_pool(
     levels=(6, 3, 2, 1),
     spatial_scale=1.0 / 16,
     coordinate_rule="spp",
+    max_boxes_per_chunk=None,
 ):
     """Max-pools each box's part of a feature map into a fixed-length pyramid vector.
 
@@ -36,6 +38,9 @@ def roi_pyramid_pool(
       * Exact maxima of each bin's cells (no bilinear sampling). R = 0 gives
         ``[0, D]``. Gradients flow to ``features``. Written with ``keras.ops``: the
         backend's tensors in and out (TensorFlow, JAX, PyTorch).
+
+    Memory: ``max_boxes_per_chunk`` boxes are pooled at a time where their count is
+    known (None: eager calls chunk to about ``GATHER_BYTES_PER_CHUNK``; docs/ops.md).
 
     Implementation: a sparse table of block maxima (``block_max_table``) answers each
     bin of the finest level with four gathers; a coarser level whose bin count
@@ -64,6 +69,7 @@ def roi_pyramid_pool(
     if coordinate_rule not in COORDINATE_RULES:
         bins.validate_choice(coordinate_rule, COORDINATE_RULES, "coordinate_rule")
     spatial_scale = validate_spatial_scale(spatial_scale)
+    max_boxes_per_chunk = validate_chunk(max_boxes_per_chunk)
     features, boxes, box_indices = _pin_unknown_ranks(features, boxes, box_indices)
     features = check_feature_map(features)
     _check_static(features, boxes, box_indices)
@@ -76,27 +82,76 @@ def roi_pyramid_pool(
     # An out-of-range index would read another image's cells; clamp it and let
     # `valid` mark the row.
     images = ops.clip(box_indices, 0, ops.maximum(batch - 1, 0))
-    pooled = _pool_levels(features, cells, images, levels)
-
+    table = _block_max_table(features, levels)
     rows, channels = boxes.shape[0], features.shape[3]
-    output = concat_levels(pooled, levels, rows, channels)
+    chunk = _chunk_size(max_boxes_per_chunk, rows, channels, levels, features)
+    if chunk is None:
+        return _pool_rows(table, cells, images, valid, levels, rows, channels)
+    parts = [slice(start, min(start + chunk, rows)) for start in range(0, rows, chunk)]
+    pooled = [_pool_rows(table, cells[p], images[p], valid[p], levels, p.stop - p.start, channels) for p in parts]
+    return ops.concatenate(pooled, axis=0)
+
+
+def _pool_rows(table, cells, images, valid, levels, rows, channels):
+    """``[rows, D]``: the pyramid vectors of boxes ``cells``, NaN where not ``valid``."""
+    output = concat_levels(_pool_levels(table, cells, images, levels), levels, rows, channels)
     return ops.where(valid[:, None], output, ops.cast(float("nan"), output.dtype))
 
 
-def _pool_levels(features, cells, images, levels):
-    """``{n: [R, n, n, C]}``: each box's maxima at every level, the finest ones from a
-    block-max table over its inclusive ``cells`` ``[R, 4]`` of image ``images`` ``[R]``,
-    the others merged from a finer level."""
+# Eager calls materialise every op's result, the largest being the finest level's
+# four gathered corners, [R, n, n, 4, C]: 2.9 GB for 20000 boxes at n = 6, C = 256.
+# Pooling this many bytes of it at a time bounds that at little cost in speed.
+GATHER_BYTES_PER_CHUNK = 64 * 2**20
+_ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+
+
+def _chunk_size(max_boxes_per_chunk, rows, channels, levels, features):
+    """Boxes pooled at a time, or None for all at once: ``max_boxes_per_chunk`` where
+    given, else (eager calls only) as many as keep the gathered corners within
+    ``GATHER_BYTES_PER_CHUNK``. Graphs with an unknown box count pool all at once
+    (under XLA the gathers are fused into their max and never materialise)."""
+    if not runtime.is_static(rows):
+        return None
+    if max_boxes_per_chunk is None:
+        if channels is None or not runtime.is_eager(features):
+            return None
+        finest = [n for n, source in bins.derivation_plan(levels).items() if source is None]
+        per_box = 4 * sum(n * n for n in finest) * channels * _ITEMSIZE[keras.backend.standardize_dtype(features.dtype)]
+        max_boxes_per_chunk = max(1, GATHER_BYTES_PER_CHUNK // per_box)
+    return max_boxes_per_chunk if rows > max_boxes_per_chunk else None
+
+
+def validate_chunk(max_boxes_per_chunk):
+    """``max_boxes_per_chunk`` as an int or None, or a ValueError naming it."""
+    if max_boxes_per_chunk is None:
+        return None
+    if not is_integer(max_boxes_per_chunk) or max_boxes_per_chunk < 1:
+        raise ValueError(
+            "`max_boxes_per_chunk` must be None (automatic) or a positive integer (boxes "
+            f"pooled at a time); got {max_boxes_per_chunk!r}."
+        )
+    return int(max_boxes_per_chunk)
+
+
+def _block_max_table(features, levels):
+    """``(table, levels_y)``: the block-max table deep enough for the finest level that
+    is pooled directly."""
     height, width = ops.shape(features)[1:3]
-    y_first, x_first, y_last, x_last = (cells[:, i] for i in range(4))
     plan = bins.derivation_plan(levels)
-    finest = [n for n in sorted(plan) if plan[n] is None]
     # The largest bin over a <= H cells has ceil(a/n) + 1 cells, and at most H.
-    n_min = finest[0]
+    n_min = min(n for n in plan if plan[n] is None)
     levels_y = levels_needed(_longest_bin(height, n_min))
     levels_x = levels_needed(_longest_bin(width, n_min))
-    table = build_block_max_table(features, levels_y, levels_x)
+    return build_block_max_table(features, levels_y, levels_x), levels_y
 
+
+def _pool_levels(table, cells, images, levels):
+    """``{n: [R, n, n, C]}``: each box's maxima at every level, the finest ones from the
+    block-max ``table`` (and its ``levels_y``) over its inclusive ``cells`` ``[R, 4]`` of
+    image ``images`` ``[R]``, the others merged from a finer level."""
+    table, levels_y = table
+    y_first, x_first, y_last, x_last = (cells[:, i] for i in range(4))
+    plan = bins.derivation_plan(levels)
     pooled = {}
     for n in sorted(plan, reverse=True):
         if plan[n] is not None:

@@ -51,6 +51,25 @@ def concrete(x):
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
+def is_eager(x):
+    """Whether ops on ``x`` run one by one now, each result materialised (eager calls on
+    any backend), rather than being traced into a graph or a compiled program."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if backend == "jax":
+        import jax
+
+        return not isinstance(x, jax.core.Tracer)
+    if backend == "torch":
+        import torch
+
+        return not torch.compiler.is_compiling()
+    return True
+
+
 def in_tensorflow_graph():
     """Whether the op is being traced into a TensorFlow graph, where run-time
     assertions exist (XLA then drops them)."""

@@ -113,3 +113,10 @@ def test_every_backend_and_the_baseline_run_exactly_on_a_small_problem():
             assert "--baseline-commit" in roi[name]["error"][0], roi[name]
             continue
         assert roi[name]["max_abs_diff_vs_exact"] == 0.0, (name, roi[name])
+
+
+def test_eager_memory_reports_the_peak_over_the_warm_up():
+    result = pooling.eager_memory(30, 6, 7, 4, "2", levels=(2, 1))
+    assert result["max_boxes_per_chunk"] == "2" and result["levels"] == [2, 1]
+    assert result["output_mb"] == round(30 * 4 * 5 * 4 / 2**20, 1)
+    assert result["peak_over_warm_up_mb"] >= 0

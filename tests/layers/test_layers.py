@@ -24,6 +24,7 @@ def spp_model(levels=(4, 2, 1), classes=5, seed=0):
     [
         SpatialPyramidPooling((6, 3, 2, 1), "avg", "paper", name="spp"),
         RoiPyramidPooling((4, 1), 0.125, "roi_pool", name="roi"),
+        RoiPyramidPooling((6, 3, 2, 1), max_boxes_per_chunk=500, name="roi_chunked"),
         LocalResponseNormalization(size=3, alpha=2e-4, beta=0.5, bias=1.0),
     ],
 )
@@ -45,6 +46,8 @@ def test_layer_validates_arguments():
         RoiPyramidPooling(coordinate_rule="bilinear")
     with pytest.raises(ValueError, match="`spatial_scale`"):
         RoiPyramidPooling(spatial_scale=-1.0)
+    with pytest.raises(ValueError, match="`max_boxes_per_chunk`"):
+        RoiPyramidPooling(max_boxes_per_chunk=0)
     with pytest.raises(ValueError, match="`size`"):
         LocalResponseNormalization(size=4)
 

@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -269,3 +271,35 @@ def test_value_checks_hold_in_a_saved_model(tmp_path):
         op(tf.ones([2, 5, 5, 2]), tf.constant([[0.0, 0, 32, 32]]), tf.constant([2]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="finite coordinates"):
         op(tf.ones([2, 5, 5, 2]), tf.constant([[0.0, np.nan, 32, 32]]), tf.constant([0]))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 7, 100])
+def test_chunks_of_boxes_give_the_same_rows(chunk):
+    rng = np.random.default_rng(11)
+    features = rng.normal(size=(2, 9, 11, 3)).astype(np.float32)
+    boxes = rng.uniform(-20, 200, size=(7, 4)).astype(np.float32)
+    indices = rng.integers(0, 2, size=7).astype(np.int32)
+    whole = roi_pyramid_pool(features, boxes, indices).numpy()
+    np.testing.assert_array_equal(roi_pyramid_pool(features, boxes, indices, max_boxes_per_chunk=chunk).numpy(), whole)
+    f = tf.function(lambda f, b, i: roi_pyramid_pool(f, b, i, max_boxes_per_chunk=chunk), jit_compile=True)
+    np.testing.assert_array_equal(f(features, boxes, indices).numpy(), whole)
+
+
+def test_eager_calls_chunk_many_boxes_automatically(monkeypatch):
+    module = sys.modules[roi_pyramid_pool.__module__]
+    features = np.random.default_rng(2).normal(size=(1, 8, 8, 4)).astype(np.float32)
+    boxes = np.array([[0.0, 0, 127, 127], [16, 16, 64, 100], [0, 0, 20, 20]], np.float32)
+    whole = roi_pyramid_pool(features, boxes, [0, 0, 0]).numpy()
+    # One box's gathered corners: 4 * 36 * 4 channels * 4 bytes; a budget of two boxes.
+    monkeypatch.setattr(module, "GATHER_BYTES_PER_CHUNK", 2 * 4 * 36 * 4 * 4)
+    pooled = []
+    original = module._pool_rows
+    monkeypatch.setattr(module, "_pool_rows", lambda *a: pooled.append(a[-2]) or original(*a))
+    np.testing.assert_array_equal(roi_pyramid_pool(features, boxes, [0, 0, 0]).numpy(), whole)
+    assert pooled == [2, 1]
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "10", True])
+def test_bad_chunk_size_raises_value_error(bad):
+    with pytest.raises(ValueError, match="max_boxes_per_chunk"):
+        roi_pyramid_pool(tf.ones([1, 5, 5, 2]), tf.zeros([1, 4]), [0], max_boxes_per_chunk=bad)
