@@ -444,7 +444,7 @@ def load_data(args):
 
 def build_detector(args, class_names, context):
     """The pretrained conv layers, the window feature layer and the untrained detector."""
-    from keras_spp.detection.features import MultiScaleRoiFeatures, backbone_of
+    from keras_spp.detection.features import MultiScaleRoiFeatures, backbone_of, measured_feature_stride
     from keras_spp.detection.heads import spp_detector
     from keras_spp.detection.transfer import transferable_fc_weights
     from keras_spp.models.backbones import TABLE_1, feature_stride
@@ -457,8 +457,12 @@ def build_detector(args, class_names, context):
     conv = backbone_of(pretrained)
     conv.trainable = False
     stride = args.feature_stride or (feature_stride(conv.name) if conv.name in TABLE_1 else None)
-    if stride is None:
-        raise SystemExit(f"backbone {conv.name!r} is not a Table 1 network: pass --feature-stride.")
+    if stride is None:  # any other backbone: a probe image through it tells
+        try:
+            stride = measured_feature_stride(conv)
+        except ValueError as error:
+            raise SystemExit(f"{error} (--feature-stride)") from None
+        print(f"backbone {conv.name!r}: measured {stride:g} pixels per conv cell (--feature-stride overrides)")
     levels = _ints(args.levels, "--levels")
     scales = _ints(args.scales, "--scales")
     roi = MultiScaleRoiFeatures(conv, scales, levels, stride, args.window_size, context=context, name="roi_features")

@@ -256,6 +256,25 @@ def context_windows(boxes, context, height, width):
     )
 
 
+def measured_feature_stride(backbone, sizes=(384, 768)):
+    """Pixels of input per cell of ``backbone``'s output map, measured: the growth of
+    the map between two probe images of ``sizes`` (squares), so that padding and
+    the map's border cells do not count. ``ValueError`` when the backbone does not
+    take both sizes or its map does not grow."""
+    import numpy as np
+
+    try:
+        rows = [int(backbone(np.zeros((1, s, s, 3), "float32"), training=False).shape[1]) for s in sizes]
+    except Exception as error:  # a fixed input size, or a map that vanishes
+        raise ValueError(
+            f"could not measure the stride of backbone {backbone.name!r} on {sizes[0]} and {sizes[1]} px probe "
+            f"images ({type(error).__name__}: {error}); pass the pixels per cell yourself."
+        ) from None
+    if rows[1] <= rows[0]:
+        raise ValueError(f"backbone {backbone.name!r} gave maps of {rows[0]} and {rows[1]} rows for {sizes} px images.")
+    return (sizes[1] - sizes[0]) / (rows[1] - rows[0])
+
+
 def backbone_of(classifier):
     """The conv part of an SPP classifier (the model feeding its ``spp`` layer).
 

@@ -206,3 +206,19 @@ def test_the_resize_antialiases_only_when_it_shrinks(conv):
         np.testing.assert_array_equal(big, tf.image.resize(image, (300, 360)).numpy())
         # Enlarging, the antialiasing filter is bilinear's: the same image up to rounding.
         np.testing.assert_allclose(big, tf.image.resize(image, (300, 360), antialias=True).numpy(), atol=0.05)
+
+
+def test_the_stride_of_any_backbone_is_measured():
+    import keras
+
+    from keras_spp.detection.features import measured_feature_stride
+    from keras_spp.models import backbone as table1
+    from keras_spp.models.backbones import feature_stride
+
+    for name in ("zf5", "overfeat5"):
+        assert measured_feature_stride(table1(name, width=0.125)) == feature_stride(name)
+    mobilenet = keras.applications.MobileNetV2(input_shape=(None, None, 3), include_top=False, weights=None, alpha=0.35)
+    assert measured_feature_stride(mobilenet) == 32
+    pooled = keras.Sequential([keras.Input((None, None, 3)), keras.layers.GlobalAveragePooling2D(keepdims=True)])
+    with pytest.raises(ValueError, match="gave maps of 1 and 1 rows"):
+        measured_feature_stride(pooled)
