@@ -68,6 +68,7 @@ from export import images as image_ops
 from export.client import pad_boxes
 from export.encoding import b64, jsonable, png_bytes
 from export.kinds import ServingKind, label_names, label_table
+from keras_spp.data.voc import decode_image_tf
 from keras_spp.validation import is_number, positive_int
 
 SETTING_FLAGS = {  # DetectionSettings field -> the export's command-line flag
@@ -704,7 +705,7 @@ def _size_limit_cases(reference, smallest, max_side, by_bytes):
     oversize = oversize_image(max_side)
     if oversize is not None:
         name, encoded = oversize
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+        image = decode_image_tf(encoded).numpy()
         big_boxes = reference_boxes(*image.shape[:2])
         extra.append(oversize)
         cases.append(

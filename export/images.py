@@ -25,6 +25,7 @@ TensorFlow ops only. Conventions:
 import tensorflow as tf
 
 from keras_spp.data.transforms import resize_min_side
+from keras_spp.data.voc import decode_image_tf
 
 MAX_SIDE = 2048
 MAX_PIXELS = 8192 * 8192
@@ -117,7 +118,7 @@ def decode(one, max_pixels=MAX_PIXELS):
         ],
     )
     with tf.control_dependencies([check]):
-        return tf.io.decode_image(one, channels=3, expand_animations=False)
+        return decode_image_tf(one)
 
 
 def full_view(image, min_side, max_side=MAX_SIDE):

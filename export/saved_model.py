@@ -204,13 +204,12 @@ def _write_reference(root, serving):
     from tensorflow_serving.apis import prediction_log_pb2
 
     from export.client import tensor_request
+    from keras_spp.data.voc import decode_image_tf
 
     folder = os.path.join(root, REFERENCE_DIR)
     os.makedirs(folder)
     files = reference_images()
-    decoded = {
-        name: tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy() for name, encoded in files
-    }
+    decoded = {name: decode_image_tf(encoded).numpy() for name, encoded in files}
     cases, warmup, extra = serving.cases(files, decoded)
     for name, encoded in files + extra:
         with open(os.path.join(folder, name), "wb") as f:

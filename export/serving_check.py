@@ -66,10 +66,7 @@ def case_inputs(export_dir, case, signature):
             arrays[name] = np.array([base64.b64decode(v) for v in spec["b64"]], dtype=object)
         elif "decoded_files" in spec:
             dtype = tf.dtypes.as_dtype(signature["inputs"][name][0].lower().replace("dt_", "")).as_numpy_dtype
-            images = [
-                tf.io.decode_image(_read(os.path.join(folder, f)), channels=3, expand_animations=False).numpy()
-                for f in spec["decoded_files"]
-            ]
+            images = [_decode(tf, _read(os.path.join(folder, f))) for f in spec["decoded_files"]]
             arrays[name] = np.stack(images).astype(dtype)
         elif "values" in spec:  # a numeric input (a detector's boxes), shape included
             arrays[name] = np.array(spec["values"], dtype=spec["dtype"]).reshape(spec["shape"])
@@ -79,6 +76,14 @@ def case_inputs(export_dir, case, signature):
         if arrays[name].size == 0:
             arrays[name] = arrays[name].reshape(0)
     return arrays
+
+
+def _decode(tf, encoded):
+    # As keras_spp.data.voc.decode_image_tf (this process never imports keras_spp): JPEGs
+    # with the exact integer DCT, the pixels the references were computed on.
+    if tf.io.is_jpeg(encoded):
+        return tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE").numpy()
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
 
 
 def _read(path):

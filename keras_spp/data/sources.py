@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spp.data import mnist_scenes, mnist_windows
+from keras_spp.data.voc import decode_image_tf
 from keras_spp.validation import is_number
 
 SPLITS = ("train", "validation", "test")
@@ -301,7 +302,7 @@ def _decode_files(paths, labels):
         # behind it flags the file. Graph-only, so it runs in tf.data's parallel map.
         decoded = (
             tf.data.Dataset.from_tensors(path)
-            .map(lambda p: tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False))
+            .map(lambda p: decode_image_tf(tf.io.read_file(p)))
             .ignore_errors()
             .map(lambda image: (image, True))
         )

@@ -108,3 +108,21 @@ def test_exif_orientation_is_ignored_by_both_decoders(tmp_path):
     assert decoded.shape == tf.io.decode_image(data, channels=3).shape == (24, 28, 3)
     # Pillow's IDCT is libjpeg's accurate one; decode_image's default is the fast one (up to a few levels off).
     np.testing.assert_array_equal(decoded, tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"))
+
+
+@pytest.mark.parametrize("quality", [75, 90, 95])
+def test_tensorflow_decodes_a_jpeg_photo_to_the_pixels_training_read(tmp_path, quality):
+    from sklearn.datasets import load_sample_images
+
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(load_sample_images().images[1]).save(path, quality=quality)
+    encoded = path.read_bytes()
+    trained_on = voc.load_image(str(path))
+    np.testing.assert_array_equal(voc.decode_image_tf(encoded).numpy(), trained_on)
+    # In a graph too, and for other formats (decode_image's branch).
+    graph = tf.function(voc.decode_image_tf, input_signature=[tf.TensorSpec([], tf.string)])
+    np.testing.assert_array_equal(graph(encoded).numpy(), trained_on)
+    Image.fromarray(trained_on).save(tmp_path / "photo.png")
+    np.testing.assert_array_equal(graph((tmp_path / "photo.png").read_bytes()).numpy(), trained_on)
+    # TensorFlow's default decoder does not give them (why decode_image_tf exists).
+    assert np.abs(tf.io.decode_image(encoded, channels=3).numpy().astype(int) - trained_on).max() > 0

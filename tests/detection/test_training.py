@@ -83,7 +83,12 @@ def test_empty_or_corrupt_cache_files_are_recomputed_with_a_warning(tmp_path, ca
     path = pathlib.Path(first.path)
     np.savez(tmp_path / "other.npz", boxes=np.zeros([2, 4]))  # the wrong arrays
     np.savez(tmp_path / "net.npz", key=np.array("another network"), windows=first.windows, features=first.features)
-    contents = (b"", b"PK\x03\x04 cut short", (tmp_path / "other.npz").read_bytes(), (tmp_path / "net.npz").read_bytes())
+    contents = (
+        b"",
+        b"PK\x03\x04 cut short",
+        (tmp_path / "other.npz").read_bytes(),
+        (tmp_path / "net.npz").read_bytes(),
+    )
     for content in contents:
         path.write_bytes(content)
         caplog.clear()
