@@ -361,14 +361,11 @@ def load_boxes(path, image_paths):
 
 def selective_search_boxes(images):
     """Selective search proposals (fast mode, 2000 at most) of encoded images (needs keras_spp and OpenCV)."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
+    from keras_spp.data.voc import decode_image_bytes
     from keras_spp.detection.proposals import selective_search
 
-    return [selective_search(np.asarray(Image.open(io.BytesIO(image)).convert("RGB"))) for image in images]
+    # The detector's own decoder: Pillow's convert("RGB") would clip 16-bit images.
+    return [selective_search(decode_image_bytes(image)) for image in images]
 
 
 def main(argv=None):

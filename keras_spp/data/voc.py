@@ -233,8 +233,19 @@ def load_image(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No image file {path}.")
+    return _decode_file(path, path)
+
+
+def decode_image_bytes(data, name="the image"):
+    """``load_image`` of an encoded image held in memory (``bytes``); errors name ``name``."""
+    if not data:
+        raise ValueError(f"Cannot read {name}: it is empty.")
+    return _decode_file(io.BytesIO(bytes(data)), name)
+
+
+def _decode_file(source, path):
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
             # Known from the undecoded tiles only: Pillow opens some 16-bit files as 32-bit "I".
             sixteen_bit = image.mode.startswith("I;16") or any(
                 _raw_mode(tile).startswith("I;16") for tile in image.tile
@@ -632,6 +643,8 @@ def _bomb_error(path, error):
 
 
 def _reason(path, error):
+    if not os.path.exists(path):  # bytes in memory
+        return f"they are corrupt, truncated or not an image ({error})"
     if not os.access(path, os.R_OK):
         return "no permission to read it"
     if os.path.getsize(path) == 0:

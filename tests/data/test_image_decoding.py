@@ -126,3 +126,14 @@ def test_tensorflow_decodes_a_jpeg_photo_to_the_pixels_training_read(tmp_path, q
     np.testing.assert_array_equal(graph((tmp_path / "photo.png").read_bytes()).numpy(), trained_on)
     # TensorFlow's default decoder does not give them (why decode_image_tf exists).
     assert np.abs(tf.io.decode_image(encoded, channels=3).numpy().astype(int) - trained_on).max() > 0
+
+
+def test_bytes_in_memory_decode_as_the_file(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 65535, (9, 7), dtype=np.uint16)).save(tmp_path / "deep.png")
+    data = (tmp_path / "deep.png").read_bytes()
+    np.testing.assert_array_equal(voc.decode_image_bytes(data), voc.load_image(str(tmp_path / "deep.png")))
+    with pytest.raises(ValueError, match="Cannot read image upload: they are corrupt"):
+        voc.decode_image_bytes(b"not an image", "upload")
+    with pytest.raises(ValueError, match="empty"):
+        voc.decode_image_bytes(b"")
