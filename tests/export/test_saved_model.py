@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from export import images as image_ops
 from export import saved_model, serving_check, verify
+from keras_spp.data.voc import decode_image_bytes as load_image_bytes
 from keras_spp.models import backbone, spp_classifier
 from tests.export.conftest import CLASSES, MAX_SIDE, MIN_SIDE, encode, keras_full_view, photo
 
@@ -82,7 +83,9 @@ def test_images_of_three_sizes_and_both_formats_match_the_keras_model(exported):
     out, model, loaded = exported
     images = [photo(90, 140, 1), photo(200, 120, 2), photo(64, 64, 3)]
     encoded = [encode(images[0], "JPEG", quality=95), encode(images[1], "PNG"), encode(images[2], "PNG")]
-    decoded = [tf.io.decode_image(e, channels=3).numpy() for e in encoded]  # JPEG is lossy: compare on its pixels
+    # JPEG is lossy: compare on its pixels, as training reads them (Pillow's, the same as
+    # the served decoder's exact integer DCT).
+    decoded = [load_image_bytes(e) for e in encoded]
     got = serve(loaded, encoded)
     want = np.stack([keras_full_view(model, image) for image in decoded])
     np.testing.assert_allclose(got["probabilities"], want, atol=ATOL)
