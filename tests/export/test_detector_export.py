@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from export import client, saved_model, serving_check, verify
 from export import detector as detector_kind
+from keras_spp.data.voc import decode_image_bytes
 from keras_spp.detection.features import bucket_size
 from tests.export.conftest import encode, fake_rest_server, photo
 
@@ -157,7 +158,7 @@ def test_three_sizes_in_one_batch_match_the_keras_detector(exported):
     _, keras_detector, loaded = exported
     images = [photo(90, 140, 1), photo(200, 120, 2), photo(64, 64, 3)]
     encoded = [encode(images[0], "JPEG", quality=95), encode(images[1]), encode(images[2])]
-    decoded = [tf.io.decode_image(e, channels=3).numpy() for e in encoded]  # JPEG is lossy: its pixels
+    decoded = [decode_image_bytes(e) for e in encoded]  # JPEG is lossy: its pixels, as training reads them
     boxes = [some_boxes(*image.shape[:2], count, seed) for image, count, seed in zip(images, (40, 25, 12), (4, 5, 6))]
     got = serve(loaded, encoded, client.pad_boxes(boxes))
     assert {k: v.shape[1:] for k, v in got.items()} == OUTPUTS and got["num_detections"].shape == (3,)
