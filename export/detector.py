@@ -69,6 +69,7 @@ from export.client import pad_boxes
 from export.encoding import b64, jsonable, png_bytes
 from export.kinds import ServingKind, label_names, label_table
 from keras_spp.data.voc import decode_image_tf
+from keras_spp.detection.boxes import MAX_COORDINATE
 from keras_spp.validation import is_number, positive_int
 
 SETTING_FLAGS = {  # DetectionSettings field -> the export's command-line flag
@@ -492,9 +493,6 @@ def cap_size(image, boxes, max_side):
         return resized, boxes * tf.tile(factor, [2])
 
     return tf.cond(longer > max_side, shrink, lambda: (tf.cast(image, tf.float32), boxes))
-
-
-MAX_COORDINATE = 2.0**24
 
 
 def _check_boxes(boxes, batch, images_name):

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 import keras_spp.detection.heads  # noqa: F401
 from keras_spp import folders
 from keras_spp.data.voc import load_image
-from keras_spp.detection.boxes import decode_boxes_tf
+from keras_spp.detection.boxes import check_proposals, decode_boxes_tf
 from keras_spp.detection.evaluation import evaluate_detections
 from keras_spp.detection.heads import pooled_head, roi_features_of
 from keras_spp.detection.nms import box_voting, per_class_nms
@@ -198,7 +198,7 @@ class Detector:
                 raise ValueError(NO_RPN)
             proposals, out = self._rpn_outputs()(tf.constant(image[None]))
         else:
-            proposals = tf.constant(np.asarray(proposals, np.float32).reshape(-1, 4))
+            proposals = tf.constant(check_proposals(proposals))
             out = self._outputs(tf.constant(image[None]), proposals)
         boxes, scores, classes = compiled_postprocess(settings)(out, proposals, image.shape[0], image.shape[1])
         return boxes.numpy(), scores.numpy(), classes.numpy()
@@ -365,7 +365,7 @@ def evaluate_detector(detector, examples, proposals, settings_by_name, desc="eva
 
 
 def _boxes(boxes):
-    return np.asarray(boxes, np.float32).reshape(-1, 4)
+    return check_proposals(boxes)
 
 
 def _no_detections():

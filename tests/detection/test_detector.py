@@ -189,3 +189,18 @@ def test_save_refuses_a_folder_holding_other_files_before_writing(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         tiny_detector(1).save(tmp_path / "notes.txt")
     assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+
+
+@pytest.mark.parametrize(
+    "bad", [[0, 0, 3e38, 3e38], [-3e38, 0, 3e38, 10], [0, np.nan, 5, 5], [0, 0, np.inf, 5], [0, 0, 2.0**25, 4]]
+)
+def test_detect_refuses_proposals_that_overflow(bad):
+    detector = tiny_detector(0)
+    image = np.zeros((40, 50, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"row 1 .* finite pixels of magnitude at most 16777216"):
+        detector.detect(image, np.array([[0, 0, 10, 10], bad], np.float32))
+    with pytest.raises(ValueError, match=r"must be \[R, 4\]"):
+        detector.detect(image, np.zeros((2, 3)))
+    # Within the bound, large but finite boxes give finite detections.
+    boxes, scores, _ = detector.detect(image, np.array([[0, 0, 10, 10], [0, 0, 2.0**23, 2.0**23]], np.float32))
+    assert np.isfinite(boxes).all() and np.isfinite(scores).all()
