@@ -80,3 +80,17 @@ def test_an_export_without_objects_cannot_name_classes(tmp_path):
 def test_classes_are_for_voc_folders_only():
     with pytest.raises(SystemExit, match="--classes applies to voc:<path>"):
         train_detector.dataset_options(train_detector.parse_args(["--classes", "a,b"]))
+
+
+@pytest.mark.parametrize(
+    "splits, classes",
+    [
+        ({"trainval": ["zebra"], "test": ["okapi"]}, "auto"),  # a class only the test split has
+        ({"trainval": ["zebra"], "test": ["zebra"]}, "Zebra"),  # names are case-sensitive
+    ],
+)
+def test_a_class_the_names_lack_is_an_error_naming_the_flag(tmp_path, splits, classes):
+    root = export(tmp_path, splits, ("zebra", "okapi"))
+    args = train_detector.parse_args(["--dataset", f"voc:{root}", "--classes", classes, "--out", str(tmp_path / "o")])
+    with pytest.raises(SystemExit, match=r"--dataset voc:.*not among the class names.*pass --classes a,b,\.\.\."):
+        train_detector.load_data(args)
