@@ -28,7 +28,7 @@ def fit_box_regressors(features, classes, targets, num_classes, l2=1000.0, featu
 
     ``mean_norm``: the features' mean L2 norm, when these rows are part of a larger
     set fitted piecewise (one class at a time); default theirs."""
-    features = np.asarray(features, np.float64)
+    features = np.asarray(features)
     classes = np.asarray(classes).reshape(-1)
     targets = np.asarray(targets, np.float64).reshape(-1, 4)
     dim = features.shape[1]
@@ -37,23 +37,34 @@ def fit_box_regressors(features, classes, targets, num_classes, l2=1000.0, featu
     if len(features) == 0:
         return kernel, bias
     if mean_norm is None:
-        mean_norm = float(np.linalg.norm(features, axis=1).mean())
+        mean_norm = float(np.linalg.norm(features.astype(np.float64), axis=1).mean())
     scale = feature_norm / max(float(mean_norm), 1e-12)
     for k in range(num_classes):
-        x = features[classes == k] * scale
-        if len(x) == 0:
-            continue
-        y = targets[classes == k]
-        x_mean, y_mean = x.mean(0), y.mean(0)
-        y_std = np.maximum(y.std(0), 1e-6)
-        xc = x - x_mean
-        yc = (y - y_mean) / y_std
-        # Normal equations in the smaller of the two spaces (samples or features).
-        if len(xc) < dim:
-            w = xc.T @ np.linalg.solve(xc @ xc.T + l2 * np.eye(len(xc)), yc)
-        else:
-            w = np.linalg.solve(xc.T @ xc + l2 * np.eye(dim), xc.T @ yc)
-        w = w * y_std
-        kernel[:, 4 * k : 4 * k + 4] = w * scale
-        bias[4 * k : 4 * k + 4] = y_mean - (x_mean @ w)
+        rows = classes == k
+        if rows.any():
+            w, b = fit_one_class(np.array(features[rows], np.float64), targets[rows], l2, scale)
+            kernel[:, 4 * k : 4 * k + 4], bias[4 * k : 4 * k + 4] = w, b
     return kernel, bias
+
+
+def fit_one_class(x, y, l2, scale):
+    """One class's ridge regressor ``(kernel [D, 4], bias [4])`` on raw features ``x``
+    (float64 ``[n, D]``, scaled and centred in place: the caller's copy, so that the
+    largest array of the fit exists once) and targets ``y [n, 4]``."""
+    x *= scale
+    x_mean = x.mean(0)
+    x -= x_mean
+    y_mean = y.mean(0)
+    y_std = np.maximum(y.std(0), 1e-6)
+    yc = (y - y_mean) / y_std
+    # Normal equations in the smaller of the two spaces (samples or features).
+    if len(x) < x.shape[1]:
+        gram = x @ x.T
+        gram[np.diag_indices_from(gram)] += l2
+        w = x.T @ np.linalg.solve(gram, yc)
+    else:
+        gram = x.T @ x
+        gram[np.diag_indices_from(gram)] += l2
+        w = np.linalg.solve(gram, x.T @ yc)
+    w = w * y_std
+    return w * scale, y_mean - x_mean @ w

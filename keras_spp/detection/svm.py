@@ -12,7 +12,7 @@ over the images (the paper: one), every negative is scored and those inside the
 margin (score > -1) join a cache of at most ``max_hard_negatives`` a class (the
 hardest kept), the SVM is refitted, and cached negatives the new SVM puts outside
 the margin are evicted. Memory: two caches of ``max_hard_negatives`` fc7 rows a
-class, float32, whatever the number of images.
+class, float16, whatever the number of images.
 
 Features are scaled by one factor so that their mean L2 norm is ``feature_norm``
 (20, as R-CNN), which makes the regularisation ``C`` mean the same for any
@@ -189,7 +189,7 @@ def _fit_all(state, config):
             # No positives: the class can never be detected by SVM scoring; say so.
             stats.append(dict(entry, skipped=True))
             continue
-        w, b = _fit(pos * scale, neg * scale, config)
+        w, b = _fit(pos * scale, neg.astype(np.float32) * scale, config)
         state["kernel"][:, k], state["bias"][k] = w, b
         stats.append(entry)
     state["stats"] = stats
@@ -219,15 +219,17 @@ def _evict_easy(state, config):
     would not change the next fit (R-CNN's eviction of easy examples)."""
     for k, cache in enumerate(state["hard"]):
         if len(cache.rows):
-            scores = (cache.rows * state["scale"]) @ state["kernel"][:, k] + state["bias"][k]
+            scores = (cache.rows.astype(np.float32) * state["scale"]) @ state["kernel"][:, k] + state["bias"][k]
             cache.rows, cache.scores = cache.rows[scores > config.hard_margin], scores[scores > config.hard_margin]
 
 
 class _Cache:
-    """Negatives of one class: rows float32 ``[n, D]`` and their last scores."""
+    """Negatives of one class: rows ``[n, D]`` and their last scores. Rows are kept in
+    float16 (half the memory; fc7 activations need no more digits for a linear SVM)
+    and fitted in float32."""
 
     def __init__(self, dim):
-        self.rows = np.zeros((0, dim), np.float32)
+        self.rows = np.zeros((0, dim), np.float16)
         self.scores = np.zeros(0, np.float32)
 
     @classmethod
@@ -239,7 +241,7 @@ class _Cache:
     def add_sampled(self, rows, capacity, seen, rng):
         """Algorithm R: a uniform sample of at most ``capacity`` of every row added;
         returns the new count of rows seen."""
-        rows = np.asarray(rows, np.float32)
+        rows = np.asarray(rows, np.float16)
         room = max(capacity - len(self.rows), 0)
         self.rows = np.concatenate([self.rows, rows[:room]])
         for i in range(min(room, len(rows)), len(rows)):
@@ -249,9 +251,9 @@ class _Cache:
         return seen + len(rows)
 
     def add_scored(self, rows, scores, capacity):
-        self.rows = np.concatenate([self.rows, np.asarray(rows, np.float32)])
+        self.rows = np.concatenate([self.rows, np.asarray(rows, np.float16)])
         self.scores = np.concatenate([self.scores, np.asarray(scores, np.float32)])
-        if len(self.rows) > 2 * capacity:  # compact now and then, not at every image
+        if len(self.rows) > 1.5 * capacity:  # compact now and then, not at every image
             self.keep_hardest(capacity)
 
     def keep_hardest(self, capacity):

@@ -9,7 +9,7 @@ so that memory does not grow with the number of images:
    ``model.fit`` (``window_stream.fine_tuning_stream``: 25% positives), learning
    rate dropped by 10 for the last sixth of the steps (the paper: 1e-4, then 1e-5);
 2. ``fit_box_regression``: ridge regressors of windows with IoU >= 0.5, at most
-   ``box_regression_max_windows`` a class (a uniform reservoir sample of the stream);
+   ``box_regression_max_windows`` a class (a seeded uniform sample), one class at a time;
 3. ``fit_svms``: per-class linear SVMs on fc7 with hard negative mining over the
    streamed images into a bounded cache (``keras_spp.detection.svm``).
 """
@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from keras_spp.data.voc import load_image
 from keras_spp.detection import heads, sampling
-from keras_spp.detection.box_regression import fit_box_regressors, regression_targets
+from keras_spp.detection.box_regression import fit_one_class, regression_targets
 from keras_spp.detection.features import MultiScaleRoiFeatures
 from keras_spp.detection.svm import SvmConfig, negative_candidates, train_svms_streamed
 from keras_spp.detection.training_checks import RaiseOnNonFiniteLoss, softmax_chance_loss, warn_if_at_chance
@@ -290,68 +290,73 @@ def epoch_split(steps):
 
 def fit_box_regression(detector, records, examples, config=HeadTrainingConfig()):
     """Fits the regressors and writes them into the detector's ``bbox`` layer;
-    returns the number of regression windows per class (those seen; each class is
-    fitted on at most ``config.box_regression_max_windows`` of them, a uniform
-    sample of the stream)."""
+    returns the number of regression windows per class.
+
+    A class with more than ``config.box_regression_max_windows`` windows is fitted
+    on a uniform sample of them. The windows are chosen from the overlaps alone
+    (held in memory), then each class's features are read from the shards and
+    fitted in turn, so memory holds one class's sample, whatever the data set.
+    """
     by_id = {e.image_id: e for e in examples}
     num_classes = detector.get_layer("svm").units
     dim = heads.roi_features_of(detector).output_dim
-    samples = [ClassReservoir(config.box_regression_max_windows, dim, 4, config.seed + k) for k in range(num_classes)]
-    for r in tqdm(records, desc="box regression windows", unit="img"):
+    chosen, counts = _regression_sample(records, by_id, config, num_classes)
+    # One feature scale for every class, as a joint fit would have.
+    norm_sum = 0.0
+    for i, rows in _rows_by_record(chosen, range(num_classes)).items():
+        norm_sum += float(np.linalg.norm(records[i].features_of(rows).astype(np.float64), axis=1).sum())
+    total = sum(len(c[0]) for c in chosen)
+    mean_norm = norm_sum / total if total else 1.0
+    kernel = np.zeros((dim, 4 * num_classes), np.float32)
+    bias = np.zeros(4 * num_classes, np.float32)
+    for k in tqdm(range(num_classes), desc="box regressors", unit="class"):
+        record_index, row, targets = chosen[k]
+        if not len(row):
+            continue
+        x = np.empty((len(row), dim), np.float64)
+        for i, rows in _rows_by_record(chosen, [k]).items():
+            x[record_index == i] = records[i].features_of(rows)
+        w, b = fit_one_class(x, targets, config.box_regression_l2, 20.0 / max(mean_norm, 1e-12))
+        kernel[:, 4 * k : 4 * k + 4], bias[4 * k : 4 * k + 4] = w, b
+    heads.set_linear(detector, "bbox", kernel, bias)
+    return counts
+
+
+def _regression_sample(records, by_id, config, num_classes):
+    """Per class ``(record index [n], row [n], targets [n, 4])`` of at most
+    ``box_regression_max_windows`` windows, a seeded uniform sample, in stream order;
+    and every class's count of windows."""
+    per_class = [[] for _ in range(num_classes)]
+    for i, r in enumerate(records):
         example = by_id[r.image_id]
         rows, cls, tgt = regression_targets(
             r.windows, example.boxes, r.max_iou, r.gt_index, example.labels, config.box_regression_iou
         )
-        if not len(rows):
-            continue
-        features = r.features_of(rows)
-        for k in np.unique(cls):
-            samples[k].add(features[cls == k], tgt[cls == k])
-    kernel = np.zeros((dim, 4 * num_classes), np.float32)
-    bias = np.zeros(4 * num_classes, np.float32)
-    # One feature scale for every class, as a joint fit would have.
-    norms = np.concatenate([np.linalg.norm(s.features.astype(np.float32), axis=1) for s in samples])
-    mean_norm = float(norms.mean()) if len(norms) else 1.0
-    for k, sample in enumerate(samples):
-        x, t = sample.arrays()
-        if len(x):
-            kernel_k, bias_k = fit_box_regressors(
-                x, np.zeros(len(x), np.int64), t, 1, config.box_regression_l2, mean_norm=mean_norm
-            )
-            kernel[:, 4 * k : 4 * k + 4], bias[4 * k : 4 * k + 4] = kernel_k, bias_k
-    heads.set_linear(detector, "bbox", kernel, bias)
-    return np.array([sample.seen for sample in samples], np.int64)
+        for k in np.unique(cls).astype(int):
+            mine = cls == k
+            per_class[k].append((np.full(int(mine.sum()), i), rows[mine], tgt[mine]))
+    rng = np.random.default_rng(config.seed)
+    chosen, counts = [], np.zeros(num_classes, np.int64)
+    for k, parts in enumerate(per_class):
+        index = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+        row = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
+        targets = np.concatenate([p[2] for p in parts]) if parts else np.zeros((0, 4), np.float32)
+        counts[k] = len(index)
+        if len(index) > config.box_regression_max_windows:
+            keep = np.sort(rng.choice(len(index), config.box_regression_max_windows, replace=False))
+            index, row, targets = index[keep], row[keep], targets[keep]
+        chosen.append((index, row, targets.astype(np.float64)))
+    return chosen, counts
 
 
-class ClassReservoir:
-    """A uniform sample of at most ``capacity`` rows of a stream (Vitter's algorithm
-    R), features in float16 ``[capacity, dim]`` and targets float32 ``[capacity,
-    target_dim]``: memory fixed whatever the stream's length; every row seen ends in
-    the sample with the same probability, and a stream no longer than ``capacity``
-    is kept whole, in order."""
-
-    def __init__(self, capacity, dim, target_dim, seed=0):
-        self.capacity = int(capacity)
-        self.features = np.zeros((0, dim), np.float16)
-        self.targets = np.zeros((0, target_dim), np.float32)
-        self.seen = 0
-        self._rng = np.random.default_rng(seed)
-
-    def add(self, features, targets):
-        features = np.asarray(features, np.float16)
-        targets = np.asarray(targets, np.float32)
-        room = max(self.capacity - len(self.features), 0)
-        if room:
-            self.features = np.concatenate([self.features, features[:room]])
-            self.targets = np.concatenate([self.targets, targets[:room]])
-        for i in range(min(room, len(features)), len(features)):
-            slot = int(self._rng.integers(0, self.seen + i + 1))
-            if slot < self.capacity:
-                self.features[slot], self.targets[slot] = features[i], targets[i]
-        self.seen += len(features)
-
-    def arrays(self):
-        return self.features.astype(np.float32), self.targets
+def _rows_by_record(chosen, classes):
+    """``{record index: rows}`` of the chosen windows of ``classes``, in stream order."""
+    found = {}
+    for k in classes:
+        index, row, _ = chosen[k]
+        for i in np.unique(index):
+            found.setdefault(int(i), []).append(row[index == i])
+    return {i: np.concatenate(rows) for i, rows in sorted(found.items())}
 
 
 def fit_svms(detector, records, examples, config=HeadTrainingConfig(), state_dir=None):

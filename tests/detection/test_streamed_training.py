@@ -80,32 +80,45 @@ def test_images_without_proposals_or_objects_still_train(tmp_path):
     assert np.all(records[1].max_iou == 0)
 
 
-def test_box_regression_reservoir_is_the_whole_stream_when_it_fits_and_bounded_otherwise():
-    rng = np.random.default_rng(0)
-    whole = training.ClassReservoir(100, 3, 4, seed=0)
-    bounded = training.ClassReservoir(10, 3, 4, seed=0)
-    rows = [rng.normal(size=(7, 3)) for _ in range(9)]
-    for r in rows:
-        whole.add(r, np.tile(r[:, :1], 4))
-        bounded.add(r, np.tile(r[:, :1], 4))
-    stacked = np.concatenate(rows).astype(np.float16)
-    np.testing.assert_array_equal(whole.features, stacked)
-    assert whole.seen == bounded.seen == 63 and len(bounded.features) == 10
-    # Every kept row is a real row with its own target.
-    for f, t in zip(bounded.features, bounded.targets):
-        assert any(np.array_equal(f, s) for s in stacked) and t[0] == pytest.approx(float(f[0]), abs=1e-3)
+def _tiny_detector_and_records(tmp_path, count=4):
+    import keras
+
+    from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.heads import spp_detector
+    from keras_spp.models import backbone
+
+    keras.utils.set_random_seed(0)
+    roi = MultiScaleRoiFeatures(backbone("zf5", width=0.125), scales=(80,), levels=(2, 1), window_size=48)
+    detector = spp_detector(roi, 2, fc_units=16)
+    examples, proposals = examples_with_proposals(tmp_path, count=count)
+    return detector, examples, training.compute_window_features(roi, examples, proposals)
 
 
-def test_reservoir_sampling_is_uniform():
-    counts = np.zeros(40)
-    for seed in range(400):
-        sample = training.ClassReservoir(10, 1, 1, seed=seed)
-        for start in range(0, 40, 8):
-            values = np.arange(start, start + 8, dtype=np.float32)[:, None]
-            sample.add(values, values)
-        counts[sample.targets[:, 0].astype(int)] += 1
-    # Each of 40 rows is kept with probability 1/4: 100 of 400 runs, give or take.
-    assert counts.min() > 60 and counts.max() < 140
+def test_streamed_box_regression_is_the_joint_fit_and_bounded(tmp_path):
+    detector, examples, records = _tiny_detector_and_records(tmp_path)
+    by_id = {e.image_id: e for e in examples}
+    xs, cs, ts = [], [], []
+    for r in records:
+        e = by_id[r.image_id]
+        rows, cls, tgt = box_regression.regression_targets(r.windows, e.boxes, r.max_iou, r.gt_index, e.labels)
+        xs.append(r.features[rows].astype(np.float32))
+        cs.append(cls)
+        ts.append(tgt)
+    x, c, t = np.concatenate(xs), np.concatenate(cs), np.concatenate(ts)
+    kernel, bias = box_regression.fit_box_regressors(x, c, t, 2)
+    counts = training.fit_box_regression(detector, records, examples, training.HeadTrainingConfig())
+    np.testing.assert_array_equal(counts, np.bincount(c, minlength=2))
+    got_kernel, got_bias = detector.get_layer("bbox").get_weights()
+    np.testing.assert_allclose(got_kernel, kernel, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got_bias, bias, rtol=1e-4, atol=1e-5)
+    # Over the bound: each class fitted on a seeded sample of that many, counts unchanged.
+    small = training.HeadTrainingConfig(box_regression_max_windows=10)
+    chosen, counts = training._regression_sample(records, by_id, small, 2)
+    assert [len(index) for index, _, _ in chosen] == [10, 10] and counts.tolist() == np.bincount(c).tolist()
+    again, _ = training._regression_sample(records, by_id, small, 2)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(chosen, again))
+    training.fit_box_regression(detector, records, examples, small)
+    assert np.isfinite(detector.get_layer("bbox").get_weights()[0]).all()
 
 
 def test_box_regression_per_class_equals_the_joint_fit():
