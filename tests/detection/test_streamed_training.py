@@ -290,3 +290,17 @@ def test_fine_tuning_killed_mid_run_resumes_from_its_last_epoch(tmp_path):
     # The epochs after the last finished one (0-3 of 10) were run, from its weights.
     assert len(history.history["loss"]) == 6
     assert not np.array_equal(detector.get_layer("fc8").get_weights()[0], saved)
+
+
+def test_a_stage_ending_at_chance_says_so_and_names_the_flag(caplog, capsys):
+    import keras
+
+    from keras_spp.detection.training_checks import warn_if_at_chance
+
+    history = keras.callbacks.History()
+    history.history = {"objectness_loss": [0.70, 0.69, 0.69]}
+    message = warn_if_at_chance(history, "objectness_loss", np.log(2.0), "RPN training", "--rpn-steps", margin=0.9)
+    assert "chance level" in message and "--rpn-steps" in message and "0.690" in message
+    assert "WARNING: RPN training" in capsys.readouterr().out
+    history.history = {"objectness_loss": [0.69, 0.2]}
+    assert warn_if_at_chance(history, "objectness_loss", np.log(2.0), "RPN training", "--rpn-steps") is None
