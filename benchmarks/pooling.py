@@ -10,6 +10,13 @@ two baselines measured in the same run:
 Each configuration runs in a fresh subprocess so that its peak memory (max RSS less
 the RSS before the first call) is its own.
 
+``keras_spp_xla_static``: the op under XLA traced with the problem's shapes known
+(no ``None`` in the signature), as ``jax.jit`` and a plain ``tf.function`` trace it.
+``--torchvision-python``: ``torchvision.ops.roi_pool`` at the four levels, in a
+child process with that interpreter, side by side with ``keras_spp_xla`` and the
+time to write the op's output bytes (``output_write_bound``), in turn for
+``--rounds`` rounds.
+
 Keras backends (the op is written with ``keras.ops``): ``keras_spp_jax_jit`` (the op
 under ``jax.jit``, its gradient by ``jax.grad``), ``keras_spp_torch`` (PyTorch eager,
 autograd) and ``keras_spp_torch_compile``, each in a child with its KERAS_BACKEND;
@@ -215,8 +222,50 @@ def segment_max_reference(features, boxes):
     return segment_max_baseline(features, boxes)(tf.constant(features)).numpy()
 
 
-def run_roi_config(name, boxes, height, width, channels, repeats):
-    """One configuration, in this process: forward and forward+backward timings."""
+def run_torchvision(boxes, height, width, channels, repeats):
+    """``torchvision.ops.roi_pool`` at the four levels (``coordinate_rule="roi_pool"``'s
+    method), concatenated as keras_spp lays them out: forward timings, in this process
+    (an interpreter with torch and torchvision, e.g. ``--torchvision-python``)."""
+    import torch
+    import torchvision
+
+    features, b, _ = roi_problem(boxes, height, width, channels)
+    maps = torch.tensor(features).permute(0, 3, 1, 2).contiguous()
+    rois = torch.tensor(np.concatenate([np.zeros((boxes, 1), np.float32), b[:, [1, 0, 3, 2]]], axis=1))
+
+    def forward():
+        with torch.no_grad():
+            pooled = [torchvision.ops.roi_pool(maps, rois, n, 1 / 16) for n in LEVELS]
+            return torch.cat([p.permute(0, 2, 3, 1).reshape(boxes, -1) for p in pooled], dim=1)
+
+    result = {"forward": timed(forward, repeats=repeats)}
+    result.update(torch=torch.__version__, torchvision=torchvision.__version__, threads=torch.get_num_threads())
+    return result
+
+
+def run_write_bound(boxes, channels, repeats):
+    """The time to write the op's output bytes (``[R, C * 50]`` float32) here: an XLA
+    program that computes each output value from an index and a scalar and writes it."""
+    import tensorflow as tf
+
+    dim = channels * sum(n * n for n in LEVELS)
+    write = tf.function(
+        lambda x: x + tf.cast(tf.range(dim), tf.float32)[None, :] + tf.zeros([boxes, 1]),
+        jit_compile=True,
+    )
+    result = {"forward": timed(write, tf.constant(1.0), repeats=repeats)}
+    result["bytes"] = boxes * dim * 4
+    result["gb_per_s"] = round(result["bytes"] / result["forward"]["median_ms"] / 1e6, 2)
+    return result
+
+
+def run_roi_config(name, boxes, height, width, channels, repeats, forward_only=False):
+    """One configuration, in this process: forward and forward+backward timings (only
+    the forward ones, unchecked, with ``forward_only``)."""
+    if name == "torchvision_roi_pool":
+        return run_torchvision(boxes, height, width, channels, repeats)
+    if name == "output_write_bound":
+        return run_write_bound(boxes, channels, repeats)
     if name in BACKEND_OF:
         return run_backend_config(name, boxes, height, width, channels, repeats)
     import tensorflow as tf
@@ -239,7 +288,9 @@ def run_roi_config(name, boxes, height, width, channels, repeats):
         op = lambda f, bx, ix: pool(f)  # noqa: E731
     else:
         op = crop_and_resize_baseline
-    jit = name.endswith("xla")
+    jit = name.endswith(("xla", "xla_static"))
+    if name.endswith("_static"):  # shapes known when traced: the op's static-shape path
+        sig = None
     forward = op if name == "segment_max" else tf.function(op, input_signature=sig, jit_compile=jit)
 
     def both(f, bx, ix):
@@ -251,6 +302,8 @@ def run_roi_config(name, boxes, height, width, channels, repeats):
     backward = both if name == "segment_max" else tf.function(both, input_signature=sig, jit_compile=jit)
     args = (tf.constant(features), tf.constant(b), tf.constant(idx))
     result = {"forward": timed(forward, *args, repeats=repeats)}
+    if forward_only:
+        return result
     result["forward_backward"] = timed(backward, *args, repeats=repeats)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["peak_memory_mb"] = round((peak - rss_before) / 1024, 1)
@@ -344,8 +397,15 @@ def parse_args(argv=None):
         default=0,
         help="also: peak memory of one eager RoiPyramidPooling call with this many boxes, unchunked and chunked",
     )
+    parser.add_argument(
+        "--torchvision-python",
+        help="an interpreter with torch and torchvision: time torchvision.ops.roi_pool side by side with "
+        "keras_spp_xla and the output-write bound, --rounds times in turn",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="side-by-side rounds (default 5)")
     parser.add_argument("--out", help="also write the JSON here")
     parser.add_argument("--_memory", help=argparse.SUPPRESS)
+    parser.add_argument("--_forward-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_one", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -360,7 +420,8 @@ def main(argv=None):
         print(json.dumps(eager_memory(args.boxes, height, width, channels, chunk, levels)))
         return 0
     if args._one:  # child process: one RoI configuration
-        print(json.dumps(run_roi_config(args._one, args.boxes, height, width, channels, args.repeats)))
+        config = run_roi_config(args._one, args.boxes, height, width, channels, args.repeats, args._forward_only)
+        print(json.dumps(config))
         return 0
 
     report = {"machine": machine(), "roi_pyramid_pool": {}, "image_level": None}
@@ -370,7 +431,10 @@ def main(argv=None):
         "levels": list(LEVELS),
         "coordinate_rule": "spp",
     }
-    for name in args.configs.split(","):
+    report["machine"]["load_average_before"] = list(os.getloadavg())
+    if args.torchvision_python:
+        report["side_by_side"] = _side_by_side(args)
+    for name in [c for c in args.configs.split(",") if c]:
         report["roi_pyramid_pool"][name] = _run_child(name, args)
         print(f"{name}: {report['roi_pyramid_pool'][name]}", file=sys.stderr)
     _speedups(report["roi_pyramid_pool"])
@@ -378,14 +442,48 @@ def main(argv=None):
         report["eager_memory"] = _memory_children(args)
     if args.image_level:
         report["image_level"] = image_level(args.repeats, batch=args.image_batch, width=args.zf5_width)
+    report["machine"]["load_average_after"] = list(os.getloadavg())
     emit(report, args.out)
     return 0
 
 
-def _run_child(name, args):
+SIDE_BY_SIDE = ("keras_spp_xla", "torchvision_roi_pool", "output_write_bound")
+
+
+def _side_by_side(args):
+    """keras_spp under XLA, torchvision's roi_pool and the output-write bound, each in a
+    fresh process, in turn for ``args.rounds`` rounds, so that the machine's load hits
+    all three alike; forward medians per round, their ratios, and the ratios' medians."""
+    rounds = []
+    for _ in range(args.rounds):
+        medians = {}
+        for name in SIDE_BY_SIDE:
+            python = args.torchvision_python if name == "torchvision_roi_pool" else sys.executable
+            result = _run_child(name, args, python=python, forward_only=True)
+            if "forward" not in result:
+                return {"error": {name: result}}
+            medians[name] = result["forward"]["median_ms"]
+            if name == "torchvision_roi_pool":
+                versions = {k: result[k] for k in ("torch", "torchvision", "threads")}
+        rounds.append(medians)
+        print(f"side by side: {medians}", file=sys.stderr)
+    speedups = [r["torchvision_roi_pool"] / r["keras_spp_xla"] for r in rounds]
+    over_bound = [r["keras_spp_xla"] / r["output_write_bound"] for r in rounds]
+    return {
+        "forward_median_ms_per_round": rounds,
+        "torchvision_over_keras_spp_xla": [round(v, 2) for v in speedups],
+        "median_torchvision_over_keras_spp_xla": round(float(np.median(speedups)), 2),
+        "keras_spp_xla_over_write_bound": [round(v, 2) for v in over_bound],
+        "median_keras_spp_xla_over_write_bound": round(float(np.median(over_bound)), 2),
+        "torchvision": versions,
+    }
+
+
+def _run_child(name, args, python=None, forward_only=False):
     """One RoI configuration in a fresh process on its backend: its result, or its error."""
-    cmd = [sys.executable, "-m", "benchmarks.pooling", "--_one", name, "--boxes", str(args.boxes), "--map", args.map]
-    cmd += ["--repeats", str(args.repeats if name != "segment_max" else max(1, args.repeats // 5))]
+    cmd = [python or sys.executable, "-m", "benchmarks.pooling", "--_one", name, "--boxes", str(args.boxes)]
+    cmd += ["--map", args.map, "--repeats", str(args.repeats if name != "segment_max" else max(1, args.repeats // 5))]
+    cmd += ["--_forward-only"] if forward_only else []
     env = {
         **os.environ,
         "KERAS_BACKEND": BACKEND_OF.get(name, "tensorflow"),

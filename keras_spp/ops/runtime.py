@@ -127,12 +127,20 @@ def assert_sizes(checks, x):
 def doubling_levels(x, count, step):
     """``[count, *x.shape]``: ``x``, then ``step(current, k)`` applied ``count - 1`` times.
 
-    With a Python ``count`` this is a Python loop. A tensor ``count`` only arises in a
-    TensorFlow graph with unknown sizes; there it is a ``tf.while_loop`` into a
+    Eagerly (any backend) and on PyTorch this is a Python loop. Traced (a TensorFlow
+    graph, ``jax.jit``) it is a loop in the program: a ``tf.while_loop`` into a
     ``TensorArray`` (with ``maximum_iterations``, which lets XLA size the gradient's
-    accumulators).
+    accumulators), or ``jax.lax.fori_loop``. The loop keeps the levels a materialised
+    table: unrolled, with static sizes, XLA fused the shifted maxima into the gathers
+    that read the table and recomputed them for every gathered value (the RoI op ran
+    1342 ms forward under XLA with static shapes against 424 ms forward+backward,
+    and 7x slower under ``jax.jit`` than TensorFlow's XLA with dynamic shapes).
+    A tensor ``count`` (unknown sizes) only arises in a TensorFlow graph.
     """
-    if is_static(count):
+    backend = keras.backend.backend()
+    if backend == "jax" and isinstance(x, __import__("jax").core.Tracer) and int(count) > 1:
+        return _jax_doubling(x, int(count), step)
+    if is_static(count) and not in_tensorflow_graph():
         levels = [x]
         for k in range(int(count) - 1):
             levels.append(step(levels[-1], k))
@@ -146,6 +154,19 @@ def doubling_levels(x, count, step):
 
     _, _, stack = tf.while_loop(lambda k, *_: k < count, body, (tf.constant(0), x, stack), maximum_iterations=count)
     return stack.stack()
+
+
+def _jax_doubling(x, count, step):
+    import jax
+
+    stack = jax.numpy.zeros((count, *x.shape), x.dtype).at[0].set(x)
+
+    def body(k, carry):
+        current, stack = carry
+        current = step(current, k)
+        return current, stack.at[k + 1].set(current)
+
+    return jax.lax.fori_loop(0, count - 1, body, (x, stack))[1]
 
 
 def reduce_max(x, axis):

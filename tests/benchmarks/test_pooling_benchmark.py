@@ -120,3 +120,31 @@ def test_eager_memory_reports_the_peak_over_the_warm_up():
     assert result["max_boxes_per_chunk"] == "2" and result["levels"] == [2, 1]
     assert result["output_mb"] == round(30 * 4 * 5 * 4 / 2**20, 1)
     assert result["peak_over_warm_up_mb"] >= 0
+
+
+def test_side_by_side_rounds_run_each_config_in_turn_and_report_median_ratios(monkeypatch):
+    medians = iter([10.0, 100.0, 5.0, 20.0, 100.0, 5.0, 10.0, 120.0, 4.0])
+    calls = []
+
+    def child(name, args, python=None, forward_only=False):
+        calls.append((name, python, forward_only))
+        result = {"forward": {"median_ms": next(medians)}}
+        if name == "torchvision_roi_pool":
+            result.update(torch="2.14.1", torchvision="0.29.1", threads=2)
+        return result
+
+    monkeypatch.setattr(pooling, "_run_child", child)
+    args = pooling.parse_args(["--torchvision-python", "/tv/python", "--rounds", "3"])
+    report = pooling._side_by_side(args)
+    assert [c[0] for c in calls] == list(pooling.SIDE_BY_SIDE) * 3
+    assert {c[1] for c in calls if c[0] == "torchvision_roi_pool"} == {"/tv/python"}
+    assert all(c[2] for c in calls)
+    assert report["torchvision_over_keras_spp_xla"] == [10.0, 5.0, 12.0]
+    assert report["median_torchvision_over_keras_spp_xla"] == 10.0
+    assert report["keras_spp_xla_over_write_bound"] == [2.0, 4.0, 2.5]
+    assert report["torchvision"]["torchvision"] == "0.29.1"
+
+
+def test_write_bound_reports_the_bytes_of_the_ops_output():
+    result = pooling.run_write_bound(boxes=3, channels=4, repeats=1)
+    assert result["bytes"] == 3 * 4 * 50 * 4 and result["gb_per_s"] >= 0
