@@ -22,6 +22,7 @@ bins that fall outside the map; the two agree for boxes inside the map.)
 
 from keras import ops
 
+from keras_spp.ops import runtime
 from keras_spp.validation import is_number
 
 COORDINATE_RULES = ("spp", "roi_pool")
@@ -44,6 +45,7 @@ def boxes_to_cells(boxes, spatial_scale, height, width, rule="spp"):
     """
     if rule not in COORDINATE_RULES:
         raise ValueError(f"`coordinate_rule` must be one of {COORDINATE_RULES}; got {rule!r}.")
+    boxes = _check_boxes_shape(ops.convert_to_tensor(boxes))
     boxes = ops.cast(boxes, "float32")
     scaled = ops.where(ops.isfinite(boxes), boxes, 0.0) * float(spatial_scale)
     first, second = scaled[:, :2], scaled[:, 2:]
@@ -63,3 +65,18 @@ def boxes_to_cells(boxes, spatial_scale, height, width, rule="spp"):
     start = ops.cast(ops.clip(start, 0.0, last), "int32")
     end = ops.cast(ops.clip(end, 0.0, last), "int32")
     return ops.concatenate([start, end], axis=1)
+
+
+def _check_boxes_shape(boxes):
+    """``boxes`` if ``[R, 4]``; else ValueError where the shape is known, and in a
+    TensorFlow graph a run-time check of what is not (a ``[R, 3]`` or ``[R, 1]`` tensor
+    would broadcast against the corners and give cells silently)."""
+    shape = boxes.shape
+    rank = shape.rank if hasattr(shape, "rank") else len(shape)
+    if rank is not None and (rank != 2 or shape[1] not in (None, 4)):
+        raise ValueError(
+            f"`boxes` must be [num_boxes, 4] as [y1, x1, y2, x2] in image pixels; got shape {tuple(shape)}."
+        )
+    if runtime.in_tensorflow_graph() and (rank is None or shape[1] is None):
+        boxes = runtime.pin_shape(boxes, [None, 4], "boxes_must_be_num_boxes_by_4")
+    return boxes

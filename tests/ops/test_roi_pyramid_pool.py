@@ -319,3 +319,13 @@ def test_traced_with_static_shapes_the_table_is_built_in_a_loop():
     np.testing.assert_array_equal(
         fn(features, boxes, indices).numpy(), roi_pyramid_pool(features, boxes, indices).numpy()
     )
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 1), (4,), (2, 4, 1)])
+def test_boxes_to_cells_refuses_boxes_that_are_not_r_by_4(shape):
+    # [2, 3] and [2, 1] once broadcast against the corners into cells.
+    with pytest.raises(ValueError, match=r"`boxes` must be \[num_boxes, 4\]"):
+        boxes_to_cells(np.zeros(shape, np.float32), 1 / 16, 5, 5)
+    graph = tf.function(lambda b: boxes_to_cells(b, 1 / 16, 5, 5), input_signature=[tf.TensorSpec(None)])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected shape \[\?,4\]"):
+        graph(tf.zeros(shape))
