@@ -126,9 +126,8 @@ class _PostprocessGraphs:
         specs = {k: tf.TensorSpec([None, *v.shape[1:]], v.dtype) for k, v in outputs.items()}
         layout = tuple(sorted((k, tuple(s.shape), s.dtype.name) for k, s in specs.items()))
         if layout not in self._graphs:
-            settings = self.settings
             self._graphs[layout] = tf.function(
-                lambda o, b, h, w: postprocess(o, b, h, w, settings),
+                _Postprocess(self.settings),
                 input_signature=[
                     specs,
                     tf.TensorSpec([None, 4], tf.float32),
@@ -138,6 +137,42 @@ class _PostprocessGraphs:
             )
         boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
         return self._graphs[layout](dict(outputs), boxes, tf.cast(height, tf.int32), tf.cast(width, tf.int32))
+
+
+class _ModelOutputs:
+    """The model's outputs for ``(image, boxes)``. The graphs of ``tf.function`` are
+    callable objects, not lambdas, throughout: TensorFlow counts the traces of
+    functions with the same code together, so a lambda per detector (or per
+    settings) looked like one function retraced at every new detector."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, image, boxes):
+        return self.model({"image": image, "boxes": boxes}, training=False)
+
+
+class _ProposedOutputs:
+    """``(proposals, outputs)`` of an image: the windows pooled from the conv5 maps
+    the RPN computed (the other scales' as the windows need them)."""
+
+    def __init__(self, proposer, head, roi):
+        self.proposer, self.head, self.roi = proposer, head, roi
+
+    def __call__(self, image):
+        boxes, _, maps = self.proposer.propose(image)
+        return boxes, self.head(self.roi.pool_windows(image, boxes, False, maps), training=False)
+
+
+class _Postprocess:
+    """``postprocess`` with its settings fixed (a lambda per settings made six
+    evaluation settings look like one function retraced six times)."""
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def __call__(self, outputs, boxes, height, width):
+        return postprocess(outputs, boxes, height, width, self.settings)
 
 
 class Detector:
@@ -159,7 +194,7 @@ class Detector:
         # ``keras_spp.detection.learned_proposals.LearnedProposals``: detect(image) alone.
         self.proposer = proposer
         self._outputs = tf.function(
-            lambda image, boxes: model({"image": image, "boxes": boxes}, training=False),
+            _ModelOutputs(model),
             input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)],
             reduce_retracing=True,
         )
@@ -170,20 +205,14 @@ class Detector:
         windows pooled from the conv5 maps the RPN computed (the other scales' as the
         windows need them). Built on first use, eagerly: ``pooled_head`` reads the fc weights."""
         if self._proposed_outputs is None:
-            head, roi = pooled_head(self.model), roi_features_of(self.model)
-
-            def run(image):
-                boxes, _, maps = self.proposer.propose(image)
-                return boxes, head(roi.pool_windows(image, boxes, False, maps), training=False)
-
+            run = _ProposedOutputs(self.proposer, pooled_head(self.model), roi_features_of(self.model))
             self._proposed_outputs = tf.function(run, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
         return self._proposed_outputs
 
     def outputs(self, image, proposals):
         """Raw model outputs (numpy) for an ``[H, W, 3]`` image and ``[R, 4]`` proposals."""
         image = _as_image(image)
-        proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
-        out = self._outputs(tf.constant(image[None]), tf.constant(proposals))
+        out = self._outputs(tf.constant(image[None]), tf.constant(check_proposals(proposals)))
         return {k: v.numpy() for k, v in out.items()}
 
     def detect(self, image, proposals=None, settings=None):

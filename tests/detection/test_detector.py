@@ -204,3 +204,29 @@ def test_detect_refuses_proposals_that_overflow(bad):
     # Within the bound, large but finite boxes give finite detections.
     boxes, scores, _ = detector.detect(image, np.array([[0, 0, 10, 10], [0, 0, 2.0**23, 2.0**23]], np.float32))
     assert np.isfinite(boxes).all() and np.isfinite(scores).all()
+
+
+def test_detection_traces_once_per_settings_and_output_layout(caplog):
+    from keras_spp.detection.detector import DetectionSettings, compiled_postprocess
+
+    detector = tiny_detector(0)
+    rng = np.random.default_rng(3)
+    every = [
+        DetectionSettings(scoring, b, vote_iou=v)
+        for scoring in ("softmax", "svm")
+        for b in (True, False)
+        for v in (None, 0.5)
+    ]
+    with caplog.at_level("WARNING"):
+        for height, width, count in ((40, 50, 7), (64, 33, 19), (90, 120, 1), (40, 50, 0)):
+            image = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+            corner = rng.uniform(0, 20, (count, 2))
+            boxes = np.concatenate([corner, corner + rng.uniform(5, 20, (count, 2))], 1)
+            for settings in every:
+                detector.detect(image, boxes, settings)
+    # Images of other sizes and window counts reuse each graph: one trace per settings
+    # and layout of the outputs (other tests' detectors may have added other layouts).
+    for settings in every:
+        graphs = compiled_postprocess(settings)._graphs.values()
+        assert graphs and all(graph.experimental_get_tracing_count() == 1 for graph in graphs)
+    assert not [m for m in caplog.messages if "retracing" in m]
