@@ -151,6 +151,7 @@ def run_one(args, n):
     import keras
 
     from keras_spp.data.detection_sources import load_detection
+    from keras_spp.memory import peak_rss_bytes, reset_peak_rss
 
     keras.utils.set_random_seed(args.seed)
     train, class_names = load_detection("mnist-detection", "trainval", num_trainval=n, num_test=10, seed=args.seed)
@@ -161,13 +162,13 @@ def run_one(args, n):
         stages, started, cpu_started = {}, time.perf_counter(), _cpu()
         state = _build(args, len(class_names))
         for name, stage in STAGES:
-            _reset_peak()
+            reset_peak_rss()
             t0, c0 = time.perf_counter(), _cpu()
             stage(args, state, train, work)
             stages[name] = {
                 "seconds": round(time.perf_counter() - t0, 2),
                 "cpu_seconds": round(_cpu() - c0, 2),
-                "peak_rss_bytes": _peak(),
+                "peak_rss_bytes": peak_rss_bytes(),
                 "disk_bytes": _disk(work),
             }
         return {
@@ -277,26 +278,6 @@ def _cpu():
     wall time to other work on a shared machine."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-def _reset_peak():
-    """Resets this process's VmHWM to its current RSS (Linux 4.0+)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _peak():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _disk(folder):

@@ -283,6 +283,7 @@ def main(argv=None):
 
     require_tensorflow("recipes.train_detector")
     from keras_spp.detection.training_checks import NonFiniteLossError
+    from keras_spp.memory import peak_rss_bytes, reset_peak_rss
 
     checked = check_args(args)
     import keras
@@ -299,9 +300,14 @@ def main(argv=None):
     built["strategy"] = strategy
     built["cache_estimate"] = check_cache_disk(args, data, built)
     seconds = {}
+    memory = {"before_training": peak_rss_bytes()}
     try:
+        reset_peak_rss()
         proposals, proposer, rpn_report = make_proposals(args, data, built, seconds)
+        memory["proposals_and_rpn"] = peak_rss_bytes()
+        reset_peak_rss()
         regression_windows, svm_stats = train_heads(args, data, built, proposals, checked, seconds)
+        memory["heads"] = peak_rss_bytes()
     except NonFiniteLossError as error:
         raise SystemExit(f"train_detector: {error}") from None
     if strategy is not None and not is_chief(strategy):
@@ -309,6 +315,7 @@ def main(argv=None):
         return 0
     seconds["training_total"] = time.perf_counter() - started
     detector = save_detector(args, data, built, proposer)
+    built["peak_rss_bytes"] = memory  # each stage's peak resident memory (reset between stages)
     report(args, data, detector, proposals, seconds, regression_windows, svm_stats, rpn_report, built)
     return 0
 
@@ -749,11 +756,15 @@ def report(args, data, detector, proposals, seconds, regression_windows, svm_sta
     import numpy as np
 
     from keras_spp.detection.evaluation_settings import evaluation_summary, format_evaluation
+    from keras_spp.memory import peak_rss_bytes, reset_peak_rss
     from keras_spp.visualization import draw_examples
 
     out, test = args.out, data["test"]
+    reset_peak_rss()
     evaluation = evaluation_summary(detector, test, proposals)
     draw_examples(detector, test, proposals, os.path.join(out, "detections.png"))
+    if built and built.get("peak_rss_bytes") is not None:
+        built["peak_rss_bytes"]["evaluation"] = peak_rss_bytes()
     results = {
         "config": vars(args),
         "class_names": list(data["class_names"]),
@@ -763,6 +774,7 @@ def report(args, data, detector, proposals, seconds, regression_windows, svm_sta
         "box_regression_windows": np.asarray(regression_windows).tolist(),
         "svm": svm_stats,
         "cache_bytes_estimate": (built or {}).get("cache_estimate"),
+        "peak_rss_bytes": (built or {}).get("peak_rss_bytes"),
         # The replicas the fc fine-tuning's global batches were split between.
         "replicas_in_sync": getattr((built or {}).get("strategy"), "num_replicas_in_sync", 1),
         "evaluation": evaluation,

@@ -59,6 +59,10 @@ def test_training_writes_a_detector_and_its_evaluation(trained):
     ):
         assert (out / name).exists(), name
     results = json.loads((out / "results.json").read_text())
+    # Each stage's peak memory, and the caches' disk estimated before any work.
+    assert set(results["peak_rss_bytes"]) == {"before_training", "proposals_and_rpn", "heads", "evaluation"}
+    assert all(100e6 < v < 20e9 for v in results["peak_rss_bytes"].values())
+    assert results["cache_bytes_estimate"]["window_features"] > 0
     assert results["images"] == {"train": 6, "test": 3}
     assert results["config"]["negative_iou"] == "0,0.5"
     assert len(results["svm"]) == 10
