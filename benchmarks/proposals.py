@@ -42,6 +42,7 @@ import time
 import numpy as np
 
 from benchmarks.report import emit
+from keras_spp.data.voc import decode_image_tf
 
 COUNTS = (50, 100, 300, 1000, None)
 
@@ -280,9 +281,8 @@ def _serve(signature, encoded, boxes):
 
 
 def _decode(encoded):
-    import tensorflow as tf
 
-    return tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+    return decode_image_tf(encoded).numpy()
 
 
 def _read(path):

@@ -36,6 +36,7 @@ import time
 import numpy as np
 
 from benchmarks.report import emit
+from keras_spp.data.voc import decode_image_tf
 
 SIZES = ((240, 320), (480, 640), (1080, 1920))
 
@@ -62,7 +63,7 @@ def paths(model, exports, min_side, max_side):
     from keras_spp.data.transforms import resize_min_side
 
     def view(encoded):
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+        image = decode_image_tf(encoded)
         return resize_min_side(image, min_side, max_side)[tf.newaxis]
 
     graph = tf.function(
@@ -115,7 +116,7 @@ def detector_paths(detector, exports):
         )["detection_scores"].numpy()[0]
 
     def keras_graph(encoded, boxes):
-        image = tf.io.decode_image(encoded, channels=3, expand_animations=False).numpy()
+        image = decode_image_tf(encoded).numpy()
         _, scores, _ = detector.detect(image, boxes)
         return np.pad(scores, (0, count - len(scores)))
 
@@ -163,11 +164,9 @@ def latencies(fns, images, repeats, min_side=None, max_side=None, reference="ker
         args = args if isinstance(args, tuple) else (args,)
         view = {}
         if min_side is not None:
-            import tensorflow as tf
-
             from keras_spp.data.transforms import resize_min_side
 
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+            image = decode_image_tf(encoded)
             view = {"view": list(resize_min_side(image, min_side, max_side).shape[:2])}
         first, times, outputs = {}, {name: [] for name in fns}, {}
         for name, fn in fns.items():

@@ -125,7 +125,8 @@ class ResumableBackup(keras.callbacks.Callback):
             variable.assign(arrays[key])
         if "global_seed" in arrays and global_state is not None:
             _global_seed_generator(create=True).state.assign(arrays["global_seed"])
-        return [arrays[k] for k in sorted((k for k in arrays if k.startswith("metric/")), key=_index)]
+        # None where none were saved (a backup across workers): nothing to put back.
+        return [arrays[k] for k in sorted((k for k in arrays if k.startswith("metric/")), key=_index)] or None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -217,9 +218,20 @@ def _random_and_metric_state(model):
     generator = _global_seed_generator()
     if generator is not None:
         arrays["global_seed"] = keras.ops.convert_to_numpy(generator.state)
-    for i, v in enumerate(model.metrics_variables):
-        arrays[f"metric/{i}"] = keras.ops.convert_to_numpy(v)
+    if not _across_workers(model):
+        for i, v in enumerate(model.metrics_variables):
+            arrays[f"metric/{i}"] = keras.ops.convert_to_numpy(v)
     return arrays
+
+
+def _across_workers(model):
+    """Whether the model trains under a multi-worker ``tf.distribute`` strategy. Its
+    metric variables are summed across the workers when read: a collective that only
+    the chief (which writes the backups) would enter, aborting the run. So a cut
+    epoch resumed there logs the batches after the restart only."""
+    strategy = getattr(model, "distribute_strategy", None)
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return bool(resolver is not None and getattr(resolver, "task_type", None))
 
 
 def _write_aside(path, arrays):
