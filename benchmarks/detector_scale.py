@@ -124,7 +124,10 @@ def _child(args, n):
         )
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     run = json.loads(line[len("RESULT ") :])
-    run["peak_rss_bytes"] = usage.ru_maxrss * 1024
+    # The stages reset the high-water mark (clear_refs), which wait4's maximum follows:
+    # the run's peak is the largest of theirs.
+    stage_peaks = [stage["peak_rss_bytes"] for stage in run["stages"].values()]
+    run["peak_rss_bytes"] = max([usage.ru_maxrss * 1024, *stage_peaks])
     run["process_seconds"] = time.perf_counter() - started
     return run
 
