@@ -21,8 +21,9 @@ from tqdm.auto import tqdm
 from keras_spp.detection import rpn as rpn_lib
 from keras_spp.detection import scales as scales_lib
 from keras_spp.detection.anchors import anchor_grid_np
+from keras_spp.detection.training import weights_fingerprint
 from keras_spp.detection.training_checks import RaiseOnNonFiniteLoss, warn_if_at_chance
-from keras_spp.detection.window_cache import WindowFeatureCache
+from keras_spp.detection.window_cache import WindowFeatureCache, save_npz_aside
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +97,8 @@ def rpn_records(learned, examples, load_image, config=rpn_lib.RpnTargetConfig(),
 
 
 def _cache_key(learned, config):
-    digest = hashlib.sha1()
-    for w in learned.roi.backbone.get_weights():
-        digest.update(np.ascontiguousarray(w).tobytes())
     settings = (learned.roi.scales, learned.roi.max_side, learned.anchors, config)
-    return f"{digest.hexdigest()[:12]}-{hashlib.sha1(repr(settings).encode()).hexdigest()[:12]}"
+    return f"{weights_fingerprint(learned.roi.backbone)}-{hashlib.sha1(repr(settings).encode()).hexdigest()[:12]}"
 
 
 def _write_record(path, key, conv, image, example, learned, scale_index, config):
@@ -111,9 +109,7 @@ def _write_record(path, key, conv, image, example, learned, scale_index, config)
     anchors = anchor_grid_np(conv5.shape[0], conv5.shape[1], learned.anchors)
     gt = np.asarray(example.boxes, np.float32).reshape(-1, 4) * factor
     labels, deltas = rpn_lib.assign_anchor_targets(anchors, gt, sh, sw, config)
-    temporary = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(temporary, key=np.array(key), conv5=conv5.astype(np.float16), labels=labels, deltas=deltas)
-    os.replace(temporary, path)
+    save_npz_aside(path, key=np.array(key), conv5=conv5.astype(np.float16), labels=labels, deltas=deltas)
     return labels
 
 

@@ -31,6 +31,7 @@ import tensorflow as tf
 from sklearn.svm import LinearSVC
 
 from keras_spp.detection.boxes import iou_matrix
+from keras_spp.detection.window_cache import save_npz_aside
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +303,7 @@ def _save_state(state_dir, key, state):
         arrays[f"positives_{k}"] = pos
         for kind in ("initial", "hard"):
             arrays[f"{kind}_{k}"], arrays[f"{kind}_scores_{k}"] = state[kind][k].rows, state[kind][k].scores
-    temporary = f"{path}.{os.getpid()}.tmp.npz"
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    save_npz_aside(path, **arrays)
 
 
 def _fit(pos, neg, config):

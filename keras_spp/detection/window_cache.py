@@ -124,13 +124,7 @@ class WindowFeatureCache:
 
     def save(self, path, windows, features):
         """Writes a shard aside, then renames it in (a killed run leaves no half shard)."""
-        temporary = f"{path}.{os.getpid()}.tmp.npz"
-        try:
-            np.savez(temporary, key=np.array(self.key), windows=windows, features=features.astype(self.dtype))
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        save_npz_aside(path, key=np.array(self.key), windows=windows, features=features.astype(self.dtype))
 
     def disk_bytes(self):
         """Bytes of the shards under ``root``."""
@@ -184,8 +178,7 @@ class ConvMapCache(WindowFeatureCache):
             return None
         try:
             with np.load(path) as shard:
-                key, cached_windows = str(shard["key"]), shard["windows"]
-                maps = {int(name[4:]): shard[name] for name in shard.files if name.startswith("map_")}
+                key, cached_windows, maps = str(shard["key"]), shard["windows"], _maps(shard)
         except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
             log.warning("conv5 shard %s is unreadable (%s: %s); recomputing it", path, type(error).__name__, error)
             return None
@@ -206,14 +199,8 @@ class ConvMapCache(WindowFeatureCache):
         for i in np.unique(chosen) if len(windows) else []:
             conv5 = self._conv(tf.constant(image[None], tf.float32), tf.constant(factors[i], tf.float32))
             maps[f"map_{int(i)}"] = conv5[0].numpy().astype(self.dtype)
-        temporary = f"{path}.{os.getpid()}.tmp.npz"
-        try:
-            size = np.array(image.shape[:2], np.int32)
-            np.savez(temporary, key=np.array(self.key), windows=windows, image_size=size, **maps)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        size = np.array(image.shape[:2], np.int32)
+        save_npz_aside(path, key=np.array(self.key), windows=windows, image_size=size, **maps)
 
     def features_of(self, record, rows=None):
         import tensorflow as tf
@@ -222,7 +209,7 @@ class ConvMapCache(WindowFeatureCache):
 
         with np.load(record.path) as shard:
             height, width = (int(v) for v in shard["image_size"])
-            maps = {int(name[4:]): shard[name] for name in shard.files if name.startswith("map_")}
+            maps = _maps(shard)
         windows = record.windows if rows is None else record.windows[rows]
         out = np.zeros((len(windows), self.roi.output_dim), self.dtype)
         if not len(windows):
@@ -235,6 +222,23 @@ class ConvMapCache(WindowFeatureCache):
             conv5 = tf.constant(maps[int(i)][None], self.roi.compute_dtype)
             out[where] = self._pool(conv5, boxes, size).numpy()
         return out
+
+
+def _maps(shard):
+    """A conv5 shard's maps, ``{scale index: [h, w, C]}``."""
+    return {int(name[len("map_") :]): shard[name] for name in shard.files if name.startswith("map_")}
+
+
+def save_npz_aside(path, **arrays):
+    """``np.savez(path, **arrays)`` written to a temporary file beside ``path`` and
+    renamed in: a killed run leaves the old file or none, never half a one."""
+    temporary = f"{path}.{os.getpid()}.tmp.npz"
+    try:
+        np.savez(temporary, **arrays)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 def estimate_cache_bytes(window_counts, feature_dim, dtype="float16"):
