@@ -38,213 +38,48 @@ alone to a detector without one is refused with a message saying so (``NEEDS_BOX
 """
 
 import argparse
-import base64
 import json
 import sys
 
-INPUT = "image_bytes"
-SIGNATURE = "serving_default"
+from export.client_answers import detections, parse_predict_response, parse_rest_response
+from export.client_requests import (
+    INPUT,
+    SIGNATURE,
+    detection_request,
+    detection_rest_body,
+    pad_boxes,
+    predict_request,
+    rest_body,
+    tensor_request,
+)
+
+# Requests and answers are built and read in modules of their own; this one is the
+# client's single import all the same, whichever module defines a name.
+__all__ = [
+    "INPUT",
+    "NEEDS_BOXES",
+    "SIGNATURE",
+    "detection_request",
+    "detection_rest_body",
+    "detections",
+    "load_boxes",
+    "main",
+    "pad_boxes",
+    "parse_predict_response",
+    "parse_rest_response",
+    "predict_request",
+    "rest_body",
+    "selective_search_boxes",
+    "send_grpc",
+    "send_rest",
+    "tensor_request",
+]
+
 NEEDS_BOXES = (
     "this detector export takes each image's proposals beside it (it has no RPN): pass --boxes or "
     "--selective-search, or export a detector trained with `python -m recipes.train_detector "
     "--proposals rpn`, whose serving_default takes images alone."
 )
-
-
-def rest_body(images, columnar=False, signature_name=SIGNATURE, input_name=INPUT):
-    """A TF Serving REST predict body (a dict: ``json.dumps`` it) for encoded ``images`` (bytes)."""
-    encoded = [{"b64": base64.b64encode(_bytes(image)).decode("ascii")} for image in images]
-    if columnar:
-        return {"signature_name": signature_name, "inputs": {input_name: encoded}}
-    # One named input: each instance is that input's value, not an {input: value} dict.
-    return {"signature_name": signature_name, "instances": encoded}
-
-
-def pad_boxes(boxes_per_image):
-    """float32 ``[N, R, 4]``: each image's ``[R_i, 4]`` proposals, then all-zero rows
-    (padding, ignored by the export) up to ``R = max(R_i)``, at least 1 (so that a JSON
-    body never holds an empty list whose shape TF Serving would have to guess)."""
-    import numpy as np
-
-    arrays = []
-    for i, boxes in enumerate(boxes_per_image):
-        a = np.asarray(boxes, np.float32)
-        if a.size == 0:
-            a = a.reshape(0, 4)
-        if a.ndim != 2 or a.shape[1] != 4:
-            raise ValueError(f"The boxes of image {i} must be [R, 4] as [y1, x1, y2, x2] pixels; got shape {a.shape}.")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"The boxes of image {i} have NaN or infinite coordinates.")
-        arrays.append(a)
-    out = np.zeros((len(arrays), max([len(a) for a in arrays] + [1]), 4), np.float32)
-    for i, a in enumerate(arrays):
-        out[i, : len(a)] = a
-    return out
-
-
-def detection_rest_body(images, boxes, columnar=False, signature_name=SIGNATURE):
-    """A REST predict body for a detector export: encoded ``images`` (bytes) and one
-    ``[R_i, 4]`` array of proposals per image, padded (``pad_boxes``) in either form."""
-    images = [_bytes(image) for image in images]
-    if len(boxes) != len(images):
-        raise ValueError(f"One array of boxes per image: {len(images)} images, {len(boxes)} arrays of boxes.")
-    encoded = [{"b64": base64.b64encode(image).decode("ascii")} for image in images]
-    padded = pad_boxes(boxes).tolist()
-    if columnar:
-        return {"signature_name": signature_name, "inputs": {"image_bytes": encoded, "boxes": padded}}
-    return {
-        "signature_name": signature_name,
-        "instances": [{"image_bytes": e, "boxes": b} for e, b in zip(encoded, padded, strict=True)],
-    }
-
-
-def detections(row, height=None, width=None):
-    """One image's answer (a dict of a parser's list) as ``[{"label", "class", "score",
-    "box"}]``, best first: the first ``num_detections``; ``class`` 1-based as served;
-    ``box`` ``[ymin, xmin, ymax, xmax]`` normalized, or in pixels given the image's
-    ``height`` and ``width``."""
-    import numpy as np
-
-    n = int(round(float(np.asarray(row["num_detections"]))))
-    boxes = np.asarray(row["detection_boxes"], np.float64).reshape(-1, 4)[:n]
-    if height is not None and width is not None:
-        boxes = boxes * np.array([height, width, height, width], np.float64)
-    labels = list(row.get("detection_labels", [""] * n))[:n]
-    held = {
-        "detection_boxes": len(boxes),
-        "detection_labels": len(labels),
-        **{k: len(np.asarray(row[k]).reshape(-1)) for k in ("detection_classes", "detection_scores")},
-    }
-    short = {k: v for k, v in held.items() if v < n}
-    if n < 0 or short:
-        raise ValueError(f"An answer with num_detections {n} holds fewer detections: {short or held}.")
-    return [
-        {
-            "label": str(label.decode() if isinstance(label, bytes) else label),
-            "class": int(c),
-            "score": float(s),
-            "box": [float(v) for v in box],
-        }
-        for label, c, s, box in zip(
-            labels,
-            np.asarray(row["detection_classes"])[:n],
-            np.asarray(row["detection_scores"])[:n],
-            boxes,
-            strict=True,
-        )
-    ]
-
-
-def parse_rest_response(response):
-    """One ``{output: value}`` per image from a REST predict answer (row or columnar form).
-
-    ``response`` is the decoded JSON (a dict) or its text. A TF Serving error answer
-    (``{"error": ...}``) raises ``RuntimeError`` with the server's message.
-    """
-    if isinstance(response, (str, bytes)):
-        response = json.loads(response)
-    if not isinstance(response, dict):
-        raise ValueError(f"A predict answer is a JSON object; got {type(response).__name__}.")
-    if "error" in response:
-        raise RuntimeError(f"TF Serving answered with an error: {response['error']}")
-    if "predictions" in response:
-        rows = response["predictions"]
-        # A model with one output answers with bare values instead of {output: value}.
-        return [row if isinstance(row, dict) else {"output": row} for row in rows]
-    if "outputs" in response:
-        outputs = response["outputs"]
-        if not isinstance(outputs, dict):
-            outputs = {"output": outputs}
-        counts = {len(v) for v in outputs.values()}
-        if len(counts) > 1:
-            lengths = {k: len(v) for k, v in outputs.items()}
-            raise ValueError(f"The columnar outputs have different lengths: {lengths}.")
-        count = counts.pop() if counts else 0
-        return [{name: values[i] for name, values in outputs.items()} for i in range(count)]
-    raise ValueError(
-        f"A predict answer has 'predictions' (row form) or 'outputs' (columnar); got keys {sorted(response)}."
-    )
-
-
-def predict_request(images, model_name, signature_name=SIGNATURE, input_name=INPUT, version=None):
-    """A gRPC ``PredictRequest`` for encoded ``images`` (bytes), as a string tensor ``[N]``."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature_name
-    if version is not None:
-        request.model_spec.version.value = int(version)
-    images = [_bytes(image) for image in images]
-    tensor = tensor_pb2.TensorProto(
-        dtype=types_pb2.DT_STRING,
-        tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(images))]),
-        string_val=images,
-    )
-    request.inputs[input_name].CopyFrom(tensor)
-    return request
-
-
-def tensor_request(inputs, model_name, signature_name=SIGNATURE, version=None):
-    """A gRPC ``PredictRequest`` from ``{input: numpy array}`` (``bytes`` objects for strings)."""
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2
-
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = signature_name
-    if version is not None:
-        request.model_spec.version.value = int(version)
-    for name, value in inputs.items():
-        request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
-    return request
-
-
-def detection_request(images, boxes, model_name, signature_name=SIGNATURE, version=None):
-    """A gRPC ``PredictRequest`` for a detector export: ``image_bytes`` string ``[N]`` and
-    ``boxes`` float32 ``[N, R, 4]``, the proposals padded (``pad_boxes``)."""
-    import tensorflow as tf
-
-    images = [_bytes(image) for image in images]
-    if len(boxes) != len(images):
-        raise ValueError(f"One array of boxes per image: {len(images)} images, {len(boxes)} arrays of boxes.")
-    request = predict_request(images, model_name, signature_name, "image_bytes", version)
-    request.inputs["boxes"].CopyFrom(tf.make_tensor_proto(pad_boxes(boxes), dtype=tf.float32))
-    return request
-
-
-def parse_predict_response(response):
-    """One ``{output: value}`` per image from a gRPC ``PredictResponse``.
-
-    Values are numpy arrays; strings come back as ``str`` (UTF-8).
-    """
-    import numpy as np
-    import tensorflow as tf
-
-    arrays = {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
-    counts = {a.shape[0] if a.ndim else 1 for a in arrays.values()}
-    if len(counts) > 1:
-        raise ValueError(f"The outputs have different batch sizes: { {k: a.shape for k, a in arrays.items()} }.")
-    count = counts.pop() if counts else 0
-    rows = []
-    for i in range(count):
-        row = {}
-        for name, a in arrays.items():
-            value = a[i]
-            if a.dtype == object:
-                value = np.vectorize(lambda s: s.decode("utf-8", "replace"), otypes=[object])(value)
-            row[name] = value
-        rows.append(row)
-    return rows
-
-
-def _bytes(image):
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return bytes(image)
-    raise TypeError(
-        f"Images are sent as their encoded bytes (a JPEG or PNG file's content); got {type(image).__name__}."
-    )
 
 
 def send_rest(url, model, images, columnar=False, timeout=30, boxes=None, signature_name=SIGNATURE):

@@ -203,7 +203,7 @@ def _write_reference(root, serving):
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
-    from export.client import tensor_request
+    from export.client_requests import tensor_request
     from keras_spp.data.voc import decode_image_tf
 
     folder = os.path.join(root, REFERENCE_DIR)
