@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import client, saved_model, serving_check, verify
+from export import client, detector_cases, detector_graph, detector_reference, saved_model, serving_check, verify
 from export import detector as detector_kind
 from keras_spp.data.voc import decode_image_bytes
 from keras_spp.detection.features import bucket_size
@@ -80,7 +80,7 @@ def serve(loaded, images, boxes, signature="serving_default"):
 def keras_outputs(keras_detector, image, boxes, settings=None, count=100):
     """What the export must answer for one uint8 image, from ``Detector.detect``."""
     found, scores, classes = keras_detector.detect(image, boxes, settings)
-    return detector_kind.padded_outputs(found, scores, classes, image.shape[:2], count, CLASSES)
+    return detector_reference.padded_outputs(found, scores, classes, image.shape[:2], count, CLASSES)
 
 
 def assert_same(got, want, i=0):
@@ -258,7 +258,7 @@ def test_images_above_the_max_side_are_resized_with_their_boxes(exported):
     _, keras_detector, loaded = exported
     image = photo(300, 2400, 15)  # longer side 2400 > 2000: resized to 250 x 2000
     boxes = some_boxes(300, 2400, 30, 16)
-    capped, capped_boxes = detector_kind.cap_size(tf.constant(image), tf.constant(boxes), 2000)
+    capped, capped_boxes = detector_graph.cap_size(tf.constant(image), tf.constant(boxes), 2000)
     assert capped.shape == (250, 2000, 3)
     np.testing.assert_allclose(capped_boxes.numpy(), boxes * np.float32([250 / 300, 2000 / 2400] * 2), rtol=1e-6)
     got = serve(loaded, [encode(image)], boxes[None])
@@ -266,7 +266,7 @@ def test_images_above_the_max_side_are_resized_with_their_boxes(exported):
     want = keras_outputs(keras_detector, capped.numpy(), capped_boxes.numpy())
     assert_same(got, want)
     # At or below the max side: untouched.
-    small, same = detector_kind.cap_size(tf.constant(image[:, :2000]), tf.constant(boxes), 2000)
+    small, same = detector_graph.cap_size(tf.constant(image[:, :2000]), tf.constant(boxes), 2000)
     assert small.shape == (300, 2000, 3) and np.array_equal(same.numpy(), boxes)
 
 
@@ -462,20 +462,20 @@ def test_window_features_with_buckets_are_the_layers_at_several_scales():
 
     assert set(assign_scales(boxes.numpy(), scale_factors(120, 90, roi.scales), 48)) == {0, 1}
     for jit in (True, False):
-        np.testing.assert_allclose(detector_kind.window_features(roi, image, boxes, jit).numpy(), want, atol=1e-5)
-    assert detector_kind.window_features(roi, image, tf.zeros([0, 4]), True).shape == (0, roi.output_dim)
+        np.testing.assert_allclose(detector_graph.window_features(roi, image, boxes, jit).numpy(), want, atol=1e-5)
+    assert detector_graph.window_features(roi, image, tf.zeros([0, 4]), True).shape == (0, roi.output_dim)
     sizes = [bucket_size(tf.constant(n)).numpy() for n in (1, 64, 65, 128, 129, 2000)]
     assert sizes == [64, 64, 128, 128, 256, 2048]
 
 
 def test_reference_grid_and_padding_helpers():
-    boxes = detector_kind.reference_boxes(300, 451)
+    boxes = detector_cases.reference_boxes(300, 451)
     assert boxes.shape == (121, 4) and boxes.dtype == np.float32
     assert boxes.min() >= 0 and (boxes[:, 2] <= 300).all() and (boxes[:, 3] <= 451).all()
     assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
     padded = client.pad_boxes([boxes[:2], boxes[:0]])
     assert padded.shape == (2, 2, 4) and not padded[1].any()
-    assert detector_kind.real_rows(tf.constant(padded[0])).numpy().all()
+    assert detector_graph.real_rows(tf.constant(padded[0])).numpy().all()
 
 
 def test_serving_check_forgives_rows_swapped_between_near_tied_detections():
