@@ -21,6 +21,10 @@ _EXPORTS = {
     "DetectionSettings": "detector",
     "postprocess": "detector",
     "evaluate_detector": "detector",
+    # The same detector as one Keras model, saved as one .keras file.
+    "SppNetDetector": "spp_net_detector",
+    "load_spp_net_detector": "spp_net_detector",
+    "convert_detector_folder": "spp_net_detector",
     # Window features and the network.
     "MultiScaleRoiFeatures": "features",
     "WarpedWindowFeatures": "rcnn",

@@ -2,7 +2,9 @@
 
 ``postprocess`` is pure TensorFlow (the SavedModel export runs it in its graph);
 ``Detector`` bundles the Keras model with its class names and test-time settings,
-saved as ``model.keras`` plus ``detector.json`` in one folder.
+saved as ``model.keras`` plus ``detector.json`` in one folder. The same detector as
+one Keras model, saved as one ``.keras`` file, is
+``keras_spp.detection.spp_net_detector.SppNetDetector.from_detector(detector)``.
 """
 
 import dataclasses
@@ -22,7 +24,8 @@ from keras_spp import folders
 from keras_spp.data.voc import load_image
 from keras_spp.detection.boxes import check_proposals, decode_boxes_tf
 from keras_spp.detection.evaluation import evaluate_detections
-from keras_spp.detection.heads import pooled_head, roi_features_of
+from keras_spp.detection.heads import roi_features_of
+from keras_spp.detection.network_outputs import NO_RPN, NetworkOutputs
 from keras_spp.detection.nms import box_voting, per_class_nms
 from keras_spp.models.saving import load_keras_model
 from keras_spp.tensorflow_only import require_tensorflow
@@ -30,10 +33,6 @@ from keras_spp.validation import is_number
 
 SCORINGS = ("softmax", "svm")
 RPN_FILE = "rpn.keras"
-NO_RPN = (
-    "this detector has no RPN (it was trained on selective search proposals): pass each image's "
-    "proposals, or train one with recipes.train_detector --proposals rpn."
-)
 log = logging.getLogger(__name__)
 
 
@@ -139,31 +138,6 @@ class _PostprocessGraphs:
         return self._graphs[layout](dict(outputs), boxes, tf.cast(height, tf.int32), tf.cast(width, tf.int32))
 
 
-class _ModelOutputs:
-    """The model's outputs for ``(image, boxes)``. The graphs of ``tf.function`` are
-    callable objects, not lambdas, throughout: TensorFlow counts the traces of
-    functions with the same code together, so a lambda per detector (or per
-    settings) looked like one function retraced at every new detector."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def __call__(self, image, boxes):
-        return self.model({"image": image, "boxes": boxes}, training=False)
-
-
-class _ProposedOutputs:
-    """``(proposals, outputs)`` of an image: the windows pooled from the conv5 maps
-    the RPN computed (the other scales' as the windows need them)."""
-
-    def __init__(self, proposer, head, roi):
-        self.proposer, self.head, self.roi = proposer, head, roi
-
-    def __call__(self, image):
-        boxes, _, maps = self.proposer.propose(image)
-        return boxes, self.head(self.roi.pool_windows(image, boxes, False, maps), training=False)
-
-
 class _Postprocess:
     """``postprocess`` with its settings fixed (a lambda per settings made six
     evaluation settings look like one function retraced six times)."""
@@ -193,26 +167,26 @@ class Detector:
         self.metadata = dict(metadata or {})
         # ``keras_spp.detection.learned_proposals.LearnedProposals``: detect(image) alone.
         self.proposer = proposer
-        self._outputs = tf.function(
-            _ModelOutputs(model),
-            input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32), tf.TensorSpec([None, 4], tf.float32)],
-            reduce_retracing=True,
-        )
-        self._proposed_outputs = None
+        # The one chain from image to network outputs, SppNetDetector's too.
+        self._network = NetworkOutputs(model, proposer)
 
-    def _rpn_outputs(self):
-        """A tf.function: float ``[1, H, W, 3]`` -> ``(proposals [R, 4], outputs)``, the
-        windows pooled from the conv5 maps the RPN computed (the other scales' as the
-        windows need them). Built on first use, eagerly: ``pooled_head`` reads the fc weights."""
-        if self._proposed_outputs is None:
-            run = _ProposedOutputs(self.proposer, pooled_head(self.model), roi_features_of(self.model))
-            self._proposed_outputs = tf.function(run, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-        return self._proposed_outputs
+    def raw_outputs(self, image, proposals=None):
+        """``(boxes [R, 4], outputs)`` as tensors for an ``[H, W, 3]`` image: the windows
+        scored (``proposals``, or the RPN's for ``None``) and the network's outputs for
+        them (``keras_spp.detection.network_outputs``), before any post-processing."""
+        image = _as_image(image)
+        if proposals is None:
+            if self.proposer is None:
+                raise ValueError(NO_RPN)
+        else:
+            proposals = tf.constant(check_proposals(proposals))
+        if self._network.proposer is not self.proposer:  # a proposer set after __init__
+            self._network = NetworkOutputs(self.model, self.proposer)
+        return self._network(tf.constant(image[None]), proposals)
 
     def outputs(self, image, proposals):
         """Raw model outputs (numpy) for an ``[H, W, 3]`` image and ``[R, 4]`` proposals."""
-        image = _as_image(image)
-        out = self._outputs(tf.constant(image[None]), tf.constant(check_proposals(proposals)))
+        _, out = self.raw_outputs(image, check_proposals(proposals))
         return {k: v.numpy() for k, v in out.items()}
 
     def detect(self, image, proposals=None, settings=None):
@@ -222,13 +196,7 @@ class Detector:
         (a detector without one raises ValueError)."""
         settings = settings or self.settings
         image = _as_image(image)
-        if proposals is None:
-            if self.proposer is None:
-                raise ValueError(NO_RPN)
-            proposals, out = self._rpn_outputs()(tf.constant(image[None]))
-        else:
-            proposals = tf.constant(check_proposals(proposals))
-            out = self._outputs(tf.constant(image[None]), proposals)
+        proposals, out = self.raw_outputs(image, proposals)
         boxes, scores, classes = compiled_postprocess(settings)(out, proposals, image.shape[0], image.shape[1])
         return boxes.numpy(), scores.numpy(), classes.numpy()
 
@@ -360,7 +328,8 @@ def _as_image(image):
 def evaluate_detector(detector, examples, proposals, settings_by_name, desc="evaluate"):
     """mAP of one trained detector under several test-time settings.
 
-    The network runs once per image; each ``DetectionSettings`` in
+    ``detector``: a ``Detector`` or an ``SppNetDetector``. The network runs once per
+    image (``raw_outputs``); each ``DetectionSettings`` in
     ``settings_by_name`` then post-processes the same outputs. Unreadable images
     count as images with no detections (their objects are missed), with a warning.
     Returns ``{name: evaluate_detections(...) result}`` and, under ``"seconds_per_image"``,
@@ -378,9 +347,8 @@ def evaluate_detector(detector, examples, proposals, settings_by_name, desc="eva
             for name in settings_by_name:
                 detections[name].append(_no_detections())
             continue
-        boxes_in = tf.constant(_boxes(proposals[example.image_id]))
         start = time.perf_counter()
-        out = detector._outputs(tf.constant(_as_image(image)[None]), boxes_in)
+        boxes_in, out = _raw_outputs(detector, image, proposals[example.image_id])
         seconds.append(time.perf_counter() - start)
         for name, settings in settings_by_name.items():
             boxes, scores, classes = compiled_postprocess(settings)(out, boxes_in, image.shape[0], image.shape[1])
@@ -393,8 +361,11 @@ def evaluate_detector(detector, examples, proposals, settings_by_name, desc="eva
     return results, detections
 
 
-def _boxes(boxes):
-    return check_proposals(boxes)
+def _raw_outputs(detector, image, boxes):
+    """``raw_outputs`` of a ``Detector`` or an ``SppNetDetector`` for one ``[H, W, 3]`` image."""
+    if isinstance(detector, Detector):
+        return detector.raw_outputs(image, boxes)
+    return detector.raw_outputs(tf.constant(_as_image(image)[None]), tf.constant(check_proposals(boxes)))
 
 
 def _no_detections():

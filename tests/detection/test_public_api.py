@@ -11,6 +11,8 @@ import keras_spp.detection as detection
 MAIN = (
     "Detector",
     "DetectionSettings",
+    "SppNetDetector",
+    "convert_detector_folder",
     "LearnedProposals",
     "AnchorConfig",
     "generate_proposals",

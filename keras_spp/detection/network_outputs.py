@@ -1,0 +1,171 @@
+"""The detector's network from one image to the scores of its windows: the one chain
+that ``Detector`` and ``SppNetDetector`` both run, with the checks of its input.
+
+``NetworkOutputs(heads, proposer)(images, boxes=None)`` -> ``(boxes [R, 4], outputs)``:
+``images`` float ``[1, H, W, 3]`` (pixels 0..255 for the Table 1 backbones), one image
+a call; ``boxes`` float ``[R, 4]`` proposals as ``[y1, x1, y2, x2]`` pixels of that
+image, or ``None`` for the RPN's (``proposer``, a ``LearnedProposals`` on the heads'
+own window feature layer, whose conv5 maps the windows are then pooled from).
+``outputs``: the heads' ``class_probabilities [R, K + 1]``, ``svm_scores [R, K]`` and
+``box_deltas [R, 4 K]`` (``keras_spp.detection.heads``), before any post-processing.
+
+Run eagerly, a call goes through one ``tf.function`` per input kind (boxes given or
+not), whose signature leaves the image size and the box count free: one trace each.
+Inside a caller's ``tf.function`` it traces inline.
+
+Bad input raises ``tf.errors.InvalidArgumentError`` whose message says what was
+wrong and what is accepted: when the dtype or shape alone shows it (eagerly, or
+traced with known shapes), at the call, as ``InvalidDetectorInput`` (also a
+``ValueError``); otherwise (coordinates; shapes unknown when traced) when the graph
+runs, with the same text.
+"""
+
+import tensorflow as tf
+
+from keras_spp.detection.boxes import MAX_COORDINATE
+from keras_spp.detection.heads import roi_features_of
+
+IMAGES_ACCEPTED = "[1, H, W, 3] float pixels: one RGB image a call, H and W at least 1"
+BOXES_ACCEPTED = "[R, 4] float proposals [y1, x1, y2, x2] in pixels of the image"
+IMAGE_SPEC = tf.TensorSpec([1, None, None, 3], tf.float32)
+BOXES_SPEC = tf.TensorSpec([None, 4], tf.float32)
+NO_RPN = (
+    "this detector has no RPN (it was trained on selective search proposals): pass each image's "
+    "proposals, or train one with recipes.train_detector --proposals rpn."
+)
+
+
+class InvalidDetectorInput(tf.errors.InvalidArgumentError, ValueError):
+    """Input whose dtype or shape alone shows it is wrong: raised at the call (or while
+    tracing), with the text the graph's assertion gives when the shape is only known
+    at run time."""
+
+
+def refuse(message):
+    raise InvalidDetectorInput(None, None, message)
+
+
+class NetworkOutputs:
+    """``(boxes, outputs)`` of the ``spp_detector`` model ``heads`` (module docstring)."""
+
+    def __init__(self, heads, proposer=None):
+        self.heads, self.proposer = heads, proposer
+        self.traced = TracedCalls(self)
+
+    def __call__(self, images, boxes=None):
+        images, boxes = self.checked(images, boxes)
+        if tf.executing_eagerly():
+            return self.traced("outputs", images, boxes)
+        return self.outputs(images, boxes)
+
+    def checked(self, images, boxes):
+        """``(images, boxes)`` as float32 after the checks of what their dtype and shape
+        show; ``ValueError`` for no boxes and no RPN."""
+        if boxes is None and self.proposer is None:
+            raise ValueError(NO_RPN)
+        return check_images(images), None if boxes is None else check_boxes(boxes)
+
+    def outputs(self, images, boxes=None):
+        """The graph of a call, after ``checked``: its assertions, then the network."""
+        images = assert_images(images)
+        if boxes is None:
+            boxes, _, maps = self.proposer.propose(images)
+            pooled = roi_features_of(self.heads).pool_windows(images, boxes, False, maps)
+            return boxes, head_outputs(self.heads, pooled)
+        boxes = assert_boxes(boxes)
+        return boxes, self.heads({"image": images, "boxes": boxes}, training=False)
+
+
+class TracedCalls:
+    """The graphs of an object's eager calls: ``traced(method, images, boxes)`` runs
+    ``owner.<method>(images, boxes)`` in one ``tf.function`` per method and input kind,
+    each with a signature that leaves the image size and box count free. Callable
+    objects, not bound methods or lambdas: TensorFlow counts the traces of functions
+    with the same code together, so a lambda per detector looked like one function
+    retraced at every new detector."""
+
+    def __init__(self, owner):
+        self.owner = owner
+        self.functions = {}
+
+    def __call__(self, method, images, boxes):
+        key = (method, boxes is None)
+        if key not in self.functions:
+            specs = [IMAGE_SPEC] if boxes is None else [IMAGE_SPEC, BOXES_SPEC]
+            self.functions[key] = tf.function(_Method(self.owner, method), input_signature=specs)
+        return self.functions[key](images) if boxes is None else self.functions[key](images, boxes)
+
+
+class _Method:
+    def __init__(self, owner, name):
+        self.owner, self.name = owner, name
+
+    def __call__(self, images, boxes=None):
+        return getattr(self.owner, self.name)(images, boxes)
+
+
+def check_images(images):
+    """``images`` as float32, refused (``InvalidDetectorInput``) when its dtype or
+    known shape is not ``IMAGES_ACCEPTED``."""
+    images = tf.convert_to_tensor(images)
+    if not (images.dtype.is_floating or images.dtype.is_integer):
+        refuse(f"`images` must be {IMAGES_ACCEPTED}; got dtype {images.dtype.name}.")
+    shape = images.shape
+    if shape.rank == 4 and shape[0] is not None and shape[0] > 1:
+        refuse(f"`images` holds a batch of {shape[0]} images; the detector takes {IMAGES_ACCEPTED}: once per image.")
+    if shape.rank is not None and (
+        shape.rank != 4 or shape[0] not in (None, 1) or shape[3] not in (None, 3) or 0 in shape[1:3]
+    ):
+        refuse(f"`images` must be {IMAGES_ACCEPTED}; got shape {shape.as_list()}.")
+    return tf.cast(images, tf.float32)
+
+
+def check_boxes(boxes):
+    """``boxes`` as float32 ``[R, 4]``, refused when its dtype or known shape is not that."""
+    boxes = tf.convert_to_tensor(boxes)
+    if not (boxes.dtype.is_floating or boxes.dtype.is_integer):
+        refuse(f"`boxes` must be {BOXES_ACCEPTED}; got dtype {boxes.dtype.name}.")
+    if boxes.shape.rank is not None and (boxes.shape.rank != 2 or boxes.shape[1] not in (None, 4)):
+        refuse(f"`boxes` must be {BOXES_ACCEPTED}; got shape {boxes.shape.as_list()}.")
+    return tf.cast(boxes, tf.float32)
+
+
+def assert_images(images):
+    """``images`` after asserting the shape ``[1, H >= 1, W >= 1, 3]`` when it runs
+    (what the static shape shows is ``check_images``')."""
+    shape = tf.shape(images)
+    # The shape padded to four entries, so that a wrong rank reaches the assertion.
+    dims = tf.concat([shape, tf.ones([4], tf.int32)], 0)[:4]
+    ok = tf.equal(tf.size(shape), 4) & tf.equal(dims[0], 1) & tf.equal(dims[3], 3) & (dims[1] > 0) & (dims[2] > 0)
+    check = tf.debugging.Assert(ok, [f"`images` must be {IMAGES_ACCEPTED}; got shape", shape], summarize=8)
+    with tf.control_dependencies([check]):
+        return tf.ensure_shape(tf.identity(images), [None, None, None, 3])
+
+
+def assert_boxes(boxes):
+    """``boxes`` after asserting, when it runs, coordinates of magnitude at most
+    ``MAX_COORDINATE`` (False for NaN too): past it a side or a regressed box overflows."""
+    bad = ~tf.reduce_all(tf.abs(boxes) <= MAX_COORDINATE, axis=1)
+    check = tf.debugging.Assert(
+        ~tf.reduce_any(bad),
+        [
+            f"`boxes` must be {BOXES_ACCEPTED}, finite, of magnitude at most {MAX_COORDINATE:.0f} (2^24), where a "
+            "side y2 - y1 or a regressed box would overflow float32; got NaN, infinite or larger coordinates in rows",
+            tf.where(bad)[:, 0],
+            "first:",
+            tf.boolean_mask(boxes, bad)[:1],
+        ],
+        summarize=8,
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(boxes)
+
+
+def head_outputs(heads, pooled):
+    """The heads' three outputs for pooled window features ``[R, D]`` (inference: no dropout)."""
+    fc7 = heads.get_layer("fc7")(heads.get_layer("fc6")(pooled))
+    return {
+        "class_probabilities": heads.get_layer("fc8")(fc7),
+        "svm_scores": heads.get_layer("svm")(fc7),
+        "box_deltas": heads.get_layer("bbox")(pooled),
+    }

@@ -1,0 +1,272 @@
+"""SPP-net's detector as one Keras model, saved as one ``.keras`` file (in the style
+of keras-hub's ``RetinaNetObjectDetector``).
+
+``SppNetDetector(heads, class_names, rpn=None, rpn_config=None, settings=None)``
+holds the heads model (``keras_spp.detection.heads.spp_detector``: window features,
+fc6, fc7, softmax, SVMs, box regression), the class names, optionally an RPN
+(``keras_spp.detection.learned_proposals``: its head model and ``to_dict()``) on the
+heads' own conv5, and the test-time ``DetectionSettings``.
+
+``model(images)`` or ``model(images, boxes)``: ``images`` float ``[1, H, W, 3]``, one
+image a call (pixels 0..255 for the Table 1 backbones); ``boxes`` float ``[R, 4]``
+proposals as ``[y1, x1, y2, x2]`` pixels of that image (selective search's or the
+user's). Without ``boxes`` the RPN proposes them (a model without one raises
+ValueError); a model with an RPN given ``boxes`` uses those instead. Returns the TF
+Object Detection API's outputs, as ``export.detector`` serves them, ``D`` the
+settings' ``max_detections``, best first, zeros after ``num_detections``:
+
+* ``detection_boxes`` float32 ``[1, D, 4]``: ``[ymin, xmin, ymax, xmax]`` normalized
+  by the image's height and width (0..1);
+* ``detection_scores`` float32 ``[1, D]``: softmax probabilities (background
+  excluded) or SVM scores, as ``settings.scoring`` says;
+* ``detection_classes`` float32 ``[1, D]``: 1-based class ids, ``class_names[c - 1]``
+  (``0`` only in padding);
+* ``num_detections`` float32 ``[1]``.
+
+``raw_outputs(images, boxes=None)``: ``(boxes [R, 4], {class_probabilities,
+svm_scores, box_deltas})``, the network alone, so that several scorings
+(``keras_spp.detection.detector.postprocess``) share one run. ``Detector`` runs its
+detections through the same ``raw_outputs``.
+
+Run eagerly, both go through one ``tf.function`` per entry point and input kind
+(boxes given or not), whose signature leaves the image size and the box count free:
+one trace each. Inside a caller's ``tf.function`` (or ``model.predict``) they trace
+inline.
+
+Bad input raises ``tf.errors.InvalidArgumentError`` whose message says what was
+wrong and what is accepted (``keras_spp.detection.network_outputs``): at the call
+when the dtype or shape alone shows it (eagerly, or traced with known shapes), as
+``InvalidDetectorInput`` (also a ``ValueError``); otherwise (coordinates, shapes
+unknown when traced) when the graph runs, with the same text.
+
+Saving: ``model.save("detector.keras")`` (written aside, then renamed);
+``keras.saving.load_model`` or ``load_spp_net_detector`` reads it back. A folder of
+``Detector.save`` converts with ``convert_detector_folder(folder, "detector.keras")``.
+"""
+
+import dataclasses
+import json
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+# Registers the heads' layers, so that a saved model loads in a fresh process.
+import keras_spp.detection.heads  # noqa: F401
+from keras_spp import folders
+from keras_spp.detection.detector import DetectionSettings, Detector, postprocess
+from keras_spp.detection.heads import roi_features_of
+from keras_spp.detection.network_outputs import NetworkOutputs, TracedCalls
+from keras_spp.models.saving import load_keras_model
+from keras_spp.tensorflow_only import require_tensorflow
+
+CONVERTER = "keras_spp.detection.convert_detector_folder"
+
+
+@keras.saving.register_keras_serializable(package="keras_spp")
+class SppNetDetector(keras.Model):
+    """SPP-net's detector: images in, detections out (module docstring).
+
+    Args:
+      heads: the ``spp_detector`` model (inputs ``image`` and ``boxes``).
+      class_names: one per non-background class, in class-id order.
+      rpn: ``None``, or the RPN head model (``keras_spp.detection.rpn.rpn_head``).
+      rpn_config: with ``rpn``, ``LearnedProposals.to_dict()`` (anchors, scale
+        indices, proposal settings); the RPN looks at the heads' own conv5.
+      settings: ``DetectionSettings`` or a dict of its fields (``None``: defaults).
+      metadata: a JSON-ready dict kept with the model (training facts).
+    """
+
+    def __init__(self, heads, class_names, rpn=None, rpn_config=None, settings=None, metadata=None, **kwargs):
+        require_tensorflow("SppNetDetector")
+        super().__init__(**kwargs)
+        if not isinstance(heads, keras.Model):
+            raise ValueError(
+                f"`heads` must be the keras.Model of keras_spp.detection.heads.spp_detector; got {heads!r}."
+            )
+        roi = roi_features_of(heads)
+        class_names = _class_names(class_names, heads)
+        if (rpn is None) != (rpn_config is None):
+            raise ValueError("`rpn` and `rpn_config` go together: an RPN head and its LearnedProposals.to_dict().")
+        self.heads = heads
+        self.rpn = rpn
+        self.class_names = class_names
+        self.settings = _settings(settings)
+        # JSON text, not dicts: Keras and TensorFlow wrap dict attributes in trackers.
+        self._rpn_config = None if rpn_config is None else json.dumps(rpn_config)
+        self._metadata = json.dumps(dict(metadata or {}))
+        self._proposer = None
+        if rpn is not None:
+            from keras_spp.detection.learned_proposals import LearnedProposals
+
+            self._proposer = LearnedProposals.from_dict(rpn, roi, rpn_config)
+        self._network = NetworkOutputs(heads, self._proposer)
+        self._traced = TracedCalls(self)
+        self.built = True  # every part is a built model already
+
+    @classmethod
+    def from_detector(cls, detector, settings=None):
+        """The model of a ``keras_spp.detection.detector.Detector`` (its layers, not a
+        copy: training one trains the other), with its settings unless ``settings``."""
+        proposer = detector.proposer
+        if proposer is not None and proposer.roi is not roi_features_of(detector.model):
+            raise ValueError(
+                "the detector's RPN must look at the detector's own window feature layer "
+                "(LearnedProposals(head, roi_features_of(model), ...)), so that both use one conv5."
+            )
+        return cls(
+            detector.model,
+            detector.class_names,
+            rpn=None if proposer is None else proposer.head,
+            rpn_config=None if proposer is None else proposer.to_dict(),
+            settings=settings or detector.settings,
+            metadata=detector.metadata,
+            name="spp_net_detector",
+        )
+
+    @property
+    def proposer(self):
+        """The ``LearnedProposals`` of the RPN, or ``None``."""
+        return self._proposer
+
+    @property
+    def rpn_config(self):
+        return None if self._rpn_config is None else json.loads(self._rpn_config)
+
+    @property
+    def metadata(self):
+        return json.loads(self._metadata)
+
+    def call(self, images, boxes=None):
+        images, boxes = self._network.checked(images, boxes)
+        if tf.executing_eagerly():
+            return self._traced("_detections", images, boxes)
+        return self._detections(images, boxes)
+
+    def raw_outputs(self, images, boxes=None):
+        """``(boxes [R, 4], {"class_probabilities": [R, K + 1], "svm_scores": [R, K],
+        "box_deltas": [R, 4 K]})``: the windows scored (``boxes``, or the RPN's
+        proposals) and the network's outputs for them, before any post-processing
+        (``keras_spp.detection.network_outputs``)."""
+        return self._network(images, boxes)
+
+    def _detections(self, images, boxes=None):
+        boxes, outputs = self._network.outputs(images, boxes)
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
+        found, scores, classes = postprocess(outputs, boxes, height, width, self.settings)
+        return detection_outputs(found, scores, classes, height, width, int(self.settings.max_detections))
+
+    def save(self, filepath, overwrite=True, **kwargs):
+        """``keras.Model.save`` to a ``.keras`` file, written beside it and renamed into
+        place: a failure leaves an earlier file there as it was."""
+        filepath = os.path.abspath(os.fspath(filepath))
+        if not filepath.endswith(".keras"):
+            raise ValueError(f"an SppNetDetector saves as one .keras file; got the path {filepath}.")
+        if not overwrite and os.path.exists(filepath):
+            raise FileExistsError(f"{filepath} exists (overwrite=False).")
+        parent, name = os.path.split(filepath)
+        os.makedirs(parent, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=parent, prefix=f".{name}.partial-", suffix=".keras")
+        os.close(handle)
+        try:
+            super().save(staging, overwrite=True, **kwargs)
+            os.chmod(staging, 0o666 & ~folders.umask())  # mkstemp's 0600 would follow it into place
+            os.replace(staging, filepath)
+        finally:
+            if os.path.exists(staging):
+                os.unlink(staging)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            heads=keras.saving.serialize_keras_object(self.heads),
+            class_names=list(self.class_names),
+            rpn=None if self.rpn is None else keras.saving.serialize_keras_object(self.rpn),
+            rpn_config=self.rpn_config,
+            settings=dataclasses.asdict(self.settings),
+            metadata=self.metadata,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["heads"] = keras.saving.deserialize_keras_object(config["heads"])
+        if config.get("rpn") is not None:
+            config["rpn"] = keras.saving.deserialize_keras_object(config["rpn"])
+        return cls(**config)
+
+
+def _class_names(class_names, heads):
+    if isinstance(class_names, str) or not all(isinstance(n, str) for n in class_names):
+        raise ValueError(f"`class_names` must be a list of strings, one per class; got {class_names!r:.80}.")
+    num_classes = heads.get_layer("svm").units
+    if len(class_names) != num_classes:
+        raise ValueError(f"the model has {num_classes} classes but {len(class_names)} class names were given.")
+    return tuple(class_names)
+
+
+def _settings(settings):
+    if settings is None:
+        return DetectionSettings()
+    if isinstance(settings, DetectionSettings):
+        return settings
+    if isinstance(settings, dict):
+        try:
+            return DetectionSettings(**settings)
+        except TypeError as error:
+            known = ", ".join(f.name for f in dataclasses.fields(DetectionSettings))
+            raise ValueError(f"bad `settings` ({error}); accepted: a dict of {known}.") from error
+    raise ValueError(f"`settings` must be DetectionSettings, a dict of its fields or None; got {settings!r:.80}.")
+
+
+def detection_outputs(boxes, scores, classes, height, width, count):
+    """``postprocess``' pixel boxes, scores and 0-based classes of one image as the
+    module docstring's outputs, padded to ``count`` detections."""
+    size = tf.cast(tf.stack([height, width, height, width]), tf.float32)
+    found = tf.shape(scores)[0]
+    pad = [[0, count - found]]
+    return {
+        "detection_boxes": tf.ensure_shape(tf.pad(boxes / size, pad + [[0, 0]]), [count, 4])[tf.newaxis],
+        "detection_scores": tf.ensure_shape(tf.pad(scores, pad), [count])[tf.newaxis],
+        "detection_classes": tf.ensure_shape(tf.pad(tf.cast(classes + 1, tf.float32), pad), [count])[tf.newaxis],
+        "num_detections": tf.cast(found, tf.float32)[tf.newaxis],
+    }
+
+
+def load_spp_net_detector(path):
+    """The ``SppNetDetector`` saved in the ``.keras`` file ``path``
+    (``keras.saving.load_model`` with errors that say what ``path`` holds instead).
+
+    A detector folder of ``Detector.save`` (``model.keras`` and ``detector.json``) is
+    refused with the one call that converts it (``convert_detector_folder``)."""
+    path = os.fspath(path)
+    folder = path if os.path.isdir(path) else os.path.dirname(path) or "."
+    old = os.path.exists(os.path.join(folder, "detector.json"))
+    if os.path.isdir(path) or (old and os.path.basename(path) == "model.keras"):
+        _refuse_folder(path, folder, old)
+    model = load_keras_model(path, "the detector")
+    if not isinstance(model, SppNetDetector):
+        raise ValueError(
+            f"{path} holds a {type(model).__name__} ({model.name!r}), not an SppNetDetector: save one with "
+            "SppNetDetector(...).save(path) or SppNetDetector.from_detector(detector).save(path)."
+        )
+    return model
+
+
+def _refuse_folder(path, folder, old):
+    if old:
+        raise ValueError(
+            f"{path} is a detector folder of Detector.save (model.keras + detector.json), not an SppNetDetector "
+            f"file; convert it once with {CONVERTER}({folder!r}, 'detector.keras') and load that file."
+        )
+    raise ValueError(f"{path} is a folder; an SppNetDetector is one .keras file (SppNetDetector.save).")
+
+
+def convert_detector_folder(folder, path):
+    """Reads the detector folder ``folder`` (``Detector.load``) and saves it as one
+    ``.keras`` file at ``path`` (written aside, then renamed); returns the model."""
+    model = SppNetDetector.from_detector(Detector.load(folder))
+    model.save(path)
+    return model
