@@ -12,8 +12,9 @@ each anchor of ``sizes`` x ``aspect_ratios`` has area ``size ** 2`` and
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
+from keras_spp.detection.boxes import NUMPY_OPS
 from keras_spp.validation import is_number
 
 
@@ -55,8 +56,8 @@ class AnchorConfig:
         return {"sizes": list(self.sizes), "aspect_ratios": list(self.aspect_ratios), "stride": self.stride}
 
 
-def anchor_grid(map_height, map_width, config):
-    """All anchors of a ``map_height x map_width`` map: float32 ``[H * W * A, 4]``.
+def anchor_grid(map_height, map_width, config, dtype="float32", xp=ops):
+    """All anchors of a ``map_height x map_width`` map: ``[H * W * A, 4]`` in ``dtype``.
 
     ``map_height`` and ``map_width`` may be tensors (dynamic shapes, XLA); a map
     with no cells gives ``[0, 4]``.
@@ -64,19 +65,15 @@ def anchor_grid(map_height, map_width, config):
     >>> anchor_grid(1, 2, AnchorConfig(sizes=(16,), aspect_ratios=(1,))).numpy().tolist()
     [[0.0, 0.0, 16.0, 16.0], [0.0, 16.0, 16.0, 32.0]]
     """
-    cell = tf.constant(config.cell_anchors())
-    ys = (tf.cast(tf.range(map_height), tf.float32) + 0.5) * config.stride
-    xs = (tf.cast(tf.range(map_width), tf.float32) + 0.5) * config.stride
-    cy, cx = tf.meshgrid(ys, xs, indexing="ij")
-    centres = tf.reshape(tf.stack([cy, cx, cy, cx], axis=-1), [-1, 1, 4])
-    return tf.reshape(centres + cell[tf.newaxis], [-1, 4])
+    cell = xp.cast(config.cell_anchors(), dtype)
+    ys = (xp.cast(xp.arange(map_height), dtype) + 0.5) * config.stride
+    xs = (xp.cast(xp.arange(map_width), dtype) + 0.5) * config.stride
+    cy, cx = xp.meshgrid(ys, xs, indexing="ij")
+    centres = xp.reshape(xp.stack([cy, cx, cy, cx], axis=-1), (-1, 1, 4))
+    return xp.reshape(centres + cell[None], (-1, 4))
 
 
 def anchor_grid_np(map_height, map_width, config):
-    """``anchor_grid`` in numpy (for target assignment outside the graph)."""
-    cell = config.cell_anchors().astype(np.float64)
-    ys = (np.arange(map_height) + 0.5) * config.stride
-    xs = (np.arange(map_width) + 0.5) * config.stride
-    cy, cx = np.meshgrid(ys, xs, indexing="ij")
-    centres = np.stack([cy, cx, cy, cx], axis=-1).reshape(-1, 1, 4)
-    return (centres + cell[None]).reshape(-1, 4).astype(np.float32)
+    """``anchor_grid`` in numpy: computed in float64, returned as float32 (for target
+    assignment outside the graph)."""
+    return anchor_grid(map_height, map_width, config, "float64", NUMPY_OPS).astype(np.float32)

@@ -6,12 +6,20 @@ capped at ``max_side`` (the aspect ratio is always kept). A window is pooled at 
 single scale where its scaled area is closest to ``window_size ** 2`` (224 x 224 in
 the paper: the size the backbone was trained at).
 
+``resize_factors``, ``resized_size`` and ``choose_scales`` are written once in
+``keras.ops`` (numpy arrays or backend tensors in, backend tensors out, in ``dtype``);
+``scale_factors``, ``scaled_size`` and ``assign_scales`` are their numpy views: the
+same definitions run by numpy (``keras_spp.detection.boxes.NUMPY_OPS``), in float64.
+
 Box convention: ``[y1, x1, y2, x2]`` continuous pixels; resizing by factor ``f``
 maps a point ``x`` to ``x * f`` (``tf.image.resize`` with half-pixel centres).
 """
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+from keras_spp.detection import boxes as box_ops
+from keras_spp.validation import is_number
 
 PAPER_SCALES = (480, 576, 688, 864, 1200)
 SINGLE_SCALE = (688,)
@@ -31,52 +39,56 @@ def validate_scales(scales):
     return scales
 
 
-def scale_factors(height, width, scales, max_side=MAX_SIDE):
-    """Resize factor of an ``height x width`` image for each scale (numpy, float64)."""
-    scales = np.asarray(validate_scales(scales), np.float64)
-    short, long = min(height, width), max(height, width)
-    if short <= 0:
+def resize_factors(height, width, scales, max_side=MAX_SIDE, dtype="float32", xp=ops):
+    """Resize factor of an ``height x width`` image for each scale (``dtype`` [S]):
+    ``min(scale / short side, max_side / long side)``. ``height`` and ``width`` may
+    be tensors (dynamic sizes in a graph)."""
+    scales = validate_scales(scales)
+    if is_number(height) and is_number(width) and min(height, width) <= 0:
         raise ValueError(f"image size must be positive; got {height}x{width}.")
-    return np.minimum(scales / short, max_side / long)
+    height, width = xp.cast(height, dtype), xp.cast(width, dtype)
+    return xp.minimum(xp.cast(scales, dtype) / xp.minimum(height, width), max_side / xp.maximum(height, width))
 
 
-def scale_factors_tf(height, width, scales, max_side=MAX_SIDE):
-    """``scale_factors`` for a graph with dynamic ``height`` and ``width`` (float32 [S])."""
-    scales = tf.constant(validate_scales(scales), tf.float32)
-    height = tf.cast(height, tf.float32)
-    width = tf.cast(width, tf.float32)
-    return tf.minimum(scales / tf.minimum(height, width), max_side / tf.maximum(height, width))
+def resized_size(height, width, factor, dtype="float32", xp=ops):
+    """The size ``[height, width]`` (int32 [2]) an image takes at ``factor``: rounded
+    (halves to even) in ``dtype``, at least one pixel."""
+    size = xp.round(xp.cast(xp.stack([height, width]), dtype) * xp.cast(factor, dtype))
+    return xp.maximum(xp.cast(size, "int32"), 1)
 
 
-def scaled_size(height, width, factor):
-    """The size an image takes at ``factor``: rounded, at least one pixel."""
-    return max(1, int(round(height * factor))), max(1, int(round(width * factor)))
-
-
-def scaled_size_tf(height, width, factor):
-    size = tf.round(tf.cast(tf.stack([height, width]), tf.float32) * factor)
-    return tf.maximum(tf.cast(size, tf.int32), 1)
-
-
-def assign_scales(boxes, factors, window_size=224):
-    """Index into ``factors`` of the scale each box is pooled at (numpy int32 [R]).
+def choose_scales(boxes, factors, window_size=224, dtype="float32", xp=ops):
+    """Index into ``factors`` [S] of the scale each of the ``[R, 4]`` boxes is pooled at
+    (int32 [R], computed in ``dtype``; dynamic R; compiles under XLA).
 
     The paper: the scale whose scaled box area is closest to ``window_size ** 2``;
     ties go to the smaller index, so degenerate boxes (zero area, equally far from
     every scale) take the first.
     """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    factors = np.asarray(factors, np.float64).reshape(-1)
-    area = np.maximum(boxes[:, 2] - boxes[:, 0], 0) * np.maximum(boxes[:, 3] - boxes[:, 1], 0)
-    distance = np.abs(area[:, None] * factors[None, :] ** 2 - float(window_size) ** 2)
-    return np.argmin(distance, axis=1).astype(np.int32)
+    areas = box_ops.area(xp.reshape(xp.cast(boxes, dtype), (-1, 4)), dtype, xp)
+    factors = xp.reshape(xp.cast(factors, dtype), (-1,))
+    distance = xp.abs(areas[:, None] * xp.square(factors)[None, :] - float(window_size) ** 2)
+    return xp.cast(xp.argmin(distance, axis=1), "int32")
 
 
-def assign_scales_tf(boxes, factors, window_size=224):
-    """``assign_scales`` in TensorFlow (dynamic R; compiles under XLA)."""
-    boxes = tf.cast(boxes, tf.float32)
-    height = tf.maximum(boxes[:, 2] - boxes[:, 0], 0.0)
-    width = tf.maximum(boxes[:, 3] - boxes[:, 1], 0.0)
-    area = height * width
-    distance = tf.abs(area[:, None] * tf.square(factors)[None, :] - float(window_size) ** 2)
-    return tf.argmin(distance, axis=1, output_type=tf.int32)
+def scale_factors(height, width, scales, max_side=MAX_SIDE):
+    """``resize_factors`` in numpy float64."""
+    return resize_factors(height, width, scales, max_side, "float64", box_ops.NUMPY_OPS)
+
+
+def scaled_size(height, width, factor):
+    """``resized_size`` (computed in float64) as a tuple of Python ints."""
+    return tuple(int(v) for v in resized_size(height, width, factor, "float64", box_ops.NUMPY_OPS))
+
+
+def assign_scales(boxes, factors, window_size=224):
+    """``choose_scales`` in numpy (int32 [R]), computed in float64."""
+    return choose_scales(boxes, factors, window_size, "float64", box_ops.NUMPY_OPS)
+
+
+# Old names of the definitions above, still called by files outside this change
+# (features, learned_proposals, conv_fine_tuning, window_cache, export's detector); to
+# be removed once they call resize_factors, resized_size and choose_scales.
+scale_factors_tf = resize_factors
+scaled_size_tf = resized_size
+assign_scales_tf = choose_scales

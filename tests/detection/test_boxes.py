@@ -6,20 +6,21 @@ import pytest
 import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
+from keras import ops
 
 from keras_spp.detection import boxes as box_ops
 from keras_spp.detection.boxes import (
     box_area,
     clip_boxes,
     decode_boxes,
-    decode_boxes_tf,
     encode_boxes,
     expand_boxes_for_context,
+    iou,
     iou_matrix,
-    iou_tf,
     remove_small_boxes,
     unique_boxes,
 )
+from tests.detection import geometry_reference as ref
 
 # Corners on a small integer grid give identical, touching, nested and degenerate
 # (y2 <= y1) boxes often; the float ones give everything else.
@@ -41,6 +42,10 @@ def slow_iou(a, b):
     area_a = max(a[2] - a[0], 0) * max(a[3] - a[1], 0)
     area_b = max(b[2] - b[0], 0) * max(b[3] - b[1], 0)
     return inter / (area_a + area_b - inter)
+
+
+def decoded(*args, **kwargs):
+    return ops.convert_to_numpy(decode_boxes(*args, **kwargs))
 
 
 def devkit_iou(bb, gt):
@@ -94,6 +99,9 @@ def test_degenerate_and_empty_inputs():
     assert unique_boxes([]).tolist() == []
     assert encode_boxes([], []).shape == (0, 4)
     assert decode_boxes(np.zeros((0, 4)), np.zeros((0, 8))).shape == (0, 2, 4)
+    assert decode_boxes(np.zeros((0, 4)), np.zeros((0, 4))).shape == (0, 4)
+    assert decode_boxes(np.zeros((0, 4)), np.zeros((0, 3, 4))).shape == (0, 3, 4)
+    assert iou(np.zeros((0, 1, 4)), np.zeros((1, 3, 4))).shape == (0, 3)
     assert expand_boxes_for_context([]).shape == (0, 4)
 
 
@@ -153,14 +161,14 @@ def test_encode_matches_definition_and_decode_inverts_it(pairs, weights):
             weights[3] * math.log(tw / pw),
         ]
         np.testing.assert_allclose(deltas[row], expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(decode_boxes(proposals, deltas, weights), targets, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(decoded(proposals, deltas, weights), targets, rtol=1e-5, atol=1e-3)
 
 
 def test_zero_deltas_give_the_proposal_and_known_values():
     proposals = np.array([[10, 20, 30, 60]], np.float32)
-    assert decode_boxes(proposals, np.zeros((1, 4))).tolist() == proposals.tolist()
+    assert decoded(proposals, np.zeros((1, 4))).tolist() == proposals.tolist()
     # Shift by half a size, double both sides: centre (20, 40) -> (30, 60), size 20x40 -> 40x80.
-    got = decode_boxes(proposals, [[0.5, 0.5, math.log(2), math.log(2)]])
+    got = decoded(proposals, [[0.5, 0.5, math.log(2), math.log(2)]])
     np.testing.assert_allclose(got, [[10, 20, 50, 100]], atol=1e-4)
     expected = [[0.5, 0.5, math.log(2), math.log(2)]]
     np.testing.assert_allclose(encode_boxes(proposals, [[10, 20, 50, 100]]), expected, rtol=1e-6)
@@ -169,12 +177,12 @@ def test_zero_deltas_give_the_proposal_and_known_values():
 def test_decode_clamps_the_scale_and_never_overflows():
     proposals = np.array([[0, 0, 16, 32], [5, 5, 5, 5]], np.float32)
     deltas = np.array([[0, 0, 1e4, 50.0], [1e4, -1e4, 1e4, 1e4]], np.float32)
-    got = decode_boxes(proposals, deltas)
-    assert np.isfinite(got).all()
-    np.testing.assert_allclose(got[0, 2] - got[0, 0], 1000.0, rtol=1e-5)  # 16 * 1000 / 16
-    np.testing.assert_allclose(got[0, 3] - got[0, 1], 2000.0, rtol=1e-5)
-    assert got[1].tolist() == [5, 5, 5, 5]  # degenerate stays degenerate, no NaN
-    np.testing.assert_allclose(decode_boxes_tf(proposals, deltas).numpy(), got, rtol=1e-5)
+    for dtype in ("float32", "float64"):
+        got = decoded(proposals, deltas, dtype=dtype)
+        assert np.isfinite(got).all()
+        np.testing.assert_allclose(got[0, 2] - got[0, 0], 1000.0, rtol=1e-5)  # 16 * 1000 / 16
+        np.testing.assert_allclose(got[0, 3] - got[0, 1], 2000.0, rtol=1e-5)
+        assert got[1].tolist() == [5, 5, 5, 5]  # degenerate stays degenerate, no NaN
 
 
 @given(
@@ -183,27 +191,32 @@ def test_decode_clamps_the_scale_and_never_overflows():
     seed=st.integers(0, 2**16),
     weights=WEIGHTS,
 )
-def test_class_specific_deltas_and_tf_version(proposals, k, seed, weights):
+def test_class_specific_deltas(proposals, k, seed, weights):
     proposals = np.asarray(proposals, np.float32).reshape(-1, 4)
     deltas = np.random.default_rng(seed).normal(scale=2.0, size=(len(proposals), 4 * k)).astype(np.float32)
-    got = decode_boxes(proposals, deltas, weights)
-    per_class = [decode_boxes(proposals, deltas[:, 4 * c : 4 * c + 4], weights) for c in range(k)]
+    # float64: in float32, exp() of another length of array may differ in its last bit.
+    got = decoded(proposals, deltas, weights, "float64")
+    per_class = [decoded(proposals, deltas[:, 4 * c : 4 * c + 4], weights, "float64") for c in range(k)]
     expected = np.stack(per_class, axis=1) if per_class else np.zeros((0, k, 4))
     if k == 1:
         assert got.shape == (len(proposals), 4)
         expected = expected[:, 0]
     else:
         assert got.shape == (len(proposals), k, 4)
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
-    np.testing.assert_array_equal(decode_boxes(proposals, deltas.reshape(-1, k, 4), weights), got.reshape(-1, k, 4))
-    tf_got = decode_boxes_tf(proposals, deltas, weights).numpy()
-    np.testing.assert_allclose(tf_got, got, rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-14)
+    np.testing.assert_array_equal(
+        decoded(proposals, deltas.reshape(-1, k, 4), weights, "float64"), got.reshape(-1, k, 4)
+    )
+    reference = ref.decode_boxes(proposals, deltas, weights)
+    np.testing.assert_allclose(got, reference, rtol=1e-14, atol=1e-12)
 
 
-def test_decode_tf_with_dynamic_shapes_in_a_graph():
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_decode_with_dynamic_shapes_in_a_graph(jit_compile):
     fn = tf.function(
-        lambda p, d: decode_boxes_tf(p, d, (10.0, 10.0, 5.0, 5.0)),
+        lambda p, d: decode_boxes(p, d, (10.0, 10.0, 5.0, 5.0)),
         input_signature=[tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, 12], tf.float32)],
+        jit_compile=jit_compile,
     )
     for n in (0, 1, 7):
         rng = np.random.default_rng(n)
@@ -212,7 +225,8 @@ def test_decode_tf_with_dynamic_shapes_in_a_graph():
         deltas = rng.normal(size=(n, 12)).astype(np.float32)
         got = fn(proposals, deltas)
         assert got.shape == (n, 3, 4)
-        np.testing.assert_allclose(got.numpy(), decode_boxes(proposals, deltas, (10, 10, 5, 5)), rtol=1e-5, atol=1e-3)
+        expected = ref.decode_boxes(proposals, deltas, (10, 10, 5, 5), np.float32).reshape(n, 3, 4)
+        np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6, atol=1e-4)
 
 
 @given(box=POSITIVE_BOX, size=st.sampled_from([224, 227, 100]), context=st.sampled_from([0, 16, 8, 30]))
@@ -250,8 +264,8 @@ def test_context_expansion_example_and_no_clipping():
         (lambda: decode_boxes([[0, 0, 1, 1]], [[0, 0, 1]]), r"`deltas` must be \[N, 4\]"),
         (lambda: decode_boxes([[0, 0, 1, 1]], np.zeros((2, 4))), "2 rows but `proposals` has 1"),
         (lambda: decode_boxes([[0, 0, 1, 1]], np.zeros((1, 2, 3))), "`deltas` must be"),
-        (lambda: decode_boxes_tf(tf.zeros([1, 3]), tf.zeros([1, 4])), "`proposals` must be"),
-        (lambda: decode_boxes_tf(tf.zeros([1, 4]), tf.zeros([1, 6])), "`deltas` must be"),
+        (lambda: decode_boxes(tf.zeros([1, 3]), tf.zeros([1, 4])), "`proposals` must be"),
+        (lambda: decode_boxes(tf.zeros([1, 4]), tf.zeros([1, 6])), "`deltas` must be"),
         (lambda: expand_boxes_for_context([[0, 0, 1, 1]], 32, 16), "output_size > 2 \\* context"),
         (lambda: expand_boxes_for_context([[0, 0, 1, 1]], 224, -1), "context >= 0"),
     ],
@@ -266,10 +280,71 @@ def test_docstring_examples():
     assert result.failed == 0 and result.attempted > 0
 
 
-def test_iou_tf_matches_iou_matrix_with_degenerate_boxes():
+def test_iou_matches_iou_matrix_with_degenerate_boxes():
     rng = np.random.default_rng(3)
     a = rng.integers(0, 12, size=(7, 4)).astype(np.float32)  # some inverted or empty
     b = rng.integers(0, 12, size=(5, 4)).astype(np.float32)
-    got = iou_tf(a[:, None], b[None]).numpy()
+    got = ops.convert_to_numpy(iou(a[:, None], b[None]))
     np.testing.assert_allclose(got, iou_matrix(a, b), rtol=1e-6, atol=1e-7)
-    assert iou_tf(np.zeros([0, 4]), np.zeros([0, 4])).shape == (0,)
+    assert iou(np.zeros([0, 4]), np.zeros([0, 4])).shape == (0,)
+
+
+def test_old_names_are_the_one_definitions():
+    # Still imported by detection.detector, proposal_layer and nms; to be removed.
+    assert box_ops.decode_boxes_tf is decode_boxes and box_ops.iou_tf is iou
+
+
+# Adversarial coordinates: whole and fractional pixels, huge ones whose areas
+# overflow float32, tiny and subnormal sides, exact ties (corners from a short list).
+WILD = st.one_of(
+    st.sampled_from([0.0, -0.0, 1.0, 2.5, -3.0, 1e-30, 1e-45, 2.0**24, 3e18, -3e18, 1e30, 3e38]),
+    st.floats(-1e6, 1e6, allow_nan=False, width=32),
+)
+
+
+def wild_boxes(max_size=6):
+    return st.lists(st.lists(WILD, min_size=4, max_size=4), max_size=max_size).map(
+        lambda b: np.asarray(b, np.float32).reshape(-1, 4)
+    )
+
+
+@given(a=st.one_of(box_lists(), wild_boxes()), b=st.one_of(box_lists(), wild_boxes()))
+def test_iou_in_keras_ops_is_the_reference_bit_for_bit(a, b):
+    """The numpy views are the old numpy functions exactly; the keras.ops run (here on
+    TensorFlow) is the same IEEE arithmetic in float64, and in float32 the old graph
+    version's."""
+    expected = ref.pairwise_iou(a, b)
+    np.testing.assert_array_equal(box_ops.pairwise_iou(a, b), expected)
+    np.testing.assert_array_equal(iou_matrix(a, b), expected.astype(np.float32))
+    np.testing.assert_array_equal(ops.convert_to_numpy(iou(a[:, None], b[None], "float64")), expected)
+    got32 = ops.convert_to_numpy(iou(a[:, None], b[None]))
+    assert got32.dtype == np.float32
+    np.testing.assert_array_equal(got32, ref.pairwise_iou(a, b, np.float32))
+    np.testing.assert_array_equal(box_area(a), ref.area(a).astype(np.float32))
+
+
+DELTA = st.one_of(st.floats(-5, 5, width=32), st.sampled_from([0.0, 1e4, -1e4, 50.0, box_ops.DELTA_CLAMP]))
+
+
+@given(
+    proposals=st.one_of(box_lists(), wild_boxes()),
+    k=st.integers(1, 3),
+    data=st.data(),
+    weights=WEIGHTS,
+)
+def test_decode_in_keras_ops_matches_the_reference(proposals, k, data, weights):
+    n = len(proposals)
+    deltas = np.asarray(data.draw(st.lists(DELTA, min_size=4 * k * n, max_size=4 * k * n)), np.float32)
+    deltas = deltas.reshape(n, 4 * k)
+    for dtype, rtol in ((np.float64, 1e-14), (np.float32, 2e-6)):
+        expected = ref.decode_boxes(proposals, deltas, weights, dtype)
+        got = decoded(proposals, deltas, weights, np.dtype(dtype).name)
+        assert got.dtype == dtype and got.shape == expected.shape
+        finite = np.isfinite(expected)
+        np.testing.assert_array_equal(np.isfinite(got), finite)
+        # exp() is the only op whose last bits may differ between TensorFlow and numpy;
+        # a corner is centre -+ half a side, so its error is relative to the larger.
+        magnitude = np.abs(np.where(finite, expected, 0)).max(axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            error = np.abs(got - expected)
+        assert (error[finite] <= (rtol * np.broadcast_to(magnitude, got.shape))[finite]).all()
