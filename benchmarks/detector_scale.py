@@ -16,7 +16,8 @@ image here, which would be most of the run). Stages, in order: proposals, RPN
 ``--windows`` an image cached), fine-tuning (``--steps``), box regression, SVMs.
 Per stage: seconds, CPU seconds (user + system of every thread: what the stage
 costs whatever else shares the machine), peak RSS (``VmHWM``, reset before the stage through
-``/proc/self/clear_refs``) and the disk its caches take.
+``/proc/self/clear_refs``, after the last stage's freed memory is returned to the
+system as ``train_detector`` does) and the disk its caches take.
 
 Resumable: each finished N is written to ``--out`` at once (aside, then renamed),
 and a rerun with the same settings skips it. Stages with a fixed number of steps
@@ -154,7 +155,7 @@ def run_one(args, n):
     import keras
 
     from keras_spp.data.detection_sources import load_detection
-    from keras_spp.memory import peak_rss_bytes, reset_peak_rss
+    from keras_spp.memory import peak_rss_bytes, release_free_memory, reset_peak_rss
 
     keras.utils.set_random_seed(args.seed)
     train, class_names = load_detection("mnist-detection", "trainval", num_trainval=n, num_test=10, seed=args.seed)
@@ -165,6 +166,7 @@ def run_one(args, n):
         stages, started, cpu_started = {}, time.perf_counter(), _cpu()
         state = _build(args, len(class_names))
         for name, stage in STAGES:
+            release_free_memory()
             reset_peak_rss()
             t0, c0 = time.perf_counter(), _cpu()
             stage(args, state, train, work)

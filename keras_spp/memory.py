@@ -25,3 +25,23 @@ def peak_rss_bytes():
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def release_free_memory():
+    """Returns the C heap's free pages to the system (glibc's ``malloc_trim``); a
+    no-op elsewhere. Between stages of a long job: numpy arrays and TensorFlow
+    buffers freed by a stage otherwise stay resident in glibc's arenas (its mmap
+    threshold rises with every large block freed), so the next stage's peak would
+    stand on the last one's. Returns whether memory was released."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False

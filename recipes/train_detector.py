@@ -15,7 +15,9 @@ split is evaluated with softmax and SVM scores, with and without box regression
 (VOC07 11-point and area AP).
 
 Writes to ``--out``: ``detector/`` (model.keras + detector.json, for
-``recipes.detect`` and ``export.saved_model``), ``history.csv``, ``curves.png``,
+``recipes.detect`` and ``export.saved_model``), ``detector.keras`` (the same
+detector as one ``keras_spp.detection.SppNetDetector``, for
+``keras.saving.load_model``), ``history.csv``, ``curves.png``,
 ``detections.png`` (held-out images, ground truth dashed), ``results.json``.
 """
 
@@ -283,7 +285,7 @@ def main(argv=None):
 
     require_tensorflow("recipes.train_detector")
     from keras_spp.detection.training_checks import NonFiniteLossError
-    from keras_spp.memory import peak_rss_bytes, reset_peak_rss
+    from keras_spp.memory import peak_rss_bytes, release_free_memory, reset_peak_rss
 
     checked = check_args(args)
     import keras
@@ -305,6 +307,7 @@ def main(argv=None):
         reset_peak_rss()
         proposals, proposer, rpn_report = make_proposals(args, data, built, seconds)
         memory["proposals_and_rpn"] = peak_rss_bytes()
+        release_free_memory()
         reset_peak_rss()
         regression_windows, svm_stats = train_heads(args, data, built, proposals, checked, seconds)
         memory["heads"] = peak_rss_bytes()
@@ -720,6 +723,7 @@ def _fine_tune_conv(args, built, train, proposals, records, checked):
 
 def save_detector(args, data, built, proposer):
     from keras_spp.detection.detector import Detector
+    from keras_spp.detection.spp_net_detector import SppNetDetector
 
     if args.proposals == "rpn":
         proposal_meta = {"method": "rpn", "train_proposals": args.rpn_train_proposals}
@@ -749,6 +753,8 @@ def save_detector(args, data, built, proposer):
         proposer=proposer,
     )
     detector.save(os.path.join(args.out, "detector"))
+    # The same detector as one Keras model file, for keras.saving.load_model.
+    SppNetDetector.from_detector(detector).save(os.path.join(args.out, "detector.keras"))
     return detector
 
 
@@ -756,10 +762,11 @@ def report(args, data, detector, proposals, seconds, regression_windows, svm_sta
     import numpy as np
 
     from keras_spp.detection.evaluation_settings import evaluation_summary, format_evaluation
-    from keras_spp.memory import peak_rss_bytes, reset_peak_rss
+    from keras_spp.memory import peak_rss_bytes, release_free_memory, reset_peak_rss
     from keras_spp.visualization import draw_examples
 
     out, test = args.out, data["test"]
+    release_free_memory()
     reset_peak_rss()
     evaluation = evaluation_summary(detector, test, proposals)
     draw_examples(detector, test, proposals, os.path.join(out, "detections.png"))

@@ -8,6 +8,7 @@ returned weights, so ``deltas = pooled @ kernel + bias`` on raw features.
 """
 
 import numpy as np
+import scipy.linalg
 
 from keras_spp.detection.boxes import encode_boxes
 
@@ -42,29 +43,50 @@ def fit_box_regressors(features, classes, targets, num_classes, l2=1000.0, featu
     for k in range(num_classes):
         rows = classes == k
         if rows.any():
-            w, b = fit_one_class(np.array(features[rows], np.float64), targets[rows], l2, scale)
+            w, b = fit_one_class(features[rows], targets[rows], l2, scale)
             kernel[:, 4 * k : 4 * k + 4], bias[4 * k : 4 * k + 4] = w, b
     return kernel, bias
 
 
-def fit_one_class(x, y, l2, scale):
+def fit_one_class(x, y, l2, scale, chunk_columns=1024):
     """One class's ridge regressor ``(kernel [D, 4], bias [4])`` on raw features ``x``
-    (float64 ``[n, D]``, scaled and centred in place: the caller's copy, so that the
-    largest array of the fit exists once) and targets ``y [n, 4]``."""
-    x *= scale
-    x_mean = x.mean(0)
-    x -= x_mean
+    ``[n, D]`` (float16, float32 or float64; read, never copied whole) and targets
+    ``y [n, 4]``.
+
+    The features are scaled by ``scale`` and centred in float64 a block of
+    ``chunk_columns`` columns at a time, so memory is ``x`` itself, the ``n x n``
+    Gram matrix (the fit is solved in the dual while ``n < D``, as it is at the
+    paper's 12800-d windows) and one block, not a float64 copy of ``x``: at 5000
+    windows of 12800-d, 256 MB of float32 features and a 200 MB Gram matrix instead of
+    a 512 MB float64 copy and two Gram matrices. The sums are float64 throughout.
+    """
+    n, dim = x.shape
+    x_mean = np.zeros(dim, np.float64)
+    for c in range(0, dim, chunk_columns):
+        x_mean[c : c + chunk_columns] = x[:, c : c + chunk_columns].astype(np.float64).mean(0) * scale
+
+    def block(c):
+        return x[:, c : c + chunk_columns].astype(np.float64) * scale - x_mean[c : c + chunk_columns]
+
     y_mean = y.mean(0)
     y_std = np.maximum(y.std(0), 1e-6)
     yc = (y - y_mean) / y_std
-    # Normal equations in the smaller of the two spaces (samples or features).
-    if len(x) < x.shape[1]:
-        gram = x @ x.T
+    w = np.zeros((dim, 4), np.float64)
+    if n < dim:
+        gram = np.zeros((n, n), np.float64)
+        for c in range(0, dim, chunk_columns):
+            b = block(c)
+            gram += b @ b.T
         gram[np.diag_indices_from(gram)] += l2
-        w = x.T @ np.linalg.solve(gram, yc)
+        alpha = scipy.linalg.solve(gram, yc, assume_a="pos", overwrite_a=True, check_finite=False)
+        del gram
+        for c in range(0, dim, chunk_columns):
+            w[c : c + chunk_columns] = block(c).T @ alpha
     else:
-        gram = x.T @ x
+        # n >= D: the D x D normal equations (small D: a copy of x is no larger than D x D).
+        xc = np.concatenate([block(c) for c in range(0, dim, chunk_columns)], axis=1)
+        gram = xc.T @ xc
         gram[np.diag_indices_from(gram)] += l2
-        w = np.linalg.solve(gram, x.T @ yc)
+        w = np.linalg.solve(gram, xc.T @ yc)
     w = w * y_std
     return w * scale, y_mean - x_mean @ w

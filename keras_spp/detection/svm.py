@@ -178,7 +178,6 @@ def _first_pass(images, num_classes, dim, config):
 def _fit_all(state, config):
     scale, stats = state["scale"], []
     for k, pos in enumerate(state["positives"]):
-        neg = np.concatenate([state["initial"][k].rows, state["hard"][k].rows])
         entry = {
             "positives": len(pos),
             "initial_negatives": len(state["initial"][k].rows),
@@ -190,7 +189,7 @@ def _fit_all(state, config):
             # No positives: the class can never be detected by SVM scoring; say so.
             stats.append(dict(entry, skipped=True))
             continue
-        w, b = _fit(pos * scale, neg.astype(np.float32) * scale, config)
+        w, b = _fit(scale, pos, [state["initial"][k].rows, state["hard"][k].rows], config)
         state["kernel"][:, k], state["bias"][k] = w, b
         stats.append(entry)
     state["stats"] = stats
@@ -221,46 +220,83 @@ def _evict_easy(state, config):
     for k, cache in enumerate(state["hard"]):
         if len(cache.rows):
             scores = (cache.rows.astype(np.float32) * state["scale"]) @ state["kernel"][:, k] + state["bias"][k]
-            cache.rows, cache.scores = cache.rows[scores > config.hard_margin], scores[scores > config.hard_margin]
+            cache.rescore(scores)
+            cache.keep(scores > config.hard_margin)
 
 
 class _Cache:
     """Negatives of one class: rows ``[n, D]`` and their last scores. Rows are kept in
     float16 (half the memory; fc7 activations need no more digits for a linear SVM)
-    and fitted in float32."""
+    and fitted in float64. Hard negatives are appended into a buffer that grows by
+    doubling up to 1.5x the capacity and is compacted in place, so adding an image's
+    rows copies those rows, not the cache."""
 
     def __init__(self, dim):
-        self.rows = np.zeros((0, dim), np.float16)
-        self.scores = np.zeros(0, np.float32)
+        self._rows = np.zeros((0, dim), np.float16)
+        self._scores = np.zeros(0, np.float32)
+        self.size = 0
+
+    @property
+    def rows(self):
+        return self._rows[: self.size]
+
+    @property
+    def scores(self):
+        return self._scores[: self.size]
 
     @classmethod
     def of(cls, rows, scores):
         cache = cls(rows.shape[1])
-        cache.rows, cache.scores = rows, scores
+        cache._append(np.asarray(rows, np.float16), np.zeros(len(rows), np.float32), len(rows))
+        # States saved before the initial caches kept scores hold none for them.
+        cache.rescore(np.resize(np.asarray(scores, np.float32), len(rows)) if len(scores) else 0.0)
         return cache
+
+    def rescore(self, scores):
+        self._scores[: self.size] = scores
+
+    def keep(self, mask):
+        """Keeps the rows where ``mask`` (in order), in place."""
+        kept = int(np.count_nonzero(mask))
+        self._rows[:kept], self._scores[:kept] = self.rows[mask], self.scores[mask]
+        self.size = kept
+
+    def _append(self, rows, scores, limit):
+        need = self.size + len(rows)
+        if need > len(self._rows):
+            grown = min(max(need, 2 * len(self._rows), 1024), max(limit, need))
+            buffer = np.empty((grown, self._rows.shape[1]), np.float16)
+            buffer[: self.size] = self.rows
+            score_buffer = np.empty(grown, np.float32)
+            score_buffer[: self.size] = self.scores
+            self._rows, self._scores = buffer, score_buffer
+        self._rows[self.size : need] = rows
+        self._scores[self.size : need] = scores
+        self.size = need
 
     def add_sampled(self, rows, capacity, seen, rng):
         """Algorithm R: a uniform sample of at most ``capacity`` of every row added;
         returns the new count of rows seen."""
         rows = np.asarray(rows, np.float16)
-        room = max(capacity - len(self.rows), 0)
-        self.rows = np.concatenate([self.rows, rows[:room]])
+        room = max(capacity - self.size, 0)
+        self._append(rows[:room], np.zeros(min(room, len(rows)), np.float32), capacity)
         for i in range(min(room, len(rows)), len(rows)):
             slot = int(rng.integers(0, seen + i + 1))
             if slot < capacity:
-                self.rows[slot] = rows[i]
+                self._rows[slot] = rows[i]
         return seen + len(rows)
 
     def add_scored(self, rows, scores, capacity):
-        self.rows = np.concatenate([self.rows, np.asarray(rows, np.float16)])
-        self.scores = np.concatenate([self.scores, np.asarray(scores, np.float32)])
-        if len(self.rows) > 1.5 * capacity:  # compact now and then, not at every image
+        limit = int(1.5 * capacity)
+        if self.size + len(rows) > limit:  # compact now and then, not at every image
             self.keep_hardest(capacity)
+        self._append(rows, scores, max(limit, self.size + len(rows)))
 
     def keep_hardest(self, capacity):
-        if len(self.rows) > capacity:
-            hardest = np.sort(np.argsort(-self.scores, kind="stable")[:capacity])
-            self.rows, self.scores = self.rows[hardest], self.scores[hardest]
+        if self.size > capacity:
+            hardest = np.zeros(self.size, bool)
+            hardest[np.argsort(-self.scores, kind="stable")[:capacity]] = True
+            self.keep(hardest)
 
 
 def _state_path(state_dir):
@@ -306,9 +342,17 @@ def _save_state(state_dir, key, state):
     save_npz_aside(path, **arrays)
 
 
-def _fit(pos, neg, config):
-    x = np.concatenate([pos, neg]).astype(np.float32)
-    y = np.concatenate([np.ones(len(pos)), np.zeros(len(neg))])
+def _fit(scale, pos, negatives, config):
+    """The SVM on ``pos`` and the concatenated ``negatives``, scaled: one float64
+    matrix, the dtype liblinear takes, so sklearn makes no copy of its own."""
+    rows = len(pos) + sum(len(n) for n in negatives)
+    x = np.empty((rows, pos.shape[1]), np.float64)
+    start = 0
+    for part in (pos, *negatives):
+        np.multiply(part, scale, out=x[start : start + len(part)], casting="unsafe")
+        start += len(part)
+    y = np.zeros(rows)
+    y[: len(pos)] = 1
     svm = LinearSVC(
         C=config.C,
         loss="hinge",

@@ -34,6 +34,7 @@ from keras_spp.detection.svm import SvmConfig, negative_candidates, train_svms_s
 from keras_spp.detection.training_checks import RaiseOnNonFiniteLoss, softmax_chance_loss, warn_if_at_chance
 from keras_spp.detection.window_cache import ConvMapCache, ImageWindows, WindowFeatureCache
 from keras_spp.detection.window_stream import SHUFFLE_BYTES, fine_tuning_stream
+from keras_spp.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +298,8 @@ def fit_box_regression(detector, records, examples, config=HeadTrainingConfig())
     (held in memory), then each class's features are read from the shards and
     fitted in turn, so memory holds one class's sample, whatever the data set.
     """
+    # The stage before freed more than this one needs: give it back first.
+    release_free_memory()
     by_id = {e.image_id: e for e in examples}
     num_classes = detector.get_layer("svm").units
     dim = heads.roi_features_of(detector).output_dim
@@ -313,7 +316,8 @@ def fit_box_regression(detector, records, examples, config=HeadTrainingConfig())
         record_index, row, targets = chosen[k]
         if not len(row):
             continue
-        x = np.empty((len(row), dim), np.float64)
+        # float32 holds the cache's float16 or float32 exactly, in half a float64 copy.
+        x = np.empty((len(row), dim), np.float32)
         for i, rows in _rows_by_record(chosen, [k]).items():
             x[record_index == i] = records[i].features_of(rows)
         w, b = fit_one_class(x, targets, config.box_regression_l2, 20.0 / max(mean_norm, 1e-12))
@@ -368,6 +372,7 @@ def fit_svms(detector, records, examples, config=HeadTrainingConfig(), state_dir
     most ``config.svm.max_hard_negatives`` a class. ``state_dir``: where each
     finished round is saved, so a killed run resumes at the round it was in.
     """
+    release_free_memory()
     by_id = {e.image_id: e for e in examples}
     num_classes = detector.get_layer("svm").units
     fc7 = heads.fc7_model(detector)
