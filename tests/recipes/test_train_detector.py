@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from keras_spp.detection.detector import Detector
+from keras_spp.detection.spp_net_detector import load_spp_net_detector
 from keras_spp.models import zf5
 from recipes import detect, train_detector
 
@@ -51,6 +52,7 @@ def test_training_writes_a_detector_and_its_evaluation(trained):
     for name in (
         "detector/model.keras",
         "detector/detector.json",
+        "detector.keras",
         "results.json",
         "history.csv",
         "history_conv.csv",
@@ -81,6 +83,12 @@ def test_training_writes_a_detector_and_its_evaluation(trained):
     again = evaluation_summary(detector, test, proposals)
     for key in ("softmax", "softmax+bb", "svm", "svm+bb", "softmax+bb+vote", "svm+bb+vote"):
         assert again[key]["map_voc07"] == pytest.approx(results["evaluation"][key]["map_voc07"], abs=1e-6), key
+    # The one-file model beside the folder: the same detector.
+    model = load_spp_net_detector(out / "detector.keras")
+    assert model.class_names == detector.class_names and model.metadata == detector.metadata
+    in_one_file = evaluation_summary(model, test, proposals)
+    for key in ("softmax+bb", "svm+bb+vote"):
+        assert in_one_file[key]["map_voc07"] == again[key]["map_voc07"], key
     assert detector.class_names == tuple(str(d) for d in range(10))
     assert detector.metadata["scales"] == [688]
     assert detector.metadata["conv_steps"] == 3 and results["seconds"]["conv_fine_tune"] > 0
