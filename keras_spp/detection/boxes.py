@@ -37,7 +37,7 @@ NUMPY_OPS = types.SimpleNamespace(
         name: getattr(np, name)
         for name in ("abs", "arange", "argmin", "exp", "maximum", "meshgrid", "minimum", "reshape", "round", "square")
     },
-    **{"stack": np.stack, "where": np.where, "cast": lambda x, dtype: np.asarray(x).astype(dtype)},
+    **{"divide": np.divide, "stack": np.stack, "where": np.where, "cast": lambda x, dtype: np.asarray(x).astype(dtype)},
 )
 
 

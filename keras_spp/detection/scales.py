@@ -47,7 +47,9 @@ def resize_factors(height, width, scales, max_side=MAX_SIDE, dtype="float32", xp
     if is_number(height) and is_number(width) and min(height, width) <= 0:
         raise ValueError(f"image size must be positive; got {height}x{width}.")
     height, width = xp.cast(height, dtype), xp.cast(width, dtype)
-    return xp.minimum(xp.cast(scales, dtype) / xp.minimum(height, width), max_side / xp.maximum(height, width))
+    # divide, not `max_side / tensor`: PyTorch's reflected division multiplies by a reciprocal.
+    longest = xp.divide(xp.cast(max_side, dtype), xp.maximum(height, width))
+    return xp.minimum(xp.divide(xp.cast(scales, dtype), xp.minimum(height, width)), longest)
 
 
 def resized_size(height, width, factor, dtype="float32", xp=ops):

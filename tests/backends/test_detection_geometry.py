@@ -1,0 +1,74 @@
+"""The detection geometry written once in keras.ops (keras_spp.detection.boxes,
+scales, anchors) on the current Keras backend, eager and compiled, against the old
+numpy formulas in float32: exact but for decode_boxes' exp()."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from keras_spp.detection import anchors, boxes, scales
+from tests.backends.conftest import BACKEND, compiled, is_native, numpy
+from tests.detection import geometry_reference as ref
+
+COORD = st.one_of(st.integers(-2, 12).map(float), st.floats(-50, 600, allow_nan=False, width=32))
+BOXES = st.lists(st.lists(COORD, min_size=4, max_size=4), max_size=8).map(
+    lambda b: np.asarray(b, np.float32).reshape(-1, 4)
+)
+
+
+def test_the_geometry_imports_no_tensorflow():
+    code = "import sys, keras_spp.detection.boxes, keras_spp.detection.scales, keras_spp.detection.anchors\n"
+    code += "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'"
+    if BACKEND == "tensorflow":
+        pytest.skip("Keras on TensorFlow imports it")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"KERAS_BACKEND": BACKEND, "PATH": ""})
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=BOXES, b=BOXES)
+def test_iou_and_area(a, b):
+    got = boxes.iou(a[:, None], b[None])
+    assert is_native(got)
+    np.testing.assert_array_equal(numpy(got), ref.pairwise_iou(a, b, np.float32))
+    np.testing.assert_array_equal(numpy(compiled(boxes.iou)(a[:, None], b[None])), ref.pairwise_iou(a, b, np.float32))
+    np.testing.assert_array_equal(numpy(boxes.area(a)), ref.area(a, np.float32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(proposals=BOXES, k=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_decode_boxes(proposals, k, seed):
+    deltas = np.random.default_rng(seed).normal(scale=2.0, size=(len(proposals), 4 * k)).astype(np.float32)
+    expected = ref.decode_boxes(proposals, deltas, (10.0, 10.0, 5.0, 5.0), np.float32)
+    for fn in (boxes.decode_boxes, compiled(lambda p, d: boxes.decode_boxes(p, d, (10.0, 10.0, 5.0, 5.0)))):
+        got = fn(proposals, deltas) if fn is not boxes.decode_boxes else fn(proposals, deltas, (10.0, 10.0, 5.0, 5.0))
+        assert is_native(got) and tuple(got.shape) == expected.shape
+        magnitude = np.abs(expected).max(axis=-1, keepdims=True)
+        assert (np.abs(numpy(got) - expected) <= 4e-6 * magnitude + 1e-30).all()
+
+
+@given(height=st.integers(1, 3000), width=st.integers(1, 3000), raw=BOXES)
+@settings(max_examples=30, deadline=None)
+def test_scales(height, width, raw):
+    factors = scales.resize_factors(height, width, scales.PAPER_SCALES)
+    assert is_native(factors)
+    expected = ref.scale_factors(height, width, scales.PAPER_SCALES, dtype=np.float32)
+    # XLA on the CPU (JAX) divides to within an ulp, not always to the nearest float.
+    np.testing.assert_allclose(numpy(factors), expected, rtol=0 if BACKEND == "tensorflow" else 2e-7)
+    for i, f in enumerate(numpy(factors)):
+        size = scales.resized_size(height, width, factors[i])
+        assert tuple(numpy(size).tolist()) == ref.scaled_size_float32(height, width, f)
+    chosen = scales.choose_scales(raw, factors)
+    np.testing.assert_array_equal(numpy(chosen), ref.assign_scales(raw, numpy(factors), 224, np.float32))
+    np.testing.assert_array_equal(numpy(compiled(scales.choose_scales)(raw, factors)), numpy(chosen))
+
+
+@pytest.mark.parametrize("h, w", [(0, 0), (1, 1), (5, 7), (38, 50)])
+def test_anchor_grid(h, w):
+    config = anchors.AnchorConfig()
+    got = anchors.anchor_grid(h, w, config)
+    assert is_native(got)
+    np.testing.assert_array_equal(numpy(got), ref.anchor_grid(h, w, config, np.float32))
