@@ -338,6 +338,12 @@ def test_decode_in_keras_ops_matches_the_reference(proposals, k, data, weights):
     deltas = deltas.reshape(n, 4 * k)
     for dtype, rtol in ((np.float64, 1e-14), (np.float32, 2e-6)):
         expected = ref.decode_boxes(proposals, deltas, weights, dtype)
+        # Run by numpy, it is the old numpy function exactly (float64) and in float32
+        # the old graph function's arithmetic.
+        with np.errstate(over="ignore", invalid="ignore"):
+            by_numpy = decode_boxes(proposals, deltas, weights, np.dtype(dtype).name, box_ops.NUMPY_OPS)
+        assert isinstance(by_numpy, np.ndarray)
+        np.testing.assert_array_equal(by_numpy, expected)
         got = decoded(proposals, deltas, weights, np.dtype(dtype).name)
         assert got.dtype == dtype and got.shape == expected.shape
         finite = np.isfinite(expected)
