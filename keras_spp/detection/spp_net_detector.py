@@ -30,8 +30,8 @@ detections through the same ``raw_outputs``.
 
 Run eagerly, both go through one ``tf.function`` per entry point and input kind
 (boxes given or not), whose signature leaves the image size and the box count free:
-one trace each. Inside a caller's ``tf.function`` (or ``model.predict``) they trace
-inline.
+one trace each. Inside a caller's ``tf.function`` (or ``model.predict(images)`` of a
+model with an RPN) they trace inline.
 
 Bad input raises ``tf.errors.InvalidArgumentError`` whose message says what was
 wrong and what is accepted (``keras_spp.detection.network_outputs``): at the call
@@ -100,7 +100,13 @@ class SppNetDetector(keras.Model):
         if rpn is not None:
             from keras_spp.detection.learned_proposals import LearnedProposals
 
-            self._proposer = LearnedProposals.from_dict(rpn, roi, rpn_config)
+            try:
+                self._proposer = LearnedProposals.from_dict(rpn, roi, rpn_config)
+            except (KeyError, TypeError, AttributeError) as error:
+                raise ValueError(
+                    f"`rpn_config` must be LearnedProposals.to_dict() (anchors, scale_indices, settings); got "
+                    f"{rpn_config!r:.120} ({type(error).__name__}: {error})."
+                ) from error
         self._network = NetworkOutputs(heads, self._proposer)
         self._traced = TracedCalls(self)
         self.built = True  # every part is a built model already

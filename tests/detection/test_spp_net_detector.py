@@ -262,3 +262,26 @@ def test_evaluate_detector_takes_the_model_or_the_detector(detector, tmp_path):
         for g, w in zip(got_detections[name], want_detections[name], strict=True):
             for a, b in zip(g, w, strict=True):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_constructor_errors_say_what_is_accepted(detector, rpn_detector):
+    heads = detector.model
+    with pytest.raises(ValueError, match="2 classes but 3 class names"):
+        SppNetDetector(heads, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="`class_names` must be a list of strings"):
+        SppNetDetector(heads, "ab")
+    with pytest.raises(ValueError, match="bad `settings`.*accepted: a dict of scoring"):
+        SppNetDetector(heads, CLASSES, settings={"nms": 0.3})
+    with pytest.raises(ValueError, match=r"`nms_iou` must be in \(0, 1\]"):
+        SppNetDetector(heads, CLASSES, settings={"nms_iou": 2})
+    with pytest.raises(ValueError, match="`rpn` and `rpn_config` go together"):
+        SppNetDetector(heads, CLASSES, rpn=rpn_detector.proposer.head)
+    with pytest.raises(ValueError, match="`rpn_config` must be LearnedProposals.to_dict"):
+        SppNetDetector(rpn_detector.model, CLASSES, rpn=rpn_detector.proposer.head, rpn_config={"anchors": {}})
+    with pytest.raises(ValueError, match="`heads` must be the keras.Model"):
+        SppNetDetector(None, CLASSES)
+    # An RPN on another window feature layer than the heads' would pool from another conv5.
+    other = tiny_detector(5, CLASSES)
+    detector_with_foreign_rpn = Detector(other.model, CLASSES, proposer=rpn_detector.proposer)
+    with pytest.raises(ValueError, match="the detector's own window feature layer"):
+        SppNetDetector.from_detector(detector_with_foreign_rpn)
