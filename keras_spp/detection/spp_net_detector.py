@@ -167,8 +167,8 @@ class SppNetDetector(keras.Model):
         """``keras.Model.save`` to a ``.keras`` file, written beside it and renamed into
         place: a failure leaves an earlier file there as it was."""
         filepath = os.path.abspath(os.fspath(filepath))
-        if not filepath.endswith(".keras"):
-            raise ValueError(f"an SppNetDetector saves as one .keras file; got the path {filepath}.")
+        if not filepath.endswith(".keras") or kwargs.get("zipped", True) is False:
+            raise ValueError(f"an SppNetDetector saves as one .keras file (zipped); got the path {filepath}.")
         if not overwrite and os.path.exists(filepath):
             raise FileExistsError(f"{filepath} exists (overwrite=False).")
         parent, name = os.path.split(filepath)

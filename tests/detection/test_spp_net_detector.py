@@ -240,6 +240,9 @@ def test_an_interrupted_save_leaves_the_earlier_file(detector, tmp_path, monkeyp
     assert load_spp_net_detector(path).settings.nms_iou == 0.4
     with pytest.raises(ValueError, match="one .keras file"):
         SppNetDetector.from_detector(detector).save(tmp_path / "detector.h5")
+    with pytest.raises(ValueError, match="one .keras file"):
+        SppNetDetector.from_detector(detector).save(tmp_path / "unzipped.keras", zipped=False)
+    assert sorted(os.listdir(tmp_path)) == ["detector.keras"]
 
 
 def test_evaluate_detector_takes_the_model_or_the_detector(detector, tmp_path):
