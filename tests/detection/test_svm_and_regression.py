@@ -87,3 +87,23 @@ def test_regression_moves_windows_onto_their_objects():
 def test_no_regression_samples_leaves_zero_weights():
     kernel, bias = box_regression.fit_box_regressors(np.zeros((0, 5)), np.zeros(0, int), np.zeros((0, 4)), 3)
     assert kernel.shape == (5, 12) and not kernel.any() and not bias.any()
+
+
+def test_ridge_fit_reads_the_features_without_a_float64_copy():
+    # At the paper's width the sample is 5000 x 12800: a float64 copy of it (512 MB)
+    # was the fit's largest array. The fit now works a block of columns at a time.
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(200, 4096)).astype(np.float32)
+    y = rng.normal(size=(200, 4))
+    expected = box_regression.fit_one_class(x.astype(np.float64), y, 10.0, 0.5, chunk_columns=4096)
+    tracemalloc.start()
+    try:
+        got = box_regression.fit_one_class(x, y, 10.0, 0.5, chunk_columns=512)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * x.size * 8
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-9, atol=1e-12)
