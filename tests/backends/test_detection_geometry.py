@@ -1,6 +1,7 @@
 """The detection geometry written once in keras.ops (keras_spp.detection.boxes,
 scales, anchors) on the current Keras backend, eager and compiled, against the old
-numpy formulas in float32: exact but for decode_boxes' exp()."""
+numpy formulas in float32: eager exact but for decode_boxes' exp() and JAX's
+division, compiled within float32 rounding (a fused multiply-add rounds once)."""
 
 import subprocess
 import sys
@@ -14,7 +15,11 @@ from keras_spp.detection import anchors, boxes, scales
 from tests.backends.conftest import BACKEND, compiled, is_native, numpy
 from tests.detection import geometry_reference as ref
 
-COORD = st.one_of(st.integers(-2, 12).map(float), st.floats(-50, 600, allow_nan=False, width=32))
+# No magnitudes under 1e-3 but 0: every backend flushes subnormal float32 results to
+# zero on the CPU, where numpy keeps them.
+COORD = st.one_of(
+    st.integers(-2, 12).map(float), st.floats(-50, 600, width=32).filter(lambda v: v == 0 or abs(v) >= 1e-3)
+)
 BOXES = st.lists(st.lists(COORD, min_size=4, max_size=4), max_size=8).map(
     lambda b: np.asarray(b, np.float32).reshape(-1, 4)
 )
@@ -34,7 +39,10 @@ def test_iou_and_area(a, b):
     got = boxes.iou(a[:, None], b[None])
     assert is_native(got)
     np.testing.assert_array_equal(numpy(got), ref.pairwise_iou(a, b, np.float32))
-    np.testing.assert_array_equal(numpy(compiled(boxes.iou)(a[:, None], b[None])), ref.pairwise_iou(a, b, np.float32))
+    # Compiled, XLA (and Inductor) may fuse a multiply and an add into one rounding.
+    np.testing.assert_allclose(
+        numpy(compiled(boxes.iou)(a[:, None], b[None])), ref.pairwise_iou(a, b, np.float32), rtol=1e-6, atol=1e-7
+    )
     np.testing.assert_array_equal(numpy(boxes.area(a)), ref.area(a, np.float32))
 
 
@@ -63,7 +71,14 @@ def test_scales(height, width, raw):
         assert tuple(numpy(size).tolist()) == ref.scaled_size_float32(height, width, f)
     chosen = scales.choose_scales(raw, factors)
     np.testing.assert_array_equal(numpy(chosen), ref.assign_scales(raw, numpy(factors), 224, np.float32))
-    np.testing.assert_array_equal(numpy(compiled(scales.choose_scales)(raw, factors)), numpy(chosen))
+    # Compiled, a fused multiply-add may break a float32 tie the other way.
+    again = numpy(compiled(scales.choose_scales)(raw, factors))
+    area = ref.area(raw)
+    f2 = numpy(factors).astype(np.float64) ** 2
+    distance = np.abs(area[:, None] * f2[None, :] - 224.0**2)
+    rows = np.arange(len(raw))
+    tolerance = 8 * np.finfo(np.float32).eps * (area * f2.max() + 224.0**2)
+    assert (distance[rows, again] - distance[rows, numpy(chosen)] <= tolerance).all()
 
 
 @pytest.mark.parametrize("h, w", [(0, 0), (1, 1), (5, 7), (38, 50)])
