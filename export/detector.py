@@ -57,6 +57,13 @@ image size and bucket (64, 128, ..., 2048: six for selective search's 2,000), no
 per number of proposals, which differs in nearly every request. R-CNN's
 ``WarpedWindowFeatures`` has no XLA path, so its export has none.
 
+Each signature is a wrapper around the detector's one Keras model,
+``keras_spp.detection.spp_net_detector.SppNetDetector`` (built here from the folder's
+heads, RPN and settings), as in Model Garden: decode and cap the images and drop the
+boxes' padding, check, call the model, rename its outputs and add
+``detection_labels``. The Keras reference the export is verified against is the same
+model's call with its window pooling outside XLA.
+
 The kind is assembled from modules of one idea each: the serving graph
 (``export.detector_graph``) with its input checks (``export.detector_checks``), the
 Keras reference it is verified against (``export.detector_reference``) and the
@@ -200,14 +207,21 @@ class DetectorKind(ServingKind):
         )
 
     def __init__(self, model, meta):
+        from keras_spp.detection.detector import Detector
         from keras_spp.detection.features import MultiScaleRoiFeatures
+        from keras_spp.detection.spp_net_detector import SppNetDetector
 
         if "proposer" not in meta:
             from keras_spp.detection.detector import load_proposer
 
             meta["proposer"] = load_proposer(meta.get("detector_dir"), meta.get("rpn"), model)
-        self.model, self.meta, self.proposer = model, meta, meta["proposer"]
+        self.model, self.meta = model, meta
         self.roi = roi = _check_model(model, meta["labels"])
+        # The served graph and its reference are this model's call: the chain exists once.
+        self.detector = SppNetDetector.from_detector(
+            Detector(model, meta["labels"], meta["settings"], proposer=meta["proposer"])
+        )
+        self.proposer = self.detector.proposer
         self.spp = spp = isinstance(roi, MultiScaleRoiFeatures)
         max_side = meta.get("max_side") or (roi.max_side if spp else 2000)
         if not isinstance(max_side, int) or max_side < 1:
@@ -218,8 +232,8 @@ class DetectorKind(ServingKind):
         self.smallest_side = image_ops.smallest_side(lambda x: roi.backbone(x, training=False), 256) if spp else 1
         self.table = label_table(meta["labels_file"])
         self.track = [self.table]
-        detect_one = image_detector(model, roi, self.proposer, meta, self.smallest_side, self.table)
-        self._keras = keras_reference(model, roi, self.proposer, meta)
+        detect_one = image_detector(self.detector, meta, self.smallest_side, self.table, roi if spp else None)
+        self._keras = keras_reference(self.detector, meta)
         built = serving_endpoints(
             detect_one, self.proposer is not None, int(meta["settings"].max_detections), meta["max_pixels"]
         )
@@ -227,7 +241,7 @@ class DetectorKind(ServingKind):
 
     def reference(self, decoded, boxes_per_image=None):
         """The expected outputs for uint8 images and their unpadded ``[R, 4]``
-        proposals (``None``: the RPN's), from ``Detector.detect`` of the Keras model."""
+        proposals (``None``: the RPN's), from the detector's ``SppNetDetector.call``."""
         return self._keras(decoded, boxes_per_image)
 
     def cases(self, files, decoded):

@@ -2,10 +2,10 @@
 the signatures ``export.detector`` documents.
 
 Its inputs are checked first (``export.detector_checks``); each image is then capped
-at the maximum side (``cap_size``), its padding rows dropped (``real_rows``), its
-windows pooled (under XLA where the export allows it: ``window_features``) and
-scored, regressed and suppressed as ``keras_spp.detection.detector.postprocess``
-does, and its detections padded to ``max_detections``.
+at the maximum side (``cap_size``), its padding rows dropped (``real_rows``), and
+the detector's own ``SppNetDetector.call`` gives its detections (with its window
+pooling under XLA where the export allows it), which are renamed and labelled here.
+The network and its post-processing exist once, in the model.
 """
 
 import tensorflow as tf
@@ -14,48 +14,39 @@ from export import images as image_ops
 from export.detector_checks import check_boxes, check_image_tensor, check_scales
 
 
-def image_detector(model, roi, proposer, meta, smallest, table):
+def image_detector(model, meta, smallest, table, roi=None):
     """``detect_one(image uint8 [H, W, 3], boxes [R, 4] padded or None, input name)``
-    -> the padded outputs of one image; ``boxes=None`` asks the RPN."""
-    from keras_spp.detection.detector import postprocess
-    from keras_spp.detection.features import MultiScaleRoiFeatures
-
-    spp = isinstance(roi, MultiScaleRoiFeatures)
-    head = _head_of(model, roi) if spp else None
-    settings, max_side, count = meta["settings"], meta["max_side"], int(meta["settings"].max_detections)
+    -> the padded outputs of one image from the ``SppNetDetector`` ``model``'s call;
+    ``boxes=None`` asks its RPN. ``roi``: SPP-net's window feature layer, whose scales
+    ``check_scales`` checks (``None``: R-CNN's windows, which have none)."""
+    max_side, jit = meta["max_side"], meta["jit"]
 
     def detect_one(image, boxes, name):
         if boxes is None:
             image, _ = cap_size(image, tf.zeros([0, 4]), max_side)
-            image = check_scales(image, tf.zeros([0, 4]), roi, smallest, name, always=proposer.scale_indices)
-            pixels = tf.cast(image[tf.newaxis], tf.float32)
-            boxes, _, maps = proposer.propose(pixels)
+            image = check_scales(image, tf.zeros([0, 4]), roi, smallest, name, always=model.proposer.scale_indices)
+            # The call in two halves: the image is checked at the scales the proposals use.
+            boxes, outputs = model.raw_outputs(image[tf.newaxis], None, jit)
             image = check_scales(image, boxes, roi, smallest, name)
-            outputs = head(roi.pool_windows(pixels, boxes, meta["jit"], maps), training=False)
-        else:
-            boxes = tf.boolean_mask(boxes, real_rows(boxes))
-            image, boxes = cap_size(image, boxes, max_side)
-            if spp:
-                image = check_scales(image, boxes, roi, smallest, name)
-            if head is not None:
-                outputs = head(window_features(roi, image[tf.newaxis], boxes, meta["jit"]), training=False)
-            else:
-                outputs = model({"image": image[tf.newaxis], "boxes": boxes}, training=False)
-        h, w = tf.shape(image)[0], tf.shape(image)[1]
-        found, scores, classes = postprocess(outputs, boxes, h, w, settings)
-        found = found / tf.cast(tf.stack([h, w, h, w]), tf.float32)
-        n = tf.shape(scores)[0]
-        pad = count - n
-        labels = table.lookup(tf.cast(classes, tf.int64))
-        return (
-            tf.ensure_shape(tf.pad(found, [[0, pad], [0, 0]]), [count, 4]),
-            tf.ensure_shape(tf.pad(scores, [[0, pad]]), [count]),
-            tf.ensure_shape(tf.pad(tf.cast(classes + 1, tf.float32), [[0, pad]]), [count]),
-            tf.ensure_shape(tf.pad(labels, [[0, pad]], constant_values=""), [count]),
-            tf.cast(n, tf.float32),
-        )
+            return served_outputs(model.detections(boxes, outputs, tf.shape(image)[0], tf.shape(image)[1]), table)
+        boxes = tf.boolean_mask(boxes, real_rows(boxes))
+        image, boxes = cap_size(image, boxes, max_side)
+        if roi is not None:
+            image = check_scales(image, boxes, roi, smallest, name)
+        return served_outputs(model.call(image[tf.newaxis], boxes, jit), table)
 
     return detect_one
+
+
+def served_outputs(detections, table):
+    """One image's outputs of ``SppNetDetector.call`` (``[1, ...]`` each) as the
+    served tuple (``OUTPUT_NAMES``' order), with ``detection_labels`` looked up in
+    ``table`` (0-based ids; ``""`` in padding)."""
+    classes = detections["detection_classes"][0]
+    found = detections["num_detections"][0]
+    real = tf.range(tf.shape(classes)[0]) < tf.cast(found, tf.int32)
+    labels = tf.where(real, table.lookup(tf.maximum(tf.cast(classes, tf.int64) - 1, 0)), "")
+    return detections["detection_boxes"][0], detections["detection_scores"][0], classes, labels, found
 
 
 OUTPUT_NAMES = ("detection_boxes", "detection_scores", "detection_classes", "detection_labels", "num_detections")
@@ -168,28 +159,6 @@ def serving_endpoints(detect_one, rpn, count, max_pixels):
 
 # The boxes-in signatures (image_bytes, image_tensor), by whether the detector has an RPN.
 BOXES_SIGNATURES = {False: ("serving_default", "detect_images"), True: ("with_boxes", "detect_images_with_boxes")}
-
-
-def window_features(roi, image, boxes, jit):
-    """The window feature layer's output with XLA on or off for this export
-    (``MultiScaleRoiFeatures.pool_windows``: under XLA, each scale's boxes are padded
-    to a power of two, so a new proposal count does not recompile)."""
-    return roi.pool_windows(image, boxes, jit)
-
-
-def _head_of(model, roi):
-    """The detector's layers after its window features: a model from the pooled
-    features ``[R, D]`` to the output dict."""
-    import keras
-
-    try:
-        pooled = roi.output
-    except (AttributeError, ValueError) as e:  # a layer shared by several models has no one output
-        raise ValueError(
-            f"The window feature layer {roi.name!r} is used more than once; export a detector built "
-            "by spp_detector (saved by Detector.save)."
-        ) from e
-    return keras.Model(pooled, model.output, name="detector_head")
 
 
 def real_rows(boxes):

@@ -1,6 +1,6 @@
-"""The expectation a detector export is verified against: ``Detector.detect`` of
-the Keras model (no XLA), after the same maximum-side rule, its detections laid out
-as the served outputs (normalized boxes, 1-based classes, padded rows)."""
+"""The expectation a detector export is verified against: the detector's own
+``SppNetDetector.call`` (its window pooling without XLA), after the same maximum-side
+rule, with the served ``detection_labels`` beside its outputs."""
 
 import numpy as np
 import tensorflow as tf
@@ -8,44 +8,35 @@ import tensorflow as tf
 from export.detector_graph import cap_size
 
 
-def keras_reference(model, roi, proposer, meta):
+def keras_reference(model, meta):
     """``reference(decoded, boxes_per_image)``: the expected outputs for uint8 images
-    and their unpadded ``[R, 4]`` proposals (``None``: the RPN's), from
-    ``Detector.detect`` of the Keras model (no XLA) after the max-side rule."""
-    from keras_spp.detection.detector import Detector
-    from keras_spp.detection.features import MultiScaleRoiFeatures
-
-    spp = isinstance(roi, MultiScaleRoiFeatures)
-    settings, max_side, count = meta["settings"], meta["max_side"], int(meta["settings"].max_detections)
-    keras_side = {}
+    and their unpadded ``[R, 4]`` proposals (``None``: the RPN's), from the
+    ``SppNetDetector`` ``model``'s call (no XLA) after the max-side rule."""
+    max_side, count = meta["max_side"], int(model.settings.max_detections)
 
     def reference(decoded, boxes_per_image=None):
-        was = getattr(roi, "jit_compile", None)
-        if spp:
-            roi.jit_compile = False
-        try:
-            if "detector" not in keras_side:  # one tf.function for every call: traced once
-                keras_side["detector"] = Detector(model, meta["labels"], settings, proposer=proposer)
-            keras_detector = keras_side["detector"]
-            rows = []
-            for image, boxes in zip(decoded, boxes_per_image or [None] * len(decoded), strict=True):
-                if boxes is not None:
-                    boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-                    boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-                capped, capped_boxes = cap_size(
-                    tf.constant(image), tf.constant(np.zeros((0, 4), np.float32) if boxes is None else boxes), max_side
-                )
-                capped = capped.numpy()
-                found, scores, classes = keras_detector.detect(
-                    capped, None if boxes is None else capped_boxes.numpy(), settings
-                )
-                rows.append(padded_outputs(found, scores, classes, capped.shape[:2], count, meta["labels"]))
-        finally:
-            if spp:
-                roi.jit_compile = was
+        rows = []
+        for image, boxes in zip(decoded, boxes_per_image or [None] * len(decoded), strict=True):
+            if boxes is not None:
+                boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+                boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
+            capped, capped_boxes = cap_size(
+                tf.constant(image), tf.constant(np.zeros((0, 4), np.float32) if boxes is None else boxes), max_side
+            )
+            out = model(capped[tf.newaxis], None if boxes is None else capped_boxes, jit_compile=False)
+            rows.append(labelled({name: value[0].numpy() for name, value in out.items()}, model.class_names))
         return stack_outputs(rows, count)
 
     return reference
+
+
+def labelled(outputs, labels):
+    """One image's outputs (numpy) with ``detection_labels``: the names of its 1-based
+    classes, ``""`` in padding."""
+    names = np.full(len(outputs["detection_classes"]), "", dtype=object)
+    found = int(outputs["num_detections"])
+    names[:found] = [labels[int(c) - 1] for c in outputs["detection_classes"][:found]]
+    return {**outputs, "detection_labels": names}
 
 
 def padded_outputs(boxes, scores, classes, size, count, labels):

@@ -52,11 +52,11 @@ class NetworkOutputs:
         self.heads, self.proposer = heads, proposer
         self.traced = TracedCalls(self)
 
-    def __call__(self, images, boxes=None):
+    def __call__(self, images, boxes=None, jit_compile=None):
         images, boxes = self.checked(images, boxes)
         if tf.executing_eagerly():
-            return self.traced("outputs", images, boxes)
-        return self.outputs(images, boxes)
+            return self.traced("outputs", images, boxes, jit_compile)
+        return self.outputs(images, boxes, jit_compile)
 
     def checked(self, images, boxes):
         """``(images, boxes)`` as float32 after the checks of what their dtype and shape
@@ -65,43 +65,51 @@ class NetworkOutputs:
             raise ValueError(NO_RPN)
         return check_images(images), None if boxes is None else check_boxes(boxes)
 
-    def outputs(self, images, boxes=None):
-        """The graph of a call, after ``checked``: its assertions, then the network."""
+    def outputs(self, images, boxes=None, jit_compile=None):
+        """The graph of a call, after ``checked``: its assertions, then the network.
+
+        ``jit_compile``: SPP-net's window pooling under XLA (``True``) or not
+        (``False``), whatever the layer's own setting; ``None``: given boxes go through
+        the heads model as saved (the layer's setting), the RPN's windows without XLA.
+        R-CNN's window features have no XLA path: there it changes nothing."""
         images = assert_images(images)
+        roi = roi_features_of(self.heads)
         if boxes is None:
             boxes, _, maps = self.proposer.propose(images)
-            pooled = roi_features_of(self.heads).pool_windows(images, boxes, False, maps)
+            pooled = roi.pool_windows(images, boxes, bool(jit_compile), maps)
             return boxes, head_outputs(self.heads, pooled)
         boxes = assert_boxes(boxes)
-        return boxes, self.heads({"image": images, "boxes": boxes}, training=False)
+        if jit_compile is None or not hasattr(roi, "pool_windows"):
+            return boxes, self.heads({"image": images, "boxes": boxes}, training=False)
+        return boxes, head_outputs(self.heads, roi.pool_windows(images, boxes, bool(jit_compile)))
 
 
 class TracedCalls:
-    """The graphs of an object's eager calls: ``traced(method, images, boxes)`` runs
-    ``owner.<method>(images, boxes)`` in one ``tf.function`` per method and input kind,
-    each with a signature that leaves the image size and box count free. Callable
-    objects, not bound methods or lambdas: TensorFlow counts the traces of functions
-    with the same code together, so a lambda per detector looked like one function
-    retraced at every new detector."""
+    """The graphs of an object's eager calls: ``traced(method, images, boxes, jit_compile)``
+    runs ``owner.<method>(images, boxes, jit_compile)`` in one ``tf.function`` per
+    method, input kind and ``jit_compile``, each with a signature that leaves the image
+    size and box count free. Callable objects, not bound methods or lambdas: TensorFlow
+    counts the traces of functions with the same code together, so a lambda per
+    detector looked like one function retraced at every new detector."""
 
     def __init__(self, owner):
         self.owner = owner
         self.functions = {}
 
-    def __call__(self, method, images, boxes):
-        key = (method, boxes is None)
+    def __call__(self, method, images, boxes, jit_compile=None):
+        key = (method, boxes is None, jit_compile)
         if key not in self.functions:
             specs = [IMAGE_SPEC] if boxes is None else [IMAGE_SPEC, BOXES_SPEC]
-            self.functions[key] = tf.function(_Method(self.owner, method), input_signature=specs)
+            self.functions[key] = tf.function(_Method(self.owner, method, jit_compile), input_signature=specs)
         return self.functions[key](images) if boxes is None else self.functions[key](images, boxes)
 
 
 class _Method:
-    def __init__(self, owner, name):
-        self.owner, self.name = owner, name
+    def __init__(self, owner, name, jit_compile=None):
+        self.owner, self.name, self.jit_compile = owner, name, jit_compile
 
     def __call__(self, images, boxes=None):
-        return getattr(self.owner, self.name)(images, boxes)
+        return getattr(self.owner, self.name)(images, boxes, self.jit_compile)
 
 
 def check_images(images):

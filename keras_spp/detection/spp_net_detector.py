@@ -25,8 +25,14 @@ settings' ``max_detections``, best first, zeros after ``num_detections``:
 
 ``raw_outputs(images, boxes=None)``: ``(boxes [R, 4], {class_probabilities,
 svm_scores, box_deltas})``, the network alone, so that several scorings
-(``keras_spp.detection.detector.postprocess``) share one run. ``Detector`` runs its
-detections through the same ``raw_outputs``.
+(``keras_spp.detection.detector.postprocess``) share one run; ``detections(boxes,
+outputs, height, width)`` post-processes them as ``call`` does. ``Detector`` runs its
+detections through the same network (``NetworkOutputs``).
+
+Both take ``jit_compile``: SPP-net's window pooling under XLA (``True``) or not
+(``False``) for this call, whatever the window feature layer's setting (``None``:
+that setting; an RPN's windows without XLA). ``export.detector`` serves ``call``
+under XLA and verifies it against ``call`` without.
 
 Run eagerly, both go through one ``tf.function`` per entry point and input kind
 (boxes given or not), whose signature leaves the image size and the box count free:
@@ -144,24 +150,31 @@ class SppNetDetector(keras.Model):
     def metadata(self):
         return json.loads(self._metadata)
 
-    def call(self, images, boxes=None):
+    def call(self, images, boxes=None, jit_compile=None):
+        """The detections (module docstring). ``jit_compile``: the window pooling under
+        XLA or not, whatever the window feature layer says (``None``: as it says;
+        ``NetworkOutputs.outputs``); not ``keras.Model.jit_compile``, which is ``fit``'s."""
         images, boxes = self._network.checked(images, boxes)
         if tf.executing_eagerly():
-            return self._traced("_detections", images, boxes)
-        return self._detections(images, boxes)
+            return self._traced("_detections", images, boxes, jit_compile)
+        return self._detections(images, boxes, jit_compile)
 
-    def raw_outputs(self, images, boxes=None):
+    def raw_outputs(self, images, boxes=None, jit_compile=None):
         """``(boxes [R, 4], {"class_probabilities": [R, K + 1], "svm_scores": [R, K],
         "box_deltas": [R, 4 K]})``: the windows scored (``boxes``, or the RPN's
         proposals) and the network's outputs for them, before any post-processing
-        (``keras_spp.detection.network_outputs``)."""
-        return self._network(images, boxes)
+        (``keras_spp.detection.network_outputs``); ``jit_compile`` as ``call``'s."""
+        return self._network(images, boxes, jit_compile)
 
-    def _detections(self, images, boxes=None):
-        boxes, outputs = self._network.outputs(images, boxes)
-        height, width = tf.shape(images)[1], tf.shape(images)[2]
+    def detections(self, boxes, outputs, height, width):
+        """``call``'s outputs from ``raw_outputs``' ``(boxes, outputs)`` of an image of
+        ``height`` x ``width``: post-processed with the model's settings."""
         found, scores, classes = postprocess(outputs, boxes, height, width, self.settings)
         return detection_outputs(found, scores, classes, height, width, int(self.settings.max_detections))
+
+    def _detections(self, images, boxes=None, jit_compile=None):
+        boxes, outputs = self._network.outputs(images, boxes, jit_compile)
+        return self.detections(boxes, outputs, tf.shape(images)[1], tf.shape(images)[2])
 
     def save(self, filepath, overwrite=True, **kwargs):
         """``keras.Model.save`` to a ``.keras`` file, written beside it and renamed into

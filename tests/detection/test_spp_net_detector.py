@@ -131,6 +131,23 @@ def test_an_rpn_model_proposes_alone_uses_given_boxes_and_round_trips(rpn_detect
     assert_same(numpy(loaded(pixels)), want)
 
 
+def test_window_pooling_under_xla_or_not_and_detections_of_raw_outputs_are_the_call(rpn_detector):
+    model = SppNetDetector.from_detector(rpn_detector)
+    pixels = image(64, 80, seed=3)
+    for boxes in (None, BOXES):
+        want = numpy(model(pixels, boxes))
+        for jit in (True, False):
+            got = numpy(model(pixels, boxes, jit_compile=jit))
+            assert sorted(got) == sorted(want) and got["num_detections"] == want["num_detections"]
+            for name in want:
+                np.testing.assert_allclose(got[name], want[name], atol=1e-5, err_msg=f"{name}, jit_compile={jit}")
+        # The call in two halves, as export.detector serves an RPN's images.
+        found, raw = model.raw_outputs(pixels, boxes, jit_compile=False)
+        assert_same(
+            numpy(model.detections(found, raw, *pixels.shape[1:3])), numpy(model(pixels, boxes, jit_compile=False))
+        )
+
+
 def test_without_an_rpn_boxes_are_needed(detector):
     with pytest.raises(ValueError, match="this detector has no RPN"):
         SppNetDetector.from_detector(detector)(image())

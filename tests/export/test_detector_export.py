@@ -449,21 +449,29 @@ def test_cli_settings_flags_no_jit_and_clear_refusals(exported, tmp_path, capsys
     assert code == 2 and "are options of --kind detector" in capsys.readouterr().err
 
 
-def test_window_features_with_buckets_are_the_layers_at_several_scales():
+def test_the_served_call_with_window_buckets_under_xla_is_the_heads_model_at_several_scales():
     from keras_spp.detection.features import MultiScaleRoiFeatures
+    from keras_spp.detection.heads import spp_detector
+    from keras_spp.detection.spp_net_detector import SppNetDetector
     from keras_spp.models import backbone
 
     keras.utils.set_random_seed(5)
     roi = MultiScaleRoiFeatures(backbone("zf5", width=0.0625), scales=(96, 160), levels=(2, 1), window_size=48)
+    heads = spp_detector(roi, len(CLASSES), fc_units=16)
+    model = SppNetDetector(heads, CLASSES)
     image = tf.constant(photo(120, 90, 25)[None].astype(np.float32))
     boxes = tf.constant(some_boxes(120, 90, 70, 26))  # both scales get some: 70 rows padded to 64 or 128
-    want = roi(image, boxes).numpy()
+    want = heads({"image": image, "boxes": boxes}, training=False)
     from keras_spp.detection.scales import assign_scales, scale_factors
 
     assert set(assign_scales(boxes.numpy(), scale_factors(120, 90, roi.scales), 48)) == {0, 1}
-    for jit in (True, False):
-        np.testing.assert_allclose(detector_graph.window_features(roi, image, boxes, jit).numpy(), want, atol=1e-5)
-    assert detector_graph.window_features(roi, image, tf.zeros([0, 4]), True).shape == (0, roi.output_dim)
+    for jit in (True, False, None):
+        got_boxes, got = model.raw_outputs(image, boxes, jit_compile=jit)
+        np.testing.assert_array_equal(got_boxes.numpy(), boxes.numpy())
+        for name in want:
+            np.testing.assert_allclose(got[name].numpy(), want[name].numpy(), atol=1e-5)
+    _, empty = model.raw_outputs(image, tf.zeros([0, 4]), jit_compile=True)
+    assert empty["svm_scores"].shape == (0, len(CLASSES))
     sizes = [bucket_size(tf.constant(n)).numpy() for n in (1, 64, 65, 128, 129, 2000)]
     assert sizes == [64, 64, 128, 128, 256, 2048]
 
