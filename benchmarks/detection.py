@@ -160,6 +160,7 @@ def _methods(args, data, config):
 
     from keras_spp.detection import heads, training
     from keras_spp.detection.detector import Detector
+    from keras_spp.detection.pipeline_heads import fit_closed_form_heads
     from keras_spp.detection.rcnn import WarpedWindowFeatures
     from keras_spp.detection.transfer import transferable_fc_weights
 
@@ -192,8 +193,7 @@ def _methods(args, data, config):
         )
         keras.utils.set_random_seed(0)
         training.fine_tune(model, records, train, config, verbose=0)
-        training.fit_box_regression(model, records, train, config)
-        training.fit_svms(model, records, train, config)
+        fit_closed_form_heads(model, records, train, config)  # train_detector's box regressors and SVMs
         return Detector(model, spp.class_names, spp.settings)
 
     window = int(meta.get("window_size", 224))

@@ -52,6 +52,10 @@ _EXPORTS = {
     "fine_tune": "training",
     "fit_box_regression": "training",
     "fit_svms": "training",
+    # The whole training run, as recipes.train_detector runs it.
+    "DetectorTrainingConfig": "pipeline_config",
+    "DetectorTrainingResult": "pipeline",
+    "train_detector": "pipeline",
     # Boxes, NMS and evaluation.
     "iou_matrix": "boxes",
     "encode_boxes": "boxes",

@@ -8,7 +8,9 @@ import keras
 import numpy as np
 import pytest
 
+from keras_spp.detection import pipeline
 from keras_spp.detection.detector import Detector
+from keras_spp.detection.pipeline_config import DetectorTrainingConfig
 from keras_spp.detection.spp_net_detector import load_spp_net_detector
 from keras_spp.models import zf5
 from recipes import detect, train_detector
@@ -21,29 +23,22 @@ def trained(tmp_path_factory):
     pretrained = zf5(10, width=0.125, fc_units=32)
     pretrained.save(root / "classifier.keras")
     out = root / "run"
-    code = train_detector.main(
-        [
-            "--pretrained",
-            str(root / "classifier.keras"),
-            "--data-dir",
-            str(root / "data"),
-            "--mnist-images",
-            "6,3",
-            "--steps",
-            "20",
-            "--batch-size",
-            "32",
-            "--conv-steps",
-            "3",
-            "--negative-iou",
-            "0,0.5",
-            "--out",
-            str(out),
-            "--verbose",
-            "0",
-        ]
+    result = pipeline.train_detector(
+        DetectorTrainingConfig(
+            pretrained=str(root / "classifier.keras"),
+            data_dir=str(root / "data"),
+            mnist_images=(6, 3),
+            steps=20,
+            batch_size=32,
+            conv_steps=3,
+            negative_iou=(0, 0.5),
+            out=str(out),
+            verbose=0,
+        )
     )
-    assert code == 0
+    assert result.detector is not None and result.replicas_in_sync == 1
+    assert set(result.peak_rss_bytes) == {"before_training", "proposals_and_rpn", "heads", "evaluation"}
+    assert result.evaluation is not None and len(result.svm_stats) == 10 and result.rpn_report is None
     return root, out
 
 
@@ -252,29 +247,19 @@ def test_bad_context_and_window_budget_are_explained(tmp_path, flag, value, mess
 def test_context_and_fewer_training_windows(trained, tmp_path):
     root, first = trained
     out = tmp_path / "ctx"
-    code = train_detector.main(
-        [
-            "--pretrained",
-            str(root / "classifier.keras"),
-            "--data-dir",
-            str(root / "data"),
-            "--mnist-images",
-            "6,3",
-            "--steps",
-            "10",
-            "--batch-size",
-            "32",
-            "--context",
-            "2",
-            "--max-train-windows",
-            "30",
-            "--out",
-            str(out),
-            "--verbose",
-            "0",
-        ]
+    pipeline.train_detector(
+        DetectorTrainingConfig(
+            pretrained=str(root / "classifier.keras"),
+            data_dir=str(root / "data"),
+            mnist_images="6,3",
+            steps=10,
+            batch_size=32,
+            context=2,
+            max_train_windows=30,
+            out=str(out),
+            verbose=0,
+        )
     )
-    assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["context"] == 2.0 and results["config"]["max_train_windows"] == 30
     detector = Detector.load(out / "detector")
@@ -326,37 +311,24 @@ def test_context_and_fewer_training_windows(trained, tmp_path):
 def trained_rpn(trained):
     root, _ = trained
     out = root / "rpn-run"
-    code = train_detector.main(
-        [
-            "--pretrained",
-            str(root / "classifier.keras"),
-            "--data-dir",
-            str(root / "data"),
-            "--mnist-images",
-            "6,3,2",
-            "--test-split",
-            "val",
-            "--steps",
-            "10",
-            "--batch-size",
-            "32",
-            "--proposals",
-            "rpn",
-            "--rpn-scales",
-            "688",
-            "--rpn-steps",
-            "8",
-            "--rpn-proposals",
-            "50",
-            "--rpn-train-proposals",
-            "80",
-            "--out",
-            str(out),
-            "--verbose",
-            "0",
-        ]
+    result = pipeline.train_detector(
+        DetectorTrainingConfig(
+            pretrained=str(root / "classifier.keras"),
+            data_dir=str(root / "data"),
+            mnist_images=(6, 3, 2),
+            test_split="val",
+            steps=10,
+            batch_size=32,
+            proposals="rpn",
+            rpn_scales=(688,),
+            rpn_steps=8,
+            rpn_proposals=50,
+            rpn_train_proposals=80,
+            out=str(out),
+            verbose=0,
+        )
     )
-    assert code == 0
+    assert result.detector.proposer is not None and result.rpn_report["held_out_recall"]
     return root, out
 
 
@@ -543,7 +515,13 @@ def test_the_conv5_store_trains_the_same_detector(trained, tmp_path):
     runs = {}
     for store in ("features", "conv5"):
         out = tmp_path / store
-        assert train_detector.main(_short_run(root, out, "--window-store", store, "--seed", "4")) == 0
+        argv = _short_run(root, out, "--window-store", store, "--seed", "4")
+        if store == "features":  # the command line
+            assert train_detector.main(argv) == 0
+        else:  # the library, with the settings the flags make
+            config = train_detector.make_config(train_detector.parse_args(argv))
+            assert config.window_store == "conv5" and config.seed == 4
+            pipeline.train_detector(config)
         runs[store] = json.loads((out / "results.json").read_text())
     # The same features bit for bit, so the same training, regressors and SVMs.
     assert runs["features"]["svm"] == runs["conv5"]["svm"]
