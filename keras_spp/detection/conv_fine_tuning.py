@@ -137,7 +137,7 @@ def image_windows_dataset(roi_features, records, examples, config):
 
     def resize(image, boxes, labels, scale_index):
         shape = tf.shape(image)
-        factors = scales_lib.scale_factors_tf(shape[0], shape[1], roi_features.scales, roi_features.max_side)
+        factors = scales_lib.resize_factors(shape[0], shape[1], roi_features.scales, roi_features.max_side)
         factor = tf.gather(factors, scale_index)
         resized = roi_features.resized(image[None], factor)
         return {"image": resized, "boxes": boxes * tf.cast(factor, tf.float32)}, labels

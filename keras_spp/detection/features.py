@@ -122,8 +122,8 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         boxes = tf.cast(tf.reshape(boxes, [-1, 4]), tf.float32)
         shape = tf.shape(image)
         height, width = shape[1], shape[2]
-        factors = scales_lib.scale_factors_tf(height, width, self.scales, self.max_side)
-        chosen = scales_lib.assign_scales_tf(boxes, factors, self.window_size)
+        factors = scales_lib.resize_factors(height, width, self.scales, self.max_side)
+        chosen = scales_lib.choose_scales(boxes, factors, self.window_size)
         positions, pieces = [], []
         for i in range(len(self.scales)):
             where = tf.cast(tf.where(tf.equal(chosen, i))[:, 0], tf.int32)
@@ -143,7 +143,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
             if jit_compile:  # a power-of-two row count: one XLA program per image size and bucket
                 scaled = tf.pad(scaled, [[0, bucket_size(count) - count], [0, 0]])
             if feature_map is not None:  # an RPN's conv5 of this scale: the pooling alone
-                size = scales_lib.scaled_size_tf(height, width, factor)
+                size = scales_lib.resized_size(height, width, factor)
                 return (self._pool_map_xla if jit_compile else self.pool_map)(feature_map, scaled, size)[:count]
             resized = self.resized(image, factor, height, width)
             return (self._pool_scaled_xla if jit_compile else self.pool_scaled)(resized, scaled)[:count]
@@ -179,7 +179,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         """``image`` resized by ``factor`` (what the backbone sees at that scale)."""
         if height is None:
             height, width = tf.shape(image)[1], tf.shape(image)[2]
-        size = scales_lib.scaled_size_tf(height, width, factor)
+        size = scales_lib.resized_size(height, width, factor)
 
         # Antialiasing matters when a scale shrinks the image (1200 px photos at 480).
         # Enlarging, its filter is plain bilinear's (within 0.008 of 255 here) at 1/6 the

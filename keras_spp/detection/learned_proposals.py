@@ -67,7 +67,7 @@ class LearnedProposals:
         each of the RPN's scale indices ``i``, sizes those of the resized image."""
         image = tf.convert_to_tensor(image, self.roi.compute_dtype)
         height, width = tf.shape(image)[1], tf.shape(image)[2]
-        all_factors = scales_lib.scale_factors_tf(height, width, self.roi.scales, self.roi.max_side)
+        all_factors = scales_lib.resize_factors(height, width, self.roi.scales, self.roi.max_side)
         maps, sizes, factors = {}, {}, {}
         for i in self.scale_indices:
             factors[i] = all_factors[i]

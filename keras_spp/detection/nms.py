@@ -10,7 +10,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from keras_spp.detection.boxes import iou_tf
+from keras_spp.detection.boxes import iou
 from keras_spp.validation import is_number, positive_int
 
 
@@ -146,7 +146,7 @@ def box_voting(boxes, classes, candidate_boxes, candidate_weights, iou_threshold
         candidate_boxes = tf.tile(candidate_boxes[:, tf.newaxis], [1, tf.shape(candidate_weights)[1], 1])
     mine = tf.transpose(tf.gather(candidate_boxes, classes, axis=1), [1, 0, 2])  # [D, R, 4]
     weights = tf.maximum(tf.transpose(tf.gather(candidate_weights, classes, axis=1)), 0.0)  # [D, R]
-    overlap = iou_tf(boxes[:, tf.newaxis], mine)
+    overlap = iou(boxes[:, tf.newaxis], mine)
     weights = tf.where(overlap >= iou_threshold, weights, 0.0)
     total = tf.reduce_sum(weights, axis=1, keepdims=True)
     voted = tf.reduce_sum(weights[..., tf.newaxis] * mine, axis=1) / tf.maximum(total, 1e-12)

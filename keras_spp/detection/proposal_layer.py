@@ -5,7 +5,7 @@
 ``RpnProposals`` is the thin Keras layer around it. Box convention: ``[y1, x1, y2,
 x2]`` pixels of the image the anchors belong to (``keras_spp.detection.anchors``);
 deltas are the project's one box parametrisation (``keras_spp.detection.boxes``:
-``decode_boxes_tf``, with its clamp on ``dh``, ``dw``).
+``decode_boxes``, with its clamp on ``dh``, ``dw``).
 
 Non-finite outputs: an anchor whose logit or any delta is NaN or infinite is
 dropped before anything else, so no NaN box reaches NMS. Under XLA the whole
@@ -20,7 +20,7 @@ second 18 ms (5.6 ms compiled).
 import keras
 import tensorflow as tf
 
-from keras_spp.detection.boxes import decode_boxes_tf
+from keras_spp.detection.boxes import decode_boxes
 
 # Logits below this are the padding and the dropped anchors: never proposals.
 _DROPPED = -1e30
@@ -63,7 +63,7 @@ def generate_proposals(
     anchors = tf.reshape(tf.cast(anchors, tf.float32), [-1, 4])
     finite = tf.math.is_finite(logits) & tf.reduce_all(tf.math.is_finite(deltas), axis=1)
     deltas = tf.where(finite[:, None], deltas, 0.0)
-    boxes = decode_boxes_tf(anchors, deltas)
+    boxes = decode_boxes(anchors, deltas)
     limit = tf.cast(tf.stack([image_height, image_width, image_height, image_width]), tf.float32)
     boxes = tf.clip_by_value(boxes, 0.0, limit)
     min_size = tf.cast(min_size, tf.float32)

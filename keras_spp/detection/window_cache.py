@@ -168,8 +168,8 @@ class ConvMapCache(WindowFeatureCache):
 
         from keras_spp.detection import scales as scales_lib
 
-        factors = scales_lib.scale_factors_tf(height, width, self.roi.scales, self.roi.max_side)
-        chosen = scales_lib.assign_scales_tf(tf.constant(windows, tf.float32), factors, self.roi.window_size)
+        factors = scales_lib.resize_factors(height, width, self.roi.scales, self.roi.max_side)
+        chosen = scales_lib.choose_scales(tf.constant(windows, tf.float32), factors, self.roi.window_size)
         return factors.numpy(), chosen.numpy()
 
     def load(self, path, windows):
@@ -217,7 +217,7 @@ class ConvMapCache(WindowFeatureCache):
         factors, chosen = self.plan(height, width, windows)
         for i in np.unique(chosen):
             where = np.flatnonzero(chosen == i)
-            size = scales_lib.scaled_size_tf(height, width, tf.constant(factors[i], tf.float32))
+            size = scales_lib.resized_size(height, width, tf.constant(factors[i], tf.float32))
             boxes = tf.constant(windows[where], tf.float32) * tf.constant(factors[i], tf.float32)
             conv5 = tf.constant(maps[int(i)][None], self.roi.compute_dtype)
             out[where] = self._pool(conv5, boxes, size).numpy()

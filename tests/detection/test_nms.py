@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keras_spp.detection import nms as nms_module
-from keras_spp.detection.boxes import decode_boxes, decode_boxes_tf
+from keras_spp.detection.boxes import decode_boxes
 from keras_spp.detection.nms import box_voting, combine_detections, per_class_nms
 
 
@@ -183,7 +183,7 @@ def test_exported_saved_model_decodes_and_suppresses_with_dynamic_rows(tmp_path)
             ]
         )
         def detect(self, proposals, deltas, scores):
-            boxes, scores, classes = per_class_nms(decode_boxes_tf(proposals, deltas), scores, 0.3, 0.0, 10)
+            boxes, scores, classes = per_class_nms(decode_boxes(proposals, deltas), scores, 0.3, 0.0, 10)
             return {"boxes": boxes, "scores": scores, "classes": classes}
 
     tf.saved_model.save(Head(), str(tmp_path))
@@ -195,7 +195,7 @@ def test_exported_saved_model_decodes_and_suppresses_with_dynamic_rows(tmp_path)
         deltas = rng.normal(scale=0.1, size=(rows, 12)).astype(np.float32)
         scores = rng.uniform(-0.5, 1, (rows, 3)).astype(np.float32)
         got = loaded.detect(proposals, deltas, scores)
-        decoded = decode_boxes_tf(proposals, deltas).numpy()
+        decoded = decode_boxes(proposals, deltas).numpy()
         expected = reference_nms(decoded, scores, 0.3, 0.0, 10)
         for key, e in zip(["boxes", "scores", "classes"], expected):
             np.testing.assert_array_equal(got[key].numpy(), e)
