@@ -43,8 +43,11 @@ declares more than ``max_pixels`` are refused before decoding (``export.images``
 Bad input is an ``InvalidArgumentError`` naming what was wrong: bytes that are no
 JPEG or PNG (with their batch positions), truncated files, ``boxes`` whose batch
 size differs from the images', NaN, infinite or overflowing box coordinates (beyond
-+-2^24 pixels), and an image too
-elongated for the backbone at a scale its windows use. An empty batch gives outputs
++-2^24 pixels), ``image_tensor`` of another rank or channel count, and an image too
+elongated for the backbone at a scale its windows use. What the model itself takes
+(images, box coordinates) is refused with the model's own text, as its Keras call
+refuses it (``keras_spp.detection.network_outputs``); the export checks only the
+requests' layout, the bytes and the sizes. An empty batch gives outputs
 with a first dimension of 0.
 
 Under XLA (unless exported with ``--no-jit``): each scale's conv and RoI pooling

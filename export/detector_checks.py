@@ -1,6 +1,12 @@
 """What the detector's serving graph refuses, as ``tf.debugging.Assert``s whose
 messages name the input and what was wrong (``export.detector``'s "Bad input").
 
+Only what is about serving is checked here: the requests' layout (a batch of
+images, one array of boxes each) and the image sizes at the detector's scales.
+What the model takes is the model's to say, once: ``image_tensor`` is checked by
+its image assertion and each image's boxes by its box assertion, with their text
+(``keras_spp.detection.network_outputs``).
+
 Each check returns its input under a control dependency on the assertion, so the
 graph cannot use the value without running the check.
 """
@@ -8,48 +14,37 @@ graph cannot use the value without running the check.
 import tensorflow as tf
 
 from export import images as image_ops
-from keras_spp.detection.boxes import MAX_COORDINATE
+from keras_spp.detection.network_outputs import RGB_PIXELS, assert_image_shape
+
+TENSOR_ACCEPTED = f"[N, H, W, 3] uint8 {RGB_PIXELS}: a batch of images of one size"
 
 
 def check_boxes(boxes, batch, images_name):
+    """``boxes`` after asserting the request's layout: ``[N, R, 4]``, one ``[R, 4]``
+    array per image. Their coordinates are the model's to check
+    (``network_outputs.assert_boxes``, run per image by ``detector_graph``)."""
     boxes = image_ops.check_rank(boxes, 3, "boxes", "[N, R, 4]: one [R, 4] array of [y1, x1, y2, x2] pixels per image")
     shape = tf.shape(boxes)
-    checks = [
-        tf.debugging.Assert(
-            tf.equal(shape[0], batch),
-            [
-                f"boxes: its first dimension must be the number of images in {images_name} (one [R, 4] array of "
-                "proposals per image, padded with all-zero rows to a common R); got boxes of shape",
-                shape,
-                "for this many images:",
-                batch,
-            ],
-        ),
-        # Finite is not enough: corners of +-3e38 give infinite sides, and 0 to 3e38 a
-        # regressed box of inf - inf, NaN boxes either way. Past 2^24 float32 does not
-        # even hold whole pixels; below it the sides and the regression stay finite.
-        tf.debugging.Assert(
-            tf.reduce_all(tf.abs(boxes) <= MAX_COORDINATE),  # False for NaN too
-            [
-                "boxes: NaN or infinite coordinates, or beyond +-2^24, where a side y2 - y1 or x2 - x1 or a "
-                f"regressed box overflows float32 (accepted: [y1, x1, y2, x2] pixels, finite, of magnitude at most "
-                f"{MAX_COORDINATE:.0f}, so that y2 - y1 and x2 - x1 are finite; padding rows all zero)"
-            ],
-        ),
-    ]
-    with tf.control_dependencies(checks):
+    check = tf.debugging.Assert(
+        tf.equal(shape[0], batch),
+        [
+            f"boxes: its first dimension must be the number of images in {images_name} (one [R, 4] array of "
+            "proposals per image, padded with all-zero rows to a common R); got boxes of shape",
+            shape,
+            "for this many images:",
+            batch,
+        ],
+    )
+    with tf.control_dependencies([check]):
         return tf.identity(boxes)
 
 
 def check_image_tensor(images):
-    images = image_ops.check_rank(images, 4, "image_tensor", "[N, height, width, 3] uint8 RGB")
-    shape = tf.shape(images)
-    check = tf.debugging.Assert(
-        tf.logical_or(tf.equal(shape[0], 0), tf.logical_and(shape[1] > 0, shape[2] > 0)),
-        ["image_tensor: height and width must be at least 1; got the shape", shape],
-    )
-    with tf.control_dependencies([check]):
-        return tf.identity(images)
+    """``images`` after the model's own image assertion, for a batch of any size
+    (its text: ``network_outputs.images_refused``, naming ``image_tensor``)."""
+    checked = assert_image_shape(images, "image_tensor", TENSOR_ACCEPTED, batch=None)
+    # TensorFlow's own run-time shape check, should the one above ever be folded away.
+    return tf.ensure_shape(checked, [None, None, None, 3])
 
 
 def check_scales(image, boxes, roi, smallest, name, always=()):

@@ -1,7 +1,8 @@
 """The detector's serving graph: one image's detections, mapped over a batch, as
 the signatures ``export.detector`` documents.
 
-Its inputs are checked first (``export.detector_checks``); each image is then capped
+Its inputs' layout is checked first (``export.detector_checks``), each image's boxes
+by the model's own assertion (``assert_boxes``); each image is then capped
 at the maximum side (``cap_size``), its padding rows dropped (``real_rows``), and
 the detector's own ``SppNetDetector.call`` gives its detections (with its window
 pooling under XLA where the export allows it), which are renamed and labelled here.
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from export import images as image_ops
 from export.detector_checks import check_boxes, check_image_tensor, check_scales
+from keras_spp.detection.network_outputs import assert_boxes
 
 
 def image_detector(model, meta, smallest, table, roi=None):
@@ -29,7 +31,8 @@ def image_detector(model, meta, smallest, table, roi=None):
             boxes, outputs = model.raw_outputs(image[tf.newaxis], None, jit)
             image = check_scales(image, boxes, roi, smallest, name)
             return served_outputs(model.detections(boxes, outputs, tf.shape(image)[0], tf.shape(image)[1]), table)
-        boxes = tf.boolean_mask(boxes, real_rows(boxes))
+        # Before the padding goes: a NaN row has no y2 > y1 and would pass for padding.
+        boxes = tf.boolean_mask(assert_boxes(boxes), real_rows(boxes))
         image, boxes = cap_size(image, boxes, max_side)
         if roi is not None:
             image = check_scales(image, boxes, roi, smallest, name)

@@ -301,20 +301,3 @@ def _positive(value, argument):
 # Beyond +-2^24 float32 does not hold whole pixels, and corners of +-3e38 give sides
 # (y2 - y1) and regressed boxes that overflow to inf or NaN; below it they stay finite.
 MAX_COORDINATE = 2.0**24
-
-
-def check_proposals(boxes, name="proposals"):
-    """``boxes`` as float32 ``[R, 4]``; ``ValueError`` for a shape that is not ``[R, 4]``
-    or coordinates that are NaN, infinite or beyond ``MAX_COORDINATE``."""
-    array = np.asarray(boxes, np.float32)
-    if array.size % 4 or (array.ndim not in (1, 2) or (array.ndim == 2 and array.shape[1] != 4)):
-        raise ValueError(f"`{name}` must be [R, 4] boxes [y1, x1, y2, x2] in pixels; got shape {array.shape}.")
-    array = array.reshape(-1, 4)
-    bad = ~(np.abs(array) <= MAX_COORDINATE)  # NaN too
-    if bad.any():
-        row = int(np.flatnonzero(bad.any(axis=1))[0])
-        raise ValueError(
-            f"`{name}` row {row} is {array[row].tolist()}: coordinates must be finite pixels of magnitude at most "
-            f"{MAX_COORDINATE:.0f} (2^24), where a side y2 - y1 or a regressed box would overflow float32."
-        )
-    return array

@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 import keras_spp.detection.heads  # noqa: F401
 from keras_spp import folders
 from keras_spp.data.voc import load_image
-from keras_spp.detection.boxes import check_proposals, decode_boxes_tf
+from keras_spp.detection.boxes import decode_boxes_tf
 from keras_spp.detection.evaluation import evaluate_detections
 from keras_spp.detection.heads import roi_features_of
-from keras_spp.detection.network_outputs import NO_RPN, NetworkOutputs
+from keras_spp.detection.network_outputs import NO_RPN, NetworkOutputs, check_box_values
 from keras_spp.detection.nms import box_voting, per_class_nms
 from keras_spp.models.saving import load_keras_model
 from keras_spp.tensorflow_only import require_tensorflow
@@ -179,14 +179,14 @@ class Detector:
             if self.proposer is None:
                 raise ValueError(NO_RPN)
         else:
-            proposals = tf.constant(check_proposals(proposals))
+            proposals = tf.constant(check_box_values(proposals))
         if self._network.proposer is not self.proposer:  # a proposer set after __init__
             self._network = NetworkOutputs(self.model, self.proposer)
         return self._network(tf.constant(image[None]), proposals)
 
     def outputs(self, image, proposals):
         """Raw model outputs (numpy) for an ``[H, W, 3]`` image and ``[R, 4]`` proposals."""
-        _, out = self.raw_outputs(image, check_proposals(proposals))
+        _, out = self.raw_outputs(image, check_box_values(proposals))
         return {k: v.numpy() for k, v in out.items()}
 
     def detect(self, image, proposals=None, settings=None):
@@ -365,7 +365,7 @@ def _raw_outputs(detector, image, boxes):
     """``raw_outputs`` of a ``Detector`` or an ``SppNetDetector`` for one ``[H, W, 3]`` image."""
     if isinstance(detector, Detector):
         return detector.raw_outputs(image, boxes)
-    return detector.raw_outputs(tf.constant(_as_image(image)[None]), tf.constant(check_proposals(boxes)))
+    return detector.raw_outputs(tf.constant(_as_image(image)[None]), tf.constant(check_box_values(boxes)))
 
 
 def _no_detections():

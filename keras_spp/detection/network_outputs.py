@@ -18,15 +18,32 @@ wrong and what is accepted: when the dtype or shape alone shows it (eagerly, or
 traced with known shapes), at the call, as ``InvalidDetectorInput`` (also a
 ``ValueError``); otherwise (coordinates; shapes unknown when traced) when the graph
 runs, with the same text.
+
+Each kind of bad input has one message, written here once, which every door of
+the detector gives: ``SppNetDetector``'s call eagerly and traced, ``Detector.detect``
+(``check_box_values``, the same text from numpy) and the SavedModel's signatures
+(``export.detector_graph`` runs ``assert_image_shape`` on its ``image_tensor`` and
+``assert_boxes`` on each image's boxes before dropping their padding rows):
+``images_refused`` (rank, channels, empty sides), ``BOXES_REFUSED`` (NaN, infinite
+or overflowing coordinates), ``NO_RPN`` (no boxes and no RPN).
 """
 
+import numpy as np
 import tensorflow as tf
 
 from keras_spp.detection.boxes import MAX_COORDINATE
 from keras_spp.detection.heads import roi_features_of
 
-IMAGES_ACCEPTED = "[1, H, W, 3] float pixels: one RGB image a call, H and W at least 1"
+# What an image is, wherever it comes in: the model's images and the served image_tensor.
+RGB_PIXELS = "RGB pixels (3 channels), H and W at least 1"
+IMAGES_ACCEPTED = f"[1, H, W, 3] float {RGB_PIXELS}: one image a call"
 BOXES_ACCEPTED = "[R, 4] float proposals [y1, x1, y2, x2] in pixels of the image"
+# Corners of +-3e38 are finite, but their sides (y2 - y1) overflow to inf, and 0 to
+# 3e38 gives a regressed box of inf - inf: NaN boxes either way.
+BOXES_REFUSED = (
+    f"`boxes` must be {BOXES_ACCEPTED}, finite, of magnitude at most {MAX_COORDINATE:.0f} (2^24), where a "
+    "side y2 - y1 or a regressed box would overflow float32; got NaN, infinite or larger coordinates in rows"
+)
 IMAGE_SPEC = tf.TensorSpec([1, None, None, 3], tf.float32)
 BOXES_SPEC = tf.TensorSpec([None, 4], tf.float32)
 NO_RPN = (
@@ -112,6 +129,11 @@ class _Method:
         return getattr(self.owner, self.name)(images, boxes, self.jit_compile)
 
 
+def images_refused(name="images", accepted=IMAGES_ACCEPTED):
+    """The text of an image input of the wrong rank, channel count or size, before its shape."""
+    return f"`{name}` must be {accepted}; got shape"
+
+
 def check_images(images):
     """``images`` as float32, refused (``InvalidDetectorInput``) when its dtype or
     known shape is not ``IMAGES_ACCEPTED``."""
@@ -124,7 +146,7 @@ def check_images(images):
     if shape.rank is not None and (
         shape.rank != 4 or shape[0] not in (None, 1) or shape[3] not in (None, 3) or 0 in shape[1:3]
     ):
-        refuse(f"`images` must be {IMAGES_ACCEPTED}; got shape {shape.as_list()}.")
+        refuse(f"{images_refused()} {shape.as_list()}.")
     return tf.cast(images, tf.float32)
 
 
@@ -141,13 +163,29 @@ def check_boxes(boxes):
 def assert_images(images):
     """``images`` after asserting the shape ``[1, H >= 1, W >= 1, 3]`` when it runs
     (what the static shape shows is ``check_images``')."""
+    return tf.ensure_shape(assert_image_shape(images), [None, None, None, 3])
+
+
+def assert_image_shape(images, name="images", accepted=IMAGES_ACCEPTED, batch=1):
+    """``images`` after asserting, when it runs, 4 dimensions, 3 channels, H and W at
+    least 1 and a first dimension of ``batch`` (``None``: any; then an empty batch
+    may have empty sides), with the text of ``images_refused(name, accepted)``.
+
+    The served ``image_tensor`` checks itself with it too: a loaded signature takes
+    any shape, and only this says what it takes."""
     shape = tf.shape(images)
-    # The shape padded to four entries, so that a wrong rank reaches the assertion.
-    dims = tf.concat([shape, tf.ones([4], tf.int32)], 0)[:4]
-    ok = tf.equal(tf.size(shape), 4) & tf.equal(dims[0], 1) & tf.equal(dims[3], 3) & (dims[1] > 0) & (dims[2] > 0)
-    check = tf.debugging.Assert(ok, [f"`images` must be {IMAGES_ACCEPTED}; got shape", shape], summarize=8)
+    # Grappler folds the rank and the sizes the traced shape fixes (a signature's 3
+    # channels) to constants; padded with a run-time count of zeros, they stay run time.
+    count = tf.size(images, out_type=tf.int32)
+    dims = tf.concat([shape, tf.zeros([count - count], tf.int32), tf.ones([4], tf.int32)], 0)[:4]
+    first = tf.equal(dims[0], batch) if batch is not None else tf.constant(True)
+    sides = (dims[1] > 0) & (dims[2] > 0)
+    if batch is None:
+        sides |= tf.equal(dims[0], 0)
+    ok = tf.equal(tf.size(shape) + count - count, 4) & first & tf.equal(dims[3], 3) & sides
+    check = tf.debugging.Assert(ok, [images_refused(name, accepted), shape], summarize=8)
     with tf.control_dependencies([check]):
-        return tf.ensure_shape(tf.identity(images), [None, None, None, 3])
+        return tf.identity(images)
 
 
 def assert_boxes(boxes):
@@ -156,17 +194,26 @@ def assert_boxes(boxes):
     bad = ~tf.reduce_all(tf.abs(boxes) <= MAX_COORDINATE, axis=1)
     check = tf.debugging.Assert(
         ~tf.reduce_any(bad),
-        [
-            f"`boxes` must be {BOXES_ACCEPTED}, finite, of magnitude at most {MAX_COORDINATE:.0f} (2^24), where a "
-            "side y2 - y1 or a regressed box would overflow float32; got NaN, infinite or larger coordinates in rows",
-            tf.where(bad)[:, 0],
-            "first:",
-            tf.boolean_mask(boxes, bad)[:1],
-        ],
+        [BOXES_REFUSED, tf.where(bad)[:, 0], "first:", tf.boolean_mask(boxes, bad)[:1]],
         summarize=8,
     )
     with tf.control_dependencies([check]):
         return tf.identity(boxes)
+
+
+def check_box_values(boxes):
+    """``boxes`` as a float32 numpy ``[R, 4]`` (a flat array of ``4 R`` too, so that
+    ``[]`` is no boxes), refused (``InvalidDetectorInput``) with ``check_boxes``' text
+    for another shape and ``assert_boxes``' where a coordinate is NaN, infinite or
+    beyond ``MAX_COORDINATE``: ``Detector``'s checks, before any graph."""
+    boxes = np.asarray(boxes, np.float32)
+    if boxes.ndim == 1 and boxes.size % 4 == 0:
+        boxes = boxes.reshape(-1, 4)
+    check_boxes(boxes)
+    bad = ~np.all(np.abs(boxes) <= MAX_COORDINATE, axis=1)
+    if bad.any():
+        refuse(f"{BOXES_REFUSED} {np.flatnonzero(bad).tolist()}, first: {boxes[bad][:1].tolist()}.")
+    return boxes
 
 
 def head_outputs(heads, pooled):

@@ -155,7 +155,7 @@ def test_without_an_rpn_boxes_are_needed(detector):
         SppNetDetector.from_detector(detector).raw_outputs(image())
 
 
-IMAGE_MESSAGE = r"`images` must be \[1, H, W, 3\] float pixels: one RGB image a call"
+IMAGE_MESSAGE = r"`images` must be \[1, H, W, 3\] float RGB pixels \(3 channels\), H and W at least 1"
 
 
 @pytest.mark.parametrize(
