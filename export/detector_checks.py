@@ -54,9 +54,9 @@ def check_scales(image, boxes, roi, smallest, name, always=()):
     from keras_spp.detection import scales as scales_lib
 
     h, w = tf.shape(image)[0], tf.shape(image)[1]
-    factors = scales_lib.scale_factors_tf(h, w, roi.scales, roi.max_side)
-    sizes = tf.stack([scales_lib.scaled_size_tf(h, w, factors[i]) for i in range(len(roi.scales))])  # [S, 2]
-    chosen = scales_lib.assign_scales_tf(boxes, factors, roi.window_size)
+    factors = scales_lib.resize_factors(h, w, roi.scales, roi.max_side)
+    sizes = tf.stack([scales_lib.resized_size(h, w, factors[i]) for i in range(len(roi.scales))])  # [S, 2]
+    chosen = scales_lib.choose_scales(boxes, factors, roi.window_size)
     used = tf.reduce_any(tf.one_hot(chosen, len(roi.scales), on_value=True, off_value=False), axis=0)
     used = used | tf.constant([i in always for i in range(len(roi.scales))])
     sides = tf.where(used, tf.reduce_min(sizes, axis=1), tf.int32.max)

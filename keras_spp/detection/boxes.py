@@ -199,13 +199,6 @@ def decode_boxes(proposals, deltas, weights=(1.0, 1.0, 1.0, 1.0), dtype=None, xp
     return out[:, 0] if squeeze else out
 
 
-# Old name of decode_boxes, still imported by keras_spp.detection.detector and
-# proposal_layer; to be removed once they call decode_boxes.
-decode_boxes_tf = decode_boxes
-# Old name of iou, still imported by keras_spp.detection.nms.
-iou_tf = iou
-
-
 def expand_boxes_for_context(boxes, output_size=224, context=16):
     """R-CNN's "warp with context": enlarges each box about its centre so that, once
     the enlarged box is warped to ``output_size x output_size``, the original box

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 import keras_spp.detection.heads  # noqa: F401
 from keras_spp import folders
 from keras_spp.data.voc import load_image
-from keras_spp.detection.boxes import decode_boxes_tf
+from keras_spp.detection.boxes import decode_boxes
 from keras_spp.detection.evaluation import evaluate_detections
 from keras_spp.detection.heads import roi_features_of
 from keras_spp.detection.network_outputs import NO_RPN, NetworkOutputs, check_box_values
@@ -80,7 +80,7 @@ def postprocess(outputs, boxes, image_height, image_width, settings=DetectionSet
     scores = tf.cast(scores, tf.float32)
     num_classes = tf.shape(scores)[1]
     if settings.box_regression:
-        per_class = decode_boxes_tf(boxes, tf.cast(outputs["box_deltas"], tf.float32))
+        per_class = decode_boxes(boxes, tf.cast(outputs["box_deltas"], tf.float32))
     else:
         per_class = tf.tile(boxes[:, None, :], [1, num_classes, 1])
     limit = tf.cast(tf.stack([image_height, image_width, image_height, image_width]), tf.float32)

@@ -86,11 +86,3 @@ def scaled_size(height, width, factor):
 def assign_scales(boxes, factors, window_size=224):
     """``choose_scales`` in numpy (int32 [R]), computed in float64."""
     return choose_scales(boxes, factors, window_size, "float64", box_ops.NUMPY_OPS)
-
-
-# Old names of the definitions above, still called by files outside this change
-# (features, learned_proposals, conv_fine_tuning, window_cache, export's detector); to
-# be removed once they call resize_factors, resized_size and choose_scales.
-scale_factors_tf = resize_factors
-scaled_size_tf = resized_size
-assign_scales_tf = choose_scales

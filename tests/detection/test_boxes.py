@@ -289,11 +289,6 @@ def test_iou_matches_iou_matrix_with_degenerate_boxes():
     assert iou(np.zeros([0, 4]), np.zeros([0, 4])).shape == (0,)
 
 
-def test_old_names_are_the_one_definitions():
-    # Still imported by detection.detector, proposal_layer and nms; to be removed.
-    assert box_ops.decode_boxes_tf is decode_boxes and box_ops.iou_tf is iou
-
-
 # Adversarial coordinates: whole and fractional pixels, huge ones whose areas
 # overflow float32, tiny and subnormal sides, exact ties (corners from a short list).
 WILD = st.one_of(

@@ -66,10 +66,10 @@ def reference_voting(boxes, classes, candidates, weights, iou_threshold):
 
 
 def _decoded(proposals, outputs, box_regression):
-    from keras_spp.detection.boxes import decode_boxes_tf
+    from keras_spp.detection.boxes import decode_boxes
 
     if box_regression:
-        return decode_boxes_tf(proposals, outputs["box_deltas"])
+        return decode_boxes(proposals, outputs["box_deltas"])
     return tf.tile(proposals[:, None], [1, 3, 1])
 
 

@@ -68,14 +68,6 @@ def test_graph_factors_match_numpy():
     np.testing.assert_allclose(got, scales.scale_factors(375, 500, scales.PAPER_SCALES), rtol=1e-6)
 
 
-def test_old_names_are_the_one_definitions():
-    # Still called by features, learned_proposals, conv_fine_tuning, window_cache and
-    # export.detector; to be removed.
-    assert scales.scale_factors_tf is scales.resize_factors
-    assert scales.scaled_size_tf is scales.resized_size
-    assert scales.assign_scales_tf is scales.choose_scales
-
-
 SIDE = st.one_of(st.integers(1, 5000), st.sampled_from([1, 2, 3, 375, 500, 688, 2000, 2001, 4999]))
 SCALES = st.one_of(
     st.sampled_from([scales.PAPER_SCALES, scales.SINGLE_SCALE, (1,), (1200, 480)]),
