@@ -5,13 +5,15 @@ Boxes are ``[y1, x1, y2, x2]`` in continuous pixel coordinates (see
 ``+ 1``. A box with ``y2 <= y1`` or ``x2 <= x1`` is degenerate: its area is 0 and its
 IoU with every box is 0.
 
-``area``, ``iou`` and ``decode_boxes`` are written once in ``keras.ops``: they take
+``area``, ``iou``, ``box_deltas``, ``decode_boxes`` and ``context_boxes`` are written
+once in ``keras.ops``: they take
 numpy arrays or backend tensors, run in ``tf.function`` and XLA (with dynamic ``N``)
 and on JAX and PyTorch, and return backend tensors in ``dtype``. ``box_area``,
-``iou_matrix`` and ``pairwise_iou`` are their numpy views: the same definitions run
-by numpy (``xp=NUMPY_OPS``), in float64. ``decode_boxes(..., xp=NUMPY_OPS)`` is
-numpy's too. The other functions are numpy: they take anything ``np.asarray``
-accepts and return float32 (indices as ``np.intp``); ``N = 0`` is valid everywhere.
+``iou_matrix``, ``pairwise_iou``, ``encode_boxes`` and ``expand_boxes_for_context``
+are their numpy views: the same definitions run by numpy (``xp=NUMPY_OPS``), in
+float64. ``decode_boxes(..., xp=NUMPY_OPS)`` is numpy's too. The other functions are
+numpy: they take anything ``np.asarray`` accepts and return float32 (indices as
+``np.intp``); ``N = 0`` is valid everywhere.
 """
 
 import math
@@ -33,7 +35,9 @@ DELTA_CLAMP = math.log(1000.0 / 16)
 # the same formula at numpy's speed, in float64: keras.ops on numpy input runs each
 # op as a TensorFlow op, 40-65x slower per call on [2000, 4] boxes (measured), too
 # slow for the views called per image in training and evaluation loops.
-_NUMPY_NAMES = "abs arange argmin divide exp maximum meshgrid minimum reshape round shape square stack where"
+_NUMPY_NAMES = (
+    "abs arange argmin concatenate divide exp log maximum meshgrid minimum reshape round shape square stack where"
+)
 NUMPY_OPS = types.SimpleNamespace(
     **{name: getattr(np, name) for name in _NUMPY_NAMES.split()},
     convert_to_tensor=np.asarray,
@@ -130,13 +134,12 @@ def unique_boxes(boxes):
 
 
 def encode_boxes(proposals, targets, weights=(1.0, 1.0, 1.0, 1.0)):
-    """R-CNN regression targets of ``targets`` relative to ``proposals``, both [N, 4].
+    """R-CNN regression targets of ``targets`` relative to ``proposals``, both [N, 4]:
+    ``box_deltas`` run by numpy, after checking its input.
 
-    With centres ``(cy, cx)`` and sizes ``h = y2 - y1``, ``w = x2 - x1``, the deltas
-    ``[N, 4]`` are ``(dy, dx, dh, dw) = weights * ((ty - py) / ph, (tx - px) / pw,
-    log(th / ph), log(tw / pw))``. Every proposal and target needs a positive height
-    and width (R-CNN only regresses proposals that overlap a box well); others raise
-    ValueError. Computed in float64, returned as float32.
+    Every proposal and target needs a positive height and width (R-CNN only
+    regresses proposals that overlap a box well); others raise ValueError.
+    Computed in float64, returned as float32.
 
     >>> print(encode_boxes([[0, 0, 10, 20]], [[5, 0, 15, 40]]))
     [[0.5       0.5       0.        0.6931472]]
@@ -149,10 +152,29 @@ def encode_boxes(proposals, targets, weights=(1.0, 1.0, 1.0, 1.0)):
             "encode_boxes pairs them row by row, so they must match."
         )
     weights = _weights(weights)
-    py, px, ph, pw = _centre_size(proposals, "proposals")
-    ty, tx, th, tw = _centre_size(targets, "targets")
-    deltas = np.stack([(ty - py) / ph, (tx - px) / pw, np.log(th / ph), np.log(tw / pw)], axis=1)
-    return (deltas * weights).astype(np.float32)
+    _check_encodable(proposals, "proposals")
+    _check_encodable(targets, "targets")
+    return box_deltas(proposals, targets, weights, "float64", NUMPY_OPS).astype(np.float32)
+
+
+def box_deltas(proposals, targets, weights=(1.0, 1.0, 1.0, 1.0), dtype="float32", xp=ops):
+    """The R-CNN deltas ``[..., 4]`` of ``targets`` relative to ``proposals``,
+    broadcastable ``[..., 4]`` boxes; the inverse of ``decode_boxes``.
+
+    With centres ``(cy, cx)`` and sizes ``h = y2 - y1``, ``w = x2 - x1``, the deltas
+    are ``(dy, dx, dh, dw) = weights * ((ty - py) / ph, (tx - px) / pw, log(th / ph),
+    log(tw / pw))``. Nothing is checked (it runs in graphs): a box without a
+    positive height and width gives inf or NaN; ``encode_boxes`` refuses them.
+    Computed and returned in ``dtype``.
+
+    >>> ops.convert_to_numpy(box_deltas([[0, 0, 10, 20]], [[5, 0, 15, 20]])).tolist()
+    [[0.5, 0.0, 0.0, 0.0]]
+    """
+    proposals, targets = xp.cast(proposals, dtype), xp.cast(targets, dtype)
+    py, px, ph, pw = _centre_size(proposals)
+    ty, tx, th, tw = _centre_size(targets)
+    deltas = xp.stack([(ty - py) / ph, (tx - px) / pw, xp.log(th / ph), xp.log(tw / pw)], axis=-1)
+    return deltas * xp.cast(_weights(weights), dtype)
 
 
 def decode_boxes(proposals, deltas, weights=(1.0, 1.0, 1.0, 1.0), dtype=None, xp=ops):
@@ -185,9 +207,7 @@ def decode_boxes(proposals, deltas, weights=(1.0, 1.0, 1.0, 1.0), dtype=None, xp
     # An explicit class count: reshape cannot infer a -1 when N = 0.
     deltas = xp.reshape(deltas, (xp.shape(proposals)[0], classes, 4)) / xp.cast(_weights(weights), dtype)
 
-    y1, x1, y2, x2 = (proposals[:, None, i] for i in range(4))
-    h, w = y2 - y1, x2 - x1
-    cy, cx = y1 + 0.5 * h, x1 + 0.5 * w
+    cy, cx, h, w = (v[:, None] for v in _centre_size(proposals))
     new_cy = cy + deltas[..., 0] * h
     new_cx = cx + deltas[..., 1] * w
     new_h = xp.exp(xp.minimum(deltas[..., 2], DELTA_CLAMP)) * h
@@ -200,28 +220,52 @@ def decode_boxes(proposals, deltas, weights=(1.0, 1.0, 1.0, 1.0), dtype=None, xp
 
 
 def expand_boxes_for_context(boxes, output_size=224, context=16):
-    """R-CNN's "warp with context": enlarges each box about its centre so that, once
-    the enlarged box is warped to ``output_size x output_size``, the original box
-    fills the middle and ``context`` pixels of surroundings lie on every side.
-
-    Both sides scale by ``output_size / (output_size - 2 * context)``. The result is
-    not clipped or rounded: R-CNN fills the part outside the image with the mean
-    pixel, so that is the caller's choice. Degenerate boxes stay degenerate.
+    """``context_boxes`` of an ``[N, 4]`` array-like, run by numpy in float64 and
+    returned as float32.
 
     >>> expand_boxes_for_context([[0, 0, 192, 96]], output_size=224, context=16).tolist()
     [[-16.0, -8.0, 208.0, 104.0]]
     """
     boxes = as_boxes(boxes).astype(np.float64)
+    return context_boxes(boxes, output_size, context, "float64", NUMPY_OPS).astype(np.float32)
+
+
+def context_boxes(boxes, output_size=224, context=16, dtype=None, xp=ops):
+    """R-CNN's "warp with context": enlarges each of the ``[..., 4]`` boxes about its
+    centre so that, once the enlarged box is warped to ``output_size x output_size``,
+    the original box fills the middle and ``context`` pixels of surroundings lie on
+    every side.
+
+    Both sides scale by ``context_scale(output_size, context)``. The result is not
+    clipped or rounded: R-CNN fills the part outside the image with the mean pixel,
+    so that is the caller's choice. Degenerate boxes stay degenerate. Computed and
+    returned in ``dtype``, by default that of ``boxes`` if it is a float dtype, else
+    float32; with ``xp=NUMPY_OPS``, by numpy.
+
+    >>> ops.convert_to_numpy(context_boxes([[0.0, 0, 192, 96]], 224, 16)).tolist()
+    [[-16.0, -8.0, 208.0, 104.0]]
+    """
+    scale = context_scale(output_size, context)
+    boxes = xp.convert_to_tensor(boxes)
+    boxes = xp.cast(boxes, _float_dtype(boxes) if dtype is None else dtype)
+    centre = 0.5 * (boxes[..., :2] + boxes[..., 2:])
+    # Halving before scaling: the side times the scale overflows for sides within
+    # 17% of float32's largest, while half of it does not.
+    half = 0.5 * (boxes[..., 2:] - boxes[..., :2]) * scale
+    return xp.concatenate([centre - half, centre + half], axis=-1)
+
+
+def context_scale(output_size, context, argument="output_size"):
+    """``output_size / (output_size - 2 * context)``, the factor by which
+    ``context_boxes`` enlarges the sides, or ValueError unless
+    ``0 <= context < output_size / 2`` (``argument`` names ``output_size`` there)."""
     ok = all(is_number(v) for v in (output_size, context))
     if not ok or not (context >= 0 and output_size > 2 * context):
         raise ValueError(
-            "`output_size` and `context` must be numbers with context >= 0 and "
-            f"output_size > 2 * context (e.g. 224 and 16); got {output_size!r} and {context!r}."
+            f"`{argument}` and `context` must be numbers with context >= 0 and "
+            f"{argument} > 2 * context (e.g. 224 and 16); got {output_size!r} and {context!r}."
         )
-    scale = output_size / (output_size - 2.0 * context)
-    centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
-    half = 0.5 * (boxes[:, 2:] - boxes[:, :2]) * scale
-    return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+    return output_size / (output_size - 2.0 * context)
 
 
 def as_boxes(boxes, argument="boxes"):
@@ -237,16 +281,23 @@ def as_boxes(boxes, argument="boxes"):
     return array.astype(np.float32)
 
 
-def _centre_size(boxes, argument):
-    h = boxes[:, 2] - boxes[:, 0]
-    w = boxes[:, 3] - boxes[:, 1]
+def _centre_size(boxes):
+    """``(cy, cx, h, w)`` of ``[..., 4]`` boxes, the one centre-and-size formula of
+    ``box_deltas`` and ``decode_boxes``. It needs no ``xp``: indexing and arithmetic
+    operators are the same on numpy arrays and on every backend's tensors."""
+    h = boxes[..., 2] - boxes[..., 0]
+    w = boxes[..., 3] - boxes[..., 1]
+    return boxes[..., 0] + 0.5 * h, boxes[..., 1] + 0.5 * w, h, w
+
+
+def _check_encodable(boxes, argument):
+    _, _, h, w = _centre_size(boxes)
     bad = np.flatnonzero(~((h > 0) & (w > 0)))
     if bad.size:
         raise ValueError(
             f"`{argument}` must have positive height and width (y2 > y1, x2 > x1) to "
             f"be encoded; rows {bad[:10].tolist()} do not, e.g. {boxes[bad[0]].tolist()}."
         )
-    return boxes[:, 0] + 0.5 * h, boxes[:, 1] + 0.5 * w, h, w
 
 
 def _check_deltas(shape, count):

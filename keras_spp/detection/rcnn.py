@@ -12,21 +12,11 @@ detectors feed features of one length to identical heads.
 import keras
 import tensorflow as tf
 
+from keras_spp.detection.boxes import context_boxes, context_scale
 from keras_spp.ops.bins import validate_levels
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim, spatial_pyramid_pool
 
 PAD_VALUE = 127.5
-
-
-def context_boxes_tf(boxes, window_size=224, context=16):
-    """Boxes enlarged by ``window_size / (window_size - 2 context)`` about their centres."""
-    if not 0 <= 2 * context < window_size:
-        raise ValueError(f"need 0 <= 2 * context < window_size; got context={context}, window_size={window_size}.")
-    factor = window_size / (window_size - 2.0 * context)
-    y1, x1, y2, x2 = tf.unstack(tf.cast(boxes, tf.float32), 4, axis=1)
-    cy, cx = (y1 + y2) / 2, (x1 + x2) / 2
-    hh, hw = (y2 - y1) * factor / 2, (x2 - x1) * factor / 2
-    return tf.stack([cy - hh, cx - hw, cy + hh, cx + hw], axis=1)
 
 
 @keras.saving.register_keras_serializable(package="keras_spp")
@@ -44,7 +34,7 @@ class WarpedWindowFeatures(keras.layers.Layer):
             raise ValueError(f"`backbone` must be a keras.Model; got {backbone!r}.")
         if int(chunk_size) < 1:
             raise ValueError(f"`chunk_size` must be >= 1; got {chunk_size}.")
-        context_boxes_tf(tf.zeros([0, 4]), window_size, context)  # validates the pair
+        context_scale(window_size, context, "window_size")
         self.backbone = backbone
         self.levels = validate_levels(levels)
         self.window_size = int(window_size)
@@ -70,7 +60,7 @@ class WarpedWindowFeatures(keras.layers.Layer):
         def features(chunk):
             # crop_and_resize samples at pixel indices y * (H - 1) for normalized y; a
             # continuous box [a, b) spans the pixels whose indices run from a to b - 1.
-            windows = context_boxes_tf(chunk, self.window_size, self.context)
+            windows = context_boxes(chunk, self.window_size, self.context, "float32")
             normalized = (windows - tf.constant([0.0, 0.0, 1.0, 1.0])) / tf.maximum(scale - 1.0, 1.0)
             warped = tf.image.crop_and_resize(
                 image,

@@ -2,7 +2,8 @@
 written once in keras.ops (boxes.iou, decode_boxes, scales.resize_factors, ...):
 slow-ish, obviously correct references for the tests. Each computes in ``dtype``:
 float64 is what the old numpy functions computed, float32 what the old TensorFlow
-twins computed (the same formulas, op for op)."""
+twins computed (the same formulas, op for op); the context expansion's two old
+versions, which differed in their order of operations, are one function each."""
 
 import math
 
@@ -80,3 +81,40 @@ def anchor_grid(map_height, map_width, config, dtype=np.float64):
     cy, cx = np.meshgrid(ys, xs, indexing="ij")
     centres = np.stack([cy, cx, cy, cx], axis=-1).reshape(-1, 1, 4)
     return (centres + cell[None]).reshape(-1, 4)
+
+
+def encode_boxes(proposals, targets, weights=(1.0, 1.0, 1.0, 1.0), dtype=np.float64):
+    """The old numpy ``boxes.encode_boxes`` without its checks, in ``dtype`` (it
+    computed in float64 and returned float32)."""
+    p = np.asarray(proposals, np.float32).reshape(-1, 4).astype(dtype)
+    t = np.asarray(targets, np.float32).reshape(-1, 4).astype(dtype)
+    ph, pw = p[:, 2] - p[:, 0], p[:, 3] - p[:, 1]
+    th, tw = t[:, 2] - t[:, 0], t[:, 3] - t[:, 1]
+    half = dtype(0.5)
+    py, px = p[:, 0] + half * ph, p[:, 1] + half * pw
+    ty, tx = t[:, 0] + half * th, t[:, 1] + half * tw
+    deltas = np.stack([(ty - py) / ph, (tx - px) / pw, np.log(th / ph), np.log(tw / pw)], axis=1)
+    return deltas * np.asarray(weights, dtype)
+
+
+def expand_boxes_for_context(boxes, output_size=224, context=16):
+    """The old numpy ``boxes.expand_boxes_for_context``: float64, returned as float32."""
+    boxes = np.asarray(boxes, np.float32).reshape(-1, 4).astype(np.float64)
+    scale = output_size / (output_size - 2.0 * context)
+    with np.errstate(over="ignore", invalid="ignore"):
+        centre = 0.5 * (boxes[:, :2] + boxes[:, 2:])
+        half = 0.5 * (boxes[:, 2:] - boxes[:, :2]) * scale
+        return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)
+
+
+def context_boxes_float32(boxes, window_size=224, context=16):
+    """The old graph twin, ``rcnn.context_boxes_tf``, op for op in float32: it scaled
+    the side before halving it, so sides within 17% (at 224 and 16) of float32's
+    largest overflowed to inf."""
+    factor = np.float32(window_size / (window_size - 2.0 * context))
+    y1, x1, y2, x2 = np.asarray(boxes, np.float32).reshape(-1, 4).T
+    two = np.float32(2)
+    with np.errstate(over="ignore", invalid="ignore"):
+        cy, cx = (y1 + y2) / two, (x1 + x2) / two
+        hh, hw = (y2 - y1) * factor / two, (x2 - x1) * factor / two
+        return np.stack([cy - hh, cx - hw, cy + hh, cx + hw], axis=1)

@@ -11,7 +11,9 @@ from keras import ops
 from keras_spp.detection import boxes as box_ops
 from keras_spp.detection.boxes import (
     box_area,
+    box_deltas,
     clip_boxes,
+    context_boxes,
     decode_boxes,
     encode_boxes,
     expand_boxes_for_context,
@@ -246,6 +248,127 @@ def test_context_expansion_example_and_no_clipping():
     assert got.tolist() == [[-16, -8, 208, 104], [5, 5, 5, 5]]
 
 
+def random_boxes(rng, n=200):
+    """Boxes at every magnitude, inverted and degenerate ones among them."""
+    magnitude = 10.0 ** rng.integers(-30, 38, size=(n, 1))
+    return (rng.uniform(-1, 1, (n, 4)) * magnitude).astype(np.float32)
+
+
+# Corners and sides at float32's edges: its largest, sides that overflow, inf, NaN,
+# subnormals, -0.0, degenerate and inverted boxes.
+BIG = np.finfo(np.float32).max
+ADVERSARIAL = np.array(
+    [
+        [-BIG, -BIG, BIG, BIG],
+        [-1.6e38, 0, 1.6e38, 1],
+        [0, 0, 3e38, 3e38],
+        [3e38, 3e38, 3e38, 3e38],
+        [1e-45, -1e-45, 3e-45, 2e-38],
+        [-0.0, -0.0, 0.0, 0.0],
+        [5, 5, 5, 5],
+        [10, 10, 2, 3],
+        [0, 0, np.inf, 1],
+        [-np.inf, 0, np.inf, 1],
+        [np.nan, 0, 1, 1],
+        [16777216, 16777217, 16777218, 16777221],
+    ],
+    np.float32,
+)
+CONTEXTS = [(224, 16), (227, 16), (100, 30), (64, 0), (48, 8)]
+
+
+@pytest.mark.parametrize("size, context", CONTEXTS)
+def test_context_expansion_is_the_old_numpy_bit_for_bit(size, context):
+    boxes = np.concatenate([random_boxes(np.random.default_rng(size)), ADVERSARIAL])
+    with np.errstate(over="ignore", invalid="ignore"):
+        got = expand_boxes_for_context(boxes, size, context)
+    expected = ref.expand_boxes_for_context(boxes, size, context)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_context_boxes_in_a_graph_is_the_old_graph_twin(jit_compile):
+    # Halving before scaling instead of after gives the same float32 (both round the
+    # one product d * scale / 2) except where d * scale overflows: there the old twin
+    # gave inf and context_boxes the finite box. Subnormals are left out: TensorFlow
+    # flushes them to zero on the CPU, numpy does not.
+    fn = tf.function(
+        lambda b: context_boxes(b, 224, 16, "float32"),
+        input_signature=[tf.TensorSpec([None, 4], tf.float32)],
+        jit_compile=jit_compile,
+    )
+    normal = ADVERSARIAL[np.all((ADVERSARIAL == 0) | ~(np.abs(ADVERSARIAL) < 1e-37), axis=1)]
+    boxes = np.concatenate([random_boxes(np.random.default_rng(7)), normal])
+    got = fn(boxes).numpy()
+    old = ref.context_boxes_float32(boxes, 224, 16)
+    overflowed = np.isinf(old).any(axis=1) & np.isfinite(got).all(axis=1)
+    assert overflowed.sum() == 2  # sides of 3.2e38 and 3e38: scaled by 7/6, over float32's largest
+    np.testing.assert_array_equal(got[~overflowed].view(np.uint32), old[~overflowed].view(np.uint32))
+    with np.errstate(over="ignore", invalid="ignore"):
+        exact = ref.expand_boxes_for_context(boxes[overflowed], 224, 16)
+    np.testing.assert_allclose(got[overflowed], exact, rtol=1e-6)
+    # Against the float64 numpy version, float32 rounds after each op: a few ulps of
+    # the box's largest coordinate (and inf where a float32 sum overflows).
+    finite = np.isfinite(got).all(axis=1)
+    tolerance = 4 * np.finfo(np.float32).eps * np.abs(boxes[finite]).max(axis=1, keepdims=True) * (224 / 192)
+    difference = np.abs(got[finite].astype(np.float64) - ref.expand_boxes_for_context(boxes[finite], 224, 16))
+    assert (difference <= tolerance).all()
+
+
+@pytest.mark.parametrize("size, context", CONTEXTS)
+def test_context_boxes_dtypes_and_shapes(size, context):
+    boxes = random_boxes(np.random.default_rng(3), 12).reshape(3, 4, 4)
+    got = context_boxes(boxes, size, context)
+    assert got.dtype == tf.float32 and got.shape == (3, 4, 4)
+    np.testing.assert_array_equal(got.numpy().reshape(-1, 4), ref.context_boxes_float32(boxes, size, context))
+    assert context_boxes(boxes.astype(np.float64), size, context).dtype == tf.float64
+    assert context_boxes(np.zeros((0, 4), np.int32), size, context).dtype == tf.float32
+    numpy = context_boxes(boxes.astype(np.float64), size, context, xp=box_ops.NUMPY_OPS)
+    assert isinstance(numpy, np.ndarray) and numpy.dtype == np.float64
+
+
+POSITIVE = st.floats(0.0625, 1e6, width=32)
+
+
+@given(
+    sides=st.lists(st.tuples(COORD, COORD, POSITIVE, POSITIVE, COORD, COORD, POSITIVE, POSITIVE), max_size=8),
+    weights=WEIGHTS,
+)
+def test_encode_is_the_old_formula_bit_for_bit(sides, weights):
+    rows = np.asarray(sides, np.float32).reshape(-1, 8)
+    proposals = np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:4]], axis=1)
+    targets = np.concatenate([rows[:, 4:6], rows[:, 4:6] + rows[:, 6:]], axis=1)
+    # Rounding can make a tiny side 0 next to a large corner: encode refuses those.
+    keep = (proposals[:, 2:] > proposals[:, :2]).all(axis=1) & (targets[:, 2:] > targets[:, :2]).all(axis=1)
+    proposals, targets = proposals[keep], targets[keep]
+    got = encode_boxes(proposals, targets, weights)
+    expected = ref.encode_boxes(proposals, targets, weights).astype(np.float32)
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+    float32 = ref.encode_boxes(proposals, targets, weights, np.float32)
+    np.testing.assert_allclose(box_deltas(proposals, targets, weights).numpy(), float32, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_box_deltas_in_a_graph_with_dynamic_shapes(jit_compile):
+    fn = tf.function(
+        lambda p, t: box_deltas(p, t, (10.0, 10.0, 5.0, 5.0)),
+        input_signature=[tf.TensorSpec([None, 4], tf.float32)] * 2,
+        jit_compile=jit_compile,
+    )
+    for n in (0, 1, 9):
+        rng = np.random.default_rng(n)
+        corners = rng.uniform(0, 100, (2, n, 2))
+        proposals, targets = (
+            np.concatenate([c, c + rng.uniform(1, 50, (n, 2))], 1).astype(np.float32) for c in corners
+        )
+        got = fn(proposals, targets).numpy()
+        expected = ref.encode_boxes(proposals, targets, (10.0, 10.0, 5.0, 5.0), np.float32)
+        assert got.shape == (n, 4)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(decode_boxes(proposals, got, (10.0, 10.0, 5.0, 5.0)), targets, rtol=1e-5, atol=1e-3)
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
@@ -268,6 +391,7 @@ def test_context_expansion_example_and_no_clipping():
         (lambda: decode_boxes(tf.zeros([1, 4]), tf.zeros([1, 6])), "`deltas` must be"),
         (lambda: expand_boxes_for_context([[0, 0, 1, 1]], 32, 16), "output_size > 2 \\* context"),
         (lambda: expand_boxes_for_context([[0, 0, 1, 1]], 224, -1), "context >= 0"),
+        (lambda: context_boxes(tf.zeros([1, 4]), 224, float("nan")), "`output_size` and `context` must be numbers"),
     ],
 )
 def test_bad_input_raises_value_error(call, match):

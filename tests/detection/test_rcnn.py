@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from keras_spp.detection.boxes import expand_boxes_for_context
-from keras_spp.detection.rcnn import WarpedWindowFeatures, context_boxes_tf
+from keras_spp.detection.boxes import context_boxes, expand_boxes_for_context
+from keras_spp.detection.rcnn import WarpedWindowFeatures
 from keras_spp.models import backbone
 from keras_spp.ops.spatial_pyramid_pool import spatial_pyramid_pool
 
@@ -15,7 +15,7 @@ def conv():
 def test_context_matches_the_numpy_box_helper():
     boxes = np.array([[10, 20, 110, 60], [0, 0, 1, 1]], np.float32)
     np.testing.assert_allclose(
-        context_boxes_tf(boxes, 224, 16).numpy(), expand_boxes_for_context(boxes, 224, 16), rtol=1e-6
+        context_boxes(boxes, 224, 16).numpy(), expand_boxes_for_context(boxes, 224, 16), rtol=1e-6
     )
 
 
@@ -52,5 +52,5 @@ def test_outside_the_image_is_mid_grey(conv):
 
 
 def test_bad_context_is_rejected(conv):
-    with pytest.raises(ValueError, match="context"):
+    with pytest.raises(ValueError, match="`window_size` and `context` must be numbers"):
         WarpedWindowFeatures(conv, window_size=32, context=16)
