@@ -87,3 +87,29 @@ def test_anchor_grid(h, w):
     got = anchors.anchor_grid(h, w, config)
     assert is_native(got)
     np.testing.assert_array_equal(numpy(got), ref.anchor_grid(h, w, config, np.float32))
+
+
+@settings(max_examples=30, deadline=None)
+@given(raw=BOXES, setting=st.sampled_from([(224, 16), (100, 30), (64, 0)]))
+def test_context_boxes(raw, setting):
+    expected = ref.context_boxes_float32(raw, *setting)
+    got = boxes.context_boxes(raw, *setting)
+    assert is_native(got) and tuple(got.shape) == expected.shape
+    np.testing.assert_array_equal(numpy(got), expected)
+    again = numpy(compiled(lambda b: boxes.context_boxes(b, *setting))(raw))
+    magnitude = np.abs(raw).max(axis=-1, keepdims=True)
+    assert (np.abs(again - expected) <= 4e-7 * magnitude + 1e-30).all()
+
+
+@pytest.mark.parametrize("n", [0, 1, 9])
+def test_box_deltas(n):
+    rng = np.random.default_rng(n)
+    corners = rng.uniform(-50, 600, (2, n, 2))
+    proposals, targets = (np.concatenate([c, c + rng.uniform(1, 300, (n, 2))], 1).astype(np.float32) for c in corners)
+    weights = (10.0, 10.0, 5.0, 5.0)
+    expected = ref.encode_boxes(proposals, targets, weights, np.float32)
+    for fn in (boxes.box_deltas, compiled(lambda p, t: boxes.box_deltas(p, t, weights))):
+        got = fn(proposals, targets, weights) if fn is boxes.box_deltas else fn(proposals, targets)
+        assert is_native(got) and tuple(got.shape) == (n, 4)
+        # log() and, on JAX, division round within an ulp or two of numpy's.
+        np.testing.assert_allclose(numpy(got), expected, rtol=1e-5, atol=1e-5)
