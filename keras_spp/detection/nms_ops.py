@@ -76,35 +76,31 @@ def _select(boxes, scores, iou_threshold, score_threshold, steps, per_class):
     num_rows, num_classes = ops.shape(scores)[0], scores.shape[1]
     # Zero-area stand-ins for inverted boxes, as the TF path feeds its op.
     suppress = ops.concatenate([boxes[..., :2], ops.maximum(boxes[..., 2:], boxes[..., :2])], axis=-1)
-    flat_boxes = ops.concatenate([ops.reshape(suppress, [-1, 4]), ops.zeros([1, 4])], axis=0)
-    # Candidates failing the strict `> score_threshold` (NaN too) start as -inf; no
-    # score that passes is -inf, so -inf marks "gone". The extra last entry keeps
-    # argmax defined when there are no candidates at all.
-    live = ops.where(scores > score_threshold, scores, -math.inf)
-    live = ops.concatenate([ops.reshape(ops.transpose(live), [-1]), ops.full([1], -math.inf)], axis=0)
-    row_ids = ops.arange(num_rows, dtype="int32")
-    width = ops.maximum(num_rows, 1)
     per_class_boxes = len(boxes.shape) == 3
-    # Entry j of `live` is class j // R's row j % R; the extra last entry is no
-    # class's, and reads the always-False extra entry of a class's `gone`.
-    owner = ops.concatenate(
-        [ops.repeat(ops.arange(num_classes, dtype="int32"), num_rows), ops.full([1], -1, "int32")], 0
-    )
-    owner_row = ops.concatenate([ops.tile(row_ids, [num_classes]), ops.reshape(ops.cast(num_rows, "int32"), [1])], 0)
+    if per_class_boxes:
+        suppress = ops.transpose(suppress, [1, 0, 2])  # [K, R, 4]: a class's boxes contiguous
+    # Candidates failing the strict `> score_threshold` (NaN too) start as -inf; no
+    # score that passes is -inf, so -inf marks "gone". The extra -inf column keeps
+    # argmax defined when R = 0.
+    live = ops.where(ops.transpose(scores) > score_threshold, ops.transpose(scores), -math.inf)
+    live = ops.pad(live, [[0, 0], [0, 1]], constant_values=-math.inf)  # [K, R + 1]
+    row_ids = ops.arange(num_rows, dtype="int32")
+    width = num_rows + 1
+    no_row = ops.zeros([1], "bool")
 
     def step(i, state):
         live, counts, rows, classes, kept = state
-        best = ops.cast(ops.argmax(live), "int32")
-        best_score = ops.take(live, best)
+        best = ops.cast(ops.argmax(ops.reshape(live, [-1])), "int32")
+        c, r = best // width, best % width
+        best_score = ops.take(live[c], r)
         found = best_score > -math.inf
-        c = ops.minimum(best // width, num_classes - 1)
-        r = best % width
-        chosen = ops.take(flat_boxes, r * num_classes + c if per_class_boxes else r, axis=0)
-        mine = ops.take(suppress, c, axis=1) if per_class_boxes else suppress
+        mine = ops.take(suppress, c, axis=0) if per_class_boxes else suppress
+        # r = R (the pad column) only when R = 0; the zero box then stands in.
+        chosen = ops.take(ops.concatenate([mine, ops.zeros([1, 4])], 0), r, axis=0)
         counts = counts + ops.cast((ops.arange(num_classes, dtype="int32") == c) & found, "int32")
         gone = (iou(chosen[None], mine) > iou_threshold) | (row_ids == r) | (ops.take(counts, c) >= per_class)
-        gone = ops.concatenate([gone, ops.zeros([1], "bool")], 0)
-        live = ops.where((owner == c) & ops.take(gone, owner_row), -math.inf, live)
+        row = ops.where(ops.concatenate([gone, no_row], 0), -math.inf, live[c])
+        live = ops.slice_update(live, [c, 0], row[None])
         at = ops.arange(steps, dtype="int32") == i
         rows = ops.where(at, r, rows)
         classes = ops.where(at, c, classes)
