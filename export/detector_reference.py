@@ -39,25 +39,6 @@ def labelled(outputs, labels):
     return {**outputs, "detection_labels": names}
 
 
-def padded_outputs(boxes, scores, classes, size, count, labels):
-    """One image's outputs (numpy) from pixel ``boxes`` ``[D, 4]``, ``scores``, 0-based
-    ``classes`` of an image of ``size`` (height, width), padded to ``count``."""
-    d = len(scores)
-    h, w = float(size[0]), float(size[1])
-    out = {
-        "detection_boxes": np.zeros((count, 4), np.float32),
-        "detection_scores": np.zeros(count, np.float32),
-        "detection_classes": np.zeros(count, np.float32),
-        "detection_labels": np.full(count, "", dtype=object),
-        "num_detections": np.float32(d),
-    }
-    out["detection_boxes"][:d] = np.asarray(boxes, np.float32).reshape(-1, 4) / np.float32([h, w, h, w])
-    out["detection_scores"][:d] = scores
-    out["detection_classes"][:d] = np.asarray(classes) + 1
-    out["detection_labels"][:d] = [labels[c] for c in classes]
-    return out
-
-
 def stack_outputs(rows, count):
     if not rows:
         return {

@@ -56,7 +56,7 @@ def numpy(outputs):
 
 
 def expected(detector, pixels, boxes, settings):
-    """The export's layout (``export.detector.padded_outputs``) of ``Detector.detect``."""
+    """``Detector.detect`` in the export's layout (tests/export/test_detector_export.padded_outputs)."""
     found, scores, classes = detector.detect(pixels[0], boxes, settings)
     count, d = int(settings.max_detections), len(scores)
     height, width = pixels.shape[1:3]

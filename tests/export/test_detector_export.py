@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import client, detector_cases, detector_graph, detector_reference, saved_model, serving_check, verify
+from export import client, detector_cases, detector_graph, saved_model, serving_check, verify
 from export import detector as detector_kind
 from keras_spp.data.voc import decode_image_bytes
 from keras_spp.detection.features import bucket_size
@@ -80,7 +80,7 @@ def serve(loaded, images, boxes, signature="serving_default"):
 def keras_outputs(keras_detector, image, boxes, settings=None, count=100):
     """What the export must answer for one uint8 image, from ``Detector.detect``."""
     found, scores, classes = keras_detector.detect(image, boxes, settings)
-    return detector_reference.padded_outputs(found, scores, classes, image.shape[:2], count, CLASSES)
+    return padded_outputs(found, scores, classes, image.shape[:2], count, CLASSES)
 
 
 def assert_same(got, want, i=0):
@@ -550,3 +550,22 @@ def test_boxes_whose_sides_overflow_are_invalid_arguments(exported):
     edge = float(2**24)  # the largest accepted: served, clipped to the image
     got = serve(loaded, [good], np.array([[[5, 5, 40, 40], [-edge, -edge, edge, edge]]], np.float32))
     assert np.all(np.isfinite(got["detection_boxes"])) and got["num_detections"][0] > 0
+
+
+def padded_outputs(boxes, scores, classes, size, count, labels):
+    """One image's outputs (numpy) from pixel ``boxes`` ``[D, 4]``, ``scores``, 0-based
+    ``classes`` of an image of ``size`` (height, width), padded to ``count``."""
+    d = len(scores)
+    h, w = float(size[0]), float(size[1])
+    out = {
+        "detection_boxes": np.zeros((count, 4), np.float32),
+        "detection_scores": np.zeros(count, np.float32),
+        "detection_classes": np.zeros(count, np.float32),
+        "detection_labels": np.full(count, "", dtype=object),
+        "num_detections": np.float32(d),
+    }
+    out["detection_boxes"][:d] = np.asarray(boxes, np.float32).reshape(-1, 4) / np.float32([h, w, h, w])
+    out["detection_scores"][:d] = scores
+    out["detection_classes"][:d] = np.asarray(classes) + 1
+    out["detection_labels"][:d] = [labels[c] for c in classes]
+    return out
