@@ -11,7 +11,8 @@ import numpy as np
 import tensorflow as tf
 
 from keras_spp.detection.boxes import iou
-from keras_spp.validation import is_number, positive_int
+from keras_spp.detection.nms_ops import check_settings, checked_iou_threshold
+from keras_spp.validation import positive_int
 
 
 def per_class_nms(
@@ -54,10 +55,9 @@ def per_class_nms(
     >>> b.numpy()[:2].tolist()
     [[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0]]
     """
-    iou_threshold = _threshold(iou_threshold)
-    score_threshold = _score_threshold(score_threshold)
-    max_detections = positive_int("max_detections", max_detections)
-    per_class = max_detections if max_per_class is None else positive_int("max_per_class", max_per_class)
+    iou_threshold, score_threshold, max_detections, per_class = check_settings(
+        iou_threshold, score_threshold, max_detections, max_per_class
+    )
     boxes, scores = _check_inputs(boxes, scores)
 
     keep, kept_scores = _kept_per_class(boxes, scores, per_class, iou_threshold, score_threshold)
@@ -138,7 +138,7 @@ def box_voting(boxes, classes, candidate_boxes, candidate_weights, iou_threshold
     >>> box_voting(kept, tf.constant([0]), candidates, weights).numpy().tolist()
     [[0.0, 0.0, 10.0, 11.0]]
     """
-    iou_threshold = _threshold(iou_threshold)
+    iou_threshold = checked_iou_threshold(iou_threshold)
     candidate_boxes, candidate_weights = _check_inputs(candidate_boxes, candidate_weights)
     boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
     classes = tf.reshape(tf.cast(classes, tf.int32), [-1])
@@ -263,15 +263,3 @@ def _check_classes(classes, depth, explicit):
     check = tf.debugging.Assert(ok, ["combine_detections: classes must lie in [0, num_classes)"])
     with tf.control_dependencies([check]):
         return tf.identity(classes)
-
-
-def _threshold(value):
-    if not is_number(value) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`iou_threshold` must be a number in [0, 1]; got {value!r}.")
-    return float(value)
-
-
-def _score_threshold(value):
-    if not is_number(value, finite=False):
-        raise ValueError(f"`score_threshold` must be a number (may be -inf); got {value!r}.")
-    return float(value)

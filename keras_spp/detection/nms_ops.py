@@ -46,21 +46,16 @@ def per_class_nms(
     >>> ops.convert_to_numpy(s).tolist(), ops.convert_to_numpy(c).tolist()
     ([0.875, 0.625, 0.5, 0.25], [0, 1, 1, 0])
     """
-    if not is_number(iou_threshold) or not 0.0 <= iou_threshold <= 1.0:
-        raise ValueError(f"`iou_threshold` must be a number in [0, 1]; got {iou_threshold!r}.")
-    if not is_number(score_threshold, finite=False):
-        raise ValueError(f"`score_threshold` must be a number (may be -inf); got {score_threshold!r}.")
-    max_detections = positive_int("max_detections", max_detections)
-    per_class = max_detections if max_per_class is None else positive_int("max_per_class", max_per_class)
+    iou_threshold, score_threshold, max_detections, per_class = check_settings(
+        iou_threshold, score_threshold, max_detections, max_per_class
+    )
     boxes, scores = _check_inputs(boxes, scores)
     if scores.shape[1] == 0:
         empty = ops.zeros([max_detections if padded else 0])
         outputs = ops.zeros([len(empty), 4]), empty - math.inf, ops.cast(empty, "int32") - 1
         return (*outputs, ops.convert_to_tensor(0, "int32")) if padded else outputs
 
-    rows, classes, kept = _select(
-        boxes, scores, float(iou_threshold), float(score_threshold), max_detections, per_class
-    )
+    rows, classes, kept = _select(boxes, scores, iou_threshold, score_threshold, max_detections, per_class)
     valid = kept > -math.inf
     count = ops.sum(ops.cast(valid, "int32"))
     out_boxes = _gather_boxes(boxes, rows, classes, valid)
@@ -127,6 +122,24 @@ def _gather_boxes(boxes, rows, classes, valid):
     flat = ops.concatenate([ops.reshape(boxes, [-1, 4]), ops.zeros([1, 4])], axis=0)
     index = ops.where(valid, index, ops.shape(flat)[0] - 1)
     return ops.take(flat, index, axis=0)
+
+
+def check_settings(iou_threshold, score_threshold, max_detections, max_per_class):
+    """``(iou_threshold, score_threshold, max_detections, per_class)`` checked, the
+    thresholds as floats; shared with ``nms.per_class_nms`` (this module imports no
+    TensorFlow, so the checks live here)."""
+    iou_threshold = checked_iou_threshold(iou_threshold)
+    if not is_number(score_threshold, finite=False):
+        raise ValueError(f"`score_threshold` must be a number (may be -inf); got {score_threshold!r}.")
+    max_detections = positive_int("max_detections", max_detections)
+    per_class = max_detections if max_per_class is None else positive_int("max_per_class", max_per_class)
+    return iou_threshold, float(score_threshold), max_detections, per_class
+
+
+def checked_iou_threshold(value):
+    if not is_number(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`iou_threshold` must be a number in [0, 1]; got {value!r}.")
+    return float(value)
 
 
 def _check_inputs(boxes, scores):

@@ -10,45 +10,7 @@ from hypothesis import strategies as st
 from keras_spp.detection import nms as nms_module
 from keras_spp.detection.boxes import decode_boxes
 from keras_spp.detection.nms import box_voting, combine_detections, per_class_nms
-
-
-def reference_iou(a, b):
-    """TensorFlow's float32 formula, with inverted boxes as zero-area ones."""
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    area_a = max(a[2] - a[0], np.float32(0)) * max(a[3] - a[1], np.float32(0))
-    area_b = max(b[2] - b[0], np.float32(0)) * max(b[3] - b[1], np.float32(0))
-    if area_a <= 0 or area_b <= 0:
-        return np.float32(0)
-    ih = max(min(a[2], b[2]) - max(a[0], b[0]), np.float32(0))
-    iw = max(min(a[3], b[3]) - max(a[1], b[1]), np.float32(0))
-    inter = ih * iw
-    return inter / (area_a + area_b - inter)
-
-
-def reference_nms(boxes, scores, iou_threshold, score_threshold, max_detections, max_per_class=None):
-    """Greedy NMS per class with plain loops; ties by (class, row) as documented."""
-    boxes, scores = np.asarray(boxes, np.float32), np.asarray(scores, np.float32)
-    rows, classes = scores.shape
-    per_class = max_per_class or max_detections
-    found = []
-    for k in range(classes):
-        box = (lambda r: boxes[r]) if boxes.ndim == 2 else (lambda r, k=k: boxes[r, k])
-        passing = [r for r in range(rows) if scores[r, k] > np.float32(score_threshold)]
-        order = sorted(passing, key=lambda r, k=k: (-scores[r, k], r))
-        kept = []
-        for r in order:
-            if len(kept) == per_class:
-                break
-            if all(reference_iou(box(r), box(q)) <= np.float32(iou_threshold) for q in kept):
-                kept.append(r)
-        found += [(-scores[r, k], k, r, box(r)) for r in kept]
-    found.sort(key=lambda t: t[:3])
-    found = found[:max_detections]
-    return (
-        np.array([t[3] for t in found], np.float32).reshape(-1, 4),
-        np.array([-t[0] for t in found], np.float32),
-        np.array([t[1] for t in found], np.int32),
-    )
+from tests.detection.nms_reference import reference_iou, reference_nms
 
 
 @st.composite
