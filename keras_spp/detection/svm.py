@@ -6,13 +6,17 @@ windows whose IoU with every ground truth of ``c`` is below ``negative_iou`` (0.
 less near-duplicates: a window overlapping an earlier (better-ranked) window of the
 same image by more than ``duplicate_iou`` = 0.7 is dropped, class-agnostically, so
 one greedy pass per image serves every class. The first SVM sees every positive
-and ``initial_negatives`` random negatives per image (a uniform sample of at most
-``max_hard_negatives`` of them a class); then, for each of ``mining_rounds`` passes
-over the images (the paper: one), every negative is scored and those inside the
-margin (score > -1) join a cache of at most ``max_hard_negatives`` a class (the
-hardest kept), the SVM is refitted, and cached negatives the new SVM puts outside
-the margin are evicted. Memory: two caches of ``max_hard_negatives`` fc7 rows a
-class, float16, whatever the number of images.
+and the random negatives: ``initial_negatives`` windows an image, drawn among those
+that are a negative of some class, kept as a uniform sample of at most
+``max_hard_negatives`` windows shared by every class (each row with the classes it
+is a negative of: background windows, most of them, are a negative of all, and
+one copy serves the K SVMs). Then, for each of ``mining_rounds`` passes over the
+images (the paper: one), every negative is scored and those inside the margin
+(score > -1) join a cache of at most ``max_hard_negatives`` a class (the hardest
+kept), the SVM is refitted, and cached negatives the new SVM puts outside the
+margin are evicted. Memory, float16 fc7 rows: ``max_hard_negatives`` shared random
+ones and at most 1.5 ``max_hard_negatives`` hard ones a class, whatever the number
+of images.
 
 Features are scaled by one factor so that their mean L2 norm is ``feature_norm``
 (20, as R-CNN), which makes the regularisation ``C`` mean the same for any
@@ -143,24 +147,21 @@ def train_svms_streamed(images, num_classes, dim, config=SvmConfig(), progress=N
 
 
 def _first_pass(images, num_classes, dim, config):
-    """Positives, a bounded uniform sample of random negatives per class, and the
-    feature scale (mean norm of the positives and each image's first 50 negatives)."""
+    """Positives, the shared uniform sample of random negatives, and the feature
+    scale (mean norm of the positives and each image's first 50 negatives)."""
     rng = np.random.default_rng(config.seed)
-    cap = config.max_hard_negatives
     positives = [[] for _ in range(num_classes)]
-    initial = [_Cache(dim) for _ in range(num_classes)]
-    seen = np.zeros(num_classes, np.int64)
+    initial = _SharedSample(dim, num_classes)
     norm_sum, norm_count = 0.0, 0
     for pos_x, pos_y, neg_x, allowed in images("SVM negatives"):
         for k in np.unique(pos_y).astype(int):
             positives[k].append(np.asarray(pos_x, np.float32)[pos_y == k])
         norms = np.concatenate([np.linalg.norm(pos_x, axis=1), np.linalg.norm(neg_x[:50], axis=1)])
         norm_sum, norm_count = norm_sum + float(norms.sum()), norm_count + len(norms)
-        for k in range(num_classes):
-            rows = np.flatnonzero(allowed[:, k])
-            if len(rows) > config.initial_negatives:
-                rows = np.sort(rng.choice(rows, config.initial_negatives, replace=False))
-            seen[k] = initial[k].add_sampled(neg_x[rows], cap, seen[k], rng)
+        rows = np.flatnonzero(np.asarray(allowed, bool).any(axis=1))
+        if len(rows) > config.initial_negatives:
+            rows = np.sort(rng.choice(rows, config.initial_negatives, replace=False))
+        initial.add(neg_x[rows], allowed[rows], config.max_hard_negatives, rng)
     mean = norm_sum / norm_count if norm_count else 0.0
     return {
         "round": 0,
@@ -176,20 +177,21 @@ def _first_pass(images, num_classes, dim, config):
 
 
 def _fit_all(state, config):
-    scale, stats = state["scale"], []
+    scale, stats, initial = state["scale"], [], state["initial"]
     for k, pos in enumerate(state["positives"]):
+        random_rows = initial.of_class(k)
         entry = {
             "positives": len(pos),
-            "initial_negatives": len(state["initial"][k].rows),
+            "initial_negatives": len(random_rows),
             "hard_negatives": len(state["hard"][k].rows),
         }
         if state["round"]:
             entry["hard_negatives_found"] = int(state["found"][k])
-        if len(pos) == 0 or len(state["initial"][k].rows) == 0:
+        if len(pos) == 0 or len(random_rows) == 0:
             # No positives: the class can never be detected by SVM scoring; say so.
             stats.append(dict(entry, skipped=True))
             continue
-        w, b = _fit(scale, pos, [state["initial"][k].rows, state["hard"][k].rows], config)
+        w, b = _fit(scale, pos, [random_rows, state["hard"][k].rows], config)
         state["kernel"][:, k], state["bias"][k] = w, b
         stats.append(entry)
     state["stats"] = stats
@@ -222,6 +224,66 @@ def _evict_easy(state, config):
             scores = (cache.rows.astype(np.float32) * state["scale"]) @ state["kernel"][:, k] + state["bias"][k]
             cache.rescore(scores)
             cache.keep(scores > config.hard_margin)
+
+
+class _SharedSample:
+    """The random negatives of every class at once: a uniform sample (algorithm R) of
+    at most ``capacity`` rows of all those added, float16, each with the bool row of
+    the classes it is a negative of. The buffer grows by doubling up to the capacity."""
+
+    def __init__(self, dim, num_classes):
+        self._rows = np.zeros((0, dim), np.float16)
+        self._allowed = np.zeros((0, num_classes), bool)
+        self.size = self.seen = 0
+
+    @property
+    def rows(self):
+        return self._rows[: self.size]
+
+    @property
+    def allowed(self):
+        return self._allowed[: self.size]
+
+    @classmethod
+    def of(cls, rows, allowed, seen):
+        sample = cls(rows.shape[1], allowed.shape[1])
+        sample._rows, sample._allowed = np.asarray(rows, np.float16), np.asarray(allowed, bool)
+        sample.size, sample.seen = len(rows), int(seen)
+        return sample
+
+    @classmethod
+    def of_classes(cls, per_class, dim):
+        """The sample of states saved when each class kept its own: every class's rows,
+        each allowed for its class alone, so every fit sees the same rows as then."""
+        rows = np.concatenate([np.asarray(r, np.float16).reshape(-1, dim) for r in per_class])
+        labels = np.repeat(np.arange(len(per_class)), [len(r) for r in per_class])
+        return cls.of(rows, labels[:, None] == np.arange(len(per_class)), len(rows))
+
+    def of_class(self, k):
+        return self.rows[self.allowed[:, k]]
+
+    def add(self, rows, allowed, capacity, rng):
+        rows, allowed = np.asarray(rows, np.float16), np.asarray(allowed, bool)
+        room = min(max(capacity - self.size, 0), len(rows))
+        need = self.size + room
+        if need > len(self._rows):
+            grown = min(max(need, 2 * len(self._rows), 1024), max(capacity, need))
+            self._rows = _grown(self._rows, self.size, grown)
+            self._allowed = _grown(self._allowed, self.size, grown)
+        self._rows[self.size : need], self._allowed[self.size : need] = rows[:room], allowed[:room]
+        self.size = need
+        for i in range(room, len(rows)):
+            slot = int(rng.integers(0, self.seen + i + 1))
+            if slot < capacity:
+                self._rows[slot], self._allowed[slot] = rows[i], allowed[i]
+        self.seen += len(rows)
+
+
+def _grown(buffer, used, length):
+    """A buffer of ``length`` rows holding the first ``used`` rows of ``buffer``."""
+    grown = np.empty((length, *buffer.shape[1:]), buffer.dtype)
+    grown[:used] = buffer[:used]
+    return grown
 
 
 class _Cache:
@@ -265,26 +327,11 @@ class _Cache:
         need = self.size + len(rows)
         if need > len(self._rows):
             grown = min(max(need, 2 * len(self._rows), 1024), max(limit, need))
-            buffer = np.empty((grown, self._rows.shape[1]), np.float16)
-            buffer[: self.size] = self.rows
-            score_buffer = np.empty(grown, np.float32)
-            score_buffer[: self.size] = self.scores
-            self._rows, self._scores = buffer, score_buffer
+            self._rows = _grown(self._rows, self.size, grown)
+            self._scores = _grown(self._scores, self.size, grown)
         self._rows[self.size : need] = rows
         self._scores[self.size : need] = scores
         self.size = need
-
-    def add_sampled(self, rows, capacity, seen, rng):
-        """Algorithm R: a uniform sample of at most ``capacity`` of every row added;
-        returns the new count of rows seen."""
-        rows = np.asarray(rows, np.float16)
-        room = max(capacity - self.size, 0)
-        self._append(rows[:room], np.zeros(min(room, len(rows)), np.float32), capacity)
-        for i in range(min(room, len(rows)), len(rows)):
-            slot = int(rng.integers(0, seen + i + 1))
-            if slot < capacity:
-                self._rows[slot] = rows[i]
-        return seen + len(rows)
 
     def add_scored(self, rows, scores, capacity):
         limit = int(1.5 * capacity)
@@ -318,8 +365,12 @@ def _load_state(state_dir, key):
         state["found"] = arrays["found"]
         state["kernel"], state["bias"] = arrays["kernel"], arrays["bias"]
         state["positives"] = [arrays[f"positives_{k}"] for k in range(num_classes)]
-        for kind in ("initial", "hard"):
-            state[kind] = [_Cache.of(arrays[f"{kind}_{k}"], arrays[f"{kind}_scores_{k}"]) for k in range(num_classes)]
+        state["hard"] = [_Cache.of(arrays[f"hard_{k}"], arrays[f"hard_scores_{k}"]) for k in range(num_classes)]
+        if "initial_rows" in arrays:
+            state["initial"] = _SharedSample.of(arrays["initial_rows"], arrays["initial_allowed"], state["seen"])
+        else:  # saved when every class kept its own random negatives
+            dim = state["positives"][0].shape[1]
+            state["initial"] = _SharedSample.of_classes([arrays[f"initial_{k}"] for k in range(num_classes)], dim)
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
         log.warning("SVM state %s is unreadable (%s); starting the SVMs over", path, error)
         return None
@@ -332,13 +383,15 @@ def _save_state(state_dir, key, state):
     if not path:
         return
     os.makedirs(state_dir, exist_ok=True)
-    meta = {"round": state["round"], "scale": state["scale"], "stats": state["stats"]}
+    initial = state["initial"]
+    meta = {"round": state["round"], "scale": state["scale"], "stats": state["stats"], "seen": initial.seen}
     arrays = {"key": np.array(key), "meta": np.array(json.dumps(meta)), "found": state["found"]}
-    arrays.update(kernel=state["kernel"], bias=state["bias"])
+    arrays.update(
+        kernel=state["kernel"], bias=state["bias"], initial_rows=initial.rows, initial_allowed=initial.allowed
+    )
     for k, pos in enumerate(state["positives"]):
         arrays[f"positives_{k}"] = pos
-        for kind in ("initial", "hard"):
-            arrays[f"{kind}_{k}"], arrays[f"{kind}_scores_{k}"] = state[kind][k].rows, state[kind][k].scores
+        arrays[f"hard_{k}"], arrays[f"hard_scores_{k}"] = state["hard"][k].rows, state["hard"][k].scores
     save_npz_aside(path, **arrays)
 
 

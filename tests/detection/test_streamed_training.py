@@ -182,6 +182,31 @@ def test_svm_caches_stay_bounded():
         assert entry["hard_negatives_found"] >= entry["hard_negatives"]
 
 
+def test_random_negatives_are_one_sample_shared_by_the_classes():
+    rng = np.random.default_rng(0)
+    sample = svm._SharedSample(dim=3, num_classes=4)
+    for image in range(200):
+        # Row values say which image and row they came from; class k may use a row
+        # unless (row + k) % 3 == 0, so each row's mask is known from its values.
+        rows = np.stack([np.full(5, image), np.arange(5), np.zeros(5)], axis=1)
+        allowed = (np.arange(5)[:, None] + np.arange(4)) % 3 != 0
+        sample.add(rows, allowed, capacity=60, rng=rng)
+    assert sample.size == 60 and sample.seen == 1000
+    expected = (sample.rows[:, 1].astype(int)[:, None] + np.arange(4)) % 3 != 0
+    np.testing.assert_array_equal(sample.allowed, expected)
+    for k in range(4):
+        np.testing.assert_array_equal(sample.of_class(k), sample.rows[expected[:, k]])
+    # A uniform sample: the kept rows span the images, not the first 12 of them.
+    assert sample.rows[:, 0].max() > 150 and sample.rows[:, 0].min() < 50
+
+
+def test_random_negatives_saved_per_class_load_as_the_same_rows():
+    per_class = [np.full((2, 3), 1.0), np.zeros((0, 3)), np.full((3, 3), 2.0)]
+    sample = svm._SharedSample.of_classes(per_class, 3)
+    for k, rows in enumerate(per_class):
+        np.testing.assert_array_equal(sample.of_class(k), rows.astype(np.float16))
+
+
 def test_disk_budget_refuses_with_the_numbers(tmp_path):
     with pytest.raises(ValueError, match=r"needs an estimated 5\.00 GB .*cache budget.*1\.00 GB"):
         window_cache.check_disk_budget(5 * 10**9, str(tmp_path), budget_bytes=10**9)
