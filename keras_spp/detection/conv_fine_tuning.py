@@ -12,9 +12,10 @@ gradients to its feature map, so the same detector model trains end to end here:
   scale are sampled as in the paper's fc fine-tuning: ``positive_fraction`` with
   IoU >= ``positive_iou`` against a ground truth box of the image, the rest with
   IoU in ``negative_iou``;
-* the loss is the softmax's cross-entropy over classes + background, with
-  ``model.fit`` (Keras progress bars, callbacks), the learning rate dropped by 10
-  for the last sixth of the steps.
+* the loss is the softmax's cross-entropy over classes + background, with the
+  detector's own ``fit`` (``SppNetDetector``'s train step on image batches:
+  ``keras_spp.detection.detector_training``; Keras progress bars, callbacks), the
+  learning rate dropped by 10 for the last sixth of the steps.
 
 It runs after ``training.fine_tune`` (so that fc8 is not random while the conv
 layers move), and before the box regressors and SVMs, which then need window
@@ -38,6 +39,10 @@ from keras_spp.data.voc import load_image
 from keras_spp.detection import heads, sampling, training
 from keras_spp.detection import scales as scales_lib
 
+# The single-scale training model lives with the detector's train step, which uses it.
+from keras_spp.detection.detector_training import PooledAtOneScale, end_to_end_model  # noqa: F401
+from keras_spp.detection.training_checks import RaiseOnNonFiniteLoss
+
 
 @dataclasses.dataclass
 class ConvFineTuningConfig:
@@ -57,33 +62,6 @@ class ConvFineTuningConfig:
             raise ValueError(f"`windows_per_image` must be >= 1; got {self.windows_per_image}.")
         if not 0.0 < self.positive_fraction <= 1.0:
             raise ValueError(f"`positive_fraction` must be in (0, 1]; got {self.positive_fraction}.")
-
-
-class PooledAtOneScale(keras.layers.Layer):
-    """``MultiScaleRoiFeatures.pool_scaled`` as a layer: conv and pooling of an image
-    already resized to a scale, sharing (and training) that layer's backbone."""
-
-    def __init__(self, roi_features, **kwargs):
-        super().__init__(**kwargs)
-        self.roi_features = roi_features
-
-    def call(self, image, boxes):
-        return self.roi_features.pool_scaled(image, boxes)
-
-    def compute_output_shape(self, image_shape, boxes_shape):
-        return (boxes_shape[0], self.roi_features.output_dim)
-
-
-def end_to_end_model(detector):
-    """resized image + its windows -> class probabilities, sharing every layer with
-    ``detector`` (the conv layers inside its window features, fc6, fc7, fc8)."""
-    roi = heads.roi_features_of(detector)
-    image = keras.Input((None, None, 3), batch_size=1, name="image")
-    boxes = keras.Input((4,), name="boxes")
-    x = PooledAtOneScale(roi, name="pooled_at_one_scale")(image, boxes)
-    for layer_name in ("fc6", "drop6", "fc7", "drop7", "fc8"):
-        x = detector.get_layer(layer_name)(x)
-    return keras.Model({"image": image, "boxes": boxes}, x, name="end_to_end")
 
 
 def sample_windows(windows, labels, config, rng):
@@ -173,27 +151,35 @@ def _scale_plan(roi_features, record, example, config):
 
 
 def fine_tune_end_to_end(detector, records, examples, config=ConvFineTuningConfig(), verbose=1, callbacks=None):
-    """Trains the conv layers and fc6-fc8 of ``detector`` together; returns the History.
+    """Trains the conv layers and fc6-fc8 of ``detector`` together with its own
+    ``fit`` (``SppNetDetector.train_step`` on ``image_windows_dataset``'s batches);
+    returns the History (``loss``, ``accuracy``).
 
-    The conv layers are trainable only for this call: they are frozen again after,
-    as the rest of the pipeline expects.
+    ``detector``: an ``SppNetDetector`` or its heads model (``heads.spp_detector``,
+    trained through an ``SppNetDetector`` sharing its layers). The conv layers are
+    trainable only for this call: they are frozen again after, as the rest of the
+    pipeline expects. A non-finite loss raises ``NonFiniteLossError``.
     """
-    roi = heads.roi_features_of(detector)
-    model = end_to_end_model(detector)
+    model = training.trainable_detector(detector)
+    roi = heads.roi_features_of(model.heads)
     schedule = training.step_decay(config.steps, config.learning_rate, config.final_learning_rate)
     epochs, steps_per_epoch = training.epoch_split(config.steps)
     with _trainable(roi.backbone):
-        # Compiled after the backbone is made trainable: Keras collects the
-        # trainable weights when it builds the train step.
+        # Compiled after the backbone is made trainable: compile collects the weights
+        # the optimizer moves.
         model.compile(
-            keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False
+            keras.optimizers.Adam(schedule),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=False,
         )
+        stop = RaiseOnNonFiniteLoss("fine-tuning the conv layers", "Try a lower learning rate (--conv-lr).")
         return model.fit(
             image_windows_dataset(roi, records, examples, config),
             steps_per_epoch=steps_per_epoch,
             epochs=epochs,
             verbose=verbose,
-            callbacks=callbacks,
+            callbacks=[stop, *(callbacks or [])],
             shuffle=False,
         )
 

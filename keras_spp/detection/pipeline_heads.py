@@ -3,7 +3,10 @@
 Each step takes the run's ``DetectorTrainingConfig`` and ``TrainingState``:
 ``train_heads`` (window features, fc6-fc8 fine-tuning, conv fine-tuning with
 ``conv_steps``, then ``fit_closed_form_heads``: box regressors and SVMs),
-``save_detector`` and ``report``.
+``save_detector`` and ``report``. Both fine-tunings train through the detector
+model's own ``fit`` (``SppNetDetector``'s train step,
+``keras_spp.detection.detector_training``), on the window features and on images
+with windows.
 """
 
 import dataclasses
@@ -118,7 +121,9 @@ def _fine_tune_fc(config, state, records, head_config, cache_dir):
         state.train,
         head_config,
         verbose=config.verbose,
-        backup_dir=os.path.join(cache_dir, "fine_tune_backup"),
+        # The backup holds the SppNetDetector's weights (it trains through its own
+        # fit): another folder than the head model's backups of earlier versions.
+        backup_dir=os.path.join(cache_dir, "fine_tune_detector_backup"),
         strategy=state.strategy,
         callbacks=[
             keras.callbacks.CSVLogger(history_csv),

@@ -62,6 +62,7 @@ import tensorflow as tf
 import keras_spp.detection.heads  # noqa: F401
 from keras_spp import folders
 from keras_spp.detection.detector import DetectionSettings, Detector, postprocess
+from keras_spp.detection.detector_training import DetectorTraining
 from keras_spp.detection.heads import roi_features_of
 from keras_spp.detection.network_outputs import NetworkOutputs, TracedCalls
 from keras_spp.models.saving import load_keras_model
@@ -71,7 +72,7 @@ CONVERTER = "keras_spp.detection.convert_detector_folder"
 
 
 @keras.saving.register_keras_serializable(package="keras_spp")
-class SppNetDetector(keras.Model):
+class SppNetDetector(DetectorTraining, keras.Model):
     """SPP-net's detector: images in, detections out (module docstring).
 
     Args:
@@ -82,6 +83,12 @@ class SppNetDetector(keras.Model):
         indices, proposal settings); the RPN looks at the heads' own conv5.
       settings: ``DetectionSettings`` or a dict of its fields (``None``: defaults).
       metadata: a JSON-ready dict kept with the model (training facts).
+
+    Training: ``compile(optimizer)``, then ``fit`` on window features
+    ``(features [B, D], labels [B])`` or on images with windows
+    ``({"image", "boxes"}, labels [n])`` trains fc6-fc8 (and the conv layers made
+    trainable) with the softmax's cross-entropy; ``call`` stays inference
+    (``keras_spp.detection.detector_training``, with an example).
     """
 
     def __init__(self, heads, class_names, rpn=None, rpn_config=None, settings=None, metadata=None, **kwargs):

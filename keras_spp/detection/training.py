@@ -5,8 +5,8 @@ truth boxes, then its proposals) are pooled once (``compute_window_features``) i
 on-disk shards (``keras_spp.detection.window_cache``). Then, streaming the shards
 so that memory does not grow with the number of images:
 
-1. ``fine_tune``: fc6, fc7 and a new fc8 over classes + background with
-   ``model.fit`` (``window_stream.fine_tuning_stream``: 25% positives), learning
+1. ``fine_tune``: fc6, fc7 and a new fc8 over classes + background with the
+   detector's ``fit`` (``window_stream.fine_tuning_stream``: 25% positives), learning
    rate dropped by 10 for the last sixth of the steps (the paper: 1e-4, then 1e-5);
 2. ``fit_box_regression``: ridge regressors of windows with IoU >= 0.5, at most
    ``box_regression_max_windows`` a class (a seeded uniform sample), one class at a time;
@@ -38,7 +38,7 @@ from keras_spp.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImageWindows", "HeadTrainingConfig", "compute_window_features", "fine_tune"]
+__all__ = ["ImageWindows", "HeadTrainingConfig", "compute_window_features", "fine_tune", "trainable_detector"]
 
 
 @dataclasses.dataclass
@@ -194,8 +194,13 @@ def _labels(records, examples_by_id, config):
 def fine_tune(
     detector, records, examples, config=HeadTrainingConfig(), verbose=1, callbacks=None, backup_dir=None, strategy=None
 ):
-    """fc6, fc7, fc8 with ``model.fit`` on the streamed window features; returns the
-    History.
+    """fc6, fc7, fc8 with the detector's own ``fit`` on the streamed window features
+    (``SppNetDetector.train_step``: ``keras_spp.detection.detector_training``);
+    returns the History (``loss``, ``accuracy``).
+
+    ``detector``: an ``SppNetDetector``, or its heads model (``heads.spp_detector``),
+    which trains through an ``SppNetDetector`` sharing its layers
+    (``trainable_detector``).
 
     ``backup_dir``: where Keras's ``BackupAndRestore`` keeps the weights and the
     optimizer at each progress-bar epoch: a killed run given the same folder resumes
@@ -215,11 +220,26 @@ def fine_tune(
     labels = _labels(records, by_id, config)
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
-        return _fit_heads(detector, records, labels, config, verbose, callbacks, backup_dir, strategy)
+        # Made in the scope: Keras distributes the fit of a model made under it.
+        model = trainable_detector(detector)
+        return _fit_heads(model, records, labels, config, verbose, callbacks, backup_dir, strategy)
 
 
-def _fit_heads(detector, records, labels, config, verbose, callbacks, backup_dir, strategy):
-    model = heads.head_model(detector)
+def trainable_detector(model):
+    """``model`` if it is an ``SppNetDetector``; else an ``SppNetDetector`` around the
+    heads model ``model`` (``heads.spp_detector``), sharing its layers: fitting it
+    trains ``model``. Its class names are placeholders (``class_1``, ...)."""
+    from keras_spp.detection.spp_net_detector import SppNetDetector
+
+    if isinstance(model, SppNetDetector):
+        return model
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"`detector` must be an SppNetDetector or a heads.spp_detector model; got {model!r:.80}.")
+    num_classes = model.get_layer("svm").units
+    return SppNetDetector(model, [f"class_{k + 1}" for k in range(num_classes)], name="spp_net_detector")
+
+
+def _fit_heads(model, records, labels, config, verbose, callbacks, backup_dir, strategy):
     epochs, steps_per_epoch = epoch_split(config.steps)
     resume_epoch = _backup_epoch(backup_dir)
     dataset = fine_tuning_stream(
@@ -243,7 +263,7 @@ def _fit_heads(detector, records, labels, config, verbose, callbacks, backup_dir
         optimizer = keras.optimizers.Adam(schedule)
     else:
         raise ValueError(f"`optimizer` must be 'sgd' or 'adam'; got {config.optimizer!r}.")
-    model.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+    model.compile(optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
     stage_callbacks = [RaiseOnNonFiniteLoss("fine-tuning fc6-fc8", "Try a lower learning rate (--lr).")]
     if backup_dir:
         stage_callbacks.append(keras.callbacks.BackupAndRestore(backup_dir, save_freq="epoch"))
@@ -255,7 +275,7 @@ def _fit_heads(detector, records, labels, config, verbose, callbacks, backup_dir
         callbacks=[*stage_callbacks, *(callbacks or [])],
         shuffle=False,  # the stream is already shuffled, and endless
     )
-    num_classes = detector.get_layer("svm").units
+    num_classes = model.heads.get_layer("svm").units
     warn_if_at_chance(
         history, "loss", softmax_chance_loss(num_classes, config.positive_fraction), "fine-tuning fc6-fc8", "--steps"
     )
