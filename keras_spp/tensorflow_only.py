@@ -6,9 +6,12 @@ feeding ``model.fit`` and ``keras_spp.data.views.evaluate``; ``--distribution
 data-parallel`` on JAX) run on every Keras 3 backend (TensorFlow, JAX, PyTorch;
 ``tests/backends``). These stay TensorFlow:
 
-* ``keras_spp.detection``: the detector, its window features at several scales, the
-  RPN's proposal layer and training on cached conv5 (``tf.image``, ``tf.data``,
-  TensorFlow's NMS, ``tf.function`` around the backbone);
+* ``keras_spp.detection``: ``Detector``, training (the heads, SVMs, box regression,
+  the RPN on cached conv5), evaluation, proposals (``tf.image``, ``tf.data``,
+  TensorFlow's NMS, ``tf.function`` around the backbone). ``SppNetDetector``'s call,
+  image to detections, with given boxes or its RPN's, runs on every backend, under
+  ``jax.jit`` too (``keras_spp.detection.detector_ops``; ``docs/detection.md``);
+  its ``raw_outputs`` too, but not ``jit_compile``, which is TensorFlow's XLA;
 * ``export``: SavedModels for TF Serving and their verification;
 * the detection recipes (``recipes.train_detector``, ``detect``, and so ``main``);
 * ``train_classifier --strategy`` (``tf.distribute``; on JAX, ``--distribution``).

@@ -68,15 +68,21 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+# What runs on JAX and PyTorch too: SppNetDetector's call, image to detections, and
+# what it is built and loaded with (keras_spp.detection.detector_ops).
+EVERY_BACKEND = frozenset(
+    {"SppNetDetector", "load_spp_net_detector", "DetectionSettings", "MultiScaleRoiFeatures", "spp_detector"}
+)
 
 
 def __getattr__(name):
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from keras_spp.tensorflow_only import require_tensorflow
+    if name not in EVERY_BACKEND:
+        from keras_spp.tensorflow_only import require_tensorflow
 
-    require_tensorflow(f"keras_spp.detection.{name}")
+        require_tensorflow(f"keras_spp.detection.{name}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value  # found once, then an ordinary attribute
     return value

@@ -1,6 +1,7 @@
 """Detection with a trained detector model: scoring, box regression, per-class NMS.
 
-``postprocess`` is pure TensorFlow (the SavedModel export runs it in its graph);
+``postprocess`` is ``keras_spp.detection.detector_ops``' chain in ``keras.ops`` with
+TensorFlow's NMS op on TensorFlow (the SavedModel export runs it in its graph);
 ``Detector`` bundles the Keras model with its class names and test-time settings,
 saved as ``model.keras`` plus ``detector.json`` in one folder. The same detector as
 one Keras model, saved as one ``.keras`` file, is
@@ -22,11 +23,10 @@ from tqdm.auto import tqdm
 import keras_spp.detection.heads  # noqa: F401
 from keras_spp import folders
 from keras_spp.data.voc import load_image
-from keras_spp.detection.boxes import decode_boxes
+from keras_spp.detection.detector_ops import padded_detections, trimmed
 from keras_spp.detection.evaluation import evaluate_detections
 from keras_spp.detection.heads import roi_features_of
 from keras_spp.detection.network_outputs import NO_RPN, NetworkOutputs, check_box_values
-from keras_spp.detection.nms import box_voting, per_class_nms
 from keras_spp.models.saving import load_keras_model
 from keras_spp.tensorflow_only import require_tensorflow
 from keras_spp.validation import is_number
@@ -70,33 +70,11 @@ def postprocess(outputs, boxes, image_height, image_width, settings=DetectionSet
     with ``box_regression`` each class's window is moved by its regressor, then
     clipped to the image; then per-class NMS, ``score_threshold`` and the
     ``max_detections`` best, and box voting if ``settings.vote_iou`` is set. Classes
-    are 0-based indices into the class names.
+    are 0-based indices into the class names. The chain is ``keras.ops``
+    (``detector_ops.padded_detections``, which ``SppNetDetector`` runs on every
+    backend); on TensorFlow with TensorFlow's NMS op, and ``D`` then dynamic in graphs.
     """
-    boxes = tf.reshape(tf.cast(boxes, tf.float32), [-1, 4])
-    if settings.scoring == "softmax":
-        scores = outputs["class_probabilities"][:, 1:]
-    else:
-        scores = outputs["svm_scores"]
-    scores = tf.cast(scores, tf.float32)
-    num_classes = tf.shape(scores)[1]
-    if settings.box_regression:
-        per_class = decode_boxes(boxes, tf.cast(outputs["box_deltas"], tf.float32))
-    else:
-        per_class = tf.tile(boxes[:, None, :], [1, num_classes, 1])
-    limit = tf.cast(tf.stack([image_height, image_width, image_height, image_width]), tf.float32)
-    per_class = tf.clip_by_value(per_class, 0.0, limit)
-    kept_boxes, kept_scores, classes = per_class_nms(
-        per_class,
-        scores,
-        iou_threshold=settings.nms_iou,
-        score_threshold=settings.score_threshold,
-        max_detections=int(settings.max_detections),
-    )
-    if settings.vote_iou is not None:
-        # Probabilities weigh the votes under either scoring: SVM margins can be negative.
-        probabilities = tf.cast(outputs["class_probabilities"][:, 1:], tf.float32)
-        kept_boxes = box_voting(kept_boxes, classes, per_class, probabilities, settings.vote_iou)
-    return kept_boxes, kept_scores, classes
+    return trimmed(padded_detections(outputs, boxes, image_height, image_width, settings))
 
 
 _COMPILED = {}

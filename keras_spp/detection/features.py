@@ -5,12 +5,12 @@ context square around it pooled from the same map."""
 import keras
 import tensorflow as tf
 
+from keras_spp.detection import detector_ops
 from keras_spp.detection import scales as scales_lib
 from keras_spp.ops.bins import validate_levels
 from keras_spp.ops.box_cells import COORDINATE_RULES
 from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
-from keras_spp.tensorflow_only import require_tensorflow
 from keras_spp.validation import is_number
 
 MIN_BUCKET = 64
@@ -40,6 +40,9 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
     of strides (16 for ZF-5); boxes map to cells by ``coordinate_rule`` as in
     ``roi_pyramid_pool``. ``jit_compile=True`` compiles each scale's conv and
     pooling with XLA (the antialiased resize before them has no XLA kernel).
+    On JAX and PyTorch ``call`` is ``keras_spp.detection.detector_ops.pool_windows``
+    (``keras.ops``; the same features, under ``jax.jit`` too); ``pool_windows`` and
+    the other methods are TensorFlow's.
 
     ``context`` (beyond the paper; ``None``: off): each window's features are
     followed by those of a square of ``context`` times its longer side, centred on
@@ -71,7 +74,6 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         context=None,
         **kwargs,
     ):
-        require_tensorflow("MultiScaleRoiFeatures")
         super().__init__(**kwargs)
         if not isinstance(backbone, keras.Model):
             raise ValueError(f"`backbone` must be a keras.Model mapping images to a feature map; got {backbone!r}.")
@@ -103,6 +105,8 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         self.built = True
 
     def call(self, image, boxes):
+        if keras.backend.backend() != "tensorflow":  # JAX, PyTorch: the keras.ops pooling
+            return detector_ops.pool_windows(self, image, boxes)
         return self.pool_windows(image, boxes, self.jit_compile)
 
     def pool_windows(self, image, boxes, jit_compile, feature_maps=None):

@@ -17,7 +17,9 @@ Bad input raises ``tf.errors.InvalidArgumentError`` whose message says what was
 wrong and what is accepted: when the dtype or shape alone shows it (eagerly, or
 traced with known shapes), at the call, as ``InvalidDetectorInput`` (also a
 ``ValueError``); otherwise (coordinates; shapes unknown when traced) when the graph
-runs, with the same text.
+runs, with the same text. On JAX and PyTorch (``outputs_ops``, ``keras.ops``)
+every shape is known, so all of it raises at the call, the coordinates' check
+eagerly; under ``jax.jit`` a bad box's pooled features are NaN instead.
 
 Each kind of bad input has one message, written here once, which every door of
 the detector gives: ``SppNetDetector``'s call eagerly and traced, ``Detector.detect``
@@ -28,9 +30,11 @@ the detector gives: ``SppNetDetector``'s call eagerly and traced, ``Detector.det
 or overflowing coordinates), ``NO_RPN`` (no boxes and no RPN).
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_spp.detection import detector_ops, proposal_ops
 from keras_spp.detection.boxes import MAX_COORDINATE
 from keras_spp.detection.heads import roi_features_of
 
@@ -57,6 +61,19 @@ class InvalidDetectorInput(tf.errors.InvalidArgumentError, ValueError):
     tracing), with the text the graph's assertion gives when the shape is only known
     at run time."""
 
+    def __init__(self, node_def=None, op=None, message=None, *args):
+        # One argument, the message, too: Keras re-raises a layer's error on JAX and
+        # PyTorch as `type(error)(text)`, with `error.args[0]` in the text.
+        if isinstance(node_def, str) and op is None and message is None:
+            node_def, message = None, node_def
+        super().__init__(node_def, op, message, *args)
+        self.args = (message,)
+
+
+def on_tensorflow():
+    """Whether Keras runs on TensorFlow: its graphs and ops, else ``keras.ops`` alone."""
+    return keras.backend.backend() == "tensorflow"
+
 
 def refuse(message):
     raise InvalidDetectorInput(None, None, message)
@@ -71,15 +88,22 @@ class NetworkOutputs:
 
     def __call__(self, images, boxes=None, jit_compile=None):
         images, boxes = self.checked(images, boxes)
-        if tf.executing_eagerly():
+        if on_tensorflow() and tf.executing_eagerly():
             return self.traced("outputs", images, boxes, jit_compile)
         return self.outputs(images, boxes, jit_compile)
 
     def checked(self, images, boxes):
         """``(images, boxes)`` as float32 after the checks of what their dtype and shape
-        show; ``ValueError`` for no boxes and no RPN."""
+        show (on JAX and PyTorch, whose shapes are always known, every check but the
+        coordinates' under ``jax.jit``: ``detector_ops.check_boxes``); ``ValueError``
+        for no boxes and no RPN."""
         if boxes is None and self.proposer is None:
             raise ValueError(NO_RPN)
+        if not on_tensorflow():
+            images = detector_ops.check_images(images, IMAGES_ACCEPTED, refuse, images_refused())
+            return images, None if boxes is None else detector_ops.check_boxes(
+                boxes, BOXES_ACCEPTED, refuse, BOXES_REFUSED
+            )
         return check_images(images), None if boxes is None else check_boxes(boxes)
 
     def outputs(self, images, boxes=None, jit_compile=None):
@@ -88,7 +112,14 @@ class NetworkOutputs:
         ``jit_compile``: SPP-net's window pooling under XLA (``True``) or not
         (``False``), whatever the layer's own setting; ``None``: given boxes go through
         the heads model as saved (the layer's setting), the RPN's windows without XLA.
-        R-CNN's window features have no XLA path: there it changes nothing."""
+        R-CNN's window features have no XLA path: there it changes nothing.
+
+        On JAX and PyTorch: ``outputs_ops`` (``jit_compile`` is TensorFlow's and
+        changes nothing there); compiled, the RPN's proposals come padded (zero boxes
+        past the real ones)."""
+        if not on_tensorflow():
+            boxes, outputs, _ = self.outputs_ops(images, boxes)
+            return boxes, outputs
         images = assert_images(images)
         roi = roi_features_of(self.heads)
         if boxes is None:
@@ -99,6 +130,25 @@ class NetworkOutputs:
         if jit_compile is None or not hasattr(roi, "pool_windows"):
             return boxes, self.heads({"image": images, "boxes": boxes}, training=False)
         return boxes, head_outputs(self.heads, roi.pool_windows(images, boxes, bool(jit_compile)))
+
+    def outputs_ops(self, images, boxes=None):
+        """``outputs`` in ``keras.ops`` for JAX and PyTorch, after ``checked``: the windows
+        pooled by ``detector_ops.pool_windows`` (SPP-net's layer only), then the heads.
+        Returns ``(boxes, outputs, valid)``. Without boxes, the RPN's proposals
+        (``proposal_ops.propose``), padded to ``post_nms_top_n`` rows where their count
+        is unknown (compiled): ``valid`` ``[R]`` bool marks the real ones (``None``:
+        all are)."""
+        roi = roi_features_of(self.heads)
+        if not hasattr(roi, "pool_windows"):
+            raise NotImplementedError(
+                "R-CNN's warped window features (WarpedWindowFeatures) run on the TensorFlow backend only; "
+                "SPP-net's MultiScaleRoiFeatures runs on every backend."
+            )
+        maps, valid = None, None
+        if boxes is None:
+            boxes, valid, maps = proposal_ops.propose(self.proposer, images)
+        pooled = detector_ops.pool_windows(roi, images, boxes, maps)
+        return boxes, head_outputs(self.heads, pooled), valid
 
 
 class TracedCalls:

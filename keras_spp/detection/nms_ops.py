@@ -113,6 +113,34 @@ def _select(boxes, scores, iou_threshold, score_threshold, steps, per_class):
     return rows, classes, kept
 
 
+def box_voting(boxes, classes, candidate_boxes, candidate_weights, iou_threshold=0.5):
+    """``keras_spp.detection.nms.box_voting`` in ``keras.ops`` (same arguments and
+    formula): each of the ``[N, 4]`` boxes moves to the mean of its class's
+    candidates (``[R, 4]`` or ``[R, K, 4]``) overlapping it at least
+    ``iou_threshold``, weighted by ``candidate_weights [R, K]`` (negative ones count
+    as 0); a box with no such candidate of positive weight stays. A class of ``-1``
+    (``per_class_nms``' padding) votes as class 0; its box is padding anyway.
+
+    >>> voted = box_voting([[0.0, 0, 10, 10]], [0], [[0.0, 0, 10, 10], [0, 0, 10, 12]], [[0.5], [0.5]])
+    >>> ops.convert_to_numpy(voted).tolist()
+    [[0.0, 0.0, 10.0, 11.0]]
+    """
+    iou_threshold = checked_iou_threshold(iou_threshold)
+    candidate_boxes = ops.cast(ops.convert_to_tensor(candidate_boxes), "float32")
+    candidate_weights = ops.cast(ops.convert_to_tensor(candidate_weights), "float32")
+    boxes = ops.reshape(ops.cast(boxes, "float32"), [-1, 4])
+    classes = ops.maximum(ops.reshape(ops.cast(classes, "int32"), [-1]), 0)
+    if len(candidate_boxes.shape) == 2:
+        candidate_boxes = ops.tile(candidate_boxes[:, None], [1, ops.shape(candidate_weights)[1], 1])
+    mine = ops.transpose(ops.take(candidate_boxes, classes, axis=1), [1, 0, 2])  # [N, R, 4]
+    weights = ops.maximum(ops.transpose(ops.take(candidate_weights, classes, axis=1)), 0.0)  # [N, R]
+    overlap = iou(boxes[:, None], mine)
+    weights = ops.where(overlap >= iou_threshold, weights, 0.0)
+    total = ops.sum(weights, axis=1, keepdims=True)
+    voted = ops.sum(weights[..., None] * mine, axis=1) / ops.maximum(total, 1e-12)
+    return ops.where(total > 0.0, voted, boxes)
+
+
 def _gather_boxes(boxes, rows, classes, valid):
     """The original (not stand-in) boxes of the selections; zeros where not ``valid``."""
     if len(boxes.shape) == 3:

@@ -39,6 +39,14 @@ Run eagerly, both go through one ``tf.function`` per entry point and input kind
 one trace each. Inside a caller's ``tf.function`` (or ``model.predict(images)`` of a
 model with an RPN) they trace inline.
 
+On JAX and PyTorch the call (and ``raw_outputs``) runs the same chain in
+``keras.ops`` (``keras_spp.detection.detector_ops``, ``proposal_ops``), eagerly or
+under ``jax.jit``, with the same outputs (within float32 rounding; the per-class NMS
+is ``nms_ops``' instead of TensorFlow's op, tests/backends/test_detector_call.py);
+``jit_compile`` changes nothing there, and a ``.keras`` file saved on one backend
+loads on the others. Post-processing is that chain on TensorFlow too, with
+TensorFlow's NMS op, faster there.
+
 Bad input raises ``tf.errors.InvalidArgumentError`` whose message says what was
 wrong and what is accepted (``keras_spp.detection.network_outputs``): at the call
 when the dtype or shape alone shows it (eagerly, or traced with known shapes), as
@@ -61,12 +69,12 @@ import tensorflow as tf
 # Registers the heads' layers, so that a saved model loads in a fresh process.
 import keras_spp.detection.heads  # noqa: F401
 from keras_spp import folders
-from keras_spp.detection.detector import DetectionSettings, Detector, postprocess
+from keras_spp.detection.detector import DetectionSettings, Detector
+from keras_spp.detection.detector_ops import detection_outputs, padded_detections
 from keras_spp.detection.detector_training import DetectorTraining
 from keras_spp.detection.heads import roi_features_of
-from keras_spp.detection.network_outputs import NetworkOutputs, TracedCalls
+from keras_spp.detection.network_outputs import NetworkOutputs, TracedCalls, on_tensorflow
 from keras_spp.models.saving import load_keras_model
-from keras_spp.tensorflow_only import require_tensorflow
 
 CONVERTER = "keras_spp.detection.convert_detector_folder"
 
@@ -92,7 +100,6 @@ class SppNetDetector(DetectorTraining, keras.Model):
     """
 
     def __init__(self, heads, class_names, rpn=None, rpn_config=None, settings=None, metadata=None, **kwargs):
-        require_tensorflow("SppNetDetector")
         super().__init__(**kwargs)
         if not isinstance(heads, keras.Model):
             raise ValueError(
@@ -162,7 +169,7 @@ class SppNetDetector(DetectorTraining, keras.Model):
         XLA or not, whatever the window feature layer says (``None``: as it says;
         ``NetworkOutputs.outputs``); not ``keras.Model.jit_compile``, which is ``fit``'s."""
         images, boxes = self._network.checked(images, boxes)
-        if tf.executing_eagerly():
+        if on_tensorflow() and tf.executing_eagerly():
             return self._traced("_detections", images, boxes, jit_compile)
         return self._detections(images, boxes, jit_compile)
 
@@ -173,13 +180,18 @@ class SppNetDetector(DetectorTraining, keras.Model):
         (``keras_spp.detection.network_outputs``); ``jit_compile`` as ``call``'s."""
         return self._network(images, boxes, jit_compile)
 
-    def detections(self, boxes, outputs, height, width):
+    def detections(self, boxes, outputs, height, width, valid=None):
         """``call``'s outputs from ``raw_outputs``' ``(boxes, outputs)`` of an image of
-        ``height`` x ``width``: post-processed with the model's settings."""
-        found, scores, classes = postprocess(outputs, boxes, height, width, self.settings)
-        return detection_outputs(found, scores, classes, height, width, int(self.settings.max_detections))
+        ``height`` x ``width``: post-processed with the model's settings
+        (``detector_ops``, with TensorFlow's NMS op on TensorFlow). ``valid``: ``[R]``
+        bool, the windows that are not padding (``None``: all)."""
+        found = padded_detections(outputs, boxes, height, width, self.settings, valid=valid)
+        return detection_outputs(*found, height, width, int(self.settings.max_detections))
 
     def _detections(self, images, boxes=None, jit_compile=None):
+        if not on_tensorflow():
+            boxes, outputs, valid = self._network.outputs_ops(images, boxes)
+            return self.detections(boxes, outputs, int(images.shape[1]), int(images.shape[2]), valid)
         boxes, outputs = self._network.outputs(images, boxes, jit_compile)
         return self.detections(boxes, outputs, tf.shape(images)[1], tf.shape(images)[2])
 
@@ -245,20 +257,6 @@ def _settings(settings):
             known = ", ".join(f.name for f in dataclasses.fields(DetectionSettings))
             raise ValueError(f"bad `settings` ({error}); accepted: a dict of {known}.") from error
     raise ValueError(f"`settings` must be DetectionSettings, a dict of its fields or None; got {settings!r:.80}.")
-
-
-def detection_outputs(boxes, scores, classes, height, width, count):
-    """``postprocess``' pixel boxes, scores and 0-based classes of one image as the
-    module docstring's outputs, padded to ``count`` detections."""
-    size = tf.cast(tf.stack([height, width, height, width]), tf.float32)
-    found = tf.shape(scores)[0]
-    pad = [[0, count - found]]
-    return {
-        "detection_boxes": tf.ensure_shape(tf.pad(boxes / size, pad + [[0, 0]]), [count, 4])[tf.newaxis],
-        "detection_scores": tf.ensure_shape(tf.pad(scores, pad), [count])[tf.newaxis],
-        "detection_classes": tf.ensure_shape(tf.pad(tf.cast(classes + 1, tf.float32), pad), [count])[tf.newaxis],
-        "num_detections": tf.cast(found, tf.float32)[tf.newaxis],
-    }
 
 
 def load_spp_net_detector(path):
