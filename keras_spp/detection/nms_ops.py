@@ -13,8 +13,10 @@ the TF path's final ``top_k`` over classes; the flat argmax over the class-major
 ``[K, R]`` scores breaks ties lower class first, then lower row, as it does.
 """
 
+import functools
 import math
 
+import keras
 from keras import ops
 
 from keras_spp.detection.boxes import iou
@@ -55,7 +57,7 @@ def per_class_nms(
         outputs = ops.zeros([len(empty), 4]), empty - math.inf, ops.cast(empty, "int32") - 1
         return (*outputs, ops.convert_to_tensor(0, "int32")) if padded else outputs
 
-    rows, classes, kept = _select(boxes, scores, iou_threshold, score_threshold, max_detections, per_class)
+    rows, classes, kept = _selected(boxes, scores, iou_threshold, score_threshold, max_detections, per_class)
     valid = kept > -math.inf
     count = ops.sum(ops.cast(valid, "int32"))
     out_boxes = _gather_boxes(boxes, rows, classes, valid)
@@ -63,6 +65,26 @@ def per_class_nms(
     if padded:
         return out_boxes, kept, classes, count
     return out_boxes[:count], kept[:count], classes[:count]
+
+
+def _selected(boxes, scores, *settings):
+    """``_select``; on JAX outside ``jax.jit``, compiled once per input shape and
+    settings (``_jax_select``): run eagerly, ``lax.fori_loop`` retraced and
+    recompiled its body, a new closure, at every call (about 1 s for ``[300, 20]``
+    scores here, against a few ms cached)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not isinstance(boxes, jax.core.Tracer) and not isinstance(scores, jax.core.Tracer):
+            return _jax_select()(boxes, scores, *settings)
+    return _select(boxes, scores, *settings)
+
+
+@functools.cache
+def _jax_select():
+    import jax
+
+    return jax.jit(_select, static_argnums=(2, 3, 4, 5))
 
 
 def _select(boxes, scores, iou_threshold, score_threshold, steps, per_class):
