@@ -27,13 +27,23 @@ with, cached), the second with ``--proposals rpn``. For every held-out image:
     bytes alone.
 
 ``rpn.end_to_end_speedup_*``: selective search's end-to-end time over the RPN's,
-per path; ``rpn.rpn_proposal_share``: the RPN's proposal time over its end-to-end
-time (SavedModel). ``served_max_abs_diff``: the export's detections against the
-Keras detector's on the timed images (normalized boxes and scores).
+per path (``_cpu``: in this process's CPU seconds, ``*_cpu_s``, which other work on a
+shared machine moves less than wall time); ``served_over_keras`` (``_cpu``): the
+SavedModel's end-to-end time over the Keras detector's; ``rpn.rpn_proposal_share``:
+the RPN's proposal time over its end-to-end time (SavedModel).
+``served_max_abs_diff``: the export's detections against the Keras detector's on the
+timed images (normalized boxes and scores). ``rpn.end_to_end_keras_whole_maps_s``: the
+same RPN detector with every scale's conv on the whole image (before
+``MultiScaleRoiFeatures.pool_cropped``), interleaved with the others;
+``cropped_conv_speedup_keras`` (``_cpu``) its time over the detector's, and
+``cropped_vs_whole_maps_max_abs_diff`` their detections' largest difference (pixels,
+scores). ``note``: ``--note``;
+``load_average_1_5_15_min``: the machine's load before and after the run.
 """
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -56,6 +66,7 @@ def parse_args(argv=None):
     p.add_argument("--max-images", type=int, default=None, help="the first N held-out images")
     p.add_argument("--timed", type=int, default=40, help="held-out images timed (one at a time)")
     p.add_argument("--out", default=None)
+    p.add_argument("--note", default=None, help="recorded in the JSON as is (how the detectors were made, the load)")
     return p.parse_args(argv)
 
 
@@ -75,11 +86,16 @@ def main(argv=None):
     )
     examples = examples[: args.max_images]
     timed = examples[: args.timed]
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
         ss = selective_search_side(ss_detector, examples, timed, args, scratch)
         rpn = rpn_side(rpn_detector, examples, timed, args, scratch)
     for path in ("keras", "saved_model"):
         rpn[f"end_to_end_speedup_{path}"] = ss[f"end_to_end_{path}_s"] / rpn[f"end_to_end_{path}_s"]
+        rpn[f"end_to_end_speedup_{path}_cpu"] = ss[f"end_to_end_{path}_cpu_s"] / rpn[f"end_to_end_{path}_cpu_s"]
+    for side in (ss, rpn):
+        side["served_over_keras"] = side["end_to_end_saved_model_s"] / side["end_to_end_keras_s"]
+        side["served_over_keras_cpu"] = side["end_to_end_saved_model_cpu_s"] / side["end_to_end_keras_cpu_s"]
     rpn["rpn_proposal_share"] = rpn["proposals_s"] / rpn["end_to_end_saved_model_s"]
     rpn["rpn_proposal_share_with_conv5"] = rpn["proposals_with_conv5_s"] / rpn["end_to_end_saved_model_s"]
     report = {
@@ -88,6 +104,8 @@ def main(argv=None):
         "split": args.split,
         "images": len(examples),
         "timed_images": len(timed),
+        "load_average_1_5_15_min": {"before": list(load_before), "after": list(os.getloadavg())},
+        "note": args.note,
         "selective_search": ss,
         "rpn": rpn,
         "targets": targets(ss, rpn),
@@ -121,6 +139,8 @@ def targets(ss, rpn):
         "rpn_map_vs_ss_map": [rpn["voc07_map"], ss["voc07_map"]],
         "rpn_proposal_share_at_most_0.10": rpn["rpn_proposal_share"],
         "end_to_end_speedup_at_least_5": rpn["end_to_end_speedup_saved_model"],
+        "end_to_end_speedup_keras_at_least_5": rpn["end_to_end_speedup_keras"],
+        "served_over_keras_at_most_1": rpn["served_over_keras"],
         "served_max_abs_diff_at_most_1e-4": max(rpn["served_max_abs_diff"], ss["served_max_abs_diff"]),
     }
 
@@ -183,6 +203,7 @@ def rpn_side(detector, examples, timed, args, scratch):
             maps[encoded] = feature_maps(tf.constant(_decode(encoded)[None], tf.float32))
         return from_maps(*maps[encoded])
 
+    whole = _whole_maps_twin(args.rpn_detector)
     out = {
         "scales": list(proposer.scales),
         "anchors": proposer.anchors.to_dict(),
@@ -197,11 +218,43 @@ def rpn_side(detector, examples, timed, args, scratch):
                 "proposals_with_conv5_s": lambda e: propose_full(tf.constant(_decode(e)[None], tf.float32)),
                 "end_to_end_keras_s": lambda e: detector.detect(_decode(e)),
                 "end_to_end_saved_model_s": lambda e: _serve(served, e, None),
+                "end_to_end_keras_whole_maps_s": lambda e: whole.detect(_decode(e)),
             },
         )
     )
     out["served_max_abs_diff"] = _served_diff(detector, served, timed, None)
+    out["cropped_conv_speedup_keras"] = out["end_to_end_keras_whole_maps_s"] / out["end_to_end_keras_s"]
+    out["cropped_conv_speedup_keras_cpu"] = out["end_to_end_keras_whole_maps_cpu_s"] / out["end_to_end_keras_cpu_s"]
+    out["cropped_vs_whole_maps_max_abs_diff"] = _detections_diff(detector, whole, timed)
     return out
+
+
+def _whole_maps_twin(path):
+    """The detector at ``path`` with every scale's conv run on the whole image, as
+    before ``MultiScaleRoiFeatures.pool_cropped``: the same run's baseline for the crop."""
+    from keras_spp.detection.detector import Detector
+    from keras_spp.detection.heads import roi_features_of
+
+    twin = Detector.load(path)
+    roi_features_of(twin.model).conv_crop = None
+    return twin
+
+
+def _detections_diff(detector, other, examples):
+    """Largest difference between two detectors' boxes (pixels) and scores on
+    ``examples`` (``inf`` where the detection counts differ)."""
+    worst = 0.0
+    for example in examples:
+        image = _decode(_read(example.image_path))
+        (boxes, scores, _), (other_boxes, other_scores, _) = detector.detect(image), other.detect(image)
+        if len(scores) != len(other_scores):
+            return float("inf")
+        worst = max(
+            worst,
+            float(np.abs(boxes - other_boxes).max(initial=0)),
+            float(np.abs(scores - other_scores).max(initial=0)),
+        )
+    return worst
 
 
 def _quality(detector, examples, proposals):
@@ -226,18 +279,29 @@ def _quality(detector, examples, proposals):
 
 def _timings(examples, paths):
     """Median seconds per image of each path over ``examples`` after a warm-up pass;
-    the paths interleaved image by image so that drifts of the machine hit all alike."""
+    the paths interleaved image by image so that drifts of the machine hit all alike.
+    ``<path>``: wall seconds; ``<path minus _s>_cpu_s``: this process's CPU seconds
+    (user + system, every thread), which other work on a shared machine moves less."""
     encoded = [_read(e.image_path) for e in examples]
     for data in encoded:  # warm-up: tracing, and XLA's compilation per image size
         for fn in paths.values():
             fn(data)
     seconds = {name: [] for name in paths}
+    cpu = {name: [] for name in paths}
     for data in encoded:
         for name, fn in paths.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), _cpu_seconds()
             _block(fn(data))
             seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+            cpu[name].append(_cpu_seconds() - start_cpu)
+    out = {name: statistics.median(values) for name, values in seconds.items()}
+    out.update({f"{name[: -len('_s')]}_cpu_s": statistics.median(values) for name, values in cpu.items()})
+    return out
+
+
+def _cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _served_diff(detector, served, examples, propose):

@@ -23,6 +23,8 @@ def test_targets_pair_each_claim_with_its_numbers():
         "voc07_map": 0.90,
         "rpn_proposal_share": 0.05,
         "end_to_end_speedup_saved_model": 7.5,
+        "end_to_end_speedup_keras": 7.0,
+        "served_over_keras": 0.9,
         "served_max_abs_diff": 3e-6,
     }
     assert proposals.targets(ss, rpn) == {
@@ -30,5 +32,7 @@ def test_targets_pair_each_claim_with_its_numbers():
         "rpn_map_vs_ss_map": [0.90, 0.88],
         "rpn_proposal_share_at_most_0.10": 0.05,
         "end_to_end_speedup_at_least_5": 7.5,
+        "end_to_end_speedup_keras_at_least_5": 7.0,
+        "served_over_keras_at_most_1": 0.9,
         "served_max_abs_diff_at_most_1e-4": 3e-6,
     }
