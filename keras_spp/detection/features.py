@@ -175,7 +175,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
         the full image's cells, so the pooling and its features are ``pool_scaled``'s.
 
         Why: at the largest scale an RPN detector pools a few windows (5 of its 300 at
-        1100 px on the digits' test images) from a map that cost 40% of its conv time;
+        1100 px on the digits' test images) from a map that cost half its conv time;
         their crop averaged a quarter of that scale's image. The crop starts and ends
         a whole number of ``step`` (the product of the backbone's strides) from the
         image's edges, so every layer pads and strides as on the full image, and cells
