@@ -186,8 +186,15 @@ def pool_map(roi, feature_map, scaled_boxes, size):
 
 
 def context_windows(boxes, context, height, width):
-    """``keras_spp.detection.features.context_windows`` in ``keras.ops``: squares of
-    side ``context`` times each box's longer side, centred on it, clipped to the image."""
+    """Squares of side ``context`` times each box's longer side, centred on the box,
+    clipped to an image of ``height`` x ``width``; boxes ``[R, 4]`` as ``[y1, x1, y2, x2]``,
+    float32 (SPP-net's context features; ``MultiScaleRoiFeatures`` on every backend).
+
+    >>> ops.convert_to_numpy(context_windows([[40.0, 50.0, 80.0, 60.0]], 2.0, 100, 100)).tolist()
+    [[20.0, 15.0, 100.0, 95.0]]
+    """
+    boxes = ops.cast(boxes, "float32")
+    height, width = ops.cast(height, "float32"), ops.cast(width, "float32")
     centre_y = (boxes[:, 0] + boxes[:, 2]) / 2
     centre_x = (boxes[:, 1] + boxes[:, 3]) / 2
     half = context * ops.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / 2

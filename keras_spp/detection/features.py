@@ -276,27 +276,8 @@ def validate_context(context):
     return float(context)
 
 
-def context_windows(boxes, context, height, width):
-    """Squares of side ``context`` times each box's longer side, centred on the box,
-    clipped to an image of ``height`` x ``width``; boxes ``[R, 4]`` as ``[y1, x1, y2, x2]``.
-
-    >>> context_windows(tf.constant([[40., 50., 80., 60.]]), 2.0, 100, 100).numpy().tolist()
-    [[20.0, 15.0, 100.0, 95.0]]
-    """
-    boxes = tf.cast(boxes, tf.float32)
-    centre_y = (boxes[:, 0] + boxes[:, 2]) / 2
-    centre_x = (boxes[:, 1] + boxes[:, 3]) / 2
-    half = context * tf.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]) / 2
-    height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    return tf.stack(
-        [
-            tf.clip_by_value(centre_y - half, 0.0, height),
-            tf.clip_by_value(centre_x - half, 0.0, width),
-            tf.clip_by_value(centre_y + half, 0.0, height),
-            tf.clip_by_value(centre_x + half, 0.0, width),
-        ],
-        axis=1,
-    )
+# Written once, in keras.ops, for every backend.
+context_windows = detector_ops.context_windows
 
 
 # Layers that act on each pixel (or each pixel's channels) alone: a crop leaves them exact.
