@@ -309,9 +309,7 @@ class _Cache:
     @classmethod
     def of(cls, rows, scores):
         cache = cls(rows.shape[1])
-        cache._append(np.asarray(rows, np.float16), np.zeros(len(rows), np.float32), len(rows))
-        # States saved before the initial caches kept scores hold none for them.
-        cache.rescore(np.resize(np.asarray(scores, np.float32), len(rows)) if len(scores) else 0.0)
+        cache._append(np.asarray(rows, np.float16), np.asarray(scores, np.float32), len(rows))
         return cache
 
     def rescore(self, scores):
@@ -366,8 +364,9 @@ def _load_state(state_dir, key):
         state["kernel"], state["bias"] = arrays["kernel"], arrays["bias"]
         state["positives"] = [arrays[f"positives_{k}"] for k in range(num_classes)]
         state["hard"] = [_Cache.of(arrays[f"hard_{k}"], arrays[f"hard_scores_{k}"]) for k in range(num_classes)]
+        seen = state.pop("seen", None)  # kept by the sample itself once loaded
         if "initial_rows" in arrays:
-            state["initial"] = _SharedSample.of(arrays["initial_rows"], arrays["initial_allowed"], state["seen"])
+            state["initial"] = _SharedSample.of(arrays["initial_rows"], arrays["initial_allowed"], seen)
         else:  # saved when every class kept its own random negatives
             dim = state["positives"][0].shape[1]
             state["initial"] = _SharedSample.of_classes([arrays[f"initial_{k}"] for k in range(num_classes)], dim)
