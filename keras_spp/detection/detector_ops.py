@@ -240,6 +240,16 @@ def _is_real(name):
     return ("float" in name or "int" in name) and "complex" not in name
 
 
+def dtype_refused(name, accepted, dtype):
+    """The text refusing input ``name`` of a non-numeric ``dtype`` (every backend's)."""
+    return f"`{name}` must be {accepted}; got dtype {dtype}."
+
+
+def batch_refused(count, accepted):
+    """The text refusing a batch of ``count`` images (every backend's)."""
+    return f"`images` holds a batch of {count} images; the detector takes {accepted}: once per image."
+
+
 def check_images(images, accepted, refuse, refused):
     """``images`` as a float32 backend tensor, refused (``refuse(message)``) when its
     dtype or shape is not ``accepted``: ``network_outputs.check_images``' checks and
@@ -247,11 +257,11 @@ def check_images(images, accepted, refuse, refused):
     the shape (``network_outputs.images_refused()``)."""
     name = _dtype_name(images)
     if not _is_real(name):
-        refuse(f"`images` must be {accepted}; got dtype {name}.")
+        refuse(dtype_refused("images", accepted, name))
     images = ops.convert_to_tensor(images)
     shape = [int(d) for d in images.shape]
     if len(shape) == 4 and shape[0] > 1:
-        refuse(f"`images` holds a batch of {shape[0]} images; the detector takes {accepted}: once per image.")
+        refuse(batch_refused(shape[0], accepted))
     if len(shape) != 4 or shape[0] != 1 or shape[3] != 3 or 0 in shape[1:3]:
         refuse(f"{refused} {shape}.")
     return ops.cast(images, "float32")
@@ -265,7 +275,7 @@ def check_boxes(boxes, accepted, refuse, coordinates_refused):
     such a box's pooled features are NaN instead (``roi_pyramid_pool``)."""
     name = _dtype_name(boxes)
     if not _is_real(name):
-        refuse(f"`boxes` must be {accepted}; got dtype {name}.")
+        refuse(dtype_refused("boxes", accepted, name))
     boxes = ops.convert_to_tensor(boxes)
     if len(boxes.shape) != 2 or boxes.shape[1] != 4:
         refuse(f"`boxes` must be {accepted}; got shape {[int(d) for d in boxes.shape]}.")

@@ -189,10 +189,10 @@ def check_images(images):
     known shape is not ``IMAGES_ACCEPTED``."""
     images = tf.convert_to_tensor(images)
     if not (images.dtype.is_floating or images.dtype.is_integer):
-        refuse(f"`images` must be {IMAGES_ACCEPTED}; got dtype {images.dtype.name}.")
+        refuse(detector_ops.dtype_refused("images", IMAGES_ACCEPTED, images.dtype.name))
     shape = images.shape
     if shape.rank == 4 and shape[0] is not None and shape[0] > 1:
-        refuse(f"`images` holds a batch of {shape[0]} images; the detector takes {IMAGES_ACCEPTED}: once per image.")
+        refuse(detector_ops.batch_refused(shape[0], IMAGES_ACCEPTED))
     if shape.rank is not None and (
         shape.rank != 4 or shape[0] not in (None, 1) or shape[3] not in (None, 3) or 0 in shape[1:3]
     ):
@@ -204,7 +204,7 @@ def check_boxes(boxes):
     """``boxes`` as float32 ``[R, 4]``, refused when its dtype or known shape is not that."""
     boxes = tf.convert_to_tensor(boxes)
     if not (boxes.dtype.is_floating or boxes.dtype.is_integer):
-        refuse(f"`boxes` must be {BOXES_ACCEPTED}; got dtype {boxes.dtype.name}.")
+        refuse(detector_ops.dtype_refused("boxes", BOXES_ACCEPTED, boxes.dtype.name))
     if boxes.shape.rank is not None and (boxes.shape.rank != 2 or boxes.shape[1] not in (None, 4)):
         refuse(f"`boxes` must be {BOXES_ACCEPTED}; got shape {boxes.shape.as_list()}.")
     return tf.cast(boxes, tf.float32)
