@@ -19,7 +19,9 @@ with, cached), the second with ``--proposals rpn``. For every held-out image:
     and the proposal layer on the conv5 of each of its scales, and their merge
     (``proposals_with_conv5_s`` adds those conv5 maps, which the windows then pool
     from);
-  - ``end_to_end_keras_s``: JPEG decode, proposals, ``Detector.detect``;
+  - ``end_to_end_keras_s``: JPEG decode, proposals, the detector as one Keras
+    model (``SppNetDetector.from_detector``; ``model(image)`` for the RPN,
+    ``model(image, boxes)`` for selective search's boxes);
   - ``end_to_end_saved_model_s``: the export (``export.saved_model``, ``--jit
     auto``: no XLA for a bfloat16 detector) as TF Serving loads it
     (``tf.saved_model.load``'s ``serving_default``): for selective search the client
@@ -34,8 +36,10 @@ the RPN's proposal time over its end-to-end time (SavedModel).
 ``served_max_abs_diff``: the export's detections against the Keras detector's on the
 timed images (normalized boxes and scores). ``rpn.end_to_end_keras_whole_maps_s``: the
 same RPN detector with every scale's conv on the whole image (before
-``MultiScaleRoiFeatures.pool_cropped``), interleaved with the others;
-``cropped_conv_speedup_keras`` (``_cpu``) its time over the detector's, and
+``MultiScaleRoiFeatures.pool_cropped``), timed in a second pass interleaved with the
+Keras model alone (``end_to_end_keras_beside_whole_maps_s``): in the first pass its
+whole-image maps slowed the paths beside it by about 8% in CPU seconds;
+``cropped_conv_speedup_keras`` (``_cpu``) its time over the Keras model's in that pass, and
 ``cropped_vs_whole_maps_max_abs_diff`` their detections' largest difference (pixels,
 scores). ``note``: ``--note``;
 ``load_average_1_5_15_min``: the machine's load before and after the run.
@@ -157,9 +161,11 @@ def selective_search_side(detector, examples, timed, args, scratch):
     def propose(image):
         return selective_search(image, **search)
 
+    model = _keras_model(detector)
+
     def keras_path(encoded):
         image = _decode(encoded)
-        return detector.detect(image, propose(image))
+        return model(image[None], propose(image))
 
     def served_path(encoded):
         image = _decode(encoded)
@@ -176,7 +182,7 @@ def selective_search_side(detector, examples, timed, args, scratch):
             },
         )
     )
-    out["served_max_abs_diff"] = _served_diff(detector, served, timed, lambda image: propose(image))
+    out["served_max_abs_diff"] = _served_diff(model, served, timed, propose)
     return out
 
 
@@ -203,7 +209,7 @@ def rpn_side(detector, examples, timed, args, scratch):
             maps[encoded] = feature_maps(tf.constant(_decode(encoded)[None], tf.float32))
         return from_maps(*maps[encoded])
 
-    whole = _whole_maps_twin(args.rpn_detector)
+    model = _keras_model(detector)
     out = {
         "scales": list(proposer.scales),
         "anchors": proposer.anchors.to_dict(),
@@ -216,17 +222,38 @@ def rpn_side(detector, examples, timed, args, scratch):
             {
                 "proposals_s": head_and_layer,
                 "proposals_with_conv5_s": lambda e: propose_full(tf.constant(_decode(e)[None], tf.float32)),
-                "end_to_end_keras_s": lambda e: detector.detect(_decode(e)),
+                "end_to_end_keras_s": lambda e: model(_decode(e)[None]),
                 "end_to_end_saved_model_s": lambda e: _serve(served, e, None),
-                "end_to_end_keras_whole_maps_s": lambda e: whole.detect(_decode(e)),
             },
         )
     )
-    out["served_max_abs_diff"] = _served_diff(detector, served, timed, None)
-    out["cropped_conv_speedup_keras"] = out["end_to_end_keras_whole_maps_s"] / out["end_to_end_keras_s"]
-    out["cropped_conv_speedup_keras_cpu"] = out["end_to_end_keras_whole_maps_cpu_s"] / out["end_to_end_keras_cpu_s"]
-    out["cropped_vs_whole_maps_max_abs_diff"] = _detections_diff(detector, whole, timed)
+    out["served_max_abs_diff"] = _served_diff(model, served, timed, None)
+    out.update(_cropped_against_whole_maps(model, args.rpn_detector, timed))
     return out
+
+
+def _cropped_against_whole_maps(model, path, timed):
+    """The crop's gain, in a pass of its own (module docstring)."""
+    whole = _keras_model(_whole_maps_twin(path))
+    out = _timings(
+        timed,
+        {
+            "end_to_end_keras_beside_whole_maps_s": lambda e: model(_decode(e)[None]),
+            "end_to_end_keras_whole_maps_s": lambda e: whole(_decode(e)[None]),
+        },
+    )
+    for suffix in ("", "_cpu"):
+        out[f"cropped_conv_speedup_keras{suffix}"] = (
+            out[f"end_to_end_keras_whole_maps{suffix}_s"] / out[f"end_to_end_keras_beside_whole_maps{suffix}_s"]
+        )
+    out["cropped_vs_whole_maps_max_abs_diff"] = _detections_diff(model, whole, timed)
+    return out
+
+
+def _keras_model(detector):
+    from keras_spp.detection.spp_net_detector import SppNetDetector
+
+    return SppNetDetector.from_detector(detector)
 
 
 def _whole_maps_twin(path):
@@ -240,21 +267,29 @@ def _whole_maps_twin(path):
     return twin
 
 
-def _detections_diff(detector, other, examples):
-    """Largest difference between two detectors' boxes (pixels) and scores on
-    ``examples`` (``inf`` where the detection counts differ)."""
+def _detections_diff(model, other, examples):
+    """Largest difference between two detector models' normalized boxes and scores
+    on ``examples`` (``inf`` where the detection counts differ)."""
     worst = 0.0
     for example in examples:
-        image = _decode(_read(example.image_path))
-        (boxes, scores, _), (other_boxes, other_scores, _) = detector.detect(image), other.detect(image)
-        if len(scores) != len(other_scores):
-            return float("inf")
-        worst = max(
-            worst,
-            float(np.abs(boxes - other_boxes).max(initial=0)),
-            float(np.abs(scores - other_scores).max(initial=0)),
-        )
+        image = _decode(_read(example.image_path))[None]
+        worst = max(worst, _outputs_diff(_numpy(model(image)), _numpy(other(image))))
     return worst
+
+
+def _outputs_diff(found, other):
+    """Largest difference between two dicts of the OD API's outputs (one image)."""
+    n = int(found["num_detections"][0])
+    if n != int(other["num_detections"][0]):
+        return float("inf")
+    return max(
+        float(np.abs(found[key][0, :n] - other[key][0, :n]).max(initial=0))
+        for key in ("detection_boxes", "detection_scores", "detection_classes")
+    )
+
+
+def _numpy(outputs):
+    return {key: np.asarray(value) for key, value in outputs.items()}
 
 
 def _quality(detector, examples, proposals):
@@ -304,25 +339,15 @@ def _cpu_seconds():
     return usage.ru_utime + usage.ru_stime
 
 
-def _served_diff(detector, served, examples, propose):
-    """Largest difference between the export's and the Keras detector's normalized
-    boxes and scores over ``examples`` (detection counts must agree)."""
+def _served_diff(model, served, examples, propose):
+    """Largest difference between the export's and the Keras model's normalized
+    boxes, scores and classes over ``examples`` (detection counts must agree)."""
     worst = 0.0
     for example in examples:
         data = _read(example.image_path)
         image = _decode(data)
         boxes = None if propose is None else propose(image)
-        found, scores, _ = detector.detect(image, boxes)
-        out = _serve(served, data, boxes)
-        n = int(out["num_detections"][0])
-        if n != len(scores):
-            return float("inf")
-        h, w = image.shape[:2]
-        worst = max(
-            worst,
-            float(np.abs(out["detection_scores"][0, :n] - scores).max(initial=0)),
-            float(np.abs(out["detection_boxes"][0, :n] - found / [h, w, h, w]).max(initial=0)),
-        )
+        worst = max(worst, _outputs_diff(_numpy(model(image[None], boxes)), _serve(served, data, boxes)))
     return worst
 
 
@@ -358,8 +383,8 @@ def _block(value):
     """Waits for ``value`` (numpy conversion of any tensors in it)."""
     if hasattr(value, "numpy"):
         value.numpy()
-    elif isinstance(value, (tuple, list)):
-        for v in value:
+    elif isinstance(value, (tuple, list, dict)):
+        for v in value.values() if isinstance(value, dict) else value:
             _block(v)
     return value
 
