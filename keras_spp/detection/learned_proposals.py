@@ -6,7 +6,9 @@ pooled from (``MultiScaleRoiFeatures.pool_windows(..., feature_maps=...)``).
 ``(boxes [K, 4], scores [K], feature_maps)``: proposals as ``[y1, x1, y2, x2]``
 pixels of the image, best first, and ``{scale index: conv5}`` for reuse. With
 several scales, each scale's proposals (``generate_proposals``) are merged by one
-more NMS at the same IoU and cut to ``post_nms_top_n``.
+more NMS at the same IoU and cut to ``post_nms_top_n``. The steps are
+``keras_spp.detection.proposal_ops``', written once for every backend; here they
+run with TensorFlow's NMS kernels and dynamic image sizes.
 """
 
 import dataclasses
@@ -15,9 +17,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_spp.detection import proposal_ops
 from keras_spp.detection import scales as scales_lib
-from keras_spp.detection.anchors import AnchorConfig, anchor_grid
-from keras_spp.detection.proposal_layer import generate_proposals
+from keras_spp.detection.anchors import AnchorConfig
+from keras_spp.detection.proposal_layer import tensorflow_nms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +31,10 @@ class ProposalSettings:
     post_nms_top_n: int = 300
     nms_iou: float = 0.7
     min_size: float = 4.0
+
+    def __post_init__(self):
+        # At construction, not at the first image: stored settings may come from JSON.
+        proposal_ops.check_settings(self.pre_nms_top_k, self.post_nms_top_n, self.nms_iou, self.min_size)
 
 
 class LearnedProposals:
@@ -78,36 +85,15 @@ class LearnedProposals:
 
     def propose_from_maps(self, maps, sizes, factors, settings=None):
         """The RPN's part after ``feature_maps``: ``(boxes [K, 4], scores [K])`` in pixels
-        of the original image, each scale's proposals merged by one more NMS."""
+        of the original image, each scale's proposals merged by one more NMS
+        (``proposal_ops``' steps with TensorFlow's NMS kernels)."""
         settings = settings or self.settings
-        boxes, scores = [], []
-        for i in self.scale_indices:
-            found, score = self.propose_from_map(maps[i], *sizes[i], factors[i], settings)
-            boxes.append(found / factors[i])
-            scores.append(score)
-        if len(boxes) == 1:
-            return boxes[0], scores[0]
-        boxes, scores = tf.concat(boxes, 0), tf.concat(scores, 0)
-        keep = tf.image.non_max_suppression(boxes, scores, settings.post_nms_top_n, settings.nms_iou)
-        return tf.gather(boxes, keep), tf.gather(scores, keep)
-
-    def propose_from_map(self, conv5, height, width, factor, settings=None):
-        """Proposals of one scale, in pixels of the resized ``height x width`` image."""
-        settings = settings or self.settings
-        out = self.head(conv5, training=False)
-        shape = tf.shape(conv5)
-        anchors = anchor_grid(shape[1], shape[2], self.anchors)
-        return generate_proposals(
-            out["objectness"][0],
-            out["deltas"][0],
-            anchors,
-            height,
-            width,
-            pre_nms_top_k=settings.pre_nms_top_k,
-            post_nms_top_n=settings.post_nms_top_n,
-            nms_iou=settings.nms_iou,
-            min_size=settings.min_size * factor,
-        )
+        found = [
+            proposal_ops.proposals_of_map(self, maps[i], *sizes[i], factors[i], settings, tensorflow_nms)
+            for i in self.scale_indices
+        ]
+        boxes, scores, _ = proposal_ops.merged(found, settings, tensorflow_nms)
+        return boxes, scores
 
     def to_dict(self):
         return {

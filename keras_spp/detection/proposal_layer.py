@@ -1,7 +1,9 @@
 """From an RPN's outputs to proposals: decode, clip, drop tiny boxes, top-k, NMS, top-N.
 
-``generate_proposals`` is a plain TensorFlow function (eager, ``tf.function``,
-``jit_compile=True`` and SavedModels with dynamic image size and anchor count);
+``generate_proposals`` is ``keras_spp.detection.proposal_ops.generate_proposals``
+(the steps, written once in ``keras.ops``) with TensorFlow's NMS kernels
+(``tensorflow_nms``), trimmed to the proposals kept: eager, ``tf.function``,
+``jit_compile=True`` and SavedModels with dynamic image size and anchor count.
 ``RpnProposals`` is the thin Keras layer around it. Box convention: ``[y1, x1, y2,
 x2]`` pixels of the image the anchors belong to (``keras_spp.detection.anchors``);
 deltas are the project's one box parametrisation (``keras_spp.detection.boxes``:
@@ -9,8 +11,7 @@ deltas are the project's one box parametrisation (``keras_spp.detection.boxes``:
 
 Non-finite outputs: an anchor whose logit or any delta is NaN or infinite is
 dropped before anything else, so no NaN box reaches NMS. Under XLA the whole
-function compiles (the boxes are padded to ``pre_nms_top_k`` rows), one program per
-anchor count. NMS is TensorFlow's greedy kernel (``NonMaxSuppressionV4``) outside
+function compiles, one program per anchor count. NMS is TensorFlow's greedy kernel (``NonMaxSuppressionV4``) outside
 XLA and ``tf.image.non_max_suppression_padded``'s tiled algorithm inside (XLA's
 kernel for the first refuses the padded, dynamically sized boxes). They keep the
 same boxes; on this project's 2-core CPU the first took 1.7 ms for 6000 boxes, the
@@ -20,10 +21,7 @@ second 18 ms (5.6 ms compiled).
 import keras
 import tensorflow as tf
 
-from keras_spp.detection.boxes import decode_boxes
-
-# Logits below this are the padding and the dropped anchors: never proposals.
-_DROPPED = -1e30
+from keras_spp.detection import proposal_ops
 
 
 def generate_proposals(
@@ -51,35 +49,26 @@ def generate_proposals(
 
     Scores are sigmoid probabilities. ``N = 0`` gives ``K = 0``.
     """
-    pre_nms_top_k, post_nms_top_n = int(pre_nms_top_k), int(post_nms_top_n)
-    if pre_nms_top_k < 1 or post_nms_top_n < 1:
-        raise ValueError(f"`pre_nms_top_k` and `post_nms_top_n` must be >= 1; got {pre_nms_top_k}, {post_nms_top_n}.")
-    if not 0.0 < float(nms_iou) <= 1.0:
-        raise ValueError(f"`nms_iou` must be in (0, 1]; got {nms_iou!r}.")
-    if not isinstance(min_size, tf.Tensor) and not float(min_size) >= 0.0:
-        raise ValueError(f"`min_size` must be a number of pixels >= 0; got {min_size!r}.")
-    logits = tf.reshape(tf.cast(objectness, tf.float32), [-1])
-    deltas = tf.reshape(tf.cast(deltas, tf.float32), [-1, 4])
-    anchors = tf.reshape(tf.cast(anchors, tf.float32), [-1, 4])
-    finite = tf.math.is_finite(logits) & tf.reduce_all(tf.math.is_finite(deltas), axis=1)
-    deltas = tf.where(finite[:, None], deltas, 0.0)
-    boxes = decode_boxes(anchors, deltas)
-    limit = tf.cast(tf.stack([image_height, image_width, image_height, image_width]), tf.float32)
-    boxes = tf.clip_by_value(boxes, 0.0, limit)
-    min_size = tf.cast(min_size, tf.float32)
-    big = (boxes[:, 2] - boxes[:, 0] >= min_size) & (boxes[:, 3] - boxes[:, 1] >= min_size)
-    # A box of zero area is no proposal whatever min_size says.
-    real = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    scores = tf.where(finite & big & real, logits, _DROPPED)
+    boxes, scores, _ = proposal_ops.generate_proposals(
+        objectness,
+        deltas,
+        anchors,
+        image_height,
+        image_width,
+        pre_nms_top_k,
+        post_nms_top_n,
+        nms_iou,
+        min_size,
+        tensorflow_nms,
+    )
+    return boxes, scores
 
-    count = tf.shape(scores)[0]
-    pad = tf.maximum(pre_nms_top_k - count, 0)
-    scores = tf.pad(scores, [[0, pad]], constant_values=_DROPPED)
-    boxes = tf.pad(boxes, [[0, pad], [0, 0]])
-    top_scores, top = tf.math.top_k(scores, k=pre_nms_top_k)
-    top_boxes = tf.gather(boxes, top)
-    keep = _greedy_nms(top_boxes, top_scores, post_nms_top_n, float(nms_iou), _DROPPED / 2)
-    return tf.gather(top_boxes, keep), tf.sigmoid(tf.gather(top_scores, keep))
+
+def tensorflow_nms(boxes, scores, iou_threshold, score_threshold, max_output):
+    """``proposal_ops``' NMS step with TensorFlow's kernels, trimmed: ``(boxes [K, 4],
+    scores [K], K)`` of ``boxes`` sorted by score, best first."""
+    keep = _greedy_nms(boxes, scores, max_output, iou_threshold, score_threshold)
+    return tf.gather(boxes, keep), tf.gather(scores, keep), tf.shape(keep)[0]
 
 
 def _greedy_nms(boxes, scores, max_output_size, iou_threshold, score_threshold):

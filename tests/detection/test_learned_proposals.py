@@ -50,6 +50,22 @@ def test_proposals_from_given_maps_are_the_proposals_of_the_image(parts):
     assert [int(v) for v in sizes[2]] == [224, 280]
 
 
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (dict(pre_nms_top_k=0), "integers >= 1"),
+        (dict(post_nms_top_n=2.5), "integers >= 1"),
+        (dict(nms_iou=0.0), r"in \(0, 1\]"),
+        (dict(nms_iou=float("nan")), r"in \(0, 1\]"),
+        (dict(min_size=-1.0), "pixels >= 0"),
+        (dict(min_size="4"), "pixels >= 0"),
+    ],
+)
+def test_bad_settings_are_refused_when_made(bad, says):
+    with pytest.raises(ValueError, match=says):
+        ProposalSettings(**bad)
+
+
 @pytest.mark.parametrize("indices", [(), (3,), (-1,)])
 def test_scale_indices_must_index_the_detector_scales(parts, indices):
     roi, head, _ = parts
