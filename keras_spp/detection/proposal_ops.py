@@ -129,17 +129,15 @@ def generate_proposals(
 
 def check_settings(pre_nms_top_k, post_nms_top_n, nms_iou, min_size):
     """``(pre_nms_top_k, post_nms_top_n, nms_iou)`` as int, int, float; ValueError
-    naming the setting and what it accepts otherwise (``min_size``: a number >= 0,
-    or a tensor, unchecked)."""
+    naming the setting and what it accepts otherwise (``min_size``: a finite number
+    >= 0, or a backend tensor, whose value is not checked)."""
     if not (is_integer(pre_nms_top_k) and is_integer(post_nms_top_n)) or min(pre_nms_top_k, post_nms_top_n) < 1:
         raise ValueError(
             f"`pre_nms_top_k` and `post_nms_top_n` must be integers >= 1; got {pre_nms_top_k!r}, {post_nms_top_n!r}."
         )
     if not (is_number(nms_iou) and 0.0 < float(nms_iou) <= 1.0):
         raise ValueError(f"`nms_iou` must be in (0, 1]; got {nms_iou!r}.")
-    if is_number(min_size) and not float(min_size) >= 0.0:
-        raise ValueError(f"`min_size` must be a number of pixels >= 0; got {min_size!r}.")
-    if not is_number(min_size) and not hasattr(min_size, "dtype"):
+    if not ops.is_tensor(min_size) and not (is_number(min_size) and float(min_size) >= 0.0):
         raise ValueError(f"`min_size` must be a number of pixels >= 0 (or a scalar tensor); got {min_size!r}.")
     return int(pre_nms_top_k), int(post_nms_top_n), float(nms_iou)
 

@@ -59,6 +59,7 @@ def test_proposals_from_given_maps_are_the_proposals_of_the_image(parts):
         (dict(nms_iou=float("nan")), r"in \(0, 1\]"),
         (dict(min_size=-1.0), "pixels >= 0"),
         (dict(min_size="4"), "pixels >= 0"),
+        (dict(min_size=np.float32("nan")), "pixels >= 0"),
     ],
 )
 def test_bad_settings_are_refused_when_made(bad, says):
