@@ -268,8 +268,8 @@ def _whole_maps_twin(path):
 
 
 def _detections_diff(model, other, examples):
-    """Largest difference between two detector models' normalized boxes and scores
-    on ``examples`` (``inf`` where the detection counts differ)."""
+    """Largest difference between two detector models' normalized boxes, scores and
+    classes on ``examples`` (``inf`` where the detection counts differ)."""
     worst = 0.0
     for example in examples:
         image = _decode(_read(example.image_path))[None]

@@ -131,7 +131,7 @@ class RpnProposals(keras.layers.Layer):
         self.nms_iou = float(nms_iou)
         self.min_size = float(min_size)
         # Checks the settings now rather than at the first call.
-        generate_proposals(tf.zeros([0]), tf.zeros([0, 4]), tf.zeros([0, 4]), 1, 1, **self._settings())
+        proposal_ops.check_settings(**self._settings())
 
     def _settings(self):
         return {

@@ -97,10 +97,11 @@ def generate_proposals(
 
     Returns ``(boxes [M, 4], scores [M], count)``, best first, scores sigmoid
     probabilities; rows past ``count`` are padding (zero). ``nms(boxes, scores,
-    iou_threshold, score_threshold, max_output)``, in that form too, is the backend's
-    greedy NMS: ``keras_nms`` (``M = post_nms_top_n``) by default, TensorFlow's op in
-    ``proposal_layer`` (``M = count``). The anchor count may be dynamic (TensorFlow
-    graphs)."""
+    iou_threshold, score_threshold, max_output)`` is the backend's greedy NMS and
+    returns ``(boxes, scores, count)`` with zero boxes and ``-inf`` scores past
+    ``count`` (sigmoid 0): ``keras_nms`` (``M = post_nms_top_n``) by default,
+    TensorFlow's op in ``proposal_layer`` (``M = count``). The anchor count may be
+    dynamic (TensorFlow graphs)."""
     pre_nms_top_k, post_nms_top_n, nms_iou = check_settings(pre_nms_top_k, post_nms_top_n, nms_iou, min_size)
     logits = ops.reshape(ops.cast(objectness, "float32"), [-1])
     deltas = ops.reshape(ops.cast(deltas, "float32"), [-1, 4])
@@ -123,8 +124,7 @@ def generate_proposals(
     kept_boxes, kept_scores, count = (nms or keras_nms)(
         ops.take(boxes, top, axis=0), top_scores, nms_iou, _DROPPED / 2, post_nms_top_n
     )
-    rows = ops.arange(ops.shape(kept_scores)[0], dtype="int32") < count
-    return ops.where(rows[:, None], kept_boxes, 0.0), ops.where(rows, ops.sigmoid(kept_scores), 0.0), count
+    return kept_boxes, ops.sigmoid(kept_scores), count
 
 
 def check_settings(pre_nms_top_k, post_nms_top_n, nms_iou, min_size):
@@ -144,7 +144,8 @@ def check_settings(pre_nms_top_k, post_nms_top_n, nms_iou, min_size):
 
 def keras_nms(boxes, scores, iou_threshold, score_threshold, max_output):
     """Greedy NMS of one class in ``keras.ops`` (``nms_ops.per_class_nms``: ties to the
-    lower row), padded: ``(boxes [max_output, 4], scores, count)``."""
+    lower row), padded: ``(boxes [max_output, 4], scores, count)``, zero boxes and
+    ``-inf`` scores past ``count``."""
     kept_boxes, kept_scores, _, count = per_class_nms(
         boxes, scores[:, None], iou_threshold, score_threshold, max_output, padded=True
     )
