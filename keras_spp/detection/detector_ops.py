@@ -171,17 +171,17 @@ def pool_map(roi, feature_map, scaled_boxes, size):
     """``MultiScaleRoiFeatures.pool_map`` in ``keras.ops``: the windows (pixels of the
     resized image of ``size`` (height, width)) pooled from its conv5, with their
     context squares when the layer has ``context``."""
-    indices = ops.zeros([ops.shape(scaled_boxes)[0]], "int32")
-
-    def pool(windows):
-        return roi_pyramid_pool(
-            feature_map, windows, indices, roi.levels, 1.0 / roi.feature_stride, roi.coordinate_rule
-        )
-
-    pooled = pool(scaled_boxes)
+    windows = scaled_boxes
     if roi.context is not None:
-        squares = context_windows(scaled_boxes, roi.context, float(size[0]), float(size[1]))
-        pooled = ops.concatenate([pooled, pool(squares)], axis=1)
+        # Windows and squares in one call share one block-max table: built once for
+        # each, the tables took a tenth of the RPN detector's call on the digits.
+        squares = context_windows(scaled_boxes, roi.context, size[0], size[1])
+        windows = ops.concatenate([scaled_boxes, squares], axis=0)
+    indices = ops.zeros([ops.shape(windows)[0]], "int32")
+    pooled = roi_pyramid_pool(feature_map, windows, indices, roi.levels, 1.0 / roi.feature_stride, roi.coordinate_rule)
+    if roi.context is not None:
+        count = ops.shape(scaled_boxes)[0]
+        pooled = ops.concatenate([pooled[:count], pooled[count:]], axis=1)
     return ops.cast(pooled, roi.compute_dtype)
 
 

@@ -9,7 +9,6 @@ from keras_spp.detection import detector_ops
 from keras_spp.detection import scales as scales_lib
 from keras_spp.ops.bins import validate_levels
 from keras_spp.ops.box_cells import COORDINATE_RULES
-from keras_spp.ops.roi_pyramid_pool import roi_pyramid_pool
 from keras_spp.ops.spatial_pyramid_pool import pyramid_output_dim
 from keras_spp.validation import is_number
 
@@ -206,17 +205,7 @@ class MultiScaleRoiFeatures(keras.layers.Layer):
     def pool_map(self, feature_map, scaled_boxes, size):
         """``pool_scaled`` from the backbone's map of the resized image, whose
         ``size`` is ``[2]`` (height, width): the pooling alone."""
-        image_indices = tf.zeros([tf.shape(scaled_boxes)[0]], tf.int32)
-
-        def pool(boxes):
-            return roi_pyramid_pool(
-                feature_map, boxes, image_indices, self.levels, 1.0 / self.feature_stride, self.coordinate_rule
-            )
-
-        pooled = pool(scaled_boxes)
-        if self.context is not None:
-            pooled = tf.concat([pooled, pool(context_windows(scaled_boxes, self.context, size[0], size[1]))], axis=1)
-        return tf.cast(pooled, self.compute_dtype)
+        return detector_ops.pool_map(self, feature_map, scaled_boxes, size)
 
     def resized(self, image, factor, height=None, width=None):
         """``image`` resized by ``factor`` (what the backbone sees at that scale)."""
