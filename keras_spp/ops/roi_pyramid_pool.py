@@ -82,7 +82,7 @@ def roi_pyramid_pool(
     # An out-of-range index would read another image's cells; clamp it and let
     # `valid` mark the row.
     images = ops.clip(box_indices, 0, ops.maximum(batch - 1, 0))
-    table = _block_max_table(features, levels)
+    table = _block_max_table(features, levels, cells)
     rows, channels = boxes.shape[0], features.shape[3]
     chunk = _chunk_size(max_boxes_per_chunk, rows, channels, levels, features)
     if chunk is None:
@@ -133,16 +133,33 @@ def validate_chunk(max_boxes_per_chunk):
     return int(max_boxes_per_chunk)
 
 
-def _block_max_table(features, levels):
+def _block_max_table(features, levels, cells):
     """``(table, levels_y)``: the block-max table deep enough for the finest level that
-    is pooled directly."""
-    height, width = ops.shape(features)[1:3]
+    is pooled directly, over the boxes' inclusive ``cells`` ``[R, 4]``."""
     plan = bins.derivation_plan(levels)
     # The largest bin over a <= H cells has ceil(a/n) + 1 cells, and at most H.
     n_min = min(n for n in plan if plan[n] is None)
-    levels_y = levels_needed(_longest_bin(height, n_min))
-    levels_x = levels_needed(_longest_bin(width, n_min))
+    span_y, span_x = _spans(features, cells)
+    levels_y = levels_needed(_longest_bin(span_y, n_min))
+    levels_x = levels_needed(_longest_bin(span_x, n_min))
     return build_block_max_table(features, levels_y, levels_x), levels_y
+
+
+def _spans(features, cells):
+    """The most cells a box spans along y and x: the boxes' own longest sides where
+    the table's depth may follow the data (eager calls, and TensorFlow graphs outside
+    XLA, whose loop counts may be run-time values), else the map's sides (XLA and
+    ``jax.jit`` need the count fixed by the shapes). Why: a detector's windows are
+    pooled where they are about 4 cells wide, and a table as deep as a large map
+    holds four times the copies of it that they need (docs/ops.md)."""
+    height, width = ops.shape(features)[1:3]
+    if not (runtime.is_eager(cells) or (runtime.in_tensorflow_graph() and not runtime.in_xla_context())):
+        return height, width
+    sides = ops.concatenate([cells[:, 2:] - cells[:, :2] + 1, ops.ones([1, 2], "int32")], axis=0)
+    longest = ops.max(sides, axis=0)
+    if runtime.is_eager(cells):
+        longest = [int(v) for v in ops.convert_to_numpy(longest)]
+    return longest[0], longest[1]
 
 
 def _pool_levels(table, cells, images, levels):

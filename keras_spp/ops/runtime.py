@@ -80,6 +80,18 @@ def in_tensorflow_graph():
     return not tf.executing_eagerly()
 
 
+def in_xla_context():
+    """Whether a TensorFlow graph is being traced for XLA (``jit_compile=True`` here
+    or in a function around it), where loop counts and sizes must follow from the
+    shapes."""
+    if not in_tensorflow_graph():
+        return False
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
 def assert_all(checks, outputs):
     """TensorFlow graphs only: ``outputs`` (a tensor) behind ``tf.debugging.Assert``s of
     ``checks``, a list of ``(condition, message parts)``; so running them raises

@@ -134,6 +134,44 @@ def test_xla_with_dynamic_boxes_and_map_matches_eager():
         np.testing.assert_array_equal(xla(features, boxes, indices).numpy(), expected.astype(np.float32))
 
 
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+@given(problem=problems(max_side=70, max_boxes=12), levels=LEVELS, rule=RULES)
+def test_small_boxes_on_large_maps_match_reference(mode, problem, levels, rule):
+    # Eagerly and in graphs outside XLA the block-max table is only as deep as the
+    # longest box needs; under XLA the map's sides set it. Every mode must agree
+    # with the reference, whatever the boxes' sizes against the map's.
+    features, boxes, indices, scale = problem
+    boxes = boxes / 8.0  # most boxes a few cells wide on a map of up to 70
+    op = {"eager": roi_pyramid_pool, "graph": graph_op(False), "xla": graph_op(True)}[mode]
+    got = op(features, boxes, indices, levels, scale, rule) if mode == "eager" else None
+    if got is None:
+        fn = tf.function(
+            lambda f, b, i: roi_pyramid_pool(f, b, i, levels, scale, rule),
+            input_signature=ANY_SHAPES,
+            jit_compile=mode == "xla",
+        )
+        got = fn(features, boxes, indices)
+    expected = ref.roi_pyramid_pool(features, boxes, indices, levels, scale, rule)
+    np.testing.assert_array_equal(got.numpy(), expected.astype(np.float32))
+
+
+def test_graph_gradient_with_a_table_sized_by_the_boxes_matches_eager():
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, 60, 70, 4)).astype(np.float32))
+    boxes = tf.constant([[10.0, 20, 70, 90], [300, 400, 900, 1100], [5, 5, 5, 5]])
+    indices = tf.constant([0, 1, 0])
+
+    def grad(x, boxes, indices):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = roi_pyramid_pool(x, boxes, indices)
+            loss = tf.reduce_sum(y * tf.range(tf.cast(tf.size(y), tf.float32), dtype=tf.float32)[: tf.shape(y)[1]])
+        return tape.gradient(loss, x)
+
+    graph = tf.function(grad, input_signature=ANY_SHAPES)
+    np.testing.assert_allclose(graph(x, boxes, indices).numpy(), grad(x, boxes, indices).numpy(), rtol=1e-6)
+
+
 def test_xla_gradient_matches_eager_gradient():
     x = tf.random.stateless_normal([2, 20, 25, 4], seed=[3, 4])
     boxes = tf.random.stateless_uniform([30, 4], seed=[5, 6], maxval=400.0)
