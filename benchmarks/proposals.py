@@ -14,7 +14,10 @@ with, cached), the second with ``--proposals rpn``. For every held-out image:
 * recall@0.5 of the first 50/100/300/1000/all proposals (every object counts);
 * VOC07 mAP (11-point) with the detector's own settings on its own proposals;
 * on the first ``--timed`` images, after one warm-up pass over them (XLA compiles
-  once per image size), the median seconds an image of:
+  once per image size), the median seconds an image of the paths below, both
+  detectors' paths interleaved image by image in one pass, so that the machine's
+  drifts hit the two sides of each ratio alike (timed in two passes minutes apart,
+  the same two detectors gave 4.96x and 5.3x in two runs):
   - ``proposals_s``: selective search on the decoded image; for the RPN the head
     and the proposal layer on the conv5 of each of its scales, and their merge
     (``proposals_with_conv5_s`` adds those conv5 maps, which the windows then pool
@@ -92,8 +95,12 @@ def main(argv=None):
     timed = examples[: args.timed]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
-        ss = selective_search_side(ss_detector, examples, timed, args, scratch)
-        rpn = rpn_side(rpn_detector, examples, timed, args, scratch)
+        ss, ss_paths = selective_search_side(ss_detector, examples, timed, args, scratch)
+        rpn, rpn_paths, rpn_model = rpn_side(rpn_detector, examples, timed, args, scratch)
+        timings = _timings(timed, {**_prefixed("ss:", ss_paths), **_prefixed("rpn:", rpn_paths)})
+        for prefix, side in (("ss:", ss), ("rpn:", rpn)):
+            side.update({key[len(prefix) :]: value for key, value in timings.items() if key.startswith(prefix)})
+        rpn.update(_cropped_against_whole_maps(rpn_model, args.rpn_detector, timed))
     for path in ("keras", "saved_model"):
         rpn[f"end_to_end_speedup_{path}"] = ss[f"end_to_end_{path}_s"] / rpn[f"end_to_end_{path}_s"]
         rpn[f"end_to_end_speedup_{path}_cpu"] = ss[f"end_to_end_{path}_cpu_s"] / rpn[f"end_to_end_{path}_cpu_s"]
@@ -150,6 +157,8 @@ def targets(ss, rpn):
 
 
 def selective_search_side(detector, examples, timed, args, scratch):
+    """``(report, paths)``: selective search's recall, mAP and served difference, and
+    the paths ``main`` times."""
     from keras_spp.detection import proposal_cache
     from keras_spp.detection.proposals import selective_search
 
@@ -172,21 +181,18 @@ def selective_search_side(detector, examples, timed, args, scratch):
         return _serve(served, encoded, propose(image))
 
     out = {"settings": search, **_quality(detector, examples, proposals)}
-    out.update(
-        _timings(
-            timed,
-            {
-                "proposals_s": lambda e: propose(_decode(e)),
-                "end_to_end_keras_s": keras_path,
-                "end_to_end_saved_model_s": served_path,
-            },
-        )
-    )
     out["served_max_abs_diff"] = _served_diff(model, served, timed, propose)
-    return out
+    paths = {
+        "proposals_s": lambda e: propose(_decode(e)),
+        "end_to_end_keras_s": keras_path,
+        "end_to_end_saved_model_s": served_path,
+    }
+    return out, paths
 
 
 def rpn_side(detector, examples, timed, args, scratch):
+    """``(report, paths, model)`` of the RPN detector: as ``selective_search_side``, and
+    its Keras model for the whole-maps pass."""
     import tensorflow as tf
 
     from keras_spp.data.voc import load_image
@@ -216,20 +222,14 @@ def rpn_side(detector, examples, timed, args, scratch):
         "settings": proposer.to_dict()["settings"],
         **_quality(detector, examples, proposals),
     }
-    out.update(
-        _timings(
-            timed,
-            {
-                "proposals_s": head_and_layer,
-                "proposals_with_conv5_s": lambda e: propose_full(tf.constant(_decode(e)[None], tf.float32)),
-                "end_to_end_keras_s": lambda e: model(_decode(e)[None]),
-                "end_to_end_saved_model_s": lambda e: _serve(served, e, None),
-            },
-        )
-    )
     out["served_max_abs_diff"] = _served_diff(model, served, timed, None)
-    out.update(_cropped_against_whole_maps(model, args.rpn_detector, timed))
-    return out
+    paths = {
+        "proposals_s": head_and_layer,
+        "proposals_with_conv5_s": lambda e: propose_full(tf.constant(_decode(e)[None], tf.float32)),
+        "end_to_end_keras_s": lambda e: model(_decode(e)[None]),
+        "end_to_end_saved_model_s": lambda e: _serve(served, e, None),
+    }
+    return out, paths, model
 
 
 def _cropped_against_whole_maps(model, path, timed):
@@ -332,6 +332,10 @@ def _timings(examples, paths):
     out = {name: statistics.median(values) for name, values in seconds.items()}
     out.update({f"{name[: -len('_s')]}_cpu_s": statistics.median(values) for name, values in cpu.items()})
     return out
+
+
+def _prefixed(prefix, paths):
+    return {prefix + name: fn for name, fn in paths.items()}
 
 
 def _cpu_seconds():
