@@ -14,10 +14,10 @@ with, cached), the second with ``--proposals rpn``. For every held-out image:
 * recall@0.5 of the first 50/100/300/1000/all proposals (every object counts);
 * VOC07 mAP (11-point) with the detector's own settings on its own proposals;
 * on the first ``--timed`` images, after one warm-up pass over them (XLA compiles
-  once per image size), the median seconds an image of the paths below, both
-  detectors' paths interleaved image by image in one pass, so that the machine's
-  drifts hit the two sides of each ratio alike (timed in two passes minutes apart,
-  the same two detectors gave 4.96x and 5.3x in two runs):
+  once per image size), the median seconds an image of the paths below, the two
+  detectors taking turns, a pass over the timed images each, ``--rounds`` times, so
+  that the machine's drifts reach both sides of each ratio (one pass each, minutes
+  apart, the same two detectors gave 4.96x and 5.3x in two runs):
   - ``proposals_s``: selective search on the decoded image; for the RPN the head
     and the proposal layer on the conv5 of each of its scales, and their merge
     (``proposals_with_conv5_s`` adds those conv5 maps, which the windows then pool
@@ -72,6 +72,7 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default=None)
     p.add_argument("--max-images", type=int, default=None, help="the first N held-out images")
     p.add_argument("--timed", type=int, default=40, help="held-out images timed (one at a time)")
+    p.add_argument("--rounds", type=int, default=2, help="timed passes of each detector, taking turns")
     p.add_argument("--out", default=None)
     p.add_argument("--note", default=None, help="recorded in the JSON as is (how the detectors were made, the load)")
     return p.parse_args(argv)
@@ -97,7 +98,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as scratch:
         ss, ss_paths = selective_search_side(ss_detector, examples, timed, args, scratch)
         rpn, rpn_paths, rpn_model = rpn_side(rpn_detector, examples, timed, args, scratch)
-        timings = _timings(timed, {**_prefixed("ss:", ss_paths), **_prefixed("rpn:", rpn_paths)})
+        timings = _timings(timed, {"ss:": ss_paths, "rpn:": rpn_paths}, rounds=args.rounds)
         for prefix, side in (("ss:", ss), ("rpn:", rpn)):
             side.update({key[len(prefix) :]: value for key, value in timings.items() if key.startswith(prefix)})
         rpn.update(_cropped_against_whole_maps(rpn_model, args.rpn_detector, timed))
@@ -235,13 +236,11 @@ def rpn_side(detector, examples, timed, args, scratch):
 def _cropped_against_whole_maps(model, path, timed):
     """The crop's gain, in a pass of its own (module docstring)."""
     whole = _keras_model(_whole_maps_twin(path))
-    out = _timings(
-        timed,
-        {
-            "end_to_end_keras_beside_whole_maps_s": lambda e: model(_decode(e)[None]),
-            "end_to_end_keras_whole_maps_s": lambda e: whole(_decode(e)[None]),
-        },
-    )
+    paths = {
+        "end_to_end_keras_beside_whole_maps_s": lambda e: model(_decode(e)[None]),
+        "end_to_end_keras_whole_maps_s": lambda e: whole(_decode(e)[None]),
+    }
+    out = _timings(timed, {"": paths})
     for suffix in ("", "_cpu"):
         out[f"cropped_conv_speedup_keras{suffix}"] = (
             out[f"end_to_end_keras_whole_maps{suffix}_s"] / out[f"end_to_end_keras_beside_whole_maps{suffix}_s"]
@@ -312,30 +311,35 @@ def _quality(detector, examples, proposals):
     }
 
 
-def _timings(examples, paths):
-    """Median seconds per image of each path over ``examples`` after a warm-up pass;
-    the paths interleaved image by image so that drifts of the machine hit all alike.
-    ``<path>``: wall seconds; ``<path minus _s>_cpu_s``: this process's CPU seconds
-    (user + system, every thread), which other work on a shared machine moves less."""
+def _timings(examples, groups, rounds=1):
+    """Median seconds per image of each path over ``examples`` after a warm-up pass.
+
+    ``groups``: ``{prefix: {name: path}}``, reported as ``prefix + name``. Within a
+    group the paths are interleaved image by image; the groups take turns, a whole
+    pass over ``examples`` each, ``rounds`` times, so that a drift of the machine
+    reaches every group (interleaved image by image across the two detectors, each
+    detector's work slowed the other's: the RPN's proposal step by 30%, selective
+    search by 8%). ``<path>``: wall seconds; ``<path minus _s>_cpu_s``: this
+    process's CPU seconds (user + system, every thread), which other work on a
+    shared machine moves less."""
     encoded = [_read(e.image_path) for e in examples]
+    paths = {prefix + name: fn for prefix, group in groups.items() for name, fn in group.items()}
     for data in encoded:  # warm-up: tracing, and XLA's compilation per image size
         for fn in paths.values():
             fn(data)
     seconds = {name: [] for name in paths}
     cpu = {name: [] for name in paths}
-    for data in encoded:
-        for name, fn in paths.items():
-            start, start_cpu = time.perf_counter(), _cpu_seconds()
-            _block(fn(data))
-            seconds[name].append(time.perf_counter() - start)
-            cpu[name].append(_cpu_seconds() - start_cpu)
+    for _ in range(rounds):
+        for prefix, group in groups.items():
+            for data in encoded:
+                for name, fn in group.items():
+                    start, start_cpu = time.perf_counter(), _cpu_seconds()
+                    _block(fn(data))
+                    seconds[prefix + name].append(time.perf_counter() - start)
+                    cpu[prefix + name].append(_cpu_seconds() - start_cpu)
     out = {name: statistics.median(values) for name, values in seconds.items()}
     out.update({f"{name[: -len('_s')]}_cpu_s": statistics.median(values) for name, values in cpu.items()})
     return out
-
-
-def _prefixed(prefix, paths):
-    return {prefix + name: fn for name, fn in paths.items()}
 
 
 def _cpu_seconds():
