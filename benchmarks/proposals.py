@@ -317,9 +317,10 @@ def _timings(examples, groups, rounds=1):
     ``groups``: ``{prefix: {name: path}}``, reported as ``prefix + name``. Within a
     group the paths are interleaved image by image; the groups take turns, a whole
     pass over ``examples`` each, ``rounds`` times, so that a drift of the machine
-    reaches every group (interleaved image by image across the two detectors, each
-    detector's work slowed the other's: the RPN's proposal step by 30%, selective
-    search by 8%). ``<path>``: wall seconds; ``<path minus _s>_cpu_s``: this
+    reaches every group. Interleaved image by image across the two detectors (one run,
+    08:04 UTC on 2026-12-07), selective search's path ran 10% slower than in passes of
+    its own while the RPN detector's did not change, which flattered the ratio by as
+    much. ``<path>``: wall seconds; ``<path minus _s>_cpu_s``: this
     process's CPU seconds (user + system, every thread), which other work on a
     shared machine moves less."""
     encoded = [_read(e.image_path) for e in examples]
