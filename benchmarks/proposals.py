@@ -75,7 +75,11 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=2, help="timed passes of each detector, taking turns")
     p.add_argument("--out", default=None)
     p.add_argument("--note", default=None, help="recorded in the JSON as is (how the detectors were made, the load)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for flag in ("timed", "rounds"):  # the medians need at least one timing
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag} must be at least 1; got {getattr(args, flag)}")
+    return args
 
 
 def main(argv=None):

@@ -1,6 +1,8 @@
 """benchmarks.proposals' own helpers (the whole benchmark runs in
 tests/recipes/test_train_detector.py on a trained detector)."""
 
+import pytest
+
 from benchmarks import proposals
 
 
@@ -36,3 +38,11 @@ def test_targets_pair_each_claim_with_its_numbers():
         "served_over_keras_at_most_1": 0.9,
         "served_max_abs_diff_at_most_1e-4": 3e-6,
     }
+
+
+def test_no_timed_images_or_rounds_is_refused_up_front(capsys):
+    for flag in ("--timed", "--rounds"):
+        with pytest.raises(SystemExit):
+            proposals.parse_args([flag, "0"])
+        assert f"{flag} must be at least 1; got 0" in capsys.readouterr().err
+    assert proposals.parse_args(["--rounds", "3"]).rounds == 3
