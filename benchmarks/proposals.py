@@ -76,9 +76,10 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None)
     p.add_argument("--note", default=None, help="recorded in the JSON as is (how the detectors were made, the load)")
     args = p.parse_args(argv)
-    for flag in ("timed", "rounds"):  # the medians need at least one timing
-        if getattr(args, flag) < 1:
-            p.error(f"--{flag} must be at least 1; got {getattr(args, flag)}")
+    for flag in ("timed", "rounds", "max_images"):  # the medians need at least one timing
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            p.error(f"--{flag.replace('_', '-')} must be at least 1; got {value}")
     return args
 
 

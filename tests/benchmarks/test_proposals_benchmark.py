@@ -41,7 +41,7 @@ def test_targets_pair_each_claim_with_its_numbers():
 
 
 def test_no_timed_images_or_rounds_is_refused_up_front(capsys):
-    for flag in ("--timed", "--rounds"):
+    for flag in ("--timed", "--rounds", "--max-images"):
         with pytest.raises(SystemExit):
             proposals.parse_args([flag, "0"])
         assert f"{flag} must be at least 1; got 0" in capsys.readouterr().err
