@@ -152,14 +152,16 @@ def _spans(features, cells):
     ``jax.jit`` need the count fixed by the shapes). Why: a detector's windows are
     pooled where they are about 4 cells wide, and a table as deep as a large map
     holds four times the copies of it that they need (docs/ops.md)."""
+    known = runtime.concrete(cells)
+    if known is not None:
+        longest = (known[:, 2:] - known[:, :2] + 1).max(axis=0, initial=1)
+        return int(longest[0]), int(longest[1])
+    if runtime.in_tensorflow_graph() and not runtime.in_xla_context():
+        sides = ops.concatenate([cells[:, 2:] - cells[:, :2] + 1, ops.ones([1, 2], "int32")], axis=0)
+        longest = ops.max(sides, axis=0)
+        return longest[0], longest[1]
     height, width = ops.shape(features)[1:3]
-    if not (runtime.is_eager(cells) or (runtime.in_tensorflow_graph() and not runtime.in_xla_context())):
-        return height, width
-    sides = ops.concatenate([cells[:, 2:] - cells[:, :2] + 1, ops.ones([1, 2], "int32")], axis=0)
-    longest = ops.max(sides, axis=0)
-    if runtime.is_eager(cells):
-        longest = [int(v) for v in ops.convert_to_numpy(longest)]
-    return longest[0], longest[1]
+    return height, width
 
 
 def _pool_levels(table, cells, images, levels):
